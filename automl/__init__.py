@@ -1,0 +1,15 @@
+"""automl: hyperparameter search for YOLO object-detection training."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["search", "SearchResult", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy: `import automl` and `automl --help` stay instant (no torch, ray or ultralytics).
+    if name in ("search", "SearchResult"):
+        from automl import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'automl' has no attribute {name!r}")

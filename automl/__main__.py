@@ -1,0 +1,5 @@
+import sys
+
+from automl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,313 @@
+"""The Python API: `automl.search(...)`. The CLI is a thin layer over these functions."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automl.errors import ConfigError
+
+DEFAULT_SPACE = "lr_momentum"
+DEFAULT_SEARCHER = "ga"
+DEFAULT_TRIALS = 8
+DEFAULT_EPOCHS = 30
+DEFAULT_FRACTION = 0.5
+DEFAULT_MODEL = "yolo11n.yaml"
+DEFAULT_IMGSZ = 640
+DEFAULT_BATCH = 16
+# The built-in demo data (160 + 64 images of 128 px) trains with its own profile, so that the
+# default search fits in minutes on a laptop CPU. Flags the user passes always win.
+# nbs = batch: at 80 images a batch of 8 gives 10 iterations an epoch; ultralytics' nominal batch
+# of 64 would accumulate 8 of them into one optimizer step and leave ~12 steps for a whole trial
+# (measured: mAP50 0.0 after 9 epochs with accumulation, 0.58 without).
+DEMO_PROFILE = {"epochs": 10, "imgsz": 128, "batch": 8}
+
+
+@dataclass
+class SearchResult:
+    """What a search leaves behind; everything is derived from the study."""
+
+    study: Any
+    best_hyperparameters_path: Path | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best(self):
+        """The best COMPLETE trial (an optuna FrozenTrial), or None."""
+        from automl.study import best_trial
+
+        return best_trial(self.study)
+
+    def to_dataframe(self):
+        """All trials as a pandas DataFrame (Optuna's layout: params_*, user_attrs_*)."""
+        return self.study.trials_dataframe()
+
+
+def _check_flags(
+    *, trials: int, concurrency: int, cpus_per_trial: float | None, gpus_per_trial: float | None,
+    fraction: float, epochs: int, imgsz: int, batch: int,
+) -> None:
+    checks = [
+        (trials >= 1, f"--trials {trials}: must be at least 1"),
+        (concurrency >= 1, f"--concurrency {concurrency}: must be at least 1"),
+        (cpus_per_trial is None or cpus_per_trial > 0,
+         f"--cpus-per-trial {cpus_per_trial}: must be > 0"),
+        (gpus_per_trial is None or gpus_per_trial >= 0,
+         f"--gpus-per-trial {gpus_per_trial}: must be >= 0 (fractions such as 0.25 share a GPU)"),
+        (0 < fraction <= 1, f"--fraction {fraction}: must be in (0, 1]; 1 uses all images"),
+        (epochs >= 1, f"--epochs {epochs}: must be at least 1"),
+        (imgsz >= 32, f"--imgsz {imgsz}: must be at least 32"),
+        (batch >= 1, f"--batch {batch}: must be at least 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def check_model(model: str) -> None:
+    """Fail early, offline-safe: a .pt must exist locally; a .yaml must be one ultralytics can build."""
+    path = Path(model)
+    if path.suffix == ".pt":
+        if not path.is_file():
+            raise ConfigError(
+                f"--model {model}: weights file not found (nothing is downloaded); pass a local "
+                "path, or a model YAML such as yolo11n.yaml to train from scratch"
+            )
+        return
+    if path.suffix not in {".yaml", ".yml"}:
+        raise ConfigError(f"--model {model}: expected a .yaml model config or local .pt weights")
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics.nn.tasks import yaml_model_load
+
+    try:
+        yaml_model_load(model)
+    except (FileNotFoundError, OSError) as e:
+        raise ConfigError(
+            f"--model {model}: no such model YAML, locally or in ultralytics' cfg/models "
+            "(e.g. yolo11n.yaml, yolov8s.yaml)"
+        ) from e
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def search(
+    *,
+    data: str | Path | None = None,
+    space: str | Path = DEFAULT_SPACE,
+    searcher: str = DEFAULT_SEARCHER,
+    trials: int = DEFAULT_TRIALS,
+    fitness: str | None = None,
+    study: str | None = None,
+    storage: str | None = None,
+    seed: int | None = None,
+    concurrency: int = 1,
+    cpus_per_trial: float | None = None,
+    gpus_per_trial: float | None = None,
+    fraction: float = DEFAULT_FRACTION,
+    model: str = DEFAULT_MODEL,
+    epochs: int | None = None,
+    imgsz: int | None = None,
+    batch: int | None = None,
+    device: str | None = None,
+    ga_parent: str = "single",
+    address: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Run (or continue) a hyperparameter search whose every trial is an ultralytics training.
+
+    Args:
+        data: data.yaml; None uses the built-in demo data (generated once into the cache).
+        space: built-in space name or path to a space YAML.
+        searcher: ga, tpe, gp, cmaes, random, grid or nsga2.
+        trials: trials in the study in total (finished ones from earlier runs count).
+        fitness: preset (v5, map50_95, map50, map75, f1) or a sum like "0.2*map50+0.8*map75".
+        study: study name (default: DATA-SPACE); storage: Optuna URL (default sqlite under studies/).
+        seed: makes the searcher and the mini split reproducible.
+        concurrency, cpus_per_trial, gpus_per_trial: trials at once and each one's resources.
+        fraction: stratified share of train and of val each trial uses.
+        model, epochs, imgsz, batch, device: the training of each trial (epochs, imgsz and
+            batch default to 30, 640 and 16; on the demo data to its profile, DEMO_PROFILE).
+        ga_parent: GA parent selection, single or weighted.
+        address: join this Ray cluster instead of starting a local one.
+        log: where progress lines go (default: stdout).
+
+    Returns:
+        A SearchResult over the study.
+
+    Raises:
+        AutoMLError: any bad flag, space, fitness or data, before the first trial.
+    """
+    from automl import study as studies
+    from automl.data import load_dataset, make_mini_dataset
+    from automl.demo import ensure_demo_dataset
+    from automl.execution.ray_runner import Resources, run_search
+    from automl.fitness import parse_fitness
+    from automl.searchers import SEARCHERS, grid_size, make_sampler
+    from automl.spaces import load_space, ultralytics_defaults
+
+    say = log or (lambda line: print(line, flush=True))
+    if searcher not in SEARCHERS:
+        raise ConfigError(f"--searcher {searcher}: unknown; choose one of {', '.join(SEARCHERS)}")
+    fit = parse_fitness(fitness)
+    search_space = load_space(space)
+    demo = data is None
+    profile = DEMO_PROFILE if demo else {
+        "epochs": DEFAULT_EPOCHS, "imgsz": DEFAULT_IMGSZ, "batch": DEFAULT_BATCH}
+    epochs = epochs if epochs is not None else profile["epochs"]
+    imgsz = imgsz if imgsz is not None else profile["imgsz"]
+    batch = batch if batch is not None else profile["batch"]
+    _check_flags(trials=trials, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
+                 gpus_per_trial=gpus_per_trial, fraction=fraction, epochs=epochs, imgsz=imgsz,
+                 batch=batch)
+    check_model(model)
+    data_yaml = ensure_demo_dataset() if demo else Path(data)
+    dataset = load_dataset(data_yaml)
+
+    name = study or f"{'demo' if demo else Path(data_yaml).stem}-{search_space.name}"
+    fixed = dict(search_space.fixed)
+    if demo and "nbs" not in fixed:
+        fixed["nbs"] = batch  # see DEMO_PROFILE
+    base_args = {**ultralytics_defaults(), "batch": batch, **fixed}
+    defaults = {k: base_args[k] for k in search_space.keys if k in base_args}
+    if searcher == "grid":
+        trials = min(trials, grid_size(search_space))
+    sampler = make_sampler(searcher, search_space, seed=seed, n_trials=trials,
+                           defaults=defaults, ga_parent=ga_parent)
+    the_study = studies.open_study(name, storage, sampler)
+    config = {
+        "space": search_space.name, "space_source": search_space.source,
+        "space_keys": list(search_space.keys), "fixed": fixed,
+        "fitness": fit.spec, "searcher": searcher, "data": str(dataset.yaml_path),
+        "model": model, "epochs": epochs, "imgsz": imgsz, "fraction": fraction,
+        "batch": batch, "seed": seed,
+    }
+    studies.check_config(the_study, config)
+    recovered = studies.recover_interrupted(the_study)
+    if recovered:
+        say(f"marked interrupted trials {recovered} as FAIL; their configurations run again")
+
+    out_dir = studies.study_dir(name)
+    mini_yaml = make_mini_dataset(dataset, fraction, out_dir / "mini", seed=seed or 0)
+    cpus = cpus_per_trial or max(1, _cpu_count() // concurrency)
+    gpus = gpus_per_trial if gpus_per_trial is not None else _default_gpus(concurrency)
+    run = {
+        "data": str(mini_yaml.resolve()), "model": model, "epochs": epochs, "imgsz": imgsz,
+        "batch": batch, "device": device, "fitness": fit.spec, "fixed": fixed,
+        "project": str((out_dir / "trials").resolve()), "threads": max(1, int(cpus)),
+    }
+    done_before = len(studies.finished_trials(the_study))
+    say(f"study '{name}' ({storage or studies.default_storage(name)}): {done_before}/{trials} "
+        f"trials finished; searcher {searcher}, space {search_space.name} "
+        f"({', '.join(search_space.keys)}), fitness {fit.describe()}")
+    say(f"data {dataset.yaml_path} -> mini split {fraction:g} ({mini_yaml.parent}), model {model}, "
+        f"{epochs} epochs at {imgsz} px; {concurrency} at a time, {cpus:g} CPU / {gpus:g} GPU each")
+
+    progress = _Progress(the_study, trials, say)
+    run_search(the_study, search_space.distributions(), run, n_trials=trials,
+               resources=Resources(concurrency, cpus, gpus), on_event=progress,
+               address=address)
+
+    result = SearchResult(the_study)
+    if result.best is not None:
+        result.best_hyperparameters_path = studies.write_best_hyperparameters(
+            the_study, out_dir / "best_hyperparameters.yaml"
+        )
+    say(format_top_table(the_study))
+    if result.best_hyperparameters_path:
+        say(f"best hyperparameters: {result.best_hyperparameters_path}")
+    return result
+
+
+def _default_gpus(concurrency: int) -> float:
+    """Share the visible GPUs among the concurrent trials (0 without a GPU)."""
+    try:
+        import torch
+
+        count = torch.cuda.device_count()
+    except Exception:
+        count = 0
+    return min(1.0, count / concurrency) if count else 0.0
+
+
+class _Progress:
+    """Prints one line per finished trial: i/N, its outcome, and the best so far."""
+
+    def __init__(self, study, total: int, say: Callable[[str], None]) -> None:
+        self._study, self._total, self._say = study, total, say
+
+    def __call__(self, event) -> None:
+        from automl.study import best_trial, finished_trials
+
+        done = len(finished_trials(self._study))
+        best = best_trial(self._study)
+        best_text = f"best {best.value:.4f} (#{best.number})" if best else "best -"
+        if event.state == "COMPLETE":
+            m = event.metrics
+            outcome = (f"fitness {event.value:.4f}  mAP50 {m.get('map50', math.nan):.3f}  "
+                       f"mAP50-95 {m.get('map50_95', math.nan):.3f}")
+        else:
+            outcome = f"{event.state}: {event.error}"
+        self._say(f"trial {done}/{self._total}  #{event.number}  {outcome}  "
+                  f"({event.seconds:.1f}s)  |  {best_text}")
+
+
+def format_top_table(study, n: int = 5) -> str:
+    """The top trials as a text table (fitness, metrics, params)."""
+    from automl.study import top_trials
+
+    top = top_trials(study, n)
+    if not top:
+        return "no COMPLETE trial yet"
+    keys = list(dict.fromkeys(k for t in top for k in t.params))
+    header = ["trial", "fitness", "mAP50", "mAP50-95", "mAP75", "P", "R", *keys]
+    rows = []
+    for t in top:
+        a = t.user_attrs
+        rows.append([
+            f"#{t.number}", f"{t.value:.4f}",
+            *(f"{a.get(k, math.nan):.3f}" for k in ("map50", "map50_95", "map75",
+                                                    "precision", "recall")),
+            *(_fmt(t.params.get(k)) for k in keys),
+        ])
+    return f"top {len(top)} trials of study '{study.study_name}':\n" + text_table(header, rows)
+
+
+def text_table(header: list[str], rows: list[list[Any]], *, right: bool = True) -> str:
+    """Columns padded to their widest cell, two spaces apart."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    pad = str.rjust if right else str.ljust
+    return "\n".join("  ".join(pad(str(c), w) for c, w in zip(r, widths, strict=True))
+                     for r in [header, *rows])
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.5g}"
+    return str(value)
+
+
+def studies_table(storage: str | None = None) -> str:
+    """`automl studies`: every study with trial counts and best fitness."""
+    from automl.study import list_studies
+
+    rows = list_studies(storage)
+    if not rows:
+        return "no studies found" + ("" if storage else " under studies/")
+    header = ["study", "trials", "complete", "pruned", "fail", "running", "best fitness",
+              "best trial", "storage"]
+    body = [[r["study"], r["trials"], r["complete"], r["pruned"], r["fail"], r["running"],
+             "-" if r["best_fitness"] is None else f"{r['best_fitness']:.4f}",
+             "-" if r["best_trial"] is None else f"#{r['best_trial']}", r["storage"]]
+            for r in rows]
+    return text_table(header, body, right=False)
+
+

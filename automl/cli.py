@@ -1,0 +1,123 @@
+"""The `automl` command: a thin layer over the Python API. User mistakes exit 2 with one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from automl.errors import AutoMLError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + error
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from automl.api import (
+        DEFAULT_BATCH,
+        DEFAULT_EPOCHS,
+        DEFAULT_FRACTION,
+        DEFAULT_IMGSZ,
+        DEFAULT_MODEL,
+        DEFAULT_SEARCHER,
+        DEFAULT_SPACE,
+        DEFAULT_TRIALS,
+        DEMO_PROFILE,
+    )
+
+    parser = _Parser(prog="automl", description="Hyperparameter search for YOLO detection training.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("search", help="run or continue a search (trials via Ray Tune, record in Optuna)")
+    s.add_argument("--data", help="data.yaml (default: the built-in demo data)")
+    s.add_argument("--space", default=DEFAULT_SPACE,
+                   help=f"built-in space name or a YAML path (default: {DEFAULT_SPACE})")
+    s.add_argument("--searcher", default=DEFAULT_SEARCHER,
+                   help="ga | tpe | gp | cmaes | random | grid | nsga2 (default: %(default)s)")
+    s.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
+                   help="trials in the study in total, earlier runs included (default: %(default)s)")
+    s.add_argument("--fitness", default=None,
+                   help="v5 (0.1*map50+0.9*map50_95, default) | map50_95 | map50 | map75 | f1 | "
+                        "a sum such as 0.2*map50+0.8*map75")
+    s.add_argument("--study", help="study name (default: DATA-SPACE, e.g. demo-lr_momentum)")
+    s.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/NAME.db)")
+    s.add_argument("--seed", type=int, default=None,
+                   help="makes searchers and the mini split reproducible")
+    s.add_argument("--concurrency", type=int, default=1, help="trials at once (default: 1)")
+    s.add_argument("--cpus-per-trial", type=float, default=None,
+                   help="CPU cores per trial (default: all cores / concurrency)")
+    s.add_argument(
+        "--gpus-per-trial", type=float, default=None,
+        help="GPUs per trial, fractions share a GPU (default: GPUs / concurrency, 0 without)")
+    s.add_argument("--fraction", type=_fraction, default=DEFAULT_FRACTION,
+                   help="stratified share of train and of val per trial (default: %(default)s)")
+    s.add_argument("--model", default=DEFAULT_MODEL, help="model YAML or local .pt (default: %(default)s)")
+    s.add_argument("--epochs", type=int, default=None,
+                   help=f"epochs per trial (default: {DEFAULT_EPOCHS}; demo data: {DEMO_PROFILE['epochs']})")
+    s.add_argument("--imgsz", type=int, default=None,
+                   help=f"training image size (default: {DEFAULT_IMGSZ}; demo data: {DEMO_PROFILE['imgsz']})")
+    s.add_argument("--batch", type=int, default=None,
+                   help=f"batch size (default: {DEFAULT_BATCH}; demo data: {DEMO_PROFILE['batch']})")
+    s.add_argument("--device", default=None, help="ultralytics device, e.g. cpu, 0 (default: auto)")
+    s.add_argument("--ga-parent", default="single", help="GA parent selection: single | weighted")
+    s.add_argument("--address", default=None, help="join this Ray cluster (auto | HOST:PORT)")
+
+    d = sub.add_parser("demo-data", help="write the deterministic demo dataset")
+    d.add_argument("--out", required=True, help="output folder (YOLO layout + data.yaml)")
+    d.add_argument("--seed", type=int, default=0)
+
+    st = sub.add_parser("studies", help="list studies with trial counts and best fitness")
+    st.add_argument("--storage", help="Optuna storage URL (default: every studies/*.db)")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "search":
+        from automl.api import search
+
+        search(
+            data=args.data, space=args.space, searcher=args.searcher, trials=args.trials,
+            fitness=args.fitness, study=args.study, storage=args.storage, seed=args.seed,
+            concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial, fraction=args.fraction, model=args.model,
+            epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
+            ga_parent=args.ga_parent, address=args.address,
+        )
+    elif args.command == "demo-data":
+        from automl.demo import make_demo_dataset
+
+        print(make_demo_dataset(args.out, seed=args.seed))
+    elif args.command == "studies":
+        from automl.api import studies_table
+
+        print(studies_table(args.storage))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except AutoMLError as e:
+        print(f"automl {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\nautoml {args.command}: interrupted; finished trials are kept in the study. "
+              "Run the same command again to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

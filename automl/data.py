@@ -1,0 +1,230 @@
+"""YOLO datasets: read data.yaml and labels, and make stratified mini splits (train AND val).
+
+A mini split is a pair of image-list files plus a derived data.yaml; images are never copied.
+Stratification is multi-label (iterative-stratification) over, per image: which classes it
+holds, its boxes-per-image bucket, and which box-aspect and box-size buckets its boxes fall in.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from automl.errors import DataError
+
+IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp",
+                  ".pfm", ".heic", ".avif", ".jp2"}
+# Boxes-per-image buckets (the seed project's little / medium / many).
+BPI_BUCKETS = (("little", 1, 2), ("medium", 3, 5), ("many", 6, None))
+# Box aspect (w / h, in normalized coordinates) and size (sqrt of normalized area) buckets.
+ASPECT_EDGES = (2 / 3, 3 / 2)
+ASPECT_NAMES = ("tall", "square", "wide")
+SIZE_EDGES = (0.1, 0.3)
+SIZE_NAMES = ("small", "medium", "large")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A detection dataset as data.yaml describes it, with its image files resolved."""
+
+    yaml_path: Path
+    names: tuple[str, ...]
+    train: tuple[Path, ...]
+    val: tuple[Path, ...]
+
+    @property
+    def nc(self) -> int:
+        return len(self.names)
+
+
+def label_path(image: Path) -> Path:
+    """Where ultralytics looks for an image's label: the last /images/ becomes /labels/, .txt."""
+    s = str(image)
+    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    if sa in s:
+        s = sb.join(s.rsplit(sa, 1))
+    return Path(s).with_suffix(".txt")
+
+
+def _names(raw: dict, source: Path) -> tuple[str, ...]:
+    names = raw.get("names")
+    nc = raw.get("nc")
+    if names is None:
+        if isinstance(nc, int) and nc > 0:
+            return tuple(f"class{i}" for i in range(nc))
+        raise DataError(f"{source}: needs 'names' (a list or a mapping id: name)")
+    if isinstance(names, dict):
+        ids = sorted(names)
+        if ids != list(range(len(ids))):
+            raise DataError(f"{source}: names ids must be 0..{len(ids) - 1}, got {ids}")
+        names = [names[i] for i in ids]
+    if not isinstance(names, list) or not names:
+        raise DataError(f"{source}: 'names' must be a non-empty list or mapping")
+    if nc is not None and nc != len(names):
+        raise DataError(f"{source}: nc is {nc} but names has {len(names)} entries; make them agree")
+    return tuple(str(n) for n in names)
+
+
+def _images_from(entry: str | list, root: Path, source: Path, key: str) -> tuple[Path, ...]:
+    entries = entry if isinstance(entry, list) else [entry]
+    files: list[Path] = []
+    for item in entries:
+        p = Path(str(item))
+        p = p if p.is_absolute() else root / p
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file() and p.suffix == ".txt":
+            for line in p.read_text().splitlines():
+                line = line.strip()
+                if not line:
+                    continue
+                f = Path(line)
+                files.append(f if f.is_absolute() else (p.parent / line).resolve())
+        else:
+            raise DataError(f"{source}: {key}: {p} does not exist; fix the path in data.yaml")
+    if not files:
+        raise DataError(f"{source}: {key}: no images found under {entries}")
+    return tuple(files)
+
+
+def load_dataset(data_yaml: str | Path) -> Dataset:
+    """Read data.yaml and resolve its train/val image files.
+
+    Raises:
+        DataError: missing file or keys, names/nc disagreeing, paths that do not exist.
+    """
+    source = Path(data_yaml)
+    if not source.is_file():
+        raise DataError(f"{source}: data.yaml not found; pass --data path/to/data.yaml")
+    try:
+        raw = yaml.safe_load(source.read_text())
+    except yaml.YAMLError as e:
+        raise DataError(f"{source}: is not valid YAML ({e.__class__.__name__})") from e
+    if not isinstance(raw, dict):
+        raise DataError(f"{source}: must be a mapping with train, val and names")
+    missing = [k for k in ("train", "val") if not raw.get(k)]
+    if missing:
+        raise DataError(f"{source}: missing {' and '.join(missing)}; add the image folder or list")
+    root = Path(raw.get("path") or source.parent)
+    if not root.is_absolute():
+        root = (source.parent / root).resolve()
+    return Dataset(
+        yaml_path=source.resolve(),
+        names=_names(raw, source),
+        train=_images_from(raw["train"], root, source, "train"),
+        val=_images_from(raw["val"], root, source, "val"),
+    )
+
+
+def read_boxes(label_file: Path) -> np.ndarray:
+    """Rows (class, x, y, w, h) of a YOLO label file; an absent file means no boxes.
+
+    Rows that cannot be read are skipped here (`automl check` is where they get reported).
+    """
+    try:
+        text = label_file.read_text()
+    except (FileNotFoundError, IsADirectoryError):
+        return np.zeros((0, 5))
+    rows = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 5:
+            continue
+        try:
+            rows.append([float(v) for v in parts])
+        except ValueError:
+            continue
+    return np.array(rows, dtype=float).reshape(-1, 5)
+
+
+def stratification_labels(boxes: list[np.ndarray], nc: int) -> np.ndarray:
+    """One multi-label row per image: class presence, boxes-per-image bucket, aspect and size buckets."""
+    n_cols = nc + len(BPI_BUCKETS) + len(ASPECT_NAMES) + len(SIZE_NAMES)
+    out = np.zeros((len(boxes), n_cols), dtype=bool)
+    for i, b in enumerate(boxes):
+        if len(b) == 0:
+            continue
+        cls = b[:, 0].astype(int)
+        out[i, cls[(cls >= 0) & (cls < nc)]] = True
+        n = len(b)
+        for j, (_, lo, hi) in enumerate(BPI_BUCKETS):
+            if n >= lo and (hi is None or n <= hi):
+                out[i, nc + j] = True
+        w, h = np.clip(b[:, 3], 1e-9, None), np.clip(b[:, 4], 1e-9, None)
+        base = nc + len(BPI_BUCKETS)
+        out[i, base + np.digitize(w / h, ASPECT_EDGES)] = True
+        base += len(ASPECT_NAMES)
+        out[i, base + np.digitize(np.sqrt(w * h), SIZE_EDGES)] = True
+    return out
+
+
+def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """Indices of exactly `size` rows chosen so the labels keep their proportions.
+
+    MultilabelStratifiedShuffleSplit's greedy assignment can miss the requested size by a few;
+    the surplus is dropped (or the shortfall filled) at random so the size is exact.
+    """
+    n = len(labels)
+    if size >= n:
+        return np.arange(n)
+    if size <= 0:
+        return np.zeros(0, dtype=int)
+    rng = np.random.default_rng(seed)
+    # iterative-stratification wants at least two label columns with some positives
+    y = np.concatenate([labels, ~labels.any(axis=1, keepdims=True), np.ones((n, 1), bool)], 1)
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=size, random_state=seed)
+    _, chosen = next(splitter.split(np.zeros(n), y.astype(int)))
+    if len(chosen) > size:
+        chosen = rng.choice(chosen, size, replace=False)
+    elif len(chosen) < size:
+        rest = np.setdiff1d(np.arange(n), chosen)
+        chosen = np.concatenate([chosen, rng.choice(rest, size - len(chosen), replace=False)])
+    return np.sort(chosen)
+
+
+def mini_size(n: int, fraction: float) -> int:
+    """How many of n images a fraction keeps (at least one)."""
+    return n if fraction >= 1 else max(1, int(round(n * fraction)))
+
+
+def write_split(
+    out_dir: Path, names: tuple[str, ...], train: list[Path], val: list[Path]
+) -> Path:
+    """Write train.txt / val.txt (absolute image paths) and a data.yaml that points at them."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "train.txt").write_text("".join(f"{p}\n" for p in train))
+    (out_dir / "val.txt").write_text("".join(f"{p}\n" for p in val))
+    data = {
+        "train": str((out_dir / "train.txt").resolve()),
+        "val": str((out_dir / "val.txt").resolve()),
+        "nc": len(names),
+        "names": dict(enumerate(names)),
+    }
+    path = out_dir / "data.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def make_mini_dataset(
+    dataset: Dataset, fraction: float, out_dir: str | Path, *, seed: int = 0
+) -> Path:
+    """Stratified `fraction` of train and of val, written as lists + data.yaml under out_dir.
+
+    Raises:
+        DataError: a fraction outside (0, 1].
+    """
+    if not 0 < fraction <= 1:
+        raise DataError(f"--fraction {fraction}: must be in (0, 1]; 1 uses all images")
+    parts = []
+    for files in (dataset.train, dataset.val):
+        boxes = [read_boxes(label_path(f)) for f in files]
+        labels = stratification_labels(boxes, dataset.nc)
+        keep = stratified_subset(labels, mini_size(len(files), fraction), seed=seed)
+        parts.append([files[i] for i in keep])
+    return write_split(Path(out_dir), dataset.names, parts[0], parts[1])

@@ -1,0 +1,142 @@
+"""A deterministic, locally generated detection dataset that a from-scratch YOLO learns on a CPU.
+
+Three shape classes (ellipse, rectangle, triangle), each with its own hue band, drawn on noisy
+gradient backgrounds. Boxes per image, box sizes and box aspects vary on purpose so that the
+stratified mini split has something to stratify. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+CLASS_NAMES = ("ellipse", "rectangle", "triangle")
+# Class frequencies are uneven on purpose (like real data); hue bands make classes learnable fast.
+_CLASS_PROBS = (0.45, 0.35, 0.20)
+_CLASS_HUES = ((0, 20), (85, 130), (200, 250))
+_BOXES_PER_IMAGE = (1, 1, 2, 2, 3, 3, 4, 5, 6)
+_IMAGE_SIZES = ((128, 128), (128, 128), (160, 120), (120, 160))
+DEMO_VERSION = 1
+_DONE_MARKER = ".complete"
+
+
+def default_cache_dir() -> Path:
+    """Where generated data is kept: $AUTOML_CACHE_DIR, else $XDG_CACHE_HOME/automl, else ~/.cache."""
+    if os.environ.get("AUTOML_CACHE_DIR"):
+        return Path(os.environ["AUTOML_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "automl"
+
+
+def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
+    from colorsys import hsv_to_rgb
+
+    r, g, b = hsv_to_rgb(h / 360.0, s, v)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    base = rng.uniform(60, 200)
+    gx = np.linspace(0, rng.uniform(-40, 40), w)[None, :]
+    gy = np.linspace(0, rng.uniform(-40, 40), h)[:, None]
+    img = base + gx + gy + rng.normal(0, 6, (h, w))
+    img = np.repeat(img[:, :, None], 3, axis=2) + rng.normal(0, 6, (1, 1, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _draw_image(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, list[tuple]]:
+    from PIL import Image, ImageDraw
+
+    img = Image.fromarray(_background(rng, w, h))
+    draw = ImageDraw.Draw(img)
+    n_target = int(rng.choice(_BOXES_PER_IMAGE))
+    placed: list[tuple[float, float, float, float]] = []
+    labels: list[tuple[int, float, float, float, float]] = []
+    for _ in range(n_target * 20):  # rejection sampling keeps overlaps small
+        if len(placed) == n_target:
+            break
+        cls = int(rng.choice(len(CLASS_NAMES), p=_CLASS_PROBS))
+        size = rng.uniform(18, 56)
+        aspect = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))  # w / h
+        bw, bh = size * np.sqrt(aspect), size / np.sqrt(aspect)
+        if bw >= w - 2 or bh >= h - 2:
+            continue
+        x0, y0 = rng.uniform(1, w - bw - 1), rng.uniform(1, h - bh - 1)
+        box = (x0, y0, x0 + bw, y0 + bh)
+        if any(_iou(box, other) > 0.05 for other in placed):
+            continue
+        hue = rng.uniform(*_CLASS_HUES[cls])
+        color = _hsv_to_rgb(hue, rng.uniform(0.75, 1.0), rng.uniform(0.7, 1.0))
+        if cls == 0:
+            draw.ellipse(box, fill=color)
+        elif cls == 1:
+            draw.rectangle(box, fill=color)
+        else:
+            apex = x0 + rng.uniform(0.2, 0.8) * bw
+            draw.polygon([(apex, y0), (x0, y0 + bh), (x0 + bw, y0 + bh)], fill=color)
+        placed.append(box)
+        labels.append((cls, (box[0] + box[2]) / 2 / w, (box[1] + box[3]) / 2 / h, bw / w, bh / h))
+    return np.asarray(img), labels
+
+
+def make_demo_dataset(
+    out: str | Path, *, n_train: int = 160, n_val: int = 64, seed: int = 0
+) -> Path:
+    """Write the demo dataset (YOLO layout + data.yaml) under `out` and return the data.yaml path.
+
+    The same arguments always give the same images and labels.
+    """
+    from PIL import Image
+
+    out = Path(out).resolve()
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", n_train), ("val", n_val)):
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            w, h = _IMAGE_SIZES[int(rng.integers(len(_IMAGE_SIZES)))]
+            pixels, labels = _draw_image(rng, w, h)
+            stem = f"{split}_{i:05d}"
+            Image.fromarray(pixels).save(out / "images" / split / f"{stem}.png")
+            rows = [f"{c} {x:.6f} {y:.6f} {bw:.6f} {bh:.6f}" for c, x, y, bw, bh in labels]
+            (out / "labels" / split / f"{stem}.txt").write_text("\n".join(rows) + "\n")
+    data_yaml = out / "data.yaml"
+    data = {
+        "path": str(out),
+        "train": "images/train",
+        "val": "images/val",
+        "names": dict(enumerate(CLASS_NAMES)),
+    }
+    data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
+    return data_yaml
+
+
+def ensure_demo_dataset(cache_dir: str | Path | None = None) -> Path:
+    """Return the cached demo data.yaml, generating it once (atomically) if it is not there."""
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    target = root / f"demo-v{DEMO_VERSION}"
+    if (target / _DONE_MARKER).exists():
+        return target / "data.yaml"
+    tmp = root / f".demo-v{DEMO_VERSION}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    make_demo_dataset(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    # data.yaml holds an absolute path: rewrite it for the final location
+    make_data = yaml.safe_load((target / "data.yaml").read_text())
+    make_data["path"] = str(target.resolve())
+    (target / "data.yaml").write_text(yaml.safe_dump(make_data, sort_keys=False))
+    (target / _DONE_MARKER).write_text("ok\n")
+    return target / "data.yaml"

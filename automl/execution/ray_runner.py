@@ -1,0 +1,254 @@
+"""Ray Tune runs the trials; the Optuna study keeps the record.
+
+`StudySearcher` is a Ray Tune Searcher that asks the study for each trial's params, reports each
+epoch's fitness as an intermediate value and tells the study the outcome. All study writes happen
+here, in the driver, so trials never touch the storage themselves.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from automl.study import ERROR_ATTR, OWNER_ATTR, finished_trials, owner_tag
+from automl.trainer import METRIC_KEYS, offline_env
+
+FITNESS = "fitness"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial gets and how many run at once."""
+
+    concurrency: int = 1
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+
+
+@dataclass
+class TrialEvent:
+    """What the progress line needs to know about a finished trial."""
+
+    number: int
+    state: str  # COMPLETE | FAIL | PRUNED
+    value: float | None
+    metrics: dict[str, float]
+    error: str | None
+    seconds: float
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: one ultralytics training, one report per epoch."""
+    from ray import tune
+
+    from automl.trainer import train_once
+
+    def report(metrics: dict[str, Any]) -> None:
+        tune.report(metrics)
+
+    outcome = train_once(
+        config["params"], config["run"], name=f"trial_{config['number']:04d}", report=report
+    )
+    if "error" in outcome:
+        # Reported, not raised: the searcher marks the trial FAIL with this message.
+        tune.report({FITNESS: float("nan"), "error": outcome["error"]})
+
+
+def _best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    scored = [h for h in history if isinstance(h.get(FITNESS), float) and math.isfinite(h[FITNESS])]
+    return max(scored, key=lambda h: (h[FITNESS], -h["epoch"])) if scored else None
+
+
+class StudySearcher:
+    """Factory for the Ray Searcher subclass (keeps `ray` out of import time)."""
+
+    def __new__(cls, *args, **kwargs):
+        return _make_searcher_class()(*args, **kwargs)
+
+
+def _make_searcher_class():
+    from optuna.trial import TrialState
+    from ray.tune.search import Searcher
+
+    class _StudySearcher(Searcher):
+        def __init__(
+            self,
+            study,
+            distributions: Mapping[str, Any],
+            run: Mapping[str, Any],
+            n_trials: int,
+            on_event: Callable[[TrialEvent], None] | None = None,
+        ) -> None:
+            super().__init__(metric=FITNESS, mode="max")
+            self._study = study
+            self._distributions = dict(distributions)
+            self._run = dict(run)
+            self._n_trials = n_trials
+            self._on_event = on_event
+            self._live: dict[str, Any] = {}
+            self._history: dict[str, list[dict[str, Any]]] = {}
+            self._started: dict[str, float] = {}
+
+        def set_search_properties(self, metric, mode, config, **spec) -> bool:
+            return True  # the space comes from the study, not from Tune's config
+
+        def _budget_left(self) -> int:
+            running = len(self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            return self._n_trials - len(finished_trials(self._study)) - running
+
+        def suggest(self, trial_id: str):
+            if self._budget_left() <= 0:
+                return Searcher.FINISHED
+            trial = self._study.ask(self._distributions)
+            self._study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, owner_tag())
+            self._live[trial_id] = trial
+            self._history[trial_id] = []
+            self._started[trial_id] = time.perf_counter()
+            return {"params": dict(trial.params), "number": trial.number, "run": self._run}
+
+        def on_trial_result(self, trial_id: str, result: dict) -> None:
+            trial = self._live.get(trial_id)
+            if trial is None or "error" in result:
+                return
+            row = {k: result[k] for k in (*METRIC_KEYS, FITNESS, "epoch", "train_seconds")
+                   if k in result}
+            self._history[trial_id].append(row)
+            value = row.get(FITNESS)
+            if isinstance(value, float) and math.isfinite(value):
+                trial.report(value, step=int(row["epoch"]))
+
+        def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+            trial = self._live.pop(trial_id, None)
+            if trial is None:
+                return
+            history = self._history.pop(trial_id, [])
+            seconds = time.perf_counter() - self._started.pop(trial_id)
+            message = None
+            if error or result is None:
+                message = ("the trial's process died (killed by the OS, e.g. out of memory) "
+                           "before it finished")
+            elif "error" in result:
+                message = str(result["error"])
+            best = _best_epoch(history)
+            if message is None and best is None:
+                message = "training finished without a validation result"
+            storage = self._study._storage
+            metrics = {}
+            if best is not None:
+                metrics = {k: best[k] for k in METRIC_KEYS if k in best}
+                for key, value in metrics.items():
+                    storage.set_trial_user_attr(trial._trial_id, key, value)
+                storage.set_trial_user_attr(trial._trial_id, "best_epoch", best["epoch"])
+            if history:
+                storage.set_trial_user_attr(trial._trial_id, "epochs", history[-1]["epoch"])
+                storage.set_trial_user_attr(
+                    trial._trial_id, "train_seconds", history[-1].get("train_seconds")
+                )
+            if message is not None:
+                storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, message)
+                self._study.tell(trial, state=TrialState.FAIL)
+                state, value = "FAIL", None
+            else:
+                storage.set_trial_user_attr(trial._trial_id, FITNESS, best[FITNESS])
+                self._study.tell(trial, best[FITNESS])
+                state, value = "COMPLETE", best[FITNESS]
+            if self._on_event:
+                self._on_event(TrialEvent(trial.number, state, value, metrics, message, seconds))
+
+        def fail_live(self, message: str) -> list[int]:
+            """Mark every trial still running as FAIL (used when the search is interrupted)."""
+            from automl.study import INTERRUPTED_ATTR
+
+            numbers = []
+            for trial_id in list(self._live):
+                trial = self._live.pop(trial_id)
+                self._study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
+                self._study._storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, message)
+                self._study.tell(trial, state=TrialState.FAIL)
+                numbers.append(trial.number)
+            return numbers
+
+    return _StudySearcher
+
+
+def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: str | None = None):
+    """Start a private local Ray (or join `address`), quiet, with offline ultralytics in workers."""
+    import logging
+
+    import ray
+
+    os.environ.update(offline_env())
+    # Tune's own loggers write CSV/JSON/TensorBoard per trial; the study is our record.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = dict(
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        runtime_env={"env_vars": {**offline_env(), "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}},
+    )
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
+
+
+def run_search(
+    study,
+    distributions: Mapping[str, Any],
+    run: Mapping[str, Any],
+    *,
+    n_trials: int,
+    resources: Resources,
+    on_event: Callable[[TrialEvent], None] | None = None,
+    address: str | None = None,
+) -> None:
+    """Run trials through Ray Tune until the study holds `n_trials` finished trials.
+
+    KeyboardInterrupt propagates after the running trials are marked FAIL (interrupted).
+    """
+    from ray import tune
+
+    remaining = n_trials - len(finished_trials(study))
+    if remaining <= 0:
+        return
+    init_ray(address=address)
+    searcher = StudySearcher(study, distributions, run, n_trials, on_event)
+    trainable = tune.with_resources(
+        run_trial, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+    )
+    with tempfile.TemporaryDirectory(prefix="automl-ray-") as tmp:
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=remaining,
+                max_concurrent_trials=resources.concurrency,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                storage_path=tmp,
+                name="automl",
+                verbose=0,
+                log_to_file=False,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            ),
+        )
+        message = "interrupted: the search was stopped (Ctrl-C) during this trial"
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:
+            searcher.fail_live(message)
+            raise
+        # Tune traps SIGINT itself and returns from fit() normally; trials it never reported
+        # complete were cut short and must not stay RUNNING (or pass for COMPLETE).
+        if searcher.fail_live(message):
+            raise KeyboardInterrupt

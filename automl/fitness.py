@@ -1,0 +1,95 @@
+"""One fitness for every searcher: a named preset or a weighted sum of detection metrics.
+
+Expressions are parsed by a small grammar (`[weight*]metric (+ [weight*]metric)*`), never eval'd.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from automl.errors import FitnessError
+
+# Canonical metric names, as stored in trial user attrs.
+METRICS = ("precision", "recall", "map50", "map75", "map50_95", "f1")
+_ALIASES = {
+    "p": "precision", "precision": "precision",
+    "r": "recall", "recall": "recall",
+    "map50": "map50", "map@50": "map50", "map@0.5": "map50", "map_50": "map50",
+    "map75": "map75", "map@75": "map75", "map@0.75": "map75", "map_75": "map75",
+    "map50_95": "map50_95", "map50-95": "map50_95", "map": "map50_95", "map@50:95": "map50_95",
+    "map@0.5:0.95": "map50_95",
+    "f1": "f1",
+}
+PRESETS: dict[str, dict[str, float]] = {
+    "v5": {"map50": 0.1, "map50_95": 0.9},
+    "map50_95": {"map50_95": 1.0},
+    "map50": {"map50": 1.0},
+    "map75": {"map75": 1.0},
+    "f1": {"f1": 1.0},
+}
+DEFAULT = "v5"
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_TERM = re.compile(rf"^(?:(?P<w>{_NUMBER})\s*\*\s*)?(?P<m>[A-Za-z][\w@.:\-]*)$")
+
+
+@dataclass(frozen=True)
+class Fitness:
+    """A weighted sum over canonical metric names."""
+
+    weights: tuple[tuple[str, float], ...]
+    spec: str
+
+    def __call__(self, metrics: Mapping[str, float]) -> float:
+        total = 0.0
+        for name, weight in self.weights:
+            value = metrics.get(name)
+            if value is None or not math.isfinite(float(value)):
+                return float("nan")
+            total += weight * float(value)
+        return total
+
+    def describe(self) -> str:
+        return " + ".join(f"{w:g}*{m}" for m, w in self.weights)
+
+
+def f1_score(precision: float, recall: float) -> float:
+    """Harmonic mean of precision and recall (0 when both are 0)."""
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
+
+def parse_fitness(spec: str | None) -> Fitness:
+    """A preset name (`v5`, `map50_95`, `map50`, `map75`, `f1`) or a sum like `0.2*map50+0.8*map75`.
+
+    Raises:
+        FitnessError: with the offending term and the accepted metric names.
+    """
+    spec = (spec or DEFAULT).strip()
+    key = spec.lower()
+    if key in PRESETS:
+        return Fitness(tuple(PRESETS[key].items()), spec)
+    if key in _ALIASES:
+        return Fitness(((_ALIASES[key], 1.0),), spec)
+    if not key:
+        raise FitnessError("--fitness is empty; use a preset such as v5 or a sum like 0.5*map50+0.5*f1")
+    weights: dict[str, float] = {}
+    for term in key.replace(" ", "").split("+"):
+        match = _TERM.match(term)
+        if not match:
+            raise FitnessError(
+                f"--fitness {spec!r}: cannot read the term {term!r}; write terms as "
+                "WEIGHT*METRIC joined by '+', e.g. 0.1*map50+0.9*map50_95"
+            )
+        metric = _ALIASES.get(match["m"])
+        if metric is None:
+            raise FitnessError(
+                f"--fitness {spec!r}: unknown metric {match['m']!r}; "
+                f"use one of {', '.join(METRICS)} (or a preset: {', '.join(PRESETS)})"
+            )
+        weight = float(match["w"]) if match["w"] else 1.0
+        weights[metric] = weights.get(metric, 0.0) + weight
+    if not any(w > 0 for w in weights.values()):
+        raise FitnessError(f"--fitness {spec!r}: at least one weight must be > 0")
+    return Fitness(tuple(weights.items()), spec)

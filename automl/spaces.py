@@ -1,0 +1,312 @@
+"""Search spaces: YAML files validated into frozen, typed objects, turned into Optuna distributions here.
+
+A space file looks like::
+
+    description: what this space is for
+    fixed:                  # ultralytics train args held constant for every trial (optional)
+      optimizer: SGD
+    params:                 # the keys the searcher varies, under their ultralytics names
+      lr0: {type: float, low: 1.0e-5, high: 1.0e-1, log: true}
+      momentum: {type: float, low: 0.6, high: 0.98, gain: 0.3}
+      optimizer: {type: categorical, choices: [SGD, Adam, AdamW]}
+
+`gain` (default 1.0) scales how strongly the GA mutates that key; 0 freezes it for the GA.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from automl.errors import SearchSpaceError
+
+KINDS = ("float", "int", "categorical")
+_FIELDS = {
+    "float": {"type", "low", "high", "log", "step", "gain"},
+    "int": {"type", "low", "high", "log", "step", "gain"},
+    "categorical": {"type", "choices", "gain"},
+}
+_TOP_LEVEL = {"description", "fixed", "params"}
+# ultralytics' BaseTrainer.build_optimizer accepts these names and fails only once training starts,
+# so they are checked here, before the first trial.
+OPTIMIZERS = ("SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSprop", "auto")
+# Args that are run plumbing, not hyperparameters: a space must not vary or fix them.
+_RESERVED = {"data", "model", "epochs", "imgsz", "device", "project", "name", "exist_ok", "mode",
+             "task", "resume", "save_dir", "fraction", "plots", "save", "val", "verbose"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searchable ultralytics training argument."""
+
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+    gain: float = 1.0
+
+    def to_distribution(self):
+        """The Optuna distribution for this param (the single place where that mapping lives)."""
+        from optuna.distributions import (
+            CategoricalDistribution,
+            FloatDistribution,
+            IntDistribution,
+        )
+
+        if self.kind == "categorical":
+            return CategoricalDistribution(list(self.choices))
+        if self.kind == "int":
+            return IntDistribution(
+                int(self.low), int(self.high), log=self.log, step=int(self.step or 1)
+            )
+        return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+
+    def clip(self, value: Any) -> Any:
+        """Bring a value into this param's domain: bounds, integer-ness and step grid."""
+        if self.kind == "categorical":
+            return value if value in self.choices else self.choices[0]
+        value = min(max(float(value), self.low), self.high)
+        if self.step:
+            value = self.low + round((value - self.low) / self.step) * self.step
+            value = min(value, self.high)
+        if self.kind == "int":
+            return int(round(value))
+        return float(value)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated search space: the params to vary and the args to hold fixed."""
+
+    name: str
+    source: str
+    params: tuple[Param, ...]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def __getitem__(self, key: str) -> Param:
+        for p in self.params:
+            if p.name == key:
+                return p
+        raise KeyError(key)
+
+    def distributions(self) -> dict[str, Any]:
+        """Optuna distributions keyed by ultralytics argument name."""
+        return {p.name: p.to_distribution() for p in self.params}
+
+    def gains(self) -> dict[str, float]:
+        return {p.name: p.gain for p in self.params}
+
+
+def builtin_dir() -> Path:
+    """The folder holding the shipped spaces (top-level search_spaces/, packaged as automl.search_spaces)."""
+    return Path(str(importlib.resources.files("automl.search_spaces")))
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in builtin_dir().glob("*.yaml"))
+
+
+@lru_cache(maxsize=1)
+def ultralytics_defaults() -> dict[str, Any]:
+    """Ultralytics' training defaults, read from its default.yaml without importing torch."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("ultralytics")
+    if spec is None or not spec.submodule_search_locations:
+        raise SearchSpaceError("ultralytics is not installed: pip install ultralytics")
+    path = Path(spec.submodule_search_locations[0]) / "cfg" / "default.yaml"
+    return yaml.safe_load(path.read_text())
+
+
+def resolve_space_path(name_or_path: str | Path) -> Path:
+    """A built-in space name (`lr_momentum`) or a path to a YAML file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in {".yaml", ".yml"} or candidate.exists():
+        if not candidate.is_file():
+            raise SearchSpaceError(
+                f"{candidate}: search space file not found; pass an existing YAML file "
+                f"or one of the built-in names: {', '.join(builtin_names())}"
+            )
+        return candidate
+    builtin = builtin_dir() / f"{name_or_path}.yaml"
+    if not builtin.is_file():
+        hint = difflib.get_close_matches(str(name_or_path), builtin_names(), n=1)
+        did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise SearchSpaceError(
+            f"--space {name_or_path}: no such built-in space{did_you_mean}; "
+            f"choose one of {', '.join(builtin_names())} or pass a path to a YAML file"
+        )
+    return builtin
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """Load and validate a search space by built-in name or path.
+
+    Raises:
+        SearchSpaceError: naming the file, the key and the fix, for any malformed entry.
+    """
+    path = resolve_space_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise SearchSpaceError(f"{path}:{where} is not valid YAML ({e.__class__.__name__})") from e
+    return parse_space(raw, source=str(path), name=path.stem)
+
+
+def _fail(source: str, key: str, msg: str) -> SearchSpaceError:
+    return SearchSpaceError(f"{source}: {key}: {msg}")
+
+
+def _check_known_key(source: str, key: str) -> None:
+    defaults = ultralytics_defaults()
+    if key in _RESERVED:
+        raise _fail(source, key, "is set by automl's own flags, not by a search space; remove it")
+    if key not in defaults:
+        hint = difflib.get_close_matches(key, list(defaults), n=1)
+        did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
+        raise _fail(
+            source, key, f"is not an ultralytics training argument; {did_you_mean}"
+            "see ultralytics/cfg/default.yaml for the accepted keys"
+        )
+
+
+def _check_ultralytics_accepts(source: str, key: str, values: list[Any]) -> None:
+    """Ask ultralytics' own argument checker whether each value is acceptable for `key`."""
+    from ultralytics.cfg import check_cfg
+
+    for value in values:
+        if key == "optimizer" and value not in OPTIMIZERS:
+            raise _fail(source, key, f"unknown optimizer {value!r}; use one of {', '.join(OPTIMIZERS)}")
+        try:
+            check_cfg({key: value}, hard=True)
+        except (TypeError, ValueError) as e:
+            raise _fail(source, key, f"ultralytics rejects the value {value!r}: {e}") from None
+
+
+def _number(source: str, key: str, spec: Mapping[str, Any], name: str) -> float:
+    value = spec.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _fail(source, key, f"'{name}' must be a finite number, got {value!r}")
+    return value
+
+
+def _parse_param(source: str, key: str, spec: Any) -> Param:
+    if not isinstance(spec, Mapping):
+        raise _fail(source, key, "must be a mapping such as {type: float, low: 0.0, high: 1.0}")
+    kind = spec.get("type")
+    if kind is None:  # infer the obvious cases so short files stay short
+        if "choices" in spec:
+            kind = "categorical"
+        elif all(isinstance(spec.get(b), int) and not isinstance(spec.get(b), bool)
+                 for b in ("low", "high")):
+            kind = "int"
+        else:
+            kind = "float"
+    if kind not in KINDS:
+        raise _fail(source, key, f"type {kind!r} is not one of {', '.join(KINDS)}")
+    unknown = set(spec) - _FIELDS[kind]
+    if unknown:
+        raise _fail(
+            source, key,
+            f"unknown field(s) {', '.join(sorted(unknown))} for type {kind}; "
+            f"allowed: {', '.join(sorted(_FIELDS[kind]))}",
+        )
+    gain = spec.get("gain", 1.0)
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or gain < 0:
+        raise _fail(source, key, f"gain must be a number >= 0, got {gain!r}")
+
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise _fail(source, key, "choices must be a non-empty list, e.g. choices: [SGD, AdamW]")
+        if len(set(map(repr, choices))) != len(choices):
+            raise _fail(source, key, f"choices repeat a value: {choices}")
+        if any(not isinstance(c, (str, int, float, bool)) and c is not None for c in choices):
+            raise _fail(source, key, "choices must be strings, numbers, booleans or null")
+        _check_ultralytics_accepts(source, key, choices)
+        return Param(key, kind, choices=tuple(choices), gain=float(gain))
+
+    low = _number(source, key, spec, "low")
+    high = _number(source, key, spec, "high")
+    log = spec.get("log", False)
+    step = spec.get("step")
+    if not isinstance(log, bool):
+        raise _fail(source, key, f"log must be true or false, got {log!r}")
+    if low > high:
+        raise _fail(source, key, f"low > high ({low=}, {high=}); swap them")
+    if log and low <= 0:
+        raise _fail(source, key, f"log: true needs low > 0 ({low=}); raise low or drop log")
+    if step is not None:
+        step = _number(source, key, spec, "step")
+        if step <= 0:
+            raise _fail(source, key, f"step must be > 0 ({step=})")
+        if log:
+            raise _fail(source, key, "log and step cannot be combined; drop one of them")
+    if kind == "int":
+        for bound_name, bound in (("low", low), ("high", high), ("step", step)):
+            if bound is not None and float(bound) != int(bound):
+                raise _fail(source, key, f"type int needs whole numbers, {bound_name}={bound}")
+        low, high = int(low), int(high)
+        step = int(step) if step is not None else None
+    else:
+        low, high = float(low), float(high)
+        step = float(step) if step is not None else None
+    _check_ultralytics_accepts(source, key, [low, high])
+    return Param(key, kind, low=low, high=high, log=log, step=step, gain=float(gain))
+
+
+def parse_space(raw: Any, *, source: str = "<space>", name: str = "custom") -> SearchSpace:
+    """Validate an already-loaded YAML mapping into a SearchSpace."""
+    if not isinstance(raw, Mapping):
+        raise SearchSpaceError(f"{source}: must be a mapping with a 'params' section")
+    unknown = set(raw) - _TOP_LEVEL
+    if unknown:
+        raise SearchSpaceError(
+            f"{source}: unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"allowed: {', '.join(sorted(_TOP_LEVEL))} (params go under 'params:')"
+        )
+    params_raw = raw.get("params")
+    if not isinstance(params_raw, Mapping) or not params_raw:
+        raise SearchSpaceError(f"{source}: 'params' must map at least one ultralytics key to a range")
+    params = []
+    for key, spec in params_raw.items():
+        key = str(key)
+        _check_known_key(source, key)
+        params.append(_parse_param(source, key, spec))
+
+    fixed_raw = raw.get("fixed") or {}
+    if not isinstance(fixed_raw, Mapping):
+        raise SearchSpaceError(f"{source}: 'fixed' must be a mapping of ultralytics key: value")
+    fixed = {}
+    for key, value in fixed_raw.items():
+        key = str(key)
+        _check_known_key(source, key)
+        if key in params_raw:
+            raise _fail(source, key, "is both in 'fixed' and in 'params'; keep it in one of them")
+        _check_ultralytics_accepts(source, key, [value])
+        fixed[key] = value
+    return SearchSpace(
+        name=name,
+        source=source,
+        params=tuple(params),
+        fixed=fixed,
+        description=str(raw.get("description", "")),
+    )

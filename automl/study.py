@@ -1,0 +1,228 @@
+"""The Optuna study: the single record of every trial. Everything else is derived from it."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from automl.errors import ConfigError, StudyError
+
+STUDIES_DIR = Path("studies")
+CONFIG_ATTR = "automl:config"
+OWNER_ATTR = "automl:owner"          # host:pid of the process running a trial
+INTERRUPTED_ATTR = "automl:interrupted"  # FAIL because the search process died or was stopped
+RETRY_OF_ATTR = "automl:retry_of"    # number of the interrupted trial this one re-runs
+ERROR_ATTR = "error"
+# Config entries that define what a study measures: resuming with other values would mix
+# incomparable trials, so it is refused.
+_DEFINING = ("space_keys", "fitness", "data", "model", "epochs", "imgsz", "fraction")
+
+
+def default_storage(study_name: str, studies_dir: Path = STUDIES_DIR) -> str:
+    """sqlite:///studies/NAME.db (relative to the working directory)."""
+    return f"sqlite:///{(studies_dir / f'{study_name}.db').as_posix()}"
+
+
+def study_dir(study_name: str, studies_dir: Path = STUDIES_DIR) -> Path:
+    """Per-study outputs: mini split lists, trial runs, best_hyperparameters.yaml."""
+    return studies_dir / study_name
+
+
+def get_storage(storage: str | None, study_name: str):
+    """An Optuna storage for a URL (default: the study's SQLite file, created on demand)."""
+    import optuna
+
+    url = storage or default_storage(study_name)
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        if path.parent and str(path.parent) not in ("", "."):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        # several writers (parallel trials, several processes) wait instead of failing "locked"
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    try:
+        return optuna.storages.get_storage(url)
+    except Exception as e:  # an unknown URL scheme or an unreachable server
+        raise ConfigError(f"--storage {url}: cannot open ({type(e).__name__}: {e})") from e
+
+
+def open_study(study_name: str, storage: str | None, sampler=None, *, create: bool = True):
+    """Load a study (creating it, direction maximize, when `create`)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress line says what matters
+
+    store = get_storage(storage, study_name)
+    if create:
+        return optuna.create_study(
+            study_name=study_name, storage=store, sampler=sampler,
+            direction="maximize", load_if_exists=True,
+        )
+    try:
+        return optuna.load_study(study_name=study_name, storage=store, sampler=sampler)
+    except KeyError as e:
+        names = [s.study_name for s in optuna.get_all_study_summaries(store)]
+        raise StudyError(
+            f"--study {study_name}: no such study in {storage or default_storage(study_name)}"
+            f"; studies there: {', '.join(names) or 'none'}"
+        ) from e
+
+
+def check_config(study, config: Mapping[str, Any]) -> None:
+    """Store the search config on a new study; refuse to resume one created with other settings.
+
+    Raises:
+        ConfigError: naming the first setting that differs and how to proceed.
+    """
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        study.set_user_attr(CONFIG_ATTR, dict(config))
+        return
+    for key in _DEFINING:
+        if key in stored and stored.get(key) != config.get(key):
+            raise ConfigError(
+                f"study '{study.study_name}' was created with {key}={stored.get(key)!r}, not "
+                f"{config.get(key)!r}; use the original value to resume, or a new --study NAME"
+            )
+
+
+def owner_tag() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_is_dead(tag: str | None) -> bool:
+    if not tag or ":" not in tag:
+        return False
+    host, _, pid = tag.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's trial: it may still be running
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def recover_interrupted(study) -> list[int]:
+    """Mark RUNNING trials whose process on this host is gone as FAIL and queue them once more.
+
+    Returns:
+        The numbers of the trials marked FAIL.
+    """
+    from optuna.trial import TrialState
+
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not _owner_is_dead(t.system_attrs.get(OWNER_ATTR)):
+            continue
+        study._storage.set_trial_user_attr(t._trial_id, INTERRUPTED_ATTR, True)
+        study._storage.set_trial_user_attr(
+            t._trial_id, ERROR_ATTR, "interrupted: the search process stopped during this trial"
+        )
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        failed.append(t.number)
+        if RETRY_OF_ATTR not in t.user_attrs:  # retry each configuration once, not forever
+            study.enqueue_trial(dict(t.params), user_attrs={RETRY_OF_ATTR: t.number})
+    return failed
+
+
+def finished_trials(study) -> list:
+    """Trials that count toward --trials: COMPLETE, PRUNED, and FAIL not caused by an interruption."""
+    from optuna.trial import TrialState
+
+    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return [
+        t for t in study.get_trials(deepcopy=False, states=done)
+        if not t.user_attrs.get(INTERRUPTED_ATTR)
+    ]
+
+
+def best_trial(study):
+    """The COMPLETE trial with the highest fitness, or None."""
+    from optuna.trial import TrialState
+
+    complete = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value)
+    ]
+    return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+
+
+def top_trials(study, n: int = 5) -> list:
+    from optuna.trial import TrialState
+
+    complete = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value)
+    ]
+    return sorted(complete, key=lambda t: (-t.value, t.number))[:n]
+
+
+def best_hyperparameters(study) -> dict[str, Any]:
+    """The best trial's params merged over the space's fixed args: ready for `yolo train cfg=`."""
+    best = best_trial(study)
+    if best is None:
+        raise StudyError(f"study '{study.study_name}' has no COMPLETE trial yet")
+    config = study.user_attrs.get(CONFIG_ATTR, {})
+    return {**config.get("fixed", {}), **best.params}
+
+
+def write_best_hyperparameters(study, path: str | Path) -> Path:
+    """Write best_hyperparameters.yaml (derived from the study) with a provenance header."""
+    best = best_trial(study)
+    params = best_hyperparameters(study)
+    config = study.user_attrs.get(CONFIG_ATTR, {})
+    attrs = best.user_attrs
+    header = [
+        f"# best of study '{study.study_name}': trial {best.number}, fitness {best.value:.5f}"
+        f" ({config.get('fitness', '')})",
+        "# " + ", ".join(
+            f"{k} {attrs[k]:.4f}" for k in ("precision", "recall", "map50", "map75", "map50_95")
+            if isinstance(attrs.get(k), (int, float))
+        ),
+        f"# searched on {config.get('data', '?')} (fraction {config.get('fraction', '?')}),"
+        f" model {config.get('model', '?')}, {config.get('epochs', '?')} epochs,"
+        f" imgsz {config.get('imgsz', '?')}",
+        "# use: yolo train cfg=best_hyperparameters.yaml data=... model=...",
+    ]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(header) + "\n" + yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def list_studies(storage: str | None = None, studies_dir: Path = STUDIES_DIR) -> list[dict]:
+    """Every study in `storage` (default: every studies/*.db) with trial counts and best fitness."""
+    import optuna
+    from optuna.trial import TrialState
+
+    urls = [storage] if storage else [
+        default_storage(p.stem, studies_dir) for p in sorted(studies_dir.glob("*.db"))
+    ]
+    rows = []
+    for url in urls:
+        store = get_storage(url, "")
+        for summary in optuna.get_all_study_summaries(store, include_best_trial=False):
+            study = optuna.load_study(study_name=summary.study_name, storage=store)
+            trials = study.get_trials(deepcopy=False)
+            counts = {s: sum(t.state == s for t in trials) for s in TrialState}
+            best = best_trial(study)
+            rows.append({
+                "study": summary.study_name,
+                "storage": url,
+                "trials": len(trials),
+                "complete": counts[TrialState.COMPLETE],
+                "pruned": counts[TrialState.PRUNED],
+                "fail": counts[TrialState.FAIL],
+                "running": counts[TrialState.RUNNING],
+                "best_fitness": best.value if best else None,
+                "best_trial": best.number if best else None,
+            })
+    return rows

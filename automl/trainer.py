@@ -1,0 +1,161 @@
+"""One trial = one ultralytics training that reports its metrics after every epoch.
+
+Kept free of Ray so the same code trains a promoted model; `automl.execution` wraps it.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from automl.fitness import f1_score, parse_fitness
+
+# Keys every epoch report carries (canonical metric names, see automl.fitness.METRICS).
+METRIC_KEYS = ("precision", "recall", "map50", "map75", "map50_95", "f1")
+_RAYTUNE_CALLBACK_MODULE = "ultralytics.utils.callbacks.raytune"
+
+
+def offline_env() -> dict[str, str]:
+    """Environment that keeps ultralytics from reaching the network (set before it is imported)."""
+    return {"YOLO_OFFLINE": "1", "YOLO_VERBOSE": os.environ.get("YOLO_VERBOSE", "False")}
+
+
+def epoch_metrics(trainer) -> dict[str, float]:
+    """Precision, recall, mAP50, mAP75, mAP50-95 and F1 of the validation just run."""
+    box = trainer.validator.metrics.box
+    p, r = float(box.mp), float(box.mr)
+    return {
+        "precision": p,
+        "recall": r,
+        "map50": float(box.map50),
+        "map75": float(box.map75),
+        "map50_95": float(box.map),
+        "f1": f1_score(p, r),
+    }
+
+
+def _trainer_setup(*, threads: int | None, final_eval: bool) -> Callable[[Any], None]:
+    """An on_pretrain_routine_start callback: adjusts the trainer before its first epoch."""
+
+    def setup(trainer) -> None:
+        _drop_raytune_callback(trainer)
+        if threads:
+            # ultralytics' select_device resets torch to min(8, cores - 1) threads (1 on a
+            # 2-core machine); a trial gets the CPUs it was given
+            import torch
+
+            torch.set_num_threads(int(threads))
+        if not final_eval:
+            # The final re-validation of best.pt costs a full val pass and re-fires
+            # on_fit_epoch_end as epoch N+1; a trial already has every epoch's metrics.
+            trainer.final_eval = lambda: None
+
+    return setup
+
+
+def _drop_raytune_callback(trainer) -> None:
+    # Ultralytics attaches its own Ray Tune reporter when SETTINGS['raytune'] is on; inside our
+    # trials it would report results without our metric and Ray's strict metric check would fail
+    # the trial. Removing it from this trainer leaves the user's settings file untouched.
+    for event, funcs in trainer.callbacks.items():
+        trainer.callbacks[event] = [
+            f for f in funcs if getattr(f, "__module__", "") != _RAYTUNE_CALLBACK_MODULE
+        ]
+
+
+def train_args(
+    params: Mapping[str, Any], run: Mapping[str, Any], *, name: str
+) -> dict[str, Any]:
+    """The keyword arguments for `YOLO.train`: fixed args, then the trial's params, then plumbing."""
+    args: dict[str, Any] = dict(run.get("fixed") or {})
+    args.update(params)
+    args.update(
+        data=run["data"],
+        epochs=int(run["epochs"]),
+        imgsz=int(run["imgsz"]),
+        project=str(run["project"]),
+        name=name,
+        exist_ok=True,
+        plots=False,  # plotting can try to fetch a font; trials need no plots
+        save=bool(run.get("save", False)),
+        val=True,
+        verbose=False,
+    )
+    if "batch" not in params and run.get("batch") is not None:
+        args["batch"] = run["batch"]
+    if run.get("device") not in (None, ""):
+        args["device"] = run["device"]
+    if run.get("workers") is not None:
+        args["workers"] = run["workers"]
+    return args
+
+
+def train_once(
+    params: Mapping[str, Any],
+    run: Mapping[str, Any],
+    *,
+    name: str,
+    report: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """Train once and call `report` after each epoch with metrics, fitness and epoch (1-based).
+
+    Never raises for a failed training: the error comes back as {"error": message}, with CUDA
+    memory released, so the caller can mark the trial FAIL and go on.
+
+    Returns:
+        {"epochs": n, "train_seconds": s} on success, or {"error": "..."}.
+    """
+    os.environ.update(offline_env())
+    fitness = parse_fitness(run.get("fitness"))
+    start = time.perf_counter()
+    model = None
+    try:
+        from ultralytics import YOLO
+
+        model = YOLO(str(run["model"]))
+        model.add_callback("on_pretrain_routine_start", _trainer_setup(
+            threads=run.get("threads"), final_eval=bool(run.get("final_eval"))))
+
+        def on_epoch_end(trainer) -> None:
+            metrics = epoch_metrics(trainer)
+            value = fitness(metrics)
+            report({
+                **metrics,
+                "fitness": value if math.isfinite(value) else float("nan"),
+                "epoch": int(trainer.epoch) + 1,
+                "train_seconds": time.perf_counter() - start,
+            })
+
+        model.add_callback("on_fit_epoch_end", on_epoch_end)
+        model.train(**train_args(params, run, name=name))
+        return {"epochs": int(run["epochs"]), "train_seconds": time.perf_counter() - start}
+    except Exception as e:  # a bad hyperparameter or CUDA OOM fails this trial only
+        return {"error": _describe(e)}
+    finally:
+        del model
+        gc.collect()
+        _free_cuda()
+
+
+def _describe(e: BaseException) -> str:
+    name = type(e).__name__
+    if "OutOfMemory" in name or "out of memory" in str(e).lower():
+        return f"CUDA out of memory ({e}); lower --batch or --imgsz, or raise --gpus-per-trial"
+    where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    at = f" (at {os.path.basename(where.filename)}:{where.lineno})" if where else ""
+    return f"{name}: {e}{at}"
+
+
+def _free_cuda() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # freeing memory must never mask the trial's own outcome
+        pass

@@ -1,0 +1,59 @@
+"""The command line: user mistakes are one line on stderr, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import write
+
+
+def automl(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "automl", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["search", "--trials", "0"], "--trials 0: must be at least 1"),
+    (["search", "--searcher", "hyperband"], "--searcher hyperband: unknown"),
+    (["search", "--fitness", "0.5*map90"], "unknown metric 'map90'"),
+    (["search", "--space", "lr_momentun"], "did you mean 'lr_momentum'"),
+    (["search", "--space", "missing.yaml"], "missing.yaml: search space file not found"),
+    (["search", "--data", "nowhere/data.yaml"], "nowhere/data.yaml: data.yaml not found"),
+    (["search", "--fraction", "0"], "--fraction 0.0: must be in (0, 1]"),
+    (["search", "--model", "yolo11n.pt"], "--model yolo11n.pt: weights file not found"),
+    (["search", "--model", "nosuchmodel.yaml"], "--model nosuchmodel.yaml: no such model YAML"),
+    (["search", "--epochs", "many"], "argument --epochs: invalid int value"),
+    (["search", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_flags_exit_2_with_one_line(tmp_path, args, expected):
+    result = automl(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "studies").exists() or not list((tmp_path / "studies").glob("*.db"))
+
+
+def test_bad_space_file_names_file_and_key(tmp_path):
+    write(tmp_path / "space.yaml", "params:\n  lr0: {low: 0.1, high: 0.01}\n")
+    result = automl("search", "--space", "space.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("automl search: error: space.yaml: lr0: low > high "
+                                     "(low=0.1, high=0.01); swap them")
+
+
+def test_demo_data_and_studies(tmp_path):
+    result = automl("demo-data", "--out", "d", cwd=tmp_path)
+    assert result.returncode == 0 and (tmp_path / "d" / "data.yaml").is_file()
+    result = automl("studies", cwd=tmp_path)
+    assert result.returncode == 0 and "no studies found" in result.stdout
+
+
+def test_help_is_fast_and_lists_commands(tmp_path):
+    result = automl("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("search", "demo-data", "studies"):
+        assert command in result.stdout

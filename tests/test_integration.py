@@ -1,0 +1,88 @@
+"""Real searches: Ray Tune runs real ultralytics trainings on tiny generated data."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import automl
+from automl.demo import make_demo_dataset
+from automl.execution.ray_runner import Resources, run_search
+from automl.fitness import parse_fitness
+from automl.spaces import load_space
+from automl.study import ERROR_ATTR, finished_trials, open_study
+
+pytestmark = pytest.mark.integration
+METRICS = ("precision", "recall", "map50", "map75", "map50_95", "f1")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("tiny"), n_train=16, n_val=8, seed=1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session():
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+def tiny_search(data, **kw):
+    args = dict(data=str(data), space="lr_momentum", searcher="ga", trials=2, seed=0,
+                fraction=0.5, epochs=2, imgsz=64, batch=4, log=lambda line: None)
+    args.update(kw)
+    return automl.search(**args)
+
+
+def test_two_trial_search_records_complete_trials_with_metrics(in_tmp, tiny_data):
+    result = tiny_search(tiny_data)
+    study = optuna.load_study(study_name="data-lr_momentum",
+                              storage="sqlite:///studies/data-lr_momentum.db")
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    fit = parse_fitness("v5")
+    for t in trials:
+        assert set(t.params) == {"lr0", "lrf", "momentum"}
+        for key in METRICS:
+            assert 0.0 <= t.user_attrs[key] <= 1.0
+        # the value is the v5 fitness of the stored metrics, and every epoch left a value
+        assert t.value == pytest.approx(fit(t.user_attrs))
+        assert t.user_attrs["fitness"] == t.value
+        assert sorted(t.intermediate_values) == [1, 2]
+        assert t.value == pytest.approx(max(t.intermediate_values.values()))
+    # GA: the first trial is ultralytics' defaults
+    assert trials[0].params == {"lr0": 0.01, "lrf": 0.01, "momentum": 0.937}
+    assert study.user_attrs["automl:config"]["fixed"] == {"optimizer": "SGD"}
+    best_yaml = in_tmp / "studies" / "data-lr_momentum" / "best_hyperparameters.yaml"
+    assert result.best_hyperparameters_path == best_yaml.relative_to(in_tmp)
+    assert best_yaml.read_text().count("lr0:") == 1
+    # the mini split lists half of train and of val; images were not copied
+    mini = in_tmp / "studies" / "data-lr_momentum" / "mini"
+    assert len((mini / "train.txt").read_text().split()) == 8
+    assert len((mini / "val.txt").read_text().split()) == 4
+
+    # the same command again with a larger budget continues the study to 3 trials in total
+    tiny_search(tiny_data, trials=3)
+    again = optuna.load_study(study_name="data-lr_momentum",
+                              storage="sqlite:///studies/data-lr_momentum.db")
+    assert len(again.trials) == 3 and len(finished_trials(again)) == 3
+    assert [t.params for t in again.trials[:2]] == [t.params for t in trials]
+    assert result.to_dataframe().shape[0] == 3
+
+
+def test_a_trial_that_raises_is_fail_with_its_error_and_the_search_goes_on(in_tmp, tiny_data):
+    space = load_space("lr_momentum")
+    study = open_study("broken", None)
+    run = {"data": str(tiny_data), "model": "missing-weights.pt", "epochs": 1, "imgsz": 64,
+           "batch": 4, "fitness": "v5", "fixed": {"optimizer": "SGD"},
+           "project": str(in_tmp / "trials"), "threads": 1}
+    events = []
+    run_search(study, space.distributions(), run, n_trials=2, resources=Resources(1, 1, 0),
+               on_event=events.append)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
+    for t in study.trials:
+        assert "missing-weights.pt" in t.user_attrs[ERROR_ATTR]
+    assert [e.state for e in events] == ["FAIL", "FAIL"]

@@ -1,0 +1,78 @@
+"""Every searcher on a fake trainer (closed-form objective) through a real SQLite Optuna study."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from automl.errors import ConfigError, SearchSpaceError
+from automl.searchers import SEARCHERS, grid_size, grid_values, make_sampler
+from automl.spaces import parse_space
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE = parse_space({"params": {
+    "lr0": {"low": 1e-4, "high": 1e-1, "step": 1e-4},
+    "momentum": {"low": 0.6, "high": 0.98, "step": 0.02, "gain": 0.3},
+    "optimizer": {"choices": ["SGD", "AdamW"]},
+}})
+
+
+def fake_trainer(params):
+    """Stands in for a YOLO training: best at lr0=0.01, momentum=0.9, SGD."""
+    return (-abs(math.log10(params["lr0"]) + 2) - abs(params["momentum"] - 0.9)
+            + (0.1 if params["optimizer"] == "SGD" else 0.0))
+
+
+def run(name, tmp_path, seed, n=8, tag=""):
+    url = f"sqlite:///{tmp_path / f'{name}{tag}.db'}"
+    sampler = make_sampler(name, SPACE, seed=seed, n_trials=n,
+                           defaults={"lr0": 0.01, "momentum": 0.937, "optimizer": "SGD"})
+    study = optuna.create_study(study_name=name, storage=url, sampler=sampler, direction="maximize")
+    dists = SPACE.distributions()
+    for _ in range(n):
+        trial = study.ask(dists)
+        study.tell(trial, fake_trainer(trial.params))
+    return study
+
+
+@pytest.mark.parametrize("name", SEARCHERS)
+def test_every_searcher_runs_in_bounds_and_is_reproducible(name, tmp_path):
+    a = run(name, tmp_path, seed=3, tag="a")
+    b = run(name, tmp_path, seed=3, tag="b")
+    assert len(a.trials) == 8
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in a.trials)
+    for t in a.trials:
+        assert 1e-4 <= t.params["lr0"] <= 1e-1
+        assert 0.6 <= t.params["momentum"] <= 0.98
+        assert t.params["optimizer"] in ("SGD", "AdamW")
+    assert [t.params for t in a.trials] == [t.params for t in b.trials]
+
+
+def test_grid_walks_the_steps_and_choices_without_repeats(tmp_path):
+    space = parse_space({"params": {
+        "lrf": {"low": 0.1, "high": 0.3, "step": 0.1},
+        "cos_lr": {"choices": [False, True]},
+    }})
+    assert grid_values(space["lrf"]) == [0.1, 0.2, 0.3]
+    assert grid_size(space) == 6
+    sampler = make_sampler("grid", space, seed=0)
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    for _ in range(6):
+        t = study.ask(space.distributions())
+        study.tell(t, t.params["lrf"])
+    seen = {(round(t.params["lrf"], 6), t.params["cos_lr"]) for t in study.trials}
+    assert len(seen) == 6
+
+
+def test_grid_needs_a_step_for_continuous_keys():
+    space = parse_space({"params": {"lrf": {"low": 0.01, "high": 1.0}}}, source="s.yaml")
+    with pytest.raises(SearchSpaceError, match=r"s.yaml: lrf: the grid searcher needs .*step"):
+        make_sampler("grid", space)
+
+
+def test_unknown_searcher():
+    with pytest.raises(ConfigError, match="unknown searcher"):
+        make_sampler("hyperband", SPACE)

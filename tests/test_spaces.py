@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import pytest
+
+from automl.errors import SearchSpaceError
+from automl.spaces import builtin_names, load_space, parse_space
+from tests.conftest import write
+
+
+def test_builtin_spaces_all_load():
+    assert {"lr_momentum", "optimizer", "loss_gains", "augmentation", "full"} <= set(builtin_names())
+    for name in builtin_names():
+        space = load_space(name)
+        assert space.params, name
+
+
+def test_lr_momentum_has_the_yolov5_ranges_and_gains():
+    space = load_space("lr_momentum")
+    assert space.keys == ("lr0", "lrf", "momentum")
+    lr0, lrf, mom = space["lr0"], space["lrf"], space["momentum"]
+    assert (lr0.low, lr0.high, lr0.gain) == (1e-5, 1e-1, 1.0)
+    assert (lrf.low, lrf.high, lrf.gain) == (0.01, 1.0, 1.0)
+    assert (mom.low, mom.high, mom.gain) == (0.6, 0.98, 0.3)
+    # lr0/momentum are ignored by ultralytics' optimizer=auto: the space pins SGD
+    assert space.fixed == {"optimizer": "SGD"}
+
+
+def test_types_and_distributions():
+    space = load_space("optimizer")
+    dists = space.distributions()
+    assert dists["optimizer"].choices == ("SGD", "Adam", "AdamW")
+    assert dists["cos_lr"].choices == (False, True)
+    assert dists["lr0"].log is True
+    space = parse_space({"params": {"close_mosaic": {"low": 0, "high": 10, "step": 2}}})
+    assert space["close_mosaic"].kind == "int"
+    assert space.distributions()["close_mosaic"].step == 2
+
+
+def test_space_by_path(tmp_path):
+    path = write(tmp_path / "mine.yaml", "params:\n  box: {low: 1.0, high: 9.0}\n")
+    space = load_space(str(path))
+    assert space.name == "mine" and space.keys == ("box",)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("params:\n  lr00: {low: 0.001, high: 0.1}\n", "lr00: is not an ultralytics training argument; did you mean 'lr0'"),
+        ("params:\n  lr0: {low: 0.1, high: 0.01}\n", "lr0: low > high"),
+        ("params:\n  lr0: {low: 0.0, high: 0.1, log: true}\n", "lr0: log: true needs low > 0"),
+        ("params:\n  optimizer: {type: categorical, choices: []}\n", "optimizer: choices must be a non-empty list"),
+        ("params:\n  lr0: {low: 0.001, high: 2.0}\n", "lr0: ultralytics rejects the value 2.0"),
+        ("params:\n  optimizer: {choices: [SGD, Lion]}\n", "optimizer: unknown optimizer 'Lion'"),
+        ("params:\n  cos_lr: {choices: [\"yes\", \"no\"]}\n", "cos_lr: ultralytics rejects the value 'yes'"),
+        ("params:\n  lr0: {low: 0.001, high: 0.1, sigma: 2}\n", "lr0: unknown field(s) sigma"),
+        ("params:\n  lr0: {low: 0.001, high: 0.1, gain: -1}\n", "lr0: gain must be a number >= 0"),
+        ("params:\n  lr0: {low: 0.001, high: 0.1, log: true, step: 0.01}\n", "lr0: log and step cannot be combined"),
+        ("params:\n  epochs: {low: 1, high: 9}\n", "epochs: is set by automl's own flags"),
+        ("params:\n  lr0: {type: float, low: x, high: 0.1}\n", "lr0: 'low' must be a finite number"),
+        ("prams:\n  lr0: {low: 0.001, high: 0.1}\n", "unknown top-level key(s) prams"),
+        ("params: {}\n", "'params' must map at least one"),
+        ("fixed:\n  optimizer: SGD\nparams:\n  optimizer: {choices: [SGD]}\n", "optimizer: is both in 'fixed' and in 'params'"),
+        ("params:\n  lr0: [0.001, 0.1\n", "is not valid YAML"),
+    ],
+)
+def test_bad_space_names_file_and_key(tmp_path, body, expected):
+    path = write(tmp_path / "bad.yaml", body)
+    with pytest.raises(SearchSpaceError) as info:
+        load_space(str(path))
+    message = str(info.value)
+    assert message.startswith(str(path)), message
+    assert expected in message, message
+    assert "\n" not in message
+
+
+def test_unknown_builtin_name_suggests():
+    with pytest.raises(SearchSpaceError, match="did you mean 'lr_momentum'"):
+        load_space("lr_momentun")
+
+
+def test_missing_space_file(tmp_path):
+    with pytest.raises(SearchSpaceError, match="search space file not found"):
+        load_space(str(tmp_path / "nope.yaml"))
+
+
+def test_clip_respects_bounds_step_and_int():
+    space = parse_space({"params": {
+        "box": {"low": 1.0, "high": 5.0, "step": 0.5},
+        "close_mosaic": {"low": 0, "high": 10},
+        "optimizer": {"choices": ["SGD", "AdamW"]},
+    }})
+    assert space["box"].clip(7.3) == 5.0
+    assert space["box"].clip(2.3) == 2.5
+    assert space["close_mosaic"].clip(3.6) == 4 and isinstance(space["close_mosaic"].clip(3.6), int)
+    assert space["optimizer"].clip("Adam") == "SGD"

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import socket
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from automl import study as studies
+from automl.errors import ConfigError, StudyError
+from automl.spaces import load_space
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+DISTS = load_space("lr_momentum").distributions()
+
+
+def make(tmp_path, name="s"):
+    return studies.open_study(name, f"sqlite:///{tmp_path / 'x.db'}")
+
+
+def add(study, value, **params):
+    p = {"lr0": 0.01, "lrf": 0.1, "momentum": 0.9, **params}
+    study.add_trial(optuna.trial.create_trial(
+        params=p, distributions=DISTS, value=value,
+        user_attrs={"map50": 0.5, "map50_95": 0.3, "map75": 0.2, "precision": 0.6, "recall": 0.4},
+    ))
+
+
+def test_default_storage_is_sqlite_under_studies():
+    assert studies.default_storage("demo") == "sqlite:///studies/demo.db"
+
+
+def test_interrupted_trial_is_failed_and_retried_once(tmp_path):
+    study = make(tmp_path)
+    add(study, 0.4)
+    dead = study.ask(DISTS)
+    study._storage.set_trial_system_attr(dead._trial_id, studies.OWNER_ATTR,
+                                         f"{socket.gethostname()}:999999999")
+    elsewhere = study.ask(DISTS)  # another machine's trial: may still be alive, left alone
+    study._storage.set_trial_system_attr(elsewhere._trial_id, studies.OWNER_ATTR, "other-host:1")
+    assert studies.recover_interrupted(study) == [dead.number]
+    t = study.trials[dead.number]
+    assert t.state == TrialState.FAIL and t.user_attrs[studies.INTERRUPTED_ATTR]
+    assert study.trials[elsewhere.number].state == TrialState.RUNNING
+    # interrupted FAILs do not count toward --trials; the retry re-runs the same params
+    assert len(studies.finished_trials(study)) == 1
+    retry = study.ask(DISTS)
+    assert retry.params == dead.params
+    assert retry.user_attrs[studies.RETRY_OF_ATTR] == dead.number
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    study = make(tmp_path)
+    studies.check_config(study, {"fitness": "v5", "space_keys": ["lr0"], "epochs": 30})
+    studies.check_config(study, {"fitness": "v5", "space_keys": ["lr0"], "epochs": 30})
+    with pytest.raises(ConfigError, match="created with fitness='v5', not 'map75'.*new --study"):
+        studies.check_config(study, {"fitness": "map75", "space_keys": ["lr0"], "epochs": 30})
+
+
+def test_best_hyperparameters_yaml_is_derived_from_the_study(tmp_path):
+    study = make(tmp_path)
+    studies.check_config(study, {"fixed": {"optimizer": "SGD"}, "fitness": "v5"})
+    add(study, 0.2, lr0=0.02)
+    add(study, 0.5, lr0=0.003)
+    path = studies.write_best_hyperparameters(study, tmp_path / "out" / "best.yaml")
+    text = path.read_text()
+    assert "trial 1, fitness 0.50000" in text
+    assert yaml.safe_load(text) == {"optimizer": "SGD", "lr0": 0.003, "lrf": 0.1, "momentum": 0.9}
+
+
+def test_best_of_an_empty_study_is_a_clear_error(tmp_path):
+    with pytest.raises(StudyError, match="no COMPLETE trial"):
+        studies.best_hyperparameters(make(tmp_path))
+
+
+def test_list_studies(tmp_path):
+    study = make(tmp_path, "alpha")
+    add(study, 0.3)
+    add(study, 0.6)
+    t = study.ask(DISTS)
+    study.tell(t, state=TrialState.FAIL)
+    rows = studies.list_studies(f"sqlite:///{tmp_path / 'x.db'}")
+    assert rows == [{"study": "alpha", "storage": f"sqlite:///{tmp_path / 'x.db'}", "trials": 3,
+                     "complete": 2, "pruned": 0, "fail": 1, "running": 0,
+                     "best_fitness": 0.6, "best_trial": 1}]
+
+
+def test_load_missing_study(tmp_path):
+    make(tmp_path, "alpha")
+    with pytest.raises(StudyError, match="no such study.*studies there: alpha"):
+        studies.open_study("beta", f"sqlite:///{tmp_path / 'x.db'}", create=False)
