@@ -119,6 +119,7 @@ def search(
     batch: int | None = None,
     device: str | None = None,
     ga_parent: str = "single",
+    pruner: str | None = None,
     address: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
@@ -137,6 +138,7 @@ def search(
         model, epochs, imgsz, batch, device: the training of each trial (epochs, imgsz and
             batch default to 30, 640 and 16; on the demo data to its profile, DEMO_PROFILE).
         ga_parent: GA parent selection, single or weighted.
+        pruner: asha, median or none; default asha when the epochs leave room for two rungs.
         address: join this Ray cluster instead of starting a local one.
         log: where progress lines go (default: stdout).
 
@@ -149,7 +151,7 @@ def search(
     from automl import study as studies
     from automl.data import load_dataset, make_mini_dataset
     from automl.demo import ensure_demo_dataset
-    from automl.execution.ray_runner import Resources, run_search
+    from automl.execution.ray_runner import PRUNERS, Resources, default_pruner, run_search
     from automl.fitness import parse_fitness
     from automl.searchers import SEARCHERS, grid_size, make_sampler
     from automl.spaces import load_space, ultralytics_defaults
@@ -168,6 +170,9 @@ def search(
     _check_flags(trials=trials, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
                  gpus_per_trial=gpus_per_trial, fraction=fraction, epochs=epochs, imgsz=imgsz,
                  batch=batch)
+    if pruner is not None and pruner not in PRUNERS:
+        raise ConfigError(f"--pruner {pruner}: unknown; choose one of {', '.join(PRUNERS)}")
+    pruner = pruner or default_pruner(epochs)
     check_model(model)
     data_yaml = ensure_demo_dataset() if demo else Path(data)
     dataset = load_dataset(data_yaml)
@@ -188,7 +193,7 @@ def search(
         "space_keys": list(search_space.keys), "fixed": fixed,
         "fitness": fit.spec, "searcher": searcher, "data": str(dataset.yaml_path),
         "model": model, "epochs": epochs, "imgsz": imgsz, "fraction": fraction,
-        "batch": batch, "seed": seed,
+        "batch": batch, "seed": seed, "pruner": pruner,
     }
     studies.check_config(the_study, config)
     recovered = studies.recover_interrupted(the_study)
@@ -209,12 +214,13 @@ def search(
         f"trials finished; searcher {searcher}, space {search_space.name} "
         f"({', '.join(search_space.keys)}), fitness {fit.describe()}")
     say(f"data {dataset.yaml_path} -> mini split {fraction:g} ({mini_yaml.parent}), model {model}, "
-        f"{epochs} epochs at {imgsz} px; {concurrency} at a time, {cpus:g} CPU / {gpus:g} GPU each")
+        f"{epochs} epochs at {imgsz} px; {concurrency} at a time, {cpus:g} CPU / {gpus:g} GPU each"
+        f"; pruner {pruner}")
 
     progress = _Progress(the_study, trials, say)
     run_search(the_study, search_space.distributions(), run, n_trials=trials,
                resources=Resources(concurrency, cpus, gpus), on_event=progress,
-               address=address)
+               address=address, pruner=pruner)
 
     result = SearchResult(the_study)
     if result.best is not None:
@@ -254,6 +260,8 @@ class _Progress:
             m = event.metrics
             outcome = (f"fitness {event.value:.4f}  mAP50 {m.get('map50', math.nan):.3f}  "
                        f"mAP50-95 {m.get('map50_95', math.nan):.3f}")
+        elif event.state == "PRUNED":
+            outcome = f"PRUNED after {event.epochs} epochs (fitness {event.value:.4f})"
         else:
             outcome = f"{event.state}: {event.error}"
         self._say(f"trial {done}/{self._total}  #{event.number}  {outcome}  "

@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"batch size (default: {DEFAULT_BATCH}; demo data: {DEMO_PROFILE['batch']})")
     s.add_argument("--device", default=None, help="ultralytics device, e.g. cpu, 0 (default: auto)")
     s.add_argument("--ga-parent", default="single", help="GA parent selection: single | weighted")
+    s.add_argument("--pruner", default=None,
+                   help="early stopping: asha | median | none (default: asha when epochs allow rungs)")
     s.add_argument("--address", default=None, help="join this Ray cluster (auto | HOST:PORT)")
 
     d = sub.add_parser("demo-data", help="write the deterministic demo dataset")
@@ -93,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
             gpus_per_trial=args.gpus_per_trial, fraction=args.fraction, model=args.model,
             epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
-            ga_parent=args.ga_parent, address=args.address,
+            ga_parent=args.ga_parent, pruner=args.pruner, address=args.address,
         )
     elif args.command == "demo-data":
         from automl.demo import make_demo_dataset

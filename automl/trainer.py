@@ -101,6 +101,7 @@ def train_once(
     *,
     name: str,
     report: Callable[[dict[str, Any]], None],
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train once and call `report` after each epoch with metrics, fitness and epoch (1-based).
 
@@ -132,14 +133,27 @@ def train_once(
             })
 
         model.add_callback("on_fit_epoch_end", on_epoch_end)
+        if should_stop is not None:
+
+            def on_batch_end(trainer) -> None:
+                if should_stop():
+                    raise _Stopped
+
+            model.add_callback("on_train_batch_end", on_batch_end)
         model.train(**train_args(params, run, name=name))
         return {"epochs": int(run["epochs"]), "train_seconds": time.perf_counter() - start}
+    except _Stopped:
+        return {"stopped": True, "train_seconds": time.perf_counter() - start}
     except Exception as e:  # a bad hyperparameter or CUDA OOM fails this trial only
         return {"error": _describe(e)}
     finally:
         del model
         gc.collect()
         _free_cuda()
+
+
+class _Stopped(Exception):
+    """Raised inside the training loop when the scheduler has stopped the trial."""
 
 
 def _describe(e: BaseException) -> str:

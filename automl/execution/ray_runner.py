@@ -21,6 +21,9 @@ from automl.trainer import METRIC_KEYS, offline_env
 FITNESS = "fitness"
 
 
+PRUNERS = ("asha", "median", "none")
+
+
 @dataclass(frozen=True)
 class Resources:
     """What one trial gets and how many run at once."""
@@ -40,6 +43,20 @@ class TrialEvent:
     metrics: dict[str, float]
     error: str | None
     seconds: float
+    epochs: int = 0
+
+
+def _stop_requested() -> bool:
+    """True once Ray Tune has decided to stop this trial (e.g. an ASHA rung cut it)."""
+    # Ray only acts on a stop at the trial's next report, a whole epoch later; ultralytics
+    # polls this after every batch instead. Private API: a missing attribute means "no".
+    try:
+        from ray.train._internal.session import get_session
+
+        session = get_session()
+        return bool(session and session.stop_event.is_set())
+    except Exception:
+        return False
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -52,7 +69,8 @@ def run_trial(config: dict[str, Any]) -> None:
         tune.report(metrics)
 
     outcome = train_once(
-        config["params"], config["run"], name=f"trial_{config['number']:04d}", report=report
+        config["params"], config["run"], name=f"trial_{config['number']:04d}", report=report,
+        should_stop=_stop_requested,
     )
     if "error" in outcome:
         # Reported, not raised: the searcher marks the trial FAIL with this message.
@@ -113,19 +131,25 @@ def _make_searcher_class():
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
             trial = self._live.get(trial_id)
-            if trial is None or "error" in result:
+            if trial is None or "error" in result or "epoch" not in result:
                 return
+            history = self._history[trial_id]
+            if history and history[-1]["epoch"] >= result["epoch"]:
+                return  # already recorded
             row = {k: result[k] for k in (*METRIC_KEYS, FITNESS, "epoch", "train_seconds")
                    if k in result}
-            self._history[trial_id].append(row)
+            history.append(row)
             value = row.get(FITNESS)
             if isinstance(value, float) and math.isfinite(value):
                 trial.report(value, step=int(row["epoch"]))
 
         def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
-            trial = self._live.pop(trial_id, None)
-            if trial is None:
+            if trial_id not in self._live:
                 return
+            if result and not error:
+                # a result the scheduler stopped the trial on reaches only this method
+                self.on_trial_result(trial_id, result)
+            trial = self._live.pop(trial_id)
             history = self._history.pop(trial_id, [])
             seconds = time.perf_counter() - self._started.pop(trial_id)
             message = None
@@ -149,16 +173,23 @@ def _make_searcher_class():
                 storage.set_trial_user_attr(
                     trial._trial_id, "train_seconds", history[-1].get("train_seconds")
                 )
+            last_epoch = history[-1]["epoch"] if history else 0
             if message is not None:
                 storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, message)
                 self._study.tell(trial, state=TrialState.FAIL)
                 state, value = "FAIL", None
+            elif last_epoch < int(self._run["epochs"]):
+                # the scheduler stopped it at a rung: PRUNED, never mistaken for COMPLETE
+                storage.set_trial_user_attr(trial._trial_id, FITNESS, best[FITNESS])
+                self._study.tell(trial, state=TrialState.PRUNED)
+                state, value = "PRUNED", best[FITNESS]
             else:
                 storage.set_trial_user_attr(trial._trial_id, FITNESS, best[FITNESS])
                 self._study.tell(trial, best[FITNESS])
                 state, value = "COMPLETE", best[FITNESS]
             if self._on_event:
-                self._on_event(TrialEvent(trial.number, state, value, metrics, message, seconds))
+                self._on_event(TrialEvent(trial.number, state, value, metrics, message, seconds,
+                                          last_epoch))
 
         def fail_live(self, message: str) -> list[int]:
             """Mark every trial still running as FAIL (used when the search is interrupted)."""
@@ -201,6 +232,36 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: 
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
 
 
+def asha_rungs(epochs: int, reduction_factor: int = 3) -> tuple[int, ...]:
+    """The epochs at which ASHA compares trials: grace, grace*rf, ... below `epochs`."""
+    grace = max(1, epochs // reduction_factor**2)
+    rungs = []
+    t = grace
+    while t < epochs:
+        rungs.append(t)
+        t *= reduction_factor
+    return tuple(rungs)
+
+
+def default_pruner(epochs: int) -> str:
+    """ASHA when the epochs leave room for at least two rungs, else none."""
+    return "asha" if len(asha_rungs(epochs)) >= 2 else "none"
+
+
+def make_scheduler(pruner: str, epochs: int, reduction_factor: int = 3):
+    """The Ray Tune scheduler for `--pruner` (Ray decides when to stop; the study records it)."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
+
+    grace = max(1, epochs // reduction_factor**2)
+    if pruner == "asha":
+        return ASHAScheduler(time_attr="epoch", metric=FITNESS, mode="max", max_t=epochs,
+                             grace_period=grace, reduction_factor=reduction_factor)
+    if pruner == "median":
+        return MedianStoppingRule(time_attr="epoch", metric=FITNESS, mode="max",
+                                  grace_period=max(grace, 2), min_samples_required=3)
+    return FIFOScheduler()
+
+
 def run_search(
     study,
     distributions: Mapping[str, Any],
@@ -210,10 +271,13 @@ def run_search(
     resources: Resources,
     on_event: Callable[[TrialEvent], None] | None = None,
     address: str | None = None,
+    pruner: str = "none",
+    trainable: Callable[[dict[str, Any]], None] = run_trial,
 ) -> None:
     """Run trials through Ray Tune until the study holds `n_trials` finished trials.
 
     KeyboardInterrupt propagates after the running trials are marked FAIL (interrupted).
+    `trainable` is the Ray function run per trial (tests pass a fake trainer here).
     """
     from ray import tune
 
@@ -223,13 +287,14 @@ def run_search(
     init_ray(address=address)
     searcher = StudySearcher(study, distributions, run, n_trials, on_event)
     trainable = tune.with_resources(
-        run_trial, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+        trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
     )
     with tempfile.TemporaryDirectory(prefix="automl-ray-") as tmp:
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
+                scheduler=make_scheduler(pruner, int(run["epochs"])),
                 num_samples=remaining,
                 max_concurrent_trials=resources.concurrency,
                 reuse_actors=True,
