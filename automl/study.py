@@ -110,6 +110,21 @@ def _owner_is_dead(tag: str | None) -> bool:
     return False
 
 
+def mark_interrupted(study, trial, message: str) -> None:
+    """FAIL a trial cut short by an interruption (not counted toward --trials), queue it again once.
+
+    `trial` is a live optuna Trial or a FrozenTrial of `study`.
+    """
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
+    storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, message)
+    storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    if RETRY_OF_ATTR not in trial.user_attrs:  # retry each configuration once, not forever
+        study.enqueue_trial(dict(trial.params), user_attrs={RETRY_OF_ATTR: trial.number})
+
+
 def recover_interrupted(study) -> list[int]:
     """Mark RUNNING trials whose process on this host is gone as FAIL and queue them once more.
 
@@ -122,14 +137,8 @@ def recover_interrupted(study) -> list[int]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not _owner_is_dead(t.system_attrs.get(OWNER_ATTR)):
             continue
-        study._storage.set_trial_user_attr(t._trial_id, INTERRUPTED_ATTR, True)
-        study._storage.set_trial_user_attr(
-            t._trial_id, ERROR_ATTR, "interrupted: the search process stopped during this trial"
-        )
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        mark_interrupted(study, t, "interrupted: the search process stopped during this trial")
         failed.append(t.number)
-        if RETRY_OF_ATTR not in t.user_attrs:  # retry each configuration once, not forever
-            study.enqueue_trial(dict(t.params), user_attrs={RETRY_OF_ATTR: t.number})
     return failed
 
 

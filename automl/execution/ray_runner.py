@@ -192,15 +192,13 @@ def _make_searcher_class():
                                           last_epoch))
 
         def fail_live(self, message: str) -> list[int]:
-            """Mark every trial still running as FAIL (used when the search is interrupted)."""
-            from automl.study import INTERRUPTED_ATTR
+            """Mark every trial still running as interrupted (FAIL, queued again once)."""
+            from automl.study import mark_interrupted
 
             numbers = []
             for trial_id in list(self._live):
                 trial = self._live.pop(trial_id)
-                self._study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
-                self._study._storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, message)
-                self._study.tell(trial, state=TrialState.FAIL)
+                mark_interrupted(self._study, trial, message)
                 numbers.append(trial.number)
             return numbers
 
