@@ -220,7 +220,8 @@ def search(
     progress = _Progress(the_study, trials, say)
     run_search(the_study, search_space.distributions(), run, n_trials=trials,
                resources=Resources(concurrency, cpus, gpus), on_event=progress,
-               address=address, pruner=pruner)
+               address=address, pruner=pruner,
+               storage_url=storage or studies.default_storage(name))
 
     result = SearchResult(the_study)
     if result.best is not None:

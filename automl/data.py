@@ -198,8 +198,8 @@ def write_split(
 ) -> Path:
     """Write train.txt / val.txt (absolute image paths) and a data.yaml that points at them."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "train.txt").write_text("".join(f"{p}\n" for p in train))
-    (out_dir / "val.txt").write_text("".join(f"{p}\n" for p in val))
+    _write_atomic(out_dir / "train.txt", "".join(f"{p}\n" for p in train))
+    _write_atomic(out_dir / "val.txt", "".join(f"{p}\n" for p in val))
     data = {
         "train": str((out_dir / "train.txt").resolve()),
         "val": str((out_dir / "val.txt").resolve()),
@@ -207,8 +207,16 @@ def write_split(
         "names": dict(enumerate(names)),
     }
     path = out_dir / "data.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    _write_atomic(path, yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # several search processes sharing a study write the same lists at the same moment; a
+    # reader must never see a half-written file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def make_mini_dataset(

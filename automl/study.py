@@ -6,6 +6,7 @@ import math
 import os
 import socket
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +35,48 @@ def study_dir(study_name: str, studies_dir: Path = STUDIES_DIR) -> Path:
     return studies_dir / study_name
 
 
+def storage_file(url: str) -> Path | None:
+    """The local file behind a storage URL (SQLite or a journal file path), else None."""
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):])
+    if "://" not in url:
+        return Path(url)
+    return None
+
+
+@contextmanager
+def trial_slot_lock(url: str):
+    """Serialise "is there budget left? then create a trial" across processes on one machine.
+
+    Without it, processes sharing a study can each see one trial left and each start one.
+    For server storages (PostgreSQL) no lock is taken: there the total can overshoot by up to
+    one trial per extra process.
+    """
+    path = storage_file(url)
+    if path is None:
+        yield
+        return
+    from filelock import FileLock
+
+    with FileLock(str(path) + ".lock", timeout=120):
+        yield
+
+
 def get_storage(storage: str | None, study_name: str):
     """An Optuna storage for a URL (default: the study's SQLite file, created on demand)."""
     import optuna
 
     url = storage or default_storage(study_name)
+    path = storage_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
-        if path.parent and str(path.parent) not in ("", "."):
-            path.parent.mkdir(parents=True, exist_ok=True)
         # several writers (parallel trials, several processes) wait instead of failing "locked"
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    if path is not None:  # a journal file: many processes on one machine, no database
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     try:
         return optuna.storages.get_storage(url)
     except Exception as e:  # an unknown URL scheme or an unreachable server

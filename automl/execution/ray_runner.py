@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from automl.study import ERROR_ATTR, OWNER_ATTR, finished_trials, owner_tag
+from automl.study import ERROR_ATTR, OWNER_ATTR, finished_trials, owner_tag, trial_slot_lock
 from automl.trainer import METRIC_KEYS, offline_env
 
 FITNESS = "fitness"
@@ -101,9 +101,11 @@ def _make_searcher_class():
             run: Mapping[str, Any],
             n_trials: int,
             on_event: Callable[[TrialEvent], None] | None = None,
+            storage_url: str = "",
         ) -> None:
             super().__init__(metric=FITNESS, mode="max")
             self._study = study
+            self._storage_url = storage_url
             self._distributions = dict(distributions)
             self._run = dict(run)
             self._n_trials = n_trials
@@ -120,10 +122,12 @@ def _make_searcher_class():
             return self._n_trials - len(finished_trials(self._study)) - running
 
         def suggest(self, trial_id: str):
-            if self._budget_left() <= 0:
-                return Searcher.FINISHED
-            trial = self._study.ask(self._distributions)
-            self._study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, owner_tag())
+            with trial_slot_lock(self._storage_url):
+                if self._budget_left() <= 0:
+                    return Searcher.FINISHED
+                trial = self._study.ask(self._distributions)
+                self._study._storage.set_trial_system_attr(
+                    trial._trial_id, OWNER_ATTR, owner_tag())
             self._live[trial_id] = trial
             self._history[trial_id] = []
             self._started[trial_id] = time.perf_counter()
@@ -271,11 +275,13 @@ def run_search(
     address: str | None = None,
     pruner: str = "none",
     trainable: Callable[[dict[str, Any]], None] = run_trial,
+    storage_url: str = "",
 ) -> None:
     """Run trials through Ray Tune until the study holds `n_trials` finished trials.
 
     KeyboardInterrupt propagates after the running trials are marked FAIL (interrupted).
-    `trainable` is the Ray function run per trial (tests pass a fake trainer here).
+    `trainable` is the Ray function run per trial (tests pass a fake trainer here);
+    `storage_url` names the study's storage, so processes sharing it can lock trial creation.
     """
     from ray import tune
 
@@ -283,7 +289,7 @@ def run_search(
     if remaining <= 0:
         return
     init_ray(address=address)
-    searcher = StudySearcher(study, distributions, run, n_trials, on_event)
+    searcher = StudySearcher(study, distributions, run, n_trials, on_event, storage_url)
     trainable = tune.with_resources(
         trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
     )
