@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Mapping
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -46,20 +47,40 @@ def storage_file(url: str) -> Path | None:
 
 @contextmanager
 def trial_slot_lock(url: str):
-    """Serialise "is there budget left? then create a trial" across processes on one machine.
+    """Serialise "is there budget left? then create a trial" across processes sharing a study.
 
-    Without it, processes sharing a study can each see one trial left and each start one.
-    For server storages (PostgreSQL) no lock is taken: there the total can overshoot by up to
-    one trial per extra process.
+    Without it, processes sharing a study can each see one trial left and each start one. A
+    file lock serves local files (SQLite, journal); a PostgreSQL advisory lock serves processes
+    on many machines. Other server storages (MySQL) take no lock: there the total can
+    overshoot by up to one trial per extra process.
     """
     path = storage_file(url)
-    if path is None:
-        yield
-        return
-    from filelock import FileLock
+    if path is not None:
+        from filelock import FileLock
 
-    with FileLock(str(path) + ".lock", timeout=120):
+        with FileLock(str(path) + ".lock", timeout=120):
+            yield
+    elif url.startswith("postgresql"):
+        import zlib
+
+        from sqlalchemy import text
+
+        key = zlib.crc32(b"automl-trial-slot")  # one lock per database is enough
+        with _engine(url).connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    else:
         yield
+
+
+@lru_cache(maxsize=4)
+def _engine(url: str):
+    from sqlalchemy import create_engine
+
+    return create_engine(url, pool_pre_ping=True)
 
 
 def get_storage(storage: str | None, study_name: str):

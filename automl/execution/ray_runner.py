@@ -61,12 +61,15 @@ def _stop_requested() -> bool:
 
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: one ultralytics training, one report per epoch."""
+    import ray
     from ray import tune
 
     from automl.trainer import train_once
 
+    node = ray.get_runtime_context().get_node_id()
+
     def report(metrics: dict[str, Any]) -> None:
-        tune.report(metrics)
+        tune.report({**metrics, "node": node})
 
     outcome = train_once(
         config["params"], config["run"], name=f"trial_{config['number']:04d}", report=report,
@@ -172,6 +175,8 @@ def _make_searcher_class():
                 for key, value in metrics.items():
                     storage.set_trial_user_attr(trial._trial_id, key, value)
                 storage.set_trial_user_attr(trial._trial_id, "best_epoch", best["epoch"])
+            if result and result.get("node"):  # which Ray node ran it (clusters: --address)
+                storage.set_trial_user_attr(trial._trial_id, "ray_node", result["node"])
             if history:
                 storage.set_trial_user_attr(trial._trial_id, "epochs", history[-1]["epoch"])
                 storage.set_trial_user_attr(

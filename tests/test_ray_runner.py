@@ -1,4 +1,4 @@
-"""Early stopping through Ray Tune schedulers, recorded as PRUNED in the study.
+"""The Ray Tune runner: early stopping recorded as PRUNED, trials killed by the OS as FAIL.
 
 Uses a fake trainer (a Ray function trainable whose per-epoch fitness is a closed-form function
 of lr0) with real Ray and a real SQLite study: at test scale real trainings all sit at mAP 0 in
@@ -71,3 +71,32 @@ def test_stopped_trials_are_pruned_with_their_epoch_values(in_tmp, pruner):
     # what was stopped was the weak: every pruned trial is below the best complete one
     best = max(t.value for t in complete)
     assert all(t.params["lr0"] * len(t.intermediate_values) < best for t in pruned)
+
+
+def fake_trainer_killed_by_the_os(config):
+    """Stands in for a training the OS kills (e.g. the OOM killer) in its second epoch."""
+    import os
+    import signal
+
+    from ray import tune
+
+    for epoch in range(1, config["run"]["epochs"] + 1):
+        if config["number"] == 0 and epoch == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        tune.report({"fitness": 0.1 * epoch, "epoch": epoch})
+
+
+def test_a_trial_killed_by_the_os_is_fail_and_the_search_goes_on(in_tmp):
+    from automl.searchers import make_sampler
+
+    study = open_study("killed", None, make_sampler("random", SPACE, seed=1))
+    events = []
+    run_search(study, SPACE.distributions(), {"epochs": 3}, n_trials=2,
+               resources=Resources(1, 1, 0), trainable=fake_trainer_killed_by_the_os,
+               on_event=events.append)
+    first, second = study.trials
+    assert first.state == TrialState.FAIL
+    assert "process died" in first.user_attrs["error"]
+    assert first.intermediate_values == {1: pytest.approx(0.1)}
+    assert second.state == TrialState.COMPLETE and second.value == pytest.approx(0.3)
+    assert [e.state for e in events] == ["FAIL", "COMPLETE"]
