@@ -83,6 +83,29 @@ def _engine(url: str):
     return create_engine(url, pool_pre_ping=True)
 
 
+def _sqlite_storage(url: str):
+    """SQLite tuned for a study: writers wait instead of failing "locked", and WAL journaling.
+
+    WAL with synchronous=NORMAL makes each commit ~1 ms instead of ~20 ms (a trial writes about
+    15 times) and lets readers (the dashboard) run beside writers. It survives a crashed or
+    killed process; only an OS crash can lose the last commits. Not for network filesystems.
+    """
+    import optuna
+    from sqlalchemy import event
+
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+
+    @event.listens_for(storage.engine, "connect")
+    def _pragmas(connection, _record) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    storage.engine.dispose()  # connections opened while creating the schema lack the pragmas
+    return storage
+
+
 def get_storage(storage: str | None, study_name: str):
     """An Optuna storage for a URL (default: the study's SQLite file, created on demand)."""
     import optuna
@@ -92,8 +115,7 @@ def get_storage(storage: str | None, study_name: str):
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("sqlite:///"):
-        # several writers (parallel trials, several processes) wait instead of failing "locked"
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        return _sqlite_storage(url)
     if path is not None:  # a journal file: many processes on one machine, no database
         from optuna.storages.journal import JournalFileBackend
 

@@ -39,10 +39,16 @@ def epoch_metrics(trainer) -> dict[str, float]:
     }
 
 
-def _trainer_setup(*, threads: int | None, final_eval: bool) -> Callable[[Any], None]:
+def _trainer_setup(
+    *, threads: int | None, final_eval: bool, save: bool
+) -> Callable[[Any], None]:
     """An on_pretrain_routine_start callback: adjusts the trainer before its first epoch."""
 
     def setup(trainer) -> None:
+        if not save:
+            # ultralytics writes last.pt/best.pt at the final epoch even with save=False
+            # (~0.5 s of torch.save per trial); a search trial keeps no weights
+            trainer.save_model = lambda: None
         _drop_raytune_callback(trainer)
         if threads:
             # ultralytics' select_device resets torch to min(8, cores - 1) threads (1 on a
@@ -109,18 +115,20 @@ def train_once(
     memory released, so the caller can mark the trial FAIL and go on.
 
     Returns:
-        {"epochs": n, "train_seconds": s} on success, or {"error": "..."}.
+        {"epochs": n} on success, {"stopped": True} when `should_stop` cut it short, or
+        {"error": "..."}.
     """
     os.environ.update(offline_env())
     fitness = parse_fitness(run.get("fitness"))
-    start = time.perf_counter()
     model = None
     try:
         from ultralytics import YOLO
 
+        start = time.perf_counter()  # train_seconds: the training's own time, model build on
         model = YOLO(str(run["model"]))
         model.add_callback("on_pretrain_routine_start", _trainer_setup(
-            threads=run.get("threads"), final_eval=bool(run.get("final_eval"))))
+            threads=run.get("threads"), final_eval=bool(run.get("final_eval")),
+            save=bool(run.get("save", False))))
 
         def on_epoch_end(trainer) -> None:
             metrics = epoch_metrics(trainer)
@@ -141,9 +149,9 @@ def train_once(
 
             model.add_callback("on_train_batch_end", on_batch_end)
         model.train(**train_args(params, run, name=name))
-        return {"epochs": int(run["epochs"]), "train_seconds": time.perf_counter() - start}
+        return {"epochs": int(run["epochs"])}
     except _Stopped:
-        return {"stopped": True, "train_seconds": time.perf_counter() - start}
+        return {"stopped": True}
     except Exception as e:  # a bad hyperparameter or CUDA OOM fails this trial only
         return {"error": _describe(e)}
     finally:
