@@ -39,16 +39,14 @@ def epoch_metrics(trainer) -> dict[str, float]:
     }
 
 
-def _trainer_setup(
-    *, threads: int | None, final_eval: bool, save: bool
-) -> Callable[[Any], None]:
-    """An on_pretrain_routine_start callback: adjusts the trainer before its first epoch."""
+def _trainer_setup(*, threads: int | None, final_eval: bool) -> Callable[[Any], None]:
+    """An on_pretrain_routine_start callback: adjusts the trainer before its first epoch.
+
+    (ultralytics still writes weights at the final epoch with save=False, ~0.5 s a trial:
+    `YOLO.train` reloads them afterwards and raises without them, so they stay.)
+    """
 
     def setup(trainer) -> None:
-        if not save:
-            # ultralytics writes last.pt/best.pt at the final epoch even with save=False
-            # (~0.5 s of torch.save per trial); a search trial keeps no weights
-            trainer.save_model = lambda: None
         _drop_raytune_callback(trainer)
         if threads:
             # ultralytics' select_device resets torch to min(8, cores - 1) threads (1 on a
@@ -127,8 +125,7 @@ def train_once(
         start = time.perf_counter()  # train_seconds: the training's own time, model build on
         model = YOLO(str(run["model"]))
         model.add_callback("on_pretrain_routine_start", _trainer_setup(
-            threads=run.get("threads"), final_eval=bool(run.get("final_eval")),
-            save=bool(run.get("save", False))))
+            threads=run.get("threads"), final_eval=bool(run.get("final_eval"))))
 
         def on_epoch_end(trainer) -> None:
             metrics = epoch_metrics(trainer)
