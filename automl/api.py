@@ -304,6 +304,18 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def export(study: str, *, storage: str | None = None, out: str | Path | None = None) -> dict:
+    """Write best_hyperparameters.yaml (ultralytics `cfg=` form) and trials.csv of a study.
+
+    Returns:
+        {"best_hyperparameters": path, "trials_csv": path} (the yaml only once a trial completed).
+    """
+    from automl.study import export_study, open_study, study_dir
+
+    the_study = open_study(study, storage, create=False)
+    return export_study(the_study, out or study_dir(study))
+
+
 def studies_table(storage: str | None = None) -> str:
     """`automl studies`: every study with trial counts and best fitness."""
     from automl.study import list_studies

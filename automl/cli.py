@@ -82,6 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("studies", help="list studies with trial counts and best fitness")
     st.add_argument("--storage", help="Optuna storage URL (default: every studies/*.db)")
+
+    ex = sub.add_parser("export", help="write best_hyperparameters.yaml and trials.csv of a study")
+    ex.add_argument("--study", required=True)
+    ex.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/NAME.db)")
+    ex.add_argument("--out", help="output folder (default: studies/NAME/)")
+
+    db = sub.add_parser("dashboard", help="start optuna-dashboard on a study's storage")
+    db.add_argument("--study", help="study name (its default storage is opened)")
+    db.add_argument("--storage", help="Optuna storage URL")
+    db.add_argument("--host", default="127.0.0.1", help="default: loopback only")
+    db.add_argument("--port", type=int, default=8080)
     return parser
 
 
@@ -105,6 +116,15 @@ def _run(args: argparse.Namespace) -> int:
         from automl.api import studies_table
 
         print(studies_table(args.storage))
+    elif args.command == "export":
+        from automl.api import export
+
+        for kind, path in export(args.study, storage=args.storage, out=args.out).items():
+            print(f"{kind}: {path}")
+    elif args.command == "dashboard":
+        from automl.dashboard import resolve_storage, serve
+
+        serve(resolve_storage(args.study, args.storage), host=args.host, port=args.port)
     return 0
 
 

@@ -131,8 +131,11 @@ def open_study(study_name: str, storage: str | None, sampler=None, *, create: bo
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress line says what matters
-
-    store = get_storage(storage, study_name)
+    url = storage or default_storage(study_name)
+    path = storage_file(url)
+    if not create and path is not None and not path.exists():  # do not leave an empty file
+        raise StudyError(f"--study {study_name}: no such study in {url} (the file does not exist)")
+    store = get_storage(url, study_name)
     if create:
         return optuna.create_study(
             study_name=study_name, storage=store, sampler=sampler,
@@ -280,6 +283,18 @@ def write_best_hyperparameters(study, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(header) + "\n" + yaml.safe_dump(params, sort_keys=False))
     return path
+
+
+def export_study(study, out_dir: str | Path) -> dict[str, Path]:
+    """best_hyperparameters.yaml (for `yolo train cfg=`) and trials.csv, both from the study."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"trials_csv": out / "trials.csv"}
+    study.trials_dataframe().to_csv(paths["trials_csv"], index=False)
+    if best_trial(study) is not None:
+        paths["best_hyperparameters"] = write_best_hyperparameters(
+            study, out / "best_hyperparameters.yaml")
+    return paths
 
 
 def list_studies(storage: str | None = None, studies_dir: Path = STUDIES_DIR) -> list[dict]:

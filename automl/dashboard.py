@@ -1,0 +1,38 @@
+"""`automl dashboard`: optuna-dashboard on a study's storage, on loopback by default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from automl.errors import StudyError
+from automl.study import STUDIES_DIR, default_storage, get_storage
+
+
+def resolve_storage(study: str | None, storage: str | None, studies_dir: Path = STUDIES_DIR) -> str:
+    """The storage URL to open: --storage, else the study's default, else the only studies/*.db.
+
+    Raises:
+        StudyError: when nothing (or more than one database) says which storage to open.
+    """
+    if storage:
+        return storage
+    if study:
+        url = default_storage(study, studies_dir)
+        if not (studies_dir / f"{study}.db").is_file():
+            raise StudyError(f"--study {study}: {url} does not exist; pass --storage URL")
+        return url
+    found = sorted(studies_dir.glob("*.db"))
+    if len(found) == 1:
+        return default_storage(found[0].stem, studies_dir)
+    names = ", ".join(p.stem for p in found) or "none"
+    raise StudyError(f"say which study to show with --study NAME or --storage URL "
+                     f"(studies under {studies_dir}/: {names})")
+
+
+def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080, announce=print) -> None:
+    """Run optuna-dashboard on `url` until interrupted (blocks)."""
+    from optuna_dashboard import run_server
+
+    store = get_storage(url, "")
+    announce(f"optuna-dashboard on {url}: http://{host}:{port}/dashboard  (Ctrl-C to stop)")
+    run_server(store, host=host, port=port)

@@ -1,0 +1,104 @@
+"""`automl dashboard` serves the real optuna-dashboard; `automl export` writes files from the study."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import optuna
+import pytest
+import yaml
+
+from automl.dashboard import resolve_storage
+from automl.errors import StudyError
+from automl.spaces import load_space
+from automl.study import check_config, open_study
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def study(in_tmp):
+    s = open_study("dash", None)
+    check_config(s, {"fixed": {"optimizer": "SGD"}, "fitness": "v5"})
+    dists = load_space("lr_momentum").distributions()
+    for value, lr0 in ((0.2, 0.01), (0.4, 0.002)):
+        s.add_trial(optuna.trial.create_trial(
+            params={"lr0": lr0, "lrf": 0.1, "momentum": 0.9}, distributions=dists, value=value,
+            user_attrs={"map50": value + 0.1, "map50_95": value}))
+    return s
+
+
+def get(url: str):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_dashboard_serves_the_study_over_its_http_api(in_tmp, study):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "automl", "dashboard", "--study", "dash",
+                             "--port", str(port)], cwd=in_tmp, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                studies = get(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "dashboard did not answer"
+                time.sleep(0.3)
+        summary = next(s for s in studies if s["study_name"] == "dash")
+        detail = get(f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}?after=0")
+        trials = detail["trials"]
+        assert [t["state"] for t in trials] == ["Complete", "Complete"]
+        assert {p["name"] for p in trials[0]["params"]} == {"lr0", "lrf", "momentum"}
+        assert [t["values"] for t in trials] == [[0.2], [0.4]]
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert f"http://127.0.0.1:{port}/dashboard" in out
+
+
+def test_resolve_storage(in_tmp, study):
+    assert resolve_storage("dash", None) == "sqlite:///studies/dash.db"
+    assert resolve_storage(None, None) == "sqlite:///studies/dash.db"  # the only study db
+    assert resolve_storage(None, "sqlite:///x.db") == "sqlite:///x.db"
+    with pytest.raises(StudyError, match="--study nope: sqlite:///studies/nope.db does not exist"):
+        resolve_storage("nope", None)
+
+
+def test_export_writes_ultralytics_cfg_and_csv(in_tmp, study):
+    result = subprocess.run([sys.executable, "-m", "automl", "export", "--study", "dash"],
+                            cwd=in_tmp, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    best = in_tmp / "studies" / "dash" / "best_hyperparameters.yaml"
+    assert yaml.safe_load(best.read_text()) == {"optimizer": "SGD", "lr0": 0.002, "lrf": 0.1,
+                                                "momentum": 0.9}
+    from ultralytics.cfg import get_cfg
+
+    cfg = get_cfg(str(best))  # the form `yolo train cfg=...` accepts
+    assert cfg.lr0 == 0.002 and cfg.optimizer == "SGD"
+    csv = (in_tmp / "studies" / "dash" / "trials.csv").read_text().splitlines()
+    assert len(csv) == 3 and "params_lr0" in csv[0] and "user_attrs_map50" in csv[0]
+
+
+def test_export_of_a_missing_study_is_one_line(in_tmp, study):
+    result = subprocess.run([sys.executable, "-m", "automl", "export", "--study", "nope"],
+                            cwd=in_tmp, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "automl export: error: --study nope: no such study in sqlite:///studies/nope.db "
+        "(the file does not exist)"]
+    assert not (in_tmp / "studies" / "nope.db").exists()
