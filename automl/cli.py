@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from automl import cli_data
 from automl.errors import AutoMLError
 
 EXIT_USAGE = 2
@@ -80,10 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("studies", help="list studies with trial counts and best fitness")
     st.add_argument("--storage", help="Optuna storage URL (default: every studies/*.db)")
+    cli_data.register(sub)
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command in cli_data.COMMANDS:
+        return cli_data.run(args)
     if args.command == "search":
         from automl.api import search
 
