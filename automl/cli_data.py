@@ -88,10 +88,10 @@ def _split(args: argparse.Namespace) -> int:
     from automl.data import fold_table, kfold_split, load_dataset, make_mini_dataset, write_folds
     from automl.errors import ConfigError
 
-    if args.folds is None and args.mini is None:
-        raise ConfigError("split: pass --folds K, --mini F, or both")
     if args.fold is not None and args.folds is None:
         raise ConfigError(f"--fold {args.fold}: needs --folds K")
+    if args.folds is None and args.mini is None:
+        raise ConfigError("nothing to write: pass --folds K, --mini F, or both")
     if args.mini is not None and not 0 < args.mini <= 1:
         raise ConfigError(f"--mini {args.mini}: must be in (0, 1]; 1 keeps every image")
     dataset = load_dataset(args.data)
