@@ -14,6 +14,7 @@ marker.
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -118,12 +119,24 @@ class CheckReport:
         return "\n".join([self.headline(), *(line.rstrip() for line in table.splitlines())])
 
 
+def pil_open():
+    """PIL's own Image.open.
+
+    Importing ultralytics replaces Image.open with a wrapper that, on a file PIL cannot identify,
+    runs a requirements check that may pip-install pi-heif; a check must not install anything.
+    """
+    from PIL import Image
+
+    opener = Image.open
+    return getattr(sys.modules.get(getattr(opener, "__module__", "")), "_image_open", opener)
+
+
 def _check_image(image: Path) -> tuple[str, str] | None:
     """(kind, detail) of the image's defect, or None when ultralytics would read it."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(image) as im:
+        with pil_open()(image) as im:
             fmt, (w, h) = (im.format or "").lower(), im.size
             im.verify()
     except FileNotFoundError:

@@ -215,10 +215,10 @@ def _yolo_row(ann: dict, cls: int, im: dict, images_dir: Path, result: CocoImpor
     """One YOLO row (class cx cy w h, normalized) from a COCO [x, y, w, h] px box, clipped."""
     w_img, h_img = im.get("width"), im.get("height")
     if not w_img or not h_img:  # some exporters leave them out: read the header
-        from PIL import Image
+        from automl.checks import pil_open
 
         try:
-            with Image.open(images_dir / str(im["file_name"])) as pil:
+            with pil_open()(images_dir / str(im["file_name"])) as pil:
                 w_img, h_img = im["width"], im["height"] = pil.size
         except OSError:
             return ""  # the image is reported as missing

@@ -40,10 +40,10 @@ class SplitStats:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
+    from automl.checks import pil_open
 
     try:
-        with Image.open(path) as im:
+        with pil_open()(path) as im:
             return im.size
     except Exception:  # `automl check` reports these; here they just have no size
         return 0, 0

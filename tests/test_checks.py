@@ -169,3 +169,13 @@ def test_search_stops_before_any_trial_when_nothing_is_usable(demo, in_tmp, caps
     captured = capsys.readouterr()
     assert "no usable image left in train" in captured.err
     assert not (in_tmp / "studies").exists()  # no study, no trial
+
+
+def test_check_ignores_ultralytics_image_open_patch(demo):
+    import PIL.Image
+    import ultralytics.utils.patches  # noqa: F401  replaces PIL.Image.open
+
+    assert PIL.Image.open.__module__ == "ultralytics.utils.patches"
+    _not_an_image(demo)
+    (problem,) = check_dataset(load_dataset(demo)).problems
+    assert problem.kind == "not an image"
