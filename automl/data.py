@@ -43,11 +43,15 @@ class Dataset:
 
 def label_path(image: Path) -> Path:
     """Where ultralytics looks for an image's label: the last /images/ becomes /labels/, .txt."""
-    s = str(image)
+    return Path(_label_file(str(image)))
+
+
+def _label_file(image: str) -> str:
+    """label_path on strings (pathlib costs ~35 us a call: 3.5 s at 100,000 images)."""
     sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
-    if sa in s:
-        s = sb.join(s.rsplit(sa, 1))
-    return Path(s).with_suffix(".txt")
+    if sa in image:
+        image = sb.join(image.rsplit(sa, 1))
+    return os.path.splitext(image)[0] + ".txt"
 
 
 def _names(raw: dict, source: Path) -> tuple[str, ...]:
@@ -120,13 +124,14 @@ def load_dataset(data_yaml: str | Path) -> Dataset:
     )
 
 
-def read_boxes(label_file: Path) -> np.ndarray:
+def read_boxes(label_file: Path | str) -> np.ndarray:
     """Rows (class, x, y, w, h) of a YOLO label file; an absent file means no boxes.
 
     Rows that cannot be read are skipped here (`automl check` is where they get reported).
     """
     try:
-        text = label_file.read_text()
+        with open(label_file) as f:
+            text = f.read()
     except (FileNotFoundError, IsADirectoryError):
         return np.zeros((0, 5))
     rows = []
@@ -171,8 +176,12 @@ def label_columns(names: tuple[str, ...] | list[str]) -> list[str]:
 
 
 def read_labels(files: tuple[Path, ...] | list[Path], nc: int) -> np.ndarray:
-    """Stratification labels of image files, read from their YOLO label files."""
-    return stratification_labels([read_boxes(label_path(f)) for f in files], nc)
+    """Stratification labels of image files, read from their YOLO label files.
+
+    One process: at 100,000 files, two worker processes measured no faster on the shared
+    2-core machine (string paths instead of pathlib were: ~12 s -> ~7 s).
+    """
+    return stratification_labels([read_boxes(_label_file(str(f))) for f in files], nc)
 
 
 def _stratify_target(labels: np.ndarray) -> np.ndarray:
