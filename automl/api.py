@@ -149,6 +149,7 @@ def search(
         AutoMLError: any bad flag, space, fitness or data, before the first trial.
     """
     from automl import study as studies
+    from automl.checks import usable
     from automl.data import load_dataset, make_mini_dataset
     from automl.demo import ensure_demo_dataset
     from automl.execution.ray_runner import PRUNERS, Resources, default_pruner, run_search
@@ -176,6 +177,8 @@ def search(
     check_model(model)
     data_yaml = ensure_demo_dataset() if demo else Path(data)
     dataset = load_dataset(data_yaml)
+    dataset, report = usable(dataset)  # bad images stay out of the split; none left: DataError
+    say(report.headline() if report.clean else f"{report.details(limit=20)}\n{report.summary()}")
 
     name = study or f"{'demo' if demo else Path(data_yaml).stem}-{search_space.name}"
     fixed = dict(search_space.fixed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from automl import cli_data
 from automl.errors import AutoMLError
 
 EXIT_USAGE = 2
@@ -93,10 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--storage", help="Optuna storage URL")
     db.add_argument("--host", default="127.0.0.1", help="default: loopback only")
     db.add_argument("--port", type=int, default=8080)
+
+    cli_data.register(sub)
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command in cli_data.COMMANDS:
+        return cli_data.run(args)
     if args.command == "search":
         from automl.api import search
 

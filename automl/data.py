@@ -43,11 +43,15 @@ class Dataset:
 
 def label_path(image: Path) -> Path:
     """Where ultralytics looks for an image's label: the last /images/ becomes /labels/, .txt."""
-    s = str(image)
+    return Path(_label_file(str(image)))
+
+
+def _label_file(image: str) -> str:
+    """label_path on strings (pathlib costs ~35 us a call: 3.5 s at 100,000 images)."""
     sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
-    if sa in s:
-        s = sb.join(s.rsplit(sa, 1))
-    return Path(s).with_suffix(".txt")
+    if sa in image:
+        image = sb.join(image.rsplit(sa, 1))
+    return os.path.splitext(image)[0] + ".txt"
 
 
 def _names(raw: dict, source: Path) -> tuple[str, ...]:
@@ -120,13 +124,14 @@ def load_dataset(data_yaml: str | Path) -> Dataset:
     )
 
 
-def read_boxes(label_file: Path) -> np.ndarray:
+def read_boxes(label_file: Path | str) -> np.ndarray:
     """Rows (class, x, y, w, h) of a YOLO label file; an absent file means no boxes.
 
     Rows that cannot be read are skipped here (`automl check` is where they get reported).
     """
     try:
-        text = label_file.read_text()
+        with open(label_file) as f:
+            text = f.read()
     except (FileNotFoundError, IsADirectoryError):
         return np.zeros((0, 5))
     rows = []
@@ -145,21 +150,66 @@ def stratification_labels(boxes: list[np.ndarray], nc: int) -> np.ndarray:
     """One multi-label row per image: class presence, boxes-per-image bucket, aspect and size buckets."""
     n_cols = nc + len(BPI_BUCKETS) + len(ASPECT_NAMES) + len(SIZE_NAMES)
     out = np.zeros((len(boxes), n_cols), dtype=bool)
-    for i, b in enumerate(boxes):
-        if len(b) == 0:
-            continue
-        cls = b[:, 0].astype(int)
-        out[i, cls[(cls >= 0) & (cls < nc)]] = True
-        n = len(b)
-        for j, (_, lo, hi) in enumerate(BPI_BUCKETS):
-            if n >= lo and (hi is None or n <= hi):
-                out[i, nc + j] = True
-        w, h = np.clip(b[:, 3], 1e-9, None), np.clip(b[:, 4], 1e-9, None)
-        base = nc + len(BPI_BUCKETS)
-        out[i, base + np.digitize(w / h, ASPECT_EDGES)] = True
-        base += len(ASPECT_NAMES)
-        out[i, base + np.digitize(np.sqrt(w * h), SIZE_EDGES)] = True
+    counts = np.fromiter((len(b) for b in boxes), dtype=np.int64, count=len(boxes))
+    if not counts.any():
+        return out
+    # all boxes at once (a per-image loop costs ~5 s at 100,000 images)
+    allb = np.concatenate([b for b in boxes if len(b)]).reshape(-1, 5)
+    image = np.repeat(np.arange(len(boxes)), counts)
+    cls = allb[:, 0].astype(int)
+    known = (cls >= 0) & (cls < nc)
+    out[image[known], cls[known]] = True
+    for j, (_, lo, hi) in enumerate(BPI_BUCKETS):
+        out[:, nc + j] = (counts >= lo) & ((counts <= hi) if hi is not None else True)
+    w, h = np.clip(allb[:, 3], 1e-9, None), np.clip(allb[:, 4], 1e-9, None)
+    base = nc + len(BPI_BUCKETS)
+    out[image, base + np.digitize(w / h, ASPECT_EDGES)] = True
+    base += len(ASPECT_NAMES)
+    out[image, base + np.digitize(np.sqrt(w * h), SIZE_EDGES)] = True
     return out
+
+
+def label_columns(names: tuple[str, ...] | list[str]) -> list[str]:
+    """Names of the columns `stratification_labels` returns, e.g. 'cow', 'boxes-many', 'size-small'."""
+    return [*names, *(f"boxes-{b[0]}" for b in BPI_BUCKETS),
+            *(f"aspect-{a}" for a in ASPECT_NAMES), *(f"size-{s}" for s in SIZE_NAMES)]
+
+
+def read_labels(files: tuple[Path, ...] | list[Path], nc: int) -> np.ndarray:
+    """Stratification labels of image files, read from their YOLO label files.
+
+    One process: at 100,000 files, two worker processes measured no faster on the shared
+    2-core machine (string paths instead of pathlib were: ~12 s -> ~7 s).
+    """
+    return stratification_labels([read_boxes(_label_file(str(f))) for f in files], nc)
+
+
+def _stratify_target(labels: np.ndarray) -> np.ndarray:
+    # iterative-stratification wants at least two label columns with some positives; images
+    # without boxes get their own column so backgrounds spread evenly too
+    n = len(labels)
+    y = np.concatenate([labels, ~labels.any(axis=1, keepdims=True), np.ones((n, 1), bool)], 1)
+    return y.astype(int)
+
+
+def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Fold index (0..k-1) of every row, by MultilabelStratifiedKFold over the label columns.
+
+    Raises:
+        DataError: k < 2 or more folds than rows.
+    """
+    n = len(labels)
+    if k < 2:
+        raise DataError(f"--folds {k}: needs at least 2 folds")
+    if k > n:
+        raise DataError(f"--folds {k}: more folds than the {n} images")
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    folds = np.empty(n, dtype=int)
+    splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    for i, (_, val) in enumerate(splitter.split(np.zeros(n), _stratify_target(labels))):
+        folds[val] = i
+    return folds
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
@@ -174,12 +224,11 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarra
     if size <= 0:
         return np.zeros(0, dtype=int)
     rng = np.random.default_rng(seed)
-    # iterative-stratification wants at least two label columns with some positives
-    y = np.concatenate([labels, ~labels.any(axis=1, keepdims=True), np.ones((n, 1), bool)], 1)
+    y = _stratify_target(labels)
     from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=size, random_state=seed)
-    _, chosen = next(splitter.split(np.zeros(n), y.astype(int)))
+    _, chosen = next(splitter.split(np.zeros(n), y))
     if len(chosen) > size:
         chosen = rng.choice(chosen, size, replace=False)
     elif len(chosen) < size:
@@ -220,9 +269,17 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def make_mini_dataset(
-    dataset: Dataset, fraction: float, out_dir: str | Path, *, seed: int = 0
+    dataset: Dataset,
+    fraction: float,
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    labels: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Path:
     """Stratified `fraction` of train and of val, written as lists + data.yaml under out_dir.
+
+    Args:
+        labels: the stratification labels of train and of val when the caller has them already.
 
     Raises:
         DataError: a fraction outside (0, 1].
@@ -230,9 +287,85 @@ def make_mini_dataset(
     if not 0 < fraction <= 1:
         raise DataError(f"--fraction {fraction}: must be in (0, 1]; 1 uses all images")
     parts = []
-    for files in (dataset.train, dataset.val):
-        boxes = [read_boxes(label_path(f)) for f in files]
-        labels = stratification_labels(boxes, dataset.nc)
-        keep = stratified_subset(labels, mini_size(len(files), fraction), seed=seed)
+    for j, files in enumerate((dataset.train, dataset.val)):
+        y = labels[j] if labels is not None else read_labels(files, dataset.nc)
+        keep = stratified_subset(y, mini_size(len(files), fraction), seed=seed)
         parts.append([files[i] for i in keep])
     return write_split(Path(out_dir), dataset.names, parts[0], parts[1])
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    """Train and val pooled (each image once) and the stratified fold of every image."""
+
+    names: tuple[str, ...]
+    files: tuple[Path, ...]
+    labels: np.ndarray  # stratification_labels of files
+    folds: np.ndarray  # fold index of each file
+
+    @property
+    def k(self) -> int:
+        return int(self.folds.max()) + 1
+
+    def fold(self, i: int) -> tuple[Dataset, tuple[np.ndarray, np.ndarray]]:
+        """Fold i as a Dataset (val = fold i, train = the rest) with the labels of each part."""
+        val = self.folds == i
+        train_files = tuple(f for f, v in zip(self.files, val, strict=True) if not v)
+        val_files = tuple(f for f, v in zip(self.files, val, strict=True) if v)
+        ds = Dataset(yaml_path=Path(), names=self.names, train=train_files, val=val_files)
+        return ds, (self.labels[~val], self.labels[val])
+
+
+def kfold_split(dataset: Dataset, k: int, *, seed: int = 0) -> FoldSplit:
+    """Stratified k folds over train and val together (an image listed in both counts once)."""
+    files = tuple(dict.fromkeys((*dataset.train, *dataset.val)))
+    labels = read_labels(files, dataset.nc)
+    return FoldSplit(dataset.names, files, labels, stratified_folds(labels, k, seed=seed))
+
+
+def fold_table(split: FoldSplit) -> str:
+    """Per label column: images in the whole pool and train/val per fold, and the val share range.
+
+    A well stratified label has every fold's val share near 1/k.
+    """
+    from automl.api import text_table
+
+    k = split.k
+    header = ["label", "images", *(f"fold{i} train/val" for i in range(k)), "val share"]
+    rows = []
+    columns = [*label_columns(split.names), "no boxes"]
+    y = np.concatenate([split.labels, ~split.labels.any(axis=1, keepdims=True)], 1)
+    for c, name in enumerate(columns):
+        total = int(y[:, c].sum())
+        if total == 0:
+            continue
+        per = [int(y[split.folds == i, c].sum()) for i in range(k)]
+        shares = [p / total for p in per]
+        rows.append([name, total, *(f"{total - p}/{p}" for p in per),
+                     f"{min(shares):.1%}-{max(shares):.1%}"])
+    per = [int((split.folds == i).sum()) for i in range(k)]
+    n = len(split.files)
+    rows.append(["all images", n, *(f"{n - p}/{p}" for p in per),
+                 f"{min(per) / n:.1%}-{max(per) / n:.1%}"])
+    return text_table(header, rows)
+
+
+def write_folds(
+    split: FoldSplit, out_dir: str | Path, *, only: int | None = None,
+    mini: float | None = None, seed: int = 0,
+) -> list[Path]:
+    """Write foldI/{train,val}.txt + data.yaml (and foldI/mini/ with a stratified fraction).
+
+    Raises:
+        DataError: `only` is not a fold index.
+    """
+    if only is not None and not 0 <= only < split.k:
+        raise DataError(f"--fold {only}: must be in 0..{split.k - 1} for --folds {split.k}")
+    written = []
+    for i in range(split.k) if only is None else [only]:
+        ds, labels = split.fold(i)
+        target = Path(out_dir) / f"fold{i}"
+        written.append(write_split(target, ds.names, list(ds.train), list(ds.val)))
+        if mini is not None:
+            written.append(make_mini_dataset(ds, mini, target / "mini", seed=seed, labels=labels))
+    return written

@@ -108,3 +108,35 @@ def test_missing_data_yaml(tmp_path):
 def test_bad_fraction(tmp_path, demo):
     with pytest.raises(DataError, match="--fraction 1.5"):
         make_mini_dataset(load_dataset(demo), 1.5, tmp_path / "x")
+
+
+def _labels_one_image_at_a_time(boxes, nc):
+    """The per-image definition that the vectorised stratification_labels must match."""
+    from automl.data import ASPECT_EDGES, BPI_BUCKETS, SIZE_EDGES
+
+    rows = []
+    for b in boxes:
+        row = np.zeros(nc + 9, bool)
+        if len(b):
+            for c in b[:, 0].astype(int):
+                if 0 <= c < nc:
+                    row[c] = True
+            for j, (_, lo, hi) in enumerate(BPI_BUCKETS):
+                row[nc + j] = len(b) >= lo and (hi is None or len(b) <= hi)
+            for w, h in b[:, 3:5]:
+                w, h = max(w, 1e-9), max(h, 1e-9)
+                row[nc + 3 + int(np.digitize(w / h, ASPECT_EDGES))] = True
+                row[nc + 6 + int(np.digitize(np.sqrt(w * h), SIZE_EDGES))] = True
+        rows.append(row)
+    return np.array(rows)
+
+
+def test_stratification_labels_vectorised_matches_per_image():
+    rng = np.random.default_rng(5)
+    boxes = []
+    for _ in range(300):
+        k = int(rng.integers(0, 9))
+        b = np.column_stack([rng.integers(-1, 5, k), rng.random((k, 2)), rng.random((k, 2)) * 0.5])
+        boxes.append(b)
+    assert np.array_equal(stratification_labels(boxes, 4), _labels_one_image_at_a_time(boxes, 4))
+    assert stratification_labels([np.zeros((0, 5))] * 3, 2).shape == (3, 11)

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from automl.checks import check_dataset, usable
+from automl.cli import main
+from automl.data import label_path, load_dataset
+from automl.demo import make_demo_dataset
+from automl.errors import DataError
+
+
+@pytest.fixture
+def demo(tmp_path):
+    return make_demo_dataset(tmp_path / "demo", n_train=12, n_val=6, seed=0)
+
+
+def _train(demo: Path, i: int) -> Path:
+    return demo.parent / "images" / "train" / f"train_{i:05d}.png"
+
+
+def _label(demo: Path, i: int, text: str) -> None:
+    label_path(_train(demo, i)).write_text(text)
+
+
+def _not_an_image(demo):
+    _train(demo, 1).write_text("hello, I am text\n")
+
+
+def _truncated_png(demo):
+    data = _train(demo, 1).read_bytes()
+    _train(demo, 1).write_bytes(data[: len(data) // 2])
+
+
+def _truncated_jpeg(demo):
+    # a JPEG that opens but lost its end: ultralytics would rewrite it in place
+    png = _train(demo, 1)
+    Image.open(png).convert("RGB").save(png.with_suffix(".jpg"), quality=90)
+    data = png.with_suffix(".jpg").read_bytes()
+    png.with_suffix(".jpg").write_bytes(data[:-2])
+    label_path(png).rename(label_path(png.with_suffix(".jpg")))
+    png.unlink()
+
+
+def _tiny_image(demo):
+    Image.new("RGB", (9, 40)).save(_train(demo, 1))
+
+
+def _missing_image(demo):
+    _train(demo, 1).unlink()
+    lst = demo.parent / "train.txt"
+    lst.write_text("".join(f"{p}\n" for p in sorted((demo.parent / "images" / "train").glob("*.png")))
+                   + f"{_train(demo, 1)}\n")
+    demo.write_text(demo.read_text().replace("train: images/train", f"train: {lst}"))
+
+
+def _gif(demo):
+    Image.new("RGB", (40, 40)).save(_train(demo, 1), format="GIF")
+
+
+def _not_utf8(demo):
+    label_path(_train(demo, 1)).write_bytes(b"\xff\xfe\x00bad")
+
+
+DEFECTS = [
+    (_not_an_image, "not an image"),
+    (_gif, "not an image"),
+    (_truncated_png, "unreadable image"),
+    (_truncated_jpeg, "unreadable image"),
+    (_tiny_image, "image too small"),
+    (_missing_image, "missing image"),
+    (_not_utf8, "unreadable label"),
+    (lambda d: _label(d, 1, "0 0.5 0.5 0.1\n"), "wrong column count"),
+    (lambda d: _label(d, 1, "0 0.5 0.5 0.1 0.1 0.3\n"), "wrong column count"),
+    (lambda d: _label(d, 1, "0 0.5 0.5 abc 0.1\n"), "not a number"),
+    (lambda d: _label(d, 1, "0 0.5 nan 0.1 0.1\n"), "not a number"),
+    (lambda d: _label(d, 1, "3 0.5 0.5 0.1 0.1\n"), "bad class id"),  # nc is 3
+    (lambda d: _label(d, 1, "1.5 0.5 0.5 0.1 0.1\n"), "bad class id"),
+    (lambda d: _label(d, 1, "-1 0.5 0.5 0.1 0.1\n"), "bad class id"),
+    (lambda d: _label(d, 1, "0 1.02 0.5 0.1 0.1\n"), "out of bounds"),
+    (lambda d: _label(d, 1, "0 0.5 -0.02 0.1 0.1\n"), "out of bounds"),
+]
+
+
+@pytest.mark.parametrize(("defect", "kind"), DEFECTS)
+def test_each_defect_is_reported_and_left_out(demo, capsys, defect, kind):
+    defect(demo)
+    report = check_dataset(load_dataset(demo))
+    assert [p.kind for p in report.problems] == [kind]
+    (problem,) = report.problems
+    assert problem.severity == "error" and problem.image.stem == "train_00001"
+    ds, _ = usable(load_dataset(demo))
+    assert len(ds.train) == 11 and problem.image not in ds.train and len(ds.val) == 6
+    assert main(["check", "--data", str(demo)]) == 1
+    out = capsys.readouterr().out
+    assert f"error: {problem.file}: {kind}:" in out
+    assert "1 of 18 images have errors" in out
+
+
+def test_tolerance_and_duplicates_are_not_errors(demo):
+    _label(demo, 1, "0 1.005 0.5 0.1 0.1\n")  # within ultralytics' 1% tolerance
+    _label(demo, 2, "0 0.5 0.5 0.1 0.1\n0 0.5 0.5 0.1 0.1\n1 0.5 0.5 0.1 0.1\n")
+    report = check_dataset(load_dataset(demo))
+    assert [(p.kind, p.severity) for p in report.problems] == [("duplicate rows", "warning")]
+    assert "1 duplicate row" in report.problems[0].detail
+    assert report.bad == set() and not report.clean
+    ds, _ = usable(load_dataset(demo))
+    assert len(ds.train) == 12  # warnings keep the image
+
+
+def test_clean_data_background_and_empty_labels(demo, capsys):
+    label_path(_train(demo, 1)).unlink()
+    _label(demo, 2, "\n  \n")
+    report = check_dataset(load_dataset(demo))
+    assert report.clean and report.checked == 18
+    assert report.background == [_train(demo, 1)] and report.empty == [_train(demo, 2)]
+    assert main(["check", "--data", str(demo)]) == 0
+    out = capsys.readouterr().out
+    assert "2 without boxes; clean" in out
+    assert "background (no label)  1" in out and "empty label            1" in out
+
+
+def test_all_rows_of_a_file_are_quoted_up_to_three(demo):
+    _label(demo, 1, "".join(f"9 0.5 0.5 0.1 0.{i + 1}\n" for i in range(5)))
+    (problem,) = check_dataset(load_dataset(demo)).problems
+    assert problem.detail.count("class 9") == 3 and problem.detail.endswith("(+2 more)")
+
+
+def test_worker_processes_give_the_same_report(demo):
+    _label(demo, 1, "7 0.5 0.5 0.1 0.1\n")
+    from automl.checks import check_files
+
+    files = list(load_dataset(demo).train) * 400  # above the threshold for processes
+    one = check_files(files, 3, workers=1)
+    two = check_files(files, 3, workers=2)
+    assert [(len(p), s, b) for p, s, b in one] == [(len(p), s, b) for p, s, b in two]
+    assert sum(len(p) for p, _, _ in two) == 400
+
+
+@pytest.mark.parametrize(("body", "match"), [
+    ("val: images/val\nnames: [a]\n", "missing train"),
+    ("train: images/train\nval: nowhere\nnames: [a, b, c]\n", "does not exist"),
+    ("train: images/train\nval: images/val\nnc: 2\nnames: [a, b, c]\n", "nc is 2 but names has 3"),
+])
+def test_malformed_data_yaml_is_one_line_exit_2(demo, body, match):
+    demo.write_text(body)
+    run = subprocess.run([sys.executable, "-m", "automl", "check", "--data", str(demo)],
+                         capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and match in run.stderr and "Traceback" not in run.stderr
+
+
+def test_nothing_usable_raises(demo):
+    for f in (demo.parent / "labels" / "val").glob("*.txt"):
+        f.write_text("0 0.5 0.5\n")
+    with pytest.raises(DataError, match="no usable image left in val"):
+        usable(load_dataset(demo))
+
+
+def test_search_stops_before_any_trial_when_nothing_is_usable(demo, in_tmp, capsys):
+    for f in (demo.parent / "labels" / "train").glob("*.txt"):
+        f.write_text("5 0.5 0.5 0.1 0.1\n")
+    code = main(["search", "--data", str(demo), "--trials", "1", "--epochs", "1", "--imgsz", "64"])
+    assert code == 2
+    captured = capsys.readouterr()
+    assert "no usable image left in train" in captured.err
+    assert not (in_tmp / "studies").exists()  # no study, no trial
+
+
+def test_check_ignores_ultralytics_image_open_patch(demo):
+    import PIL.Image
+    import ultralytics.utils.patches  # noqa: F401  replaces PIL.Image.open
+
+    assert PIL.Image.open.__module__ == "ultralytics.utils.patches"
+    _not_an_image(demo)
+    (problem,) = check_dataset(load_dataset(demo)).problems
+    assert problem.kind == "not an image"

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import numpy as np
+
+from automl.cli import main
+from automl.data import label_path, load_dataset, read_boxes
+from automl.demo import make_demo_dataset
+from automl.eda import split_stats
+
+
+def test_eda_numbers_match_the_labels(tmp_path, capsys):
+    demo = make_demo_dataset(tmp_path / "demo", n_train=12, n_val=6, seed=2)
+    empty = demo.parent / "labels" / "train" / "train_00003.txt"
+    empty.write_text("")
+    ds = load_dataset(demo)
+    boxes = [read_boxes(label_path(f)) for f in ds.train]
+    stats = split_stats("train", ds.train)
+    assert len(stats.classes) == sum(len(b) for b in boxes)
+    assert (stats.boxes_per_image == 0).sum() == 1
+    # pixel sizes: normalized w*h times the image's own size (demo images are 128x128 or 160x120)
+    first = np.array(boxes[0][:, 3:5]) * stats.sizes[0]
+    assert np.allclose(stats.wh_px[: len(first)], first)
+    assert set(map(tuple, stats.sizes.astype(int))) <= {(128, 128), (160, 120), (120, 160)}
+
+    out = tmp_path / "report" / "eda.html"
+    assert main(["eda", "--data", str(demo), "--out", str(out), "--small-area", "900"]) == 0
+    text = capsys.readouterr().out
+    small = int((stats.areas < 900).sum())
+    assert "boxes under 900 px area" in text and f"{small} (" in text
+    n_ellipse = int((stats.classes == 0).sum())
+    ellipse_row = next(line for line in text.splitlines() if line.strip().startswith("ellipse"))
+    assert str(n_ellipse) in ellipse_row.split()
+    images_without = next(line for line in text.splitlines() if line.startswith("images without boxes"))
+    assert images_without.split()[3] == "1"
+    html = out.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "plotly" in html
+    assert "images per class" in html and "box area px" in html
+    assert "<script src=\"http" not in html  # plotly.js embedded: opens offline
