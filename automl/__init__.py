@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["search", "export", "SearchResult", "__version__"]
+__all__ = ["search", "export", "report", "SearchResult", "__version__"]
 
 
 def __getattr__(name: str):
     # Lazy: `import automl` and `automl --help` stay instant (no torch, ray or ultralytics).
-    if name in ("search", "export", "SearchResult"):
+    if name in ("search", "export", "report", "SearchResult"):
         from automl import api
 
         return getattr(api, name)

@@ -319,6 +319,15 @@ def export(study: str, *, storage: str | None = None, out: str | Path | None = N
     return export_study(the_study, out or study_dir(study))
 
 
+def report(study: str, *, storage: str | None = None, out: str | Path | None = None) -> Path:
+    """Write the study's HTML report (default studies/NAME/report.html) and return its path."""
+    from automl.report import write_report
+    from automl.study import open_study, study_dir
+
+    the_study = open_study(study, storage, create=False)
+    return write_report(the_study, out or study_dir(study) / "report.html")
+
+
 def studies_table(storage: str | None = None) -> str:
     """`automl studies`: every study with trial counts and best fitness."""
     from automl.study import list_studies

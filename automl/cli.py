@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--host", default="127.0.0.1", help="default: loopback only")
     db.add_argument("--port", type=int, default=8080)
 
+    rp = sub.add_parser("report", help="write a self-contained plotly HTML report of a study")
+    rp.add_argument("--study", required=True)
+    rp.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/NAME.db)")
+    rp.add_argument("--out", default=None, help="HTML file (default: studies/NAME/report.html)")
+
     cli_data.register(sub)
     return parser
 
@@ -126,6 +131,10 @@ def _run(args: argparse.Namespace) -> int:
 
         for kind, path in export(args.study, storage=args.storage, out=args.out).items():
             print(f"{kind}: {path}")
+    elif args.command == "report":
+        from automl.api import report
+
+        print(report(args.study, storage=args.storage, out=args.out))
     elif args.command == "dashboard":
         from automl.dashboard import resolve_storage, serve
 

@@ -1,0 +1,134 @@
+"""`automl report`: one self-contained plotly HTML of a study (derived from the study alone)."""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+from automl.study import CONFIG_ATTR, top_trials
+
+# Study user attrs other commands may leave (shown when present).
+PROMOTION_ATTR = "automl:promotion"
+THRESHOLDS_ATTR = "automl:thresholds"
+
+
+def _fitness_scatter(study):
+    """YOLOv5's evolve plot: fitness against each parameter, the best trial starred."""
+    import plotly.graph_objects as go
+    from optuna.trial import TrialState
+    from plotly.subplots import make_subplots
+
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)]
+    keys = list(dict.fromkeys(k for t in done for k in t.params))
+    if not done or not keys:
+        return None
+    cols = min(4, len(keys))
+    rows = math.ceil(len(keys) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=keys)
+    best = max(done, key=lambda t: t.value)
+    for i, key in enumerate(keys):
+        r, c = i // cols + 1, i % cols + 1
+        have = [t for t in done if key in t.params]
+        fig.add_trace(go.Scatter(
+            x=[t.params[key] for t in have], y=[t.value for t in have], mode="markers",
+            marker={"color": [t.value for t in have], "colorscale": "Viridis", "size": 8},
+            text=[f"trial {t.number}" for t in have], showlegend=False), row=r, col=c)
+        if key in best.params:
+            fig.add_trace(go.Scatter(
+                x=[best.params[key]], y=[best.value], mode="markers", showlegend=False,
+                marker={"symbol": "star", "size": 16, "color": "red"},
+                text=[f"best: trial {best.number}"]), row=r, col=c)
+    fig.update_layout(title="Fitness against each parameter (best trial starred)",
+                      height=320 * rows)
+    return fig
+
+
+def _top_table(study, n: int = 10):
+    import plotly.graph_objects as go
+
+    top = top_trials(study, n)
+    if not top:
+        return None
+    keys = list(dict.fromkeys(k for t in top for k in t.params))
+    metrics = ("map50", "map50_95", "map75", "precision", "recall")
+    header = ["trial", "fitness", "mAP50", "mAP50-95", "mAP75", "P", "R", *keys]
+    columns = [[f"#{t.number}" for t in top], [f"{t.value:.4f}" for t in top]]
+    columns += [[_fmt(t.user_attrs.get(m)) for t in top] for m in metrics]
+    columns += [[_fmt(t.params.get(k)) for t in top] for k in keys]
+    fig = go.Figure(go.Table(header={"values": header}, cells={"values": columns}))
+    fig.update_layout(title=f"Top {len(top)} trials", height=120 + 30 * len(top))
+    return fig
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def _attr_table(title: str, attrs: dict) -> str:
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
+                   for k, v in attrs.items())
+    return f"<h2>{html.escape(title)}</h2><table class='attrs'>{rows}</table>"
+
+
+def figures(study) -> list[tuple[str, Any]]:
+    """(section title, plotly figure or None with the reason) for every section of the report."""
+    from optuna import visualization as vis
+
+    sections: list[tuple[str, Any]] = []
+
+    def add(title: str, make) -> None:
+        try:
+            sections.append((title, make()))
+        except (ValueError, RuntimeError, ZeroDivisionError) as e:  # too few trials for this plot
+            sections.append((title, f"not available: {e}"))
+
+    add("Optimization history", lambda: vis.plot_optimization_history(study))
+    add("Learning curves (fitness per epoch; pruned trials included)",
+        lambda: vis.plot_intermediate_values(study))
+    add("Parameter importances", lambda: vis.plot_param_importances(study))
+    add("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study))
+    add("Slices", lambda: vis.plot_slice(study))
+    add("Fitness against each parameter", lambda: _fitness_scatter(study))
+    add("Top trials", lambda: _top_table(study))
+    return sections
+
+
+def write_report(study, out: str | Path) -> Path:
+    """Write the report (plotly.js inlined once: it opens offline) and return its path."""
+    from optuna.trial import TrialState
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    trials = study.get_trials(deepcopy=False)
+    counts = {s.name: sum(t.state == s for t in trials) for s in TrialState}
+    config = study.user_attrs.get(CONFIG_ATTR, {})
+    parts = [
+        f"<h1>automl study '{html.escape(study.study_name)}'</h1>",
+        "<p>" + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + " trials; "
+        + html.escape(", ".join(f"{k} {v}" for k, v in config.items()
+                                if k in ("space", "searcher", "fitness", "model", "epochs",
+                                         "imgsz", "fraction", "data"))) + "</p>",
+    ]
+    plotly_js: str | bool = "inline"
+    for title, fig in figures(study):
+        if fig is None or isinstance(fig, str):
+            reason = fig or "not available: no COMPLETE trial yet"
+            parts.append(f"<h2>{html.escape(title)}</h2><p class='na'>{html.escape(reason)}</p>")
+            continue
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=plotly_js))
+        plotly_js = False  # one copy of plotly.js serves every figure
+    for title, key in (("Promotion", PROMOTION_ATTR), ("Inference thresholds", THRESHOLDS_ATTR)):
+        if isinstance(study.user_attrs.get(key), dict):
+            parts.append(_attr_table(title, study.user_attrs[key]))
+    style = ("body{font-family:sans-serif;margin:2em}h2{margin-top:2em}"
+             "table.attrs th{text-align:left;padding-right:1em}.na{color:#888}")
+    out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>automl "
+                   f"{html.escape(study.study_name)}</title><style>{style}</style></head><body>"
+                   + "\n".join(parts) + "</body></html>")
+    return out
