@@ -1,0 +1,123 @@
+"""automl against Ultralytics' own `model.tune()`, side by side in one run.
+
+Same generated data (automl uses --fraction 1, so both train on the same images), same model
+YAML, epochs, image size, batch and nominal batch, same number of trials, same space (lr0, lrf,
+momentum with optimizer SGD), and the peer's fitness (mAP50-95 in this ultralytics version) as
+automl's fitness. Each configuration runs in its own process and is timed from the outside.
+
+    python benchmarks/vs_ultralytics_tune.py --trials 8 --epochs 10 --seeds 0 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+SPACE_YAML = """\
+description: lr_momentum as the peer gets it, with the benchmark's fixed training settings
+fixed: {optimizer: SGD, nbs: %(batch)d}
+params:
+  lr0: {type: float, low: 1.0e-5, high: 1.0e-1, log: true}
+  lrf: {type: float, low: 0.01, high: 1.0}
+  momentum: {type: float, low: 0.6, high: 0.98, gain: 0.3}
+"""
+
+PEER = """\
+import os, sys
+os.environ["YOLO_OFFLINE"] = "1"
+from ultralytics import YOLO
+YOLO("yolo11n.yaml").tune(
+    data=sys.argv[1], epochs=%(epochs)d, iterations=%(trials)d, imgsz=%(imgsz)d,
+    batch=%(batch)d, nbs=%(batch)d, optimizer="SGD", plots=False, save=False, val=True,
+    project=sys.argv[2], name="tune", exist_ok=True, device="cpu",
+    space={"lr0": (1e-5, 1e-1), "lrf": (0.01, 1.0), "momentum": (0.6, 0.98)},
+)
+"""
+
+
+def run_peer(data: Path, work: Path, args) -> dict:
+    script = work / "peer.py"
+    script.write_text(PEER % vars(args))
+    start = time.perf_counter()
+    subprocess.run([sys.executable, str(script), str(data), str(work / "peer")], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
+    wall = time.perf_counter() - start
+    records = [json.loads(line) for f in (work / "peer").rglob("tune_results.ndjson")
+               for line in f.read_text().splitlines() if line.strip()]
+    fitness = [r.get("fitness") or 0.0 for r in records]
+    return {"wall": wall, "best": max(fitness), "trials": len(records),
+            "epochs": len(records) * args.epochs}
+
+
+def run_automl(data: Path, work: Path, args, seed: int, *flags: str) -> dict:
+    import optuna
+
+    (work / "space.yaml").write_text(SPACE_YAML % vars(args))
+    cmd = [sys.executable, "-m", "automl", "search", "--data", str(data), "--space", "space.yaml",
+           "--trials", str(args.trials), "--epochs", str(args.epochs), "--imgsz", str(args.imgsz),
+           "--batch", str(args.batch), "--fraction", "1", "--fitness", "map50_95",
+           "--seed", str(seed), "--study", "bench", *flags]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=work, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name="bench", storage=f"sqlite:///{work}/studies/bench.db")
+    values = [t.value for t in study.trials if t.state.name == "COMPLETE"]
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    return {"wall": wall, "best": max(values + [t.user_attrs.get("fitness", 0.0) for t in pruned]),
+            "trials": len(study.trials),
+            "epochs": sum(t.user_attrs.get("epochs", 0) for t in study.trials)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--imgsz", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--images", type=int, default=80, help="train images (val: 40%%)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    args = parser.parse_args()
+
+    from automl.demo import make_demo_dataset
+
+    configs = [
+        ("ultralytics model.tune()", None),
+        ("automl --searcher ga", ("--searcher", "ga", "--pruner", "none")),
+        ("automl --searcher tpe", ("--searcher", "tpe", "--pruner", "none")),
+        ("automl --searcher tpe --pruner asha --concurrency 2",
+         ("--searcher", "tpe", "--pruner", "asha", "--concurrency", "2")),
+    ]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="automl-vs-peer-") as tmp:
+        data = make_demo_dataset(Path(tmp) / "data", n_train=args.images,
+                                 n_val=max(8, int(args.images * 0.4)), seed=0)
+        for seed in args.seeds:
+            for name, flags in configs:
+                work = Path(tmp) / f"{seed}-{len(rows)}"
+                work.mkdir()
+                os.environ["PYTHONHASHSEED"] = str(seed)
+                result = (run_peer(data, work, args) if flags is None
+                          else run_automl(data, work, args, seed, *flags))
+                rows.append((seed, name, result))
+                print(f"seed {seed}  {name}: {result}", flush=True)
+    print(textwrap.dedent(f"""
+        demo shapes ({args.images} train images), yolo11n.yaml from scratch, {args.trials} trials
+        x {args.epochs} epochs at {args.imgsz} px, batch {args.batch}, SGD, space lr0/lrf/momentum,
+        fitness mAP50-95 (the peer's); 2-core CPU"""))
+    print(f"{'seed':>4}  {'configuration':<52} {'wall s':>7} {'best mAP50-95':>13} "
+          f"{'trials':>6} {'epochs trained':>14}")
+    for seed, name, r in rows:
+        print(f"{seed:>4}  {name:<52} {r['wall']:>7.0f} {r['best']:>13.4f} {r['trials']:>6} "
+              f"{r['epochs']:>14}")
+
+
+if __name__ == "__main__":
+    main()
