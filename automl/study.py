@@ -61,19 +61,26 @@ def trial_slot_lock(url: str):
         with FileLock(str(path) + ".lock", timeout=120):
             yield
     elif url.startswith("postgresql"):
-        import zlib
-
-        from sqlalchemy import text
-
-        key = zlib.crc32(b"automl-trial-slot")  # one lock per database is enough
-        with _engine(url).connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        with _pg_advisory_lock(url, "automl-trial-slot"):  # one lock per database is enough
+            yield
     else:
         yield
+
+
+@contextmanager
+def _pg_advisory_lock(url: str, name: str):
+    """A PostgreSQL session-level advisory lock, shared by every process on that database."""
+    import zlib
+
+    from sqlalchemy import text
+
+    key = zlib.crc32(name.encode())
+    with _engine(url).connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
 
 
 @lru_cache(maxsize=4)
@@ -121,6 +128,10 @@ def get_storage(storage: str | None, study_name: str):
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     try:
+        if url.startswith("postgresql"):
+            # processes opening a fresh database at once would race to create Optuna's schema
+            with _pg_advisory_lock(url, "automl-schema"):
+                return optuna.storages.get_storage(url)
         return optuna.storages.get_storage(url)
     except Exception as e:  # an unknown URL scheme or an unreachable server
         raise ConfigError(f"--storage {url}: cannot open ({type(e).__name__}: {e})") from e
