@@ -80,10 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("studies", help="list studies with trial counts and best fitness")
     st.add_argument("--storage", help="Optuna storage URL (default: every studies/*.db)")
+
+    from automl import cli_promote
+
+    cli_promote.register(sub)
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command in ("promote", "thresholds"):
+        from automl import cli_promote
+
+        return cli_promote.run(args)
     if args.command == "search":
         from automl.api import search
 
