@@ -33,6 +33,9 @@ DEFAULT_CONF_GRID = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.35
 DEFAULT_IOU_GRID = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
 METRIC_CHOICES = ("fitness", "map50_95", "map75", "map50", "f1")
 CACHE_VERSION = 1
+# ultralytics' non_max_suppression default (the validator does not change it): candidates per
+# image beyond this are cut by score before NMS.
+_MAX_NMS = 30000
 # Images replayed through NMS at once: bounds memory (images x anchors kept x channels).
 _REPLAY_CHUNK = 32
 
@@ -292,13 +295,50 @@ class Replayer:
 
     def metrics(self, iou: float, conf: float) -> dict[str, float]:
         """Precision, recall, mAP50, mAP75, mAP50-95 and F1 exactly as `model.val(conf=, iou=)`."""
+        self._run_nms_and_matching(iou, conf)
+        return self._finish()
+
+    def sweep(self, ious: Sequence[float], confs: Sequence[float]) -> dict[tuple[float, float],
+                                                                        dict[str, float]]:
+        """Metrics of every (iou, conf) pair; the same numbers as `metrics` for each pair.
+
+        Per IoU, NMS and matching run once at the smallest conf, and each larger conf keeps the
+        detections scoring above it. Exact, because greedy NMS visits boxes from the highest
+        score down (a box is only ever suppressed by a higher-scoring kept one), max_det keeps
+        the highest scores, and the validator's greedy matching visits detections in the same
+        order: raising conf removes a tail, never changes what comes before it. When an image
+        has more candidates than NMS's max_nms cap at the smallest conf, the cap could cut
+        differently, and that IoU falls back to running NMS per pair.
+        """
+        confs = sorted(confs)
+        capped = any(int((p[:, 4:] > confs[0]).sum()) > _MAX_NMS for p in self.cache.preds)
+        table = {}
+        for iou in ious:
+            if capped:
+                for conf in confs:
+                    table[(iou, conf)] = self.metrics(iou, conf)
+                continue
+            self._run_nms_and_matching(iou, confs[0])
+            base = {k: list(v) for k, v in self.v.metrics.stats.items()}
+            for conf in confs:
+                stats = self.v.metrics.stats
+                for k in ("tp", "conf", "pred_cls"):
+                    stats[k][:] = [a[c > conf] for a, c in zip(base[k], base["conf"], strict=True)]
+                for k in ("target_cls", "target_img"):
+                    stats[k][:] = base[k]
+                table[(iou, conf)] = self._finish()
+        return table
+
+    def _run_nms_and_matching(self, iou: float, conf: float) -> None:
         v = self.v
         v.args.conf, v.args.iou = conf, iou
         v.init_metrics(self._model_stub)
         for raw, gt in self._chunks:
             v.update_metrics(v.postprocess(raw), {"replay": gt})
-        v.get_stats()
-        box = v.metrics.box
+
+    def _finish(self) -> dict[str, float]:
+        self.v.get_stats()  # ap_per_class over the collected stats, then clears them
+        box = self.v.metrics.box
         p, r = float(box.mp), float(box.mr)
         return {"precision": p, "recall": r, "map50": float(box.map50), "map75": float(box.map75),
                 "map50_95": float(box.map), "f1": f1_score(p, r)}
@@ -381,12 +421,10 @@ def tune_thresholds(
         replayer = Replayer(cache)
         table: dict[tuple[float, float], dict[str, float]] = {}
         try:
-            for iou in ious:
-                for conf in confs:
-                    m = replayer.metrics(iou, conf)
-                    value = score_of(m)
-                    m["score"] = value if math.isfinite(value) else float("nan")
-                    table[(iou, conf)] = m
+            for pair, m in replayer.sweep(ious, confs).items():
+                value = score_of(m)
+                m["score"] = value if math.isfinite(value) else float("nan")
+                table[pair] = m
         finally:
             replayer.close()
         timings["sweep"] = time.perf_counter() - t
