@@ -307,13 +307,16 @@ def studies_table(storage: str | None = None) -> str:
     body = [[r["study"], r["trials"], r["complete"], r["pruned"], r["fail"], r["running"],
              "-" if r["best_fitness"] is None else f"{r['best_fitness']:.4f}",
              "-" if r["best_trial"] is None else f"#{r['best_trial']}",
-             _promoted_cell(r.get("promoted")), r["storage"]]
+             _promoted_cell(r), r["storage"]]
             for r in rows]
     return text_table(header, body, right=False)
 
 
-def _promoted_cell(record: dict | None) -> str:
-    """`#N 0.1234` (trial, full-data fitness) of the latest promotion, '-' when none."""
+def _promoted_cell(row: dict) -> str:
+    """`#N 0.1234` (trial, full-data fitness) of the study's latest promotion, '-' when none."""
+    from automl.study import latest_promotion, open_study
+
+    record = latest_promotion(open_study(row["study"], row["storage"], create=False))
     if not record:
         return "-"
     fitness = record.get("fitness")

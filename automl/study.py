@@ -243,6 +243,5 @@ def list_studies(storage: str | None = None, studies_dir: Path = STUDIES_DIR) ->
                 "running": counts[TrialState.RUNNING],
                 "best_fitness": best.value if best else None,
                 "best_trial": best.number if best else None,
-                "promoted": latest_promotion(study),
             })
     return rows
