@@ -12,6 +12,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from automl.api import studies_table
+from automl.cli import main
 from automl.demo import make_demo_dataset
 from automl.fitness import parse_fitness
 from automl.promote import full_data_yaml, promote
@@ -125,11 +126,16 @@ def test_no_complete_trial_is_one_line_exit_2(in_tmp, tiny_data):
     (["--data", "nowhere.yaml"], "nowhere.yaml: data.yaml not found"),
     (["--tune-thresholds", "--iou-grid", "0.5", "1.2"], "--iou-grid 1.2: every value must be in (0, 1)"),
 ])
-def test_bad_promote_flags_fail_before_training(in_tmp, tiny_data, args, expected):
+def test_bad_promote_flags_fail_before_training(in_tmp, tiny_data, capsys, args, expected):
     make_study("one", tiny_data, [(TrialState.FAIL, None, {"lr0": 0.01, "momentum": 0.9}),
                                   (TrialState.COMPLETE, 0.2, {"lr0": 0.01, "momentum": 0.9})])
-    result = automl("promote", "--study", "one", *args, cwd=in_tmp)
-    assert result.returncode == 2, result.stderr
-    assert expected in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    capsys.readouterr()
+    try:  # in-process (argparse errors exit through SystemExit); the subprocess path is tested above
+        code = main(["promote", "--study", "one", *args])
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (in_tmp / "runs").exists()

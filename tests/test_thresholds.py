@@ -9,6 +9,7 @@ import sys
 import pytest
 import yaml
 
+from automl.cli import main
 from automl.demo import make_demo_dataset
 from automl.thresholds import RawCache, Replayer, cache_path_for, tune_thresholds
 from automl.trainer import train_once
@@ -103,14 +104,15 @@ def test_cli_reuses_the_cache_and_recomputes_below_its_floor(trained, tmp_path, 
     (["--conf-grid", "low"], "--conf-grid 'low': not a number"),
     (["--metric", "map90"], "unknown metric 'map90'"),
 ])
-def test_bad_grid_or_metric_is_one_line_exit_2(tmp_path, flags, expected):
+def test_bad_grid_or_metric_is_one_line_exit_2(tmp_path, capsys, flags, expected):
     data = make_demo_dataset(tmp_path / "d", n_train=2, n_val=2)
     (tmp_path / "w.pt").write_bytes(b"never read")
-    result = automl("thresholds", "--weights", str(tmp_path / "w.pt"), "--data", str(data), *flags,
-                    cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    assert expected in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    code = main(["thresholds", "--weights", str(tmp_path / "w.pt"), "--data", str(data), *flags])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "w.val.raw_preds.npz").exists()  # failed before any inference
 
 
 def test_weights_that_are_not_a_detection_model_are_one_line_exit_2(tmp_path):
