@@ -336,11 +336,35 @@ def studies_table(storage: str | None = None) -> str:
     if not rows:
         return "no studies found" + ("" if storage else " under studies/")
     header = ["study", "trials", "complete", "pruned", "fail", "running", "best fitness",
-              "best trial", "storage"]
+              "best trial", "promoted", "storage"]
     body = [[r["study"], r["trials"], r["complete"], r["pruned"], r["fail"], r["running"],
              "-" if r["best_fitness"] is None else f"{r['best_fitness']:.4f}",
-             "-" if r["best_trial"] is None else f"#{r['best_trial']}", r["storage"]]
+             "-" if r["best_trial"] is None else f"#{r['best_trial']}",
+             _promoted_cell(r), r["storage"]]
             for r in rows]
     return text_table(header, body, right=False)
 
 
+def _promoted_cell(row: dict) -> str:
+    """`#N 0.1234` (trial, full-data fitness) of the study's latest promotion, '-' when none."""
+    from automl.study import latest_promotion, open_study
+
+    record = latest_promotion(open_study(row["study"], row["storage"], create=False))
+    if not record:
+        return "-"
+    fitness = record.get("fitness")
+    return f"#{record['trial']} " + ("?" if fitness is None else f"{fitness:.4f}")
+
+
+def promote(**kwargs):
+    """Train a study's best (or chosen) trial on the full data; see `automl.promote.promote`."""
+    from automl.promote import promote as _promote
+
+    return _promote(**kwargs)
+
+
+def tune_thresholds(**kwargs):
+    """Sweep NMS IoU x confidence on cached raw predictions; see `automl.thresholds.tune_thresholds`."""
+    from automl.thresholds import tune_thresholds as _tune
+
+    return _tune(**kwargs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from automl import cli_data
+from automl import cli_data, cli_promote
 from automl.errors import AutoMLError
 
 EXIT_USAGE = 2
@@ -101,12 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, help="HTML file (default: studies/NAME/report.html)")
 
     cli_data.register(sub)
+    cli_promote.register(sub)
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.command in cli_data.COMMANDS:
         return cli_data.run(args)
+    if args.command in ("promote", "thresholds"):
+        return cli_promote.run(args)
     if args.command == "search":
         from automl.api import search
 

@@ -7,11 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from automl.study import CONFIG_ATTR, top_trials
-
-# Study user attrs other commands may leave (shown when present).
-PROMOTION_ATTR = "automl:promotion"
-THRESHOLDS_ATTR = "automl:thresholds"
+from automl.study import CONFIG_ATTR, promotions, top_trials
 
 
 def _fitness_scatter(study):
@@ -123,9 +119,13 @@ def write_report(study, out: str | Path) -> Path:
         parts.append(f"<h2>{html.escape(title)}</h2>")
         parts.append(fig.to_html(full_html=False, include_plotlyjs=plotly_js))
         plotly_js = False  # one copy of plotly.js serves every figure
-    for title, key in (("Promotion", PROMOTION_ATTR), ("Inference thresholds", THRESHOLDS_ATTR)):
-        if isinstance(study.user_attrs.get(key), dict):
-            parts.append(_attr_table(title, study.user_attrs[key]))
+    for number, record in sorted(promotions(study).items()):  # left by `automl promote`
+        record = dict(record)
+        thresholds = record.pop("thresholds", None)
+        metrics = record.pop("metrics", None) or {}
+        parts.append(_attr_table(f"Promotion of trial #{number}", {**record, **metrics}))
+        if isinstance(thresholds, dict):
+            parts.append(_attr_table(f"Inference thresholds of trial #{number}", thresholds))
     style = ("body{font-family:sans-serif;margin:2em}h2{margin-top:2em}"
              "table.attrs th{text-align:left;padding-right:1em}.na{color:#888}")
     out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>automl "

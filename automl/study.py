@@ -21,6 +21,7 @@ OWNER_ATTR = "automl:owner"          # host:pid of the process running a trial
 INTERRUPTED_ATTR = "automl:interrupted"  # FAIL because the search process died or was stopped
 RETRY_OF_ATTR = "automl:retry_of"    # number of the interrupted trial this one re-runs
 ERROR_ATTR = "error"
+PROMOTIONS_ATTR = "automl:promotions"  # {trial number: record} of `automl promote` runs
 # Config entries that define what a study measures: resuming with other values would mix
 # incomparable trials, so it is refused.
 _DEFINING = ("space_keys", "fitness", "data", "model", "epochs", "imgsz", "fraction")
@@ -306,6 +307,24 @@ def export_study(study, out_dir: str | Path) -> dict[str, Path]:
         paths["best_hyperparameters"] = write_best_hyperparameters(
             study, out / "best_hyperparameters.yaml")
     return paths
+
+
+def record_promotion(study, record: Mapping[str, Any]) -> None:
+    """Store a promotion (trial, metrics, fitness, weights, ...) on the study, keyed by trial number."""
+    records = dict(study.user_attrs.get(PROMOTIONS_ATTR) or {})
+    records[str(record["trial"])] = dict(record)
+    study.set_user_attr(PROMOTIONS_ATTR, records)
+
+
+def promotions(study) -> dict[int, dict[str, Any]]:
+    """The study's promotions by trial number (empty when none)."""
+    return {int(k): v for k, v in (study.user_attrs.get(PROMOTIONS_ATTR) or {}).items()}
+
+
+def latest_promotion(study) -> dict[str, Any] | None:
+    """The promotion recorded last (by its finished_at time), or None."""
+    records = list(promotions(study).values())
+    return max(records, key=lambda r: str(r.get("finished_at", ""))) if records else None
 
 
 def list_studies(storage: str | None = None, studies_dir: Path = STUDIES_DIR) -> list[dict]:

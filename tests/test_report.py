@@ -15,9 +15,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from automl.report import PROMOTION_ATTR, figures, write_report
+from automl.report import figures, write_report
 from automl.spaces import load_space
-from automl.study import check_config, open_study
+from automl.study import check_config, open_study, record_promotion
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SECTIONS = ["Optimization history", "Learning curves", "Parameter importances",
@@ -41,7 +41,8 @@ def study(in_tmp):
     s.add_trial(optuna.trial.create_trial(
         params={"lr0": 0.09, "lrf": 0.9, "momentum": 0.61}, distributions=dists,
         state=TrialState.FAIL, user_attrs={"error": "CUDA out of memory"}))
-    s.set_user_attr(PROMOTION_ATTR, {"trial": 5, "fitness": 0.61, "weights": "runs/x/best.pt"})
+    record_promotion(s, {"trial": 5, "fitness": 0.61, "weights": "runs/x/best.pt",
+                         "metrics": {"map50": 0.7}, "thresholds": {"iou": 0.68, "conf": 0.001}})
     return s
 
 
@@ -59,9 +60,9 @@ def test_report_via_cli_is_self_contained(in_tmp, study):
     assert result.returncode == 0, result.stderr
     page = (in_tmp / "studies" / "rep" / "report.html").read_text()
     assert page.count("<script src=") == 0  # nothing fetched: plotly.js is inline
-    for title in SECTIONS + ["Promotion"]:
+    for title in SECTIONS + ["Promotion of trial #5", "Inference thresholds of trial #5"]:
         assert title in page
-    assert "runs/x/best.pt" in page
+    assert "runs/x/best.pt" in page and "0.68" in page
 
 
 def chromium() -> str:

@@ -1,0 +1,84 @@
+"""`automl promote` and `automl thresholds`: thin CLI over automl.promote / automl.thresholds."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def _add_threshold_flags(p: argparse.ArgumentParser, *, metric_default: str | None) -> None:
+    p.add_argument("--metric", default=metric_default,
+                   help="fitness (0.1*map50+0.9*map50_95) | map50_95 | map75 | map50 | f1 | an "
+                        "expression such as 0.5*map75+0.5*f1"
+                        + (" (default: %(default)s)" if metric_default else
+                           " (default: the study's fitness)"))
+    p.add_argument("--conf-grid", nargs="+", default=None, metavar="C",
+                   help="confidence thresholds in (0, 1), e.g. 0.001 0.01 0.1 or 0.001,0.01 "
+                        "(default: 10 values from 0.001 to 0.35)")
+    p.add_argument("--iou-grid", nargs="+", default=None, metavar="I",
+                   help="NMS IoU thresholds in (0, 1) (default: 0.4 to 0.85 in steps of 0.05)")
+
+
+def register(subparsers) -> None:
+    """Add the promote and thresholds subcommands to automl's subparsers."""
+    from automl.promote import FULL_DATA_CHOICES
+
+    p = subparsers.add_parser("promote", help="train a study's best trial on the full data")
+    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/NAME.db)")
+    p.add_argument("--trial", type=int, default=None,
+                   help="trial number to promote (default: the best COMPLETE trial)")
+    p.add_argument("--data", help="data.yaml (default: the data the study searched on, in full)")
+    p.add_argument("--full-data", default="train", choices=FULL_DATA_CHOICES,
+                   help="train on train, or on train+val images (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=None, help="default: the study's epochs")
+    p.add_argument("--model", default=None, help="model YAML or local .pt (default: the study's)")
+    p.add_argument("--imgsz", type=int, default=None, help="default: the study's imgsz")
+    p.add_argument("--batch", type=int, default=None, help="default: the study's batch")
+    p.add_argument("--device", default=None, help="ultralytics device, e.g. cpu, 0 (default: auto)")
+    p.add_argument("--project", default="runs/promote",
+                   help="runs go to PROJECT/STUDY-trialN (default: %(default)s)")
+    p.add_argument("--tune-thresholds", action="store_true",
+                   help="then tune NMS IoU and conf on best.pt (see automl thresholds)")
+    _add_threshold_flags(p, metric_default=None)
+
+    t = subparsers.add_parser("thresholds",
+                              help="tune NMS IoU and confidence thresholds from cached predictions")
+    t.add_argument("--weights", required=True, help="trained detection weights (.pt)")
+    t.add_argument("--data", required=True, help="data.yaml")
+    t.add_argument("--split", default="val", help="split to measure on (default: %(default)s)")
+    t.add_argument("--imgsz", type=int, default=None, help="default: the weights' training imgsz")
+    t.add_argument("--batch", type=int, default=None, help="validation batch (default: 16, as model.val)")
+    t.add_argument("--device", default=None, help="ultralytics device (default: auto)")
+    _add_threshold_flags(t, metric_default="fitness")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run promote or thresholds; AutoMLError (user mistakes) propagates to automl.cli (exit 2)."""
+    if args.command == "thresholds":
+        from automl.api import tune_thresholds
+
+        tune_thresholds(weights=args.weights, data=args.data, split=args.split, metric=args.metric,
+                        conf_grid=args.conf_grid, iou_grid=args.iou_grid, imgsz=args.imgsz,
+                        batch=args.batch, device=args.device)
+        return 0
+    from automl.api import promote
+    from automl.promote import PromoteError
+
+    try:
+        promote(study=args.study, storage=args.storage, trial=args.trial, data=args.data,
+                full_data=args.full_data, epochs=args.epochs, model=args.model,
+                device=args.device, imgsz=args.imgsz, batch=args.batch, project=args.project,
+                tune_thresholds=args.tune_thresholds, metric=args.metric,
+                conf_grid=args.conf_grid, iou_grid=args.iou_grid)
+    except PromoteError as e:
+        print(f"automl promote: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("\nautoml promote: interrupted; run the same command again to continue from last.pt",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0

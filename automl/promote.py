@@ -1,0 +1,255 @@
+"""Promote a trial: train its hyperparameters on the full data, record the result on the study.
+
+The search tunes on a mini split; the promoted training uses every image of the original
+data.yaml (optionally train+val as the training set), the study's model, epochs, imgsz and
+batch unless overridden, and the device ultralytics picks (a GPU when there is one). An
+interrupted promotion continues from its last.pt when the same command runs again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from automl.errors import AutoMLError, ConfigError, StudyError
+
+PROMOTE_DIR = Path("runs/promote")
+FULL_DATA_CHOICES = ("train", "train+val")
+
+
+class PromoteError(AutoMLError, RuntimeError):
+    """The promoted training itself failed (not a user mistake in the flags)."""
+
+
+@dataclass
+class PromoteResult:
+    """What a promotion leaves behind (the same record is stored on the study)."""
+
+    study: str
+    trial: int
+    run_dir: Path
+    weights: Path  # best.pt
+    last: Path
+    metrics: dict[str, float]
+    fitness: float
+    record: dict[str, Any]
+    resumed: bool = False
+    thresholds: Any = None  # a ThresholdsResult with --tune-thresholds
+
+
+def _pick_trial(study, number: int | None):
+    from optuna.trial import TrialState
+
+    from automl.study import best_trial
+
+    if number is None:
+        best = best_trial(study)
+        if best is None:
+            raise StudyError(f"study '{study.study_name}' has no COMPLETE trial to promote; run "
+                             f"`automl search --study {study.study_name}` until one completes")
+        return best
+    for t in study.get_trials(deepcopy=False):
+        if t.number == number:
+            if t.state != TrialState.COMPLETE:
+                raise StudyError(f"--trial {number}: trial is {t.state.name}, not COMPLETE; "
+                                 "promote a COMPLETE trial (omit --trial for the best one)")
+            return t
+    raise StudyError(f"--trial {number}: study '{study.study_name}' has no trial {number} "
+                     f"(trials 0..{len(study.trials) - 1})")
+
+
+def full_data_yaml(data: Path, mode: str, out_dir: Path) -> Path:
+    """The data.yaml the promotion trains on: the user's own for 'train'; for 'train+val' a
+    derived one whose train list holds train and val images (lists only, nothing copied)."""
+    from automl.data import load_dataset, write_split
+
+    dataset = load_dataset(data)
+    if mode == "train":
+        return dataset.yaml_path
+    return write_split(out_dir, dataset.names, [*dataset.train, *dataset.val], list(dataset.val))
+
+
+def _resumable(last: Path) -> bool:
+    """last.pt of an unfinished training: ultralytics strips epoch to -1 once training ends."""
+    if not last.is_file():
+        return False
+    import torch
+
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    except Exception:  # a half-written checkpoint: start over
+        return False
+    return isinstance(ckpt, dict) and ckpt.get("epoch", -1) >= 0 and ckpt.get("optimizer") is not None
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def promote(
+    *,
+    study: str,
+    storage: str | None = None,
+    trial: int | None = None,
+    data: str | Path | None = None,
+    full_data: str = "train",
+    epochs: int | None = None,
+    model: str | None = None,
+    device: str | None = None,
+    imgsz: int | None = None,
+    batch: int | None = None,
+    project: str | Path = PROMOTE_DIR,
+    tune_thresholds: bool = False,
+    metric: str | None = None,
+    conf_grid: Iterable[str | float] | None = None,
+    iou_grid: Iterable[str | float] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> PromoteResult:
+    """Train a study's trial (the best COMPLETE one by default) on the full data.
+
+    Args:
+        study, storage: the study (default storage sqlite:///studies/NAME.db).
+        trial: trial number to promote; None takes the best COMPLETE trial.
+        data: data.yaml (default: the data the study searched on, in full, not the mini split).
+        full_data: 'train' trains on train; 'train+val' trains on train and val images
+            (val metrics are then measured on images the model saw).
+        epochs, model, imgsz, batch: default to the study's search settings.
+        device: ultralytics device (default: auto, a GPU when present).
+        project: runs go to PROJECT/STUDY-trialN.
+        tune_thresholds: afterwards sweep NMS IoU x conf on best.pt (see automl.thresholds);
+            metric (default: the study's fitness), conf_grid, iou_grid go to it.
+        log: where progress lines go (default: stdout).
+
+    Returns:
+        A PromoteResult; the same record is stored on the study (automl.study.promotions).
+
+    Raises:
+        StudyError: no such study, trial, or no COMPLETE trial.
+        ConfigError: a bad flag or data.yaml, before any training.
+        PromoteError: the training failed.
+    """
+    from automl import study as studies
+    from automl.api import check_model
+    from automl.fitness import parse_fitness
+    from automl.trainer import METRIC_KEYS, train_once
+
+    say = log or (lambda line: print(line, flush=True))
+    if full_data not in FULL_DATA_CHOICES:
+        raise ConfigError(f"--full-data {full_data}: use one of {', '.join(FULL_DATA_CHOICES)}")
+    for flag, value in (("--epochs", epochs), ("--imgsz", imgsz), ("--batch", batch)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} {value}: must be at least 1")
+    the_study = studies.open_study(study, storage, create=False)
+    chosen = _pick_trial(the_study, trial)
+    config = the_study.user_attrs.get(studies.CONFIG_ATTR) or {}
+    fit = parse_fitness(config.get("fitness"))
+    data_path = Path(data or config.get("data") or "")
+    if not str(data or config.get("data") or ""):
+        raise ConfigError(f"study '{study}' does not record its data; pass --data path/to/data.yaml")
+    model = model or config.get("model") or "yolo11n.yaml"
+    check_model(model)
+    epochs = int(epochs or config.get("epochs") or 30)
+    imgsz = int(imgsz or config.get("imgsz") or 640)
+    batch = batch or config.get("batch")
+    if tune_thresholds:  # check the grids now, not after hours of training
+        from automl.thresholds import metric_fitness, parse_grid
+
+        parse_grid(conf_grid, "--conf-grid", ())
+        parse_grid(iou_grid, "--iou-grid", ())
+        metric_fitness(metric or config.get("fitness") or "fitness")
+
+    name = f"{study}-trial{chosen.number}"
+    run_dir = (Path(project) / name).resolve()
+    train_yaml = full_data_yaml(data_path, full_data, run_dir / "data")
+    params = {**(config.get("fixed") or {}), **chosen.params}
+    last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
+    resumed = _resumable(last)
+    done = studies.promotions(the_study).get(chosen.number)
+    if not resumed and done and last.is_file() and done.get("weights") == str(best.resolve()):
+        say(f"trial #{chosen.number} is already promoted ({best}, fitness {done.get('fitness')}); "
+            f"delete {run_dir} to train it again")
+        result = PromoteResult(study=study, trial=chosen.number, run_dir=run_dir, weights=best,
+                               last=last, metrics=done.get("metrics", {}),
+                               fitness=done.get("fitness") or math.nan, record=done)
+        if tune_thresholds:
+            _tune(result, the_study, data_path, metric or fit.spec, conf_grid, iou_grid, imgsz,
+                  device, say)
+        return result
+    run = {
+        "data": str(train_yaml), "model": str(last) if resumed else model, "epochs": epochs,
+        "imgsz": imgsz, "batch": batch, "device": device, "fitness": fit.spec, "fixed": {},
+        "project": str(Path(project).resolve()), "threads": _cpu_count(),
+        "save": True, "final_eval": True,
+    }
+    if resumed:
+        params = {**params, "resume": True}  # ultralytics restores args, optimizer and epoch
+        say(f"resuming {name} from {last}")
+    shown = ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}"
+                      for k, v in chosen.params.items())
+    say(f"promoting trial #{chosen.number} of study '{study}' (search fitness {chosen.value:.4f}): "
+        f"{shown}")
+    say(f"full data {train_yaml} ({full_data}), model {model}, {epochs} epochs at {imgsz} px, "
+        f"batch {batch}, device {device or 'auto'} -> {run_dir}")
+
+    reports: list[dict[str, Any]] = []
+
+    def report(metrics: dict[str, Any]) -> None:
+        reports.append(metrics)
+        if metrics["epoch"] <= epochs:
+            say(f"epoch {metrics['epoch']}/{epochs}  fitness {metrics['fitness']:.4f}  "
+                f"mAP50 {metrics['map50']:.3f}  mAP50-95 {metrics['map50_95']:.3f}  "
+                f"({metrics['train_seconds']:.0f}s)")
+
+    outcome = train_once(params, run, name=name, report=report)
+    if "error" in outcome:
+        raise PromoteError(f"promoting trial #{chosen.number} failed: {outcome['error']}")
+    if not best.is_file():
+        raise PromoteError(f"training finished but {best} is missing")
+    # With final_eval the last report is best.pt re-validated; without reports (nothing ran)
+    # there is nothing to record.
+    final = reports[-1] if reports else {}
+    metrics = {k: float(final[k]) for k in METRIC_KEYS if k in final}
+    value = fit(metrics)
+    record: dict[str, Any] = {
+        "trial": chosen.number, "params": params if not resumed else
+        {k: v for k, v in params.items() if k != "resume"},
+        "search_fitness": chosen.value, "fitness_spec": fit.spec,
+        "fitness": value if math.isfinite(value) else None, "metrics": metrics,
+        "weights": str(best.resolve()), "last": str(last.resolve()), "run_dir": str(run_dir.resolve()),
+        "data": str(train_yaml), "full_data": full_data, "model": model, "epochs": epochs,
+        "imgsz": imgsz, "batch": batch, "device": device or "auto", "resumed": resumed,
+        "train_seconds": outcome.get("train_seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    studies.record_promotion(the_study, record)
+    say(f"promoted: {best}  fitness {value:.4f} ({fit.describe()})  "
+        f"mAP50 {metrics.get('map50', math.nan):.3f}  mAP50-95 {metrics.get('map50_95', math.nan):.3f}")
+    result = PromoteResult(study=study, trial=chosen.number, run_dir=run_dir, weights=best,
+                           last=last, metrics=metrics, fitness=value, record=record,
+                           resumed=resumed)
+    if tune_thresholds:
+        _tune(result, the_study, data_path, metric or fit.spec, conf_grid, iou_grid, imgsz,
+              device, say)
+    return result
+
+
+def _tune(result: PromoteResult, the_study, data: Path, metric: str, conf_grid, iou_grid,
+          imgsz: int, device: str | None, say: Callable[[str], None]) -> None:
+    """Tune best.pt's thresholds on the val split of the user's data.yaml; record them too."""
+    from automl import study as studies
+    from automl.thresholds import tune_thresholds
+
+    result.thresholds = tune_thresholds(weights=result.weights, data=data, metric=metric,
+                                        conf_grid=conf_grid, iou_grid=iou_grid, imgsz=imgsz,
+                                        device=device, log=say)
+    result.record["thresholds"] = result.thresholds.as_dict()
+    studies.record_promotion(the_study, result.record)
+
