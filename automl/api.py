@@ -177,8 +177,9 @@ def search(
     check_model(model)
     data_yaml = ensure_demo_dataset() if demo else Path(data)
     dataset = load_dataset(data_yaml)
-    dataset, report = usable(dataset)  # bad images stay out of the split; none left: DataError
-    say(report.headline() if report.clean else f"{report.details(limit=20)}\n{report.summary()}")
+    dataset, check_report = usable(dataset)  # bad images stay out of the split; none left: DataError
+    say(check_report.headline() if check_report.clean
+        else f"{check_report.details(limit=20)}\n{check_report.summary()}")
 
     name = study or f"{'demo' if demo else Path(data_yaml).stem}-{search_space.name}"
     fixed = dict(search_space.fixed)
