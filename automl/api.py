@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,6 @@ class SearchResult:
 
     study: Any
     best_hyperparameters_path: Path | None = None
-    stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def best(self):

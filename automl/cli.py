@@ -17,14 +17,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     from automl.api import (
         DEFAULT_BATCH,
@@ -62,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--gpus-per-trial", type=float, default=None,
         help="GPUs per trial, fractions share a GPU (default: GPUs / concurrency, 0 without)")
-    s.add_argument("--fraction", type=_fraction, default=DEFAULT_FRACTION,
+    s.add_argument("--fraction", type=float, default=DEFAULT_FRACTION,
                    help="stratified share of train and of val per trial (default: %(default)s)")
     s.add_argument("--model", default=DEFAULT_MODEL, help="model YAML or local .pt (default: %(default)s)")
     s.add_argument("--epochs", type=int, default=None,
