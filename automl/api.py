@@ -120,6 +120,7 @@ def search(
     ga_parent: str = "single",
     pruner: str | None = None,
     address: str | None = None,
+    defaults_first: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Run (or continue) a hyperparameter search whose every trial is an ultralytics training.
@@ -139,6 +140,8 @@ def search(
         ga_parent: GA parent selection, single or weighted.
         pruner: asha, median or none; default asha when the epochs leave room for two rungs.
         address: join this Ray cluster instead of starting a local one.
+        defaults_first: a new study's first trial is ultralytics' defaults for the space's keys,
+            whatever the searcher (the GA always does this; the grid never).
         log: where progress lines go (default: stdout).
 
     Returns:
@@ -153,7 +156,7 @@ def search(
     from automl.demo import ensure_demo_dataset
     from automl.execution.ray_runner import PRUNERS, Resources, default_pruner, run_search
     from automl.fitness import parse_fitness
-    from automl.searchers import SEARCHERS, grid_size, make_sampler
+    from automl.searchers import SEARCHERS, grid_size, make_sampler, seed_with_defaults
     from automl.spaces import load_space, ultralytics_defaults
 
     say = log or (lambda line: print(line, flush=True))
@@ -202,6 +205,12 @@ def search(
     recovered = studies.recover_interrupted(the_study)
     if recovered:
         say(f"marked interrupted trials {recovered} as FAIL; their configurations run again")
+    storage_url = storage or studies.default_storage(name)
+    if defaults_first:
+        with studies.trial_slot_lock(storage_url):
+            queued = seed_with_defaults(the_study, searcher, search_space, defaults)
+        if queued:
+            say(f"first trial: the defaults {queued}")
 
     out_dir = studies.study_dir(name)
     mini_yaml = make_mini_dataset(dataset, fraction, out_dir / "mini", seed=seed or 0)
@@ -213,7 +222,7 @@ def search(
         "project": str((out_dir / "trials").resolve()), "threads": max(1, int(cpus)),
     }
     done_before = len(studies.finished_trials(the_study))
-    say(f"study '{name}' ({storage or studies.default_storage(name)}): {done_before}/{trials} "
+    say(f"study '{name}' ({storage_url}): {done_before}/{trials} "
         f"trials finished; searcher {searcher}, space {search_space.name} "
         f"({', '.join(search_space.keys)}), fitness {fit.describe()}")
     say(f"data {dataset.yaml_path} -> mini split {fraction:g} ({mini_yaml.parent}), model {model}, "
@@ -223,8 +232,7 @@ def search(
     progress = _Progress(the_study, trials, say)
     run_search(the_study, search_space.distributions(), run, n_trials=trials,
                resources=Resources(concurrency, cpus, gpus), on_event=progress,
-               address=address, pruner=pruner,
-               storage_url=storage or studies.default_storage(name))
+               address=address, pruner=pruner, storage_url=storage_url)
 
     result = SearchResult(the_study)
     if result.best is not None:

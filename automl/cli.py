@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"batch size (default: {DEFAULT_BATCH}; demo data: {DEMO_PROFILE['batch']})")
     s.add_argument("--device", default=None, help="ultralytics device, e.g. cpu, 0 (default: auto)")
     s.add_argument("--ga-parent", default="single", help="GA parent selection: single | weighted")
+    s.add_argument("--no-defaults-first", dest="defaults_first", action="store_false",
+                   help="do not start a new study from ultralytics' defaults (tpe, gp, cmaes, "
+                        "random, nsga2; the GA always starts there)")
     s.add_argument("--pruner", default=None,
                    help="early stopping: asha | median | none (default: asha when epochs allow rungs)")
     s.add_argument("--address", default=None, help="join this Ray cluster (auto | HOST:PORT)")
@@ -112,6 +115,7 @@ def _run(args: argparse.Namespace) -> int:
             gpus_per_trial=args.gpus_per_trial, fraction=args.fraction, model=args.model,
             epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
             ga_parent=args.ga_parent, pruner=args.pruner, address=args.address,
+            defaults_first=args.defaults_first,
         )
     elif args.command == "demo-data":
         from automl.demo import make_demo_dataset

@@ -59,7 +59,8 @@ def trial_slot_lock(url: str):
     if path is not None:
         from filelock import FileLock
 
-        with FileLock(str(path) + ".lock", timeout=120):
+        # Not NAME.lock: Optuna's journal storage takes that path for its own symlink lock.
+        with FileLock(str(path) + ".automl-slot.lock", timeout=120):
             yield
     elif url.startswith("postgresql"):
         with _pg_advisory_lock(url, "automl-trial-slot"):  # one lock per database is enough
@@ -123,7 +124,11 @@ def get_storage(storage: str | None, study_name: str):
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("sqlite:///"):
-        return _sqlite_storage(url)
+        from filelock import FileLock
+
+        # processes opening a new file at once would race to create Optuna's tables
+        with FileLock(str(path) + ".automl-schema.lock", timeout=120):
+            return _sqlite_storage(url)
     if path is not None:  # a journal file: many processes on one machine, no database
         from optuna.storages.journal import JournalFileBackend
 

@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from automl.errors import ConfigError, SearchSpaceError
-from automl.searchers import SEARCHERS, grid_size, grid_values, make_sampler
+from automl.searchers import SEARCHERS, grid_size, grid_values, make_sampler, seed_with_defaults
 from automl.spaces import parse_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -76,3 +76,22 @@ def test_grid_needs_a_step_for_continuous_keys():
 def test_unknown_searcher():
     with pytest.raises(ConfigError, match="unknown searcher"):
         make_sampler("hyperband", SPACE)
+
+
+@pytest.mark.parametrize("name", SEARCHERS)
+def test_a_new_study_starts_from_the_defaults_clipped_into_the_space(name, tmp_path):
+    url = f"sqlite:///{tmp_path / 'seeded.db'}"
+    study = optuna.create_study(study_name="s", storage=url, direction="maximize",
+                                sampler=make_sampler(name, SPACE, seed=0, n_trials=4))
+    # momentum 0.937 is off the 0.02 grid, lr0 0.5 above the space: both come in clipped
+    defaults = {"lr0": 0.5, "momentum": 0.937, "optimizer": "SGD", "lrf": 0.01}
+    queued = seed_with_defaults(study, name, SPACE, defaults)
+    if name in ("ga", "grid"):  # the GA starts there by itself; a grid only visits its points
+        assert queued is None and not study.trials
+        return
+    assert queued == {"lr0": 0.1, "momentum": pytest.approx(0.94), "optimizer": "SGD"}
+    assert seed_with_defaults(study, name, SPACE, defaults) is None  # queued once only
+    first = study.ask(SPACE.distributions())
+    assert first.params == queued
+    study.tell(first, 0.0)
+    assert study.ask(SPACE.distributions()).params != queued  # then the searcher takes over

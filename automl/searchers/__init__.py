@@ -10,9 +10,13 @@ from automl.errors import ConfigError, SearchSpaceError
 from automl.searchers.ga import PARENT_MODES, GASampler
 from automl.spaces import Param, SearchSpace
 
-__all__ = ["SEARCHERS", "GASampler", "PARENT_MODES", "grid_values", "make_sampler"]
+__all__ = ["SEARCHERS", "GASampler", "PARENT_MODES", "grid_values", "make_sampler",
+           "seed_with_defaults"]
 
 SEARCHERS = ("ga", "tpe", "gp", "cmaes", "random", "grid", "nsga2")
+# Searchers whose study gets the defaults as its first trial from outside (the GA does it itself;
+# a grid visits only its own points).
+_SEEDED_FROM_OUTSIDE = ("tpe", "gp", "cmaes", "random", "nsga2")
 # A grid with more points than this is almost surely a mistake (an int range without a step).
 _MAX_GRID_POINTS = 100_000
 
@@ -22,6 +26,31 @@ def _startup_trials(n_trials: int | None) -> int:
     if not n_trials:
         return 10
     return max(2, min(10, n_trials // 3))
+
+
+def seed_with_defaults(study, name: str, space: SearchSpace,
+                       defaults: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Queue the defaults (clipped into the space) as the first trial of a new study.
+
+    Every searcher then starts from the configuration the user would have trained anyway, so
+    a search never ends below that baseline, and model-based searchers get one sensible point
+    among their random start (with a log-uniform lr0 over 1e-5..1e-1, most random draws train
+    far too slowly to learn anything in a few epochs). A study that already has trials, the GA
+    (which starts from the defaults by itself) and the grid are left alone. The caller holds
+    the trial-slot lock, so processes sharing a new study queue it once.
+
+    Returns:
+        The queued params, or None when nothing was queued.
+    """
+    if name not in _SEEDED_FROM_OUTSIDE or study.get_trials(deepcopy=False):
+        return None
+    params = {p.name: p.clip(defaults[p.name]) for p in space.params
+              if p.name in defaults
+              and (p.kind != "categorical" or defaults[p.name] in p.choices)}
+    if not params:
+        return None
+    study.enqueue_trial(params, skip_if_exists=True)
+    return params
 
 
 def grid_values(param: Param, source: str = "") -> list[Any]:
