@@ -117,6 +117,12 @@ def main() -> None:
     for seed, name, r in rows:
         print(f"{seed:>4}  {name:<52} {r['wall']:>7.0f} {r['best']:>13.4f} {r['trials']:>6} "
               f"{r['epochs']:>14}")
+    for name, _ in configs:
+        mine = [r for _, n, r in rows if n == name]
+        print(f"{'mean':>4}  {name:<52} {sum(r['wall'] for r in mine) / len(mine):>7.0f} "
+              f"{sum(r['best'] for r in mine) / len(mine):>13.4f} "
+              f"{sum(r['trials'] for r in mine) / len(mine):>6.0f} "
+              f"{sum(r['epochs'] for r in mine) / len(mine):>14.0f}")
 
 
 if __name__ == "__main__":
