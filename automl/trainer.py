@@ -155,6 +155,27 @@ def train_once(
         del model
         gc.collect()
         _free_cuda()
+        _freeze_survivors()
+
+
+_frozen = False
+
+
+def _freeze_survivors() -> None:
+    """After a process's first training, move every surviving object out of the collector's view.
+
+    What survives a full collection then is module state and caches that torch, ultralytics and
+    polars built lazily during the first training: hundreds of thousands of objects that every
+    later `gc.collect()` (ultralytics' at the end of each training, ours above) would scan
+    again, ~0.25 s each on this 2-core CPU. Frozen, those collections scan only what the trial
+    itself created: the two went from ~0.6 s to ~0.12 s per trial (measured with reused Ray
+    workers in mind: a worker trains many trials). The cost is that an object frozen here is
+    never collected, and it is alive when frozen, so at most some caches stay for good.
+    """
+    global _frozen
+    if not _frozen:
+        gc.freeze()
+        _frozen = True
 
 
 class _Stopped(Exception):
