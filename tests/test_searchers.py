@@ -95,3 +95,42 @@ def test_a_new_study_starts_from_the_defaults_clipped_into_the_space(name, tmp_p
     assert first.params == queued
     study.tell(first, 0.0)
     assert study.ask(SPACE.distributions()).params != queued  # then the searcher takes over
+
+
+def _pruned_look_good_study(sampler, tmp_path, tag):
+    """1 COMPLETE trial at x=0.05; PRUNED: 2 near x=0.95 that got far (0.9 at epoch 9), 27
+    between 0.3 and 0.6 stopped at epoch 1 with 0.01."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    dist = {"x": FloatDistribution(0.0, 1.0)}
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / f'{tag}.db'}", sampler=sampler,
+                                direction="maximize")
+    study.add_trial(create_trial(params={"x": 0.05}, distributions=dist, value=0.1))
+    for x in (0.95, 0.96):
+        study.add_trial(create_trial(params={"x": x}, distributions=dist, state=TrialState.PRUNED,
+                                     intermediate_values={1: 0.5, 9: 0.9}))
+    for i in range(27):
+        study.add_trial(create_trial(params={"x": 0.3 + 0.3 * i / 26}, distributions=dist,
+                                     state=TrialState.PRUNED, intermediate_values={1: 0.01}))
+    return study, dist
+
+
+def test_tpe_never_takes_pruned_trials_into_its_good_set(tmp_path):
+    """Fake objective, real study. Stock Optuna TPE tops its good set (3 of 30 trials) up with
+    the 2 PRUNED trials that got furthest, beside the one COMPLETE trial, and then proposes
+    around x=0.95; ours keeps only the COMPLETE trial there and proposes around x=0.05."""
+    def proposals(sampler, tag):
+        study, dist = _pruned_look_good_study(sampler, tmp_path, tag)
+        xs = []
+        for _ in range(12):
+            trial = study.ask(dist)
+            xs.append(trial.params["x"])
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)  # FAIL: not seen by TPE
+        return xs
+
+    stock = proposals(optuna.samplers.TPESampler(seed=0, n_startup_trials=2, multivariate=True,
+                                                 constant_liar=True), "stock")
+    ours = proposals(make_sampler("tpe", SPACE, seed=0, n_trials=30), "ours")
+    assert sum(x > 0.7 for x in stock) >= 9  # the scenario does tell the two apart
+    assert sum(x < 0.3 for x in ours) == 12

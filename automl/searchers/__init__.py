@@ -76,6 +76,38 @@ def grid_size(space: SearchSpace) -> int:
     return math.prod(len(grid_values(p, space.source)) for p in space.params)
 
 
+def _tpe_sampler_class():
+    import optuna
+    from optuna.trial import TrialState
+
+    class TPESampler(optuna.samplers.TPESampler):
+        """Optuna's TPE whose good set holds COMPLETE trials only.
+
+        Stock TPE ranks PRUNED trials by their last intermediate value and tops up the good set
+        with them while fewer trials than the set's size (10% of the trials, at most 25) are
+        COMPLETE, as happens early in an ASHA search. A trial stopped at epoch 3 is no evidence
+        of a good configuration, so here the good set is capped at the COMPLETE count (it may
+        be empty: TPE then samples from its prior); PRUNED trials still count as bad ones.
+        """
+
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self._n_complete = 0
+            # Optuna reads the good-set size from `_gamma` (its `gamma=` argument is deprecated
+            # since 4.9 without a replacement); tests/test_searchers.py notices if that changes.
+            self._gamma = self._good_set_size
+
+        def _good_set_size(self, n: int) -> int:
+            return min(math.ceil(0.1 * n), 25, self._n_complete)  # Optuna's default, capped
+
+        def before_trial(self, study, trial) -> None:
+            self._n_complete = len(study.get_trials(deepcopy=False,
+                                                    states=(TrialState.COMPLETE,)))
+            super().before_trial(study, trial)
+
+    return TPESampler
+
+
 def _grid_sampler_class():
     import optuna
 
@@ -124,7 +156,7 @@ def make_sampler(
         return GASampler(space=space, defaults=defaults, parent=ga_parent, seed=seed)
     if name == "tpe":
         # constant_liar keeps parallel trials from all proposing the same point
-        return optuna.samplers.TPESampler(
+        return _tpe_sampler_class()(
             seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True
         )
     if name == "gp":
