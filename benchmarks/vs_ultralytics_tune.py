@@ -52,8 +52,9 @@ def run_peer(data: Path, work: Path, args) -> dict:
     records = [json.loads(line) for f in (work / "peer").rglob("tune_results.ndjson")
                for line in f.read_text().splitlines() if line.strip()]
     fitness = [r.get("fitness") or 0.0 for r in records]
+    history = [(r.get("hyperparameters", {}), f) for r, f in zip(records, fitness)]
     return {"wall": wall, "best": max(fitness), "trials": len(records),
-            "epochs": len(records) * args.epochs}
+            "epochs": len(records) * args.epochs, "history": history}
 
 
 def run_automl(data: Path, work: Path, args, seed: int, *flags: str) -> dict:
@@ -71,9 +72,11 @@ def run_automl(data: Path, work: Path, args, seed: int, *flags: str) -> dict:
     study = optuna.load_study(study_name="bench", storage=f"sqlite:///{work}/studies/bench.db")
     values = [t.value for t in study.trials if t.state.name == "COMPLETE"]
     pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    history = [(t.params, t.value if t.value is not None else t.user_attrs.get("fitness", 0.0))
+               for t in study.trials]
     return {"wall": wall, "best": max(values + [t.user_attrs.get("fitness", 0.0) for t in pruned]),
             "trials": len(study.trials),
-            "epochs": sum(t.user_attrs.get("epochs", 0) for t in study.trials)}
+            "epochs": sum(t.user_attrs.get("epochs", 0) for t in study.trials), "history": history}
 
 
 def main() -> None:
@@ -84,6 +87,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--images", type=int, default=80, help="train images (val: 40%%)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--only", type=int, nargs="+", help="run these configurations (0 = peer)")
     args = parser.parse_args()
 
     from automl.demo import make_demo_dataset
@@ -95,6 +99,8 @@ def main() -> None:
         ("automl --searcher tpe --pruner asha --concurrency 2",
          ("--searcher", "tpe", "--pruner", "asha", "--concurrency", "2")),
     ]
+    if args.only:
+        configs = [configs[i] for i in args.only]
     rows = []
     with tempfile.TemporaryDirectory(prefix="automl-vs-peer-") as tmp:
         data = make_demo_dataset(Path(tmp) / "data", n_train=args.images,
@@ -107,7 +113,11 @@ def main() -> None:
                 result = (run_peer(data, work, args) if flags is None
                           else run_automl(data, work, args, seed, *flags))
                 rows.append((seed, name, result))
-                print(f"seed {seed}  {name}: {result}", flush=True)
+                print(f"seed {seed}  {name}: wall {result['wall']:.0f} s, best "
+                      f"{result['best']:.4f}, {result['epochs']} epochs", flush=True)
+                for params, value in result["history"]:  # what each searcher tried
+                    shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(params.items()))
+                    print(f"      {value:.4f}  {shown}", flush=True)
     print(textwrap.dedent(f"""
         demo shapes ({args.images} train images), yolo11n.yaml from scratch, {args.trials} trials
         x {args.epochs} epochs at {args.imgsz} px, batch {args.batch}, SGD, space lr0/lrf/momentum,
