@@ -7,6 +7,7 @@ holds, its boxes-per-image bucket, and which box-aspect and box-size buckets its
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,15 +114,48 @@ def load_dataset(data_yaml: str | Path) -> Dataset:
     missing = [k for k in ("train", "val") if not raw.get(k)]
     if missing:
         raise DataError(f"{source}: missing {' and '.join(missing)}; add the image folder or list")
-    root = Path(raw.get("path") or source.parent)
-    if not root.is_absolute():
-        root = (source.parent / root).resolve()
+    root = _root(raw, source)
     return Dataset(
         yaml_path=source.resolve(),
         names=_names(raw, source),
         train=_images_from(raw["train"], root, source, "train"),
         val=_images_from(raw["val"], root, source, "val"),
     )
+
+
+def _root(raw: dict, source: Path) -> Path:
+    root = Path(raw.get("path") or source.parent)
+    return root if root.is_absolute() else (source.parent / root).resolve()
+
+
+def split_images(data_yaml: str | Path, split: str) -> tuple[Path, ...]:
+    """The image files of one split (train, val or test) of a data.yaml that load_dataset accepts.
+
+    Raises:
+        DataError: the split is missing or names paths that do not exist.
+    """
+    source = Path(data_yaml)
+    raw = yaml.safe_load(source.read_text()) or {}
+    if not raw.get(split):
+        raise DataError(f"{source}: has no '{split}' entry; add it or choose another split")
+    return _images_from(raw[split], _root(raw, source), source, split)
+
+
+def files_fingerprint(images: tuple[Path, ...] | list[Path]) -> str:
+    """A digest of the images and their label files as they are on disk (path, size, mtime).
+
+    Changes when an image or label is edited, added, removed or replaced; costs two stat calls
+    a file (~1 s at 100,000 images), nothing is read.
+    """
+    digest = hashlib.sha1()
+    for image in images:
+        for f in (str(image), _label_file(str(image))):
+            try:
+                st = os.stat(f)
+                digest.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            except OSError:
+                digest.update(f"{f}\0-\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def read_boxes(label_file: Path | str) -> np.ndarray:

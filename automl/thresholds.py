@@ -136,7 +136,14 @@ def load_detection_model(weights: str | Path):
 
 def _cache_key(weights: Path, data: Path, split: str, imgsz: int | None, batch: int | None,
                device: str | None) -> dict[str, Any]:
+    """What the cached predictions and ground truth depend on; a different key means recompute.
+
+    Covers the weights, data.yaml's text and every image and label file of the split (path,
+    size, mtime), so relabelling or swapping images behind an unchanged data.yaml is noticed.
+    """
     import ultralytics
+
+    from automl.data import files_fingerprint, split_images
 
     st = weights.stat()
     digest = hashlib.sha1(data.read_bytes()).hexdigest()[:16]
@@ -144,6 +151,7 @@ def _cache_key(weights: Path, data: Path, split: str, imgsz: int | None, batch: 
         "version": CACHE_VERSION, "ultralytics": ultralytics.__version__,
         "weights": str(weights.resolve()), "weights_size": st.st_size,
         "weights_mtime_ns": st.st_mtime_ns, "data": str(data.resolve()), "data_sha1": digest,
+        "files": files_fingerprint(split_images(data, split)),
         "split": split, "imgsz": imgsz, "batch": batch, "device": device,
     }
 

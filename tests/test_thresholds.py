@@ -98,6 +98,23 @@ def test_cli_reuses_the_cache_and_recomputes_below_its_floor(trained, tmp_path, 
     assert lower.table[(0.6, 0.1)] == first.table[(0.6, 0.1)]
 
 
+def test_an_edited_label_behind_the_same_data_yaml_invalidates_the_cache(trained):
+    weights, data = trained
+    grid = {"conf_grid": [0.01], "iou_grid": [0.6], "log": lambda line: None, "write": False}
+    tune_thresholds(weights=weights, data=data, **grid)
+    boxes = sum(len(g["bboxes"]) for g in RawCache.load(cache_path_for(weights, "val")).gt)
+    label = sorted((data.parent / "labels" / "val").glob("*.txt"))[0]
+    original = label.read_text()
+    try:
+        label.write_text(original + "0 0.5 0.5 0.2 0.2\n")  # one more box in one image
+        edited = tune_thresholds(weights=weights, data=data, **grid)
+        assert not edited.cache_hit  # the cache holds ground truth: stale labels must not be used
+        cached = RawCache.load(cache_path_for(weights, "val")).gt
+        assert sum(len(g["bboxes"]) for g in cached) == boxes + 1
+    finally:
+        label.write_text(original)
+
+
 @pytest.mark.parametrize(("flags", "expected"), [
     (["--conf-grid", "0.1", "1.5"], "--conf-grid 1.5: every value must be in (0, 1)"),
     (["--iou-grid", "0"], "--iou-grid 0: every value must be in (0, 1)"),
