@@ -52,7 +52,7 @@ def run_peer(data: Path, work: Path, args) -> dict:
     records = [json.loads(line) for f in (work / "peer").rglob("tune_results.ndjson")
                for line in f.read_text().splitlines() if line.strip()]
     fitness = [r.get("fitness") or 0.0 for r in records]
-    history = [(r.get("hyperparameters", {}), f) for r, f in zip(records, fitness)]
+    history = [(r.get("hyperparameters", {}), f) for r, f in zip(records, fitness, strict=True)]
     return {"wall": wall, "best": max(fitness), "trials": len(records),
             "epochs": len(records) * args.epochs, "history": history}
 
