@@ -100,3 +100,24 @@ def test_a_trial_killed_by_the_os_is_fail_and_the_search_goes_on(in_tmp):
     assert first.intermediate_values == {1: pytest.approx(0.1)}
     assert second.state == TrialState.COMPLETE and second.value == pytest.approx(0.3)
     assert [e.state for e in events] == ["FAIL", "COMPLETE"]
+
+
+def test_a_search_after_the_first_searchs_folder_was_deleted_still_runs(tmp_path, monkeypatch):
+    """Ray stays up between searches in one process; its workers inherit the first one's cwd."""
+    import shutil
+
+    import ray
+
+    from automl.searchers import make_sampler
+
+    ray.shutdown()  # so that the next search starts Ray inside the folder deleted below
+    first_dir = tmp_path / "first"
+    first_dir.mkdir()
+    for where, name in ((first_dir, "first"), (tmp_path, "second")):
+        monkeypatch.chdir(where)
+        study = open_study(name, f"sqlite:///{tmp_path}/{name}.db",
+                           make_sampler("random", SPACE, seed=0))
+        run_search(study, SPACE.distributions(), {"epochs": 2}, n_trials=2,
+                   resources=Resources(1, 1, 0), trainable=fake_trainer)
+        assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2, name
+        shutil.rmtree(first_dir, ignore_errors=True)

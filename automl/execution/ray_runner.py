@@ -214,6 +214,9 @@ def _make_searcher_class():
     return _StudySearcher
 
 
+_local_ray_cwd: str | None = None  # where the local Ray that init_ray started was started
+
+
 def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: str | None = None):
     """Start a private local Ray (or join `address`), quiet, with offline ultralytics in workers."""
     import logging
@@ -225,8 +228,15 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    global _local_ray_cwd
     if ray.is_initialized():
-        return
+        if _local_ray_cwd is None or os.path.isdir(_local_ray_cwd):
+            return
+        # The local Ray started by an earlier search in this process inherited that search's
+        # working directory, since deleted (a temporary folder): its new worker processes would
+        # start there and Ray Tune's trainables fail on os.getcwd(). Start a fresh one here.
+        ray.shutdown()
+    _local_ray_cwd = None
     kwargs: dict[str, Any] = dict(
         include_dashboard=False,
         log_to_driver=False,
@@ -237,6 +247,8 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: 
         ray.init(address=address, **kwargs)
     else:
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
+        _local_ray_cwd = os.getcwd()
+
 
 
 def asha_rungs(epochs: int, reduction_factor: int = 3) -> tuple[int, ...]:
