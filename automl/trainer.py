@@ -39,6 +39,13 @@ def epoch_metrics(trainer) -> dict[str, float]:
     }
 
 
+def validation_loss(trainer) -> float:
+    """The summed validation losses (box + cls + dfl for detection) of the epoch just run."""
+    losses = [float(v) for k, v in (getattr(trainer, "metrics", None) or {}).items()
+              if k.startswith("val/") and k.endswith("loss")]
+    return sum(losses) if losses else float("nan")
+
+
 def _trainer_setup(*, threads: int | None, final_eval: bool) -> Callable[[Any], None]:
     """An on_pretrain_routine_start callback: adjusts the trainer before its first epoch.
 
@@ -132,6 +139,7 @@ def train_once(
             value = fitness(metrics)
             report({
                 **metrics,
+                "val_loss": validation_loss(trainer),
                 "fitness": value if math.isfinite(value) else float("nan"),
                 "epoch": int(trainer.epoch) + 1,
                 "train_seconds": time.perf_counter() - start,

@@ -21,6 +21,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--searcher", default="random")
+    parser.add_argument("--pruners", nargs="+", default=["none", "asha"])
     args = parser.parse_args()
 
     import automl
@@ -28,7 +29,7 @@ def main() -> None:
 
     rows = []
     for seed in args.seeds:
-        for pruner in ("none", "asha"):
+        for pruner in args.pruners:
             with tempfile.TemporaryDirectory(prefix="automl-asha-") as tmp:
                 os.chdir(tmp)
                 start = time.perf_counter()
@@ -39,7 +40,8 @@ def main() -> None:
                 trials = result.study.trials
                 epochs = sum(t.user_attrs.get("epochs", 0) for t in trials)
                 pruned = sum(t.state.name == "PRUNED" for t in trials)
-                rows.append((seed, pruner, result.best.value, epochs, pruned, wall))
+                best = result.best.value if result.best else float("nan")
+                rows.append((seed, pruner, best, epochs, pruned, wall))
     print(f"demo data, {args.trials} trials x {args.epochs} epochs, searcher {args.searcher}; "
           f"ASHA rungs at {asha_rungs(args.epochs)}")
     print(f"{'seed':>4} {'pruner':>6} {'best fitness':>12} {'epochs':>7} {'pruned':>6} {'wall s':>7}")

@@ -10,7 +10,13 @@ from __future__ import annotations
 import pytest
 from optuna.trial import TrialState
 
-from automl.execution.ray_runner import Resources, asha_rungs, default_pruner, run_search
+from automl.execution.ray_runner import (
+    Resources,
+    asha_rungs,
+    default_pruner,
+    rank,
+    run_search,
+)
 from automl.spaces import parse_space
 from automl.study import finished_trials, open_study
 
@@ -25,8 +31,9 @@ def fake_trainer(config):
     lr0 = config["params"]["lr0"]
     for epoch in range(1, config["run"]["epochs"] + 1):
         value = lr0 * epoch
-        tune.report({"fitness": value, "epoch": epoch, "map50": value, "map50_95": value,
-                     "map75": value, "precision": value, "recall": value, "f1": value})
+        tune.report({"fitness": value, "rank": value, "epoch": epoch, "map50": value,
+                     "map50_95": value, "map75": value, "precision": value, "recall": value,
+                     "f1": value})
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -41,6 +48,13 @@ def ray_session():
     import ray
 
     ray.shutdown()
+
+
+def test_schedulers_rank_by_fitness_and_break_ties_at_zero_by_validation_loss():
+    learning, stuck = {"fitness": 0.0, "val_loss": 4.1}, {"fitness": 0.0, "val_loss": 7.9}
+    assert rank(learning) > rank(stuck)  # mAP 0 for both: the lower loss is ahead
+    assert rank({"fitness": 0.0011, "val_loss": 9.0}) > rank({"fitness": 0.001, "val_loss": 1.0})
+    assert rank({"fitness": 0.3}) == 0.3  # no loss reported: the fitness alone
 
 
 def test_asha_rungs_and_default():

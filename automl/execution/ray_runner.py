@@ -19,6 +19,20 @@ from automl.study import ERROR_ATTR, OWNER_ATTR, finished_trials, owner_tag, tri
 from automl.trainer import METRIC_KEYS, offline_env
 
 FITNESS = "fitness"
+# What the early-stopping schedulers compare: the fitness, with ties broken by validation loss.
+# From scratch, mAP is exactly 0 for every trial in the first epochs, and Ray's schedulers never
+# stop a trial that ties the cutoff, so without the loss an early rung stops nothing.
+RANK = "rank"
+_LOSS_WEIGHT = 1e-6  # ~1e-5 at most for a loss ~10: below any fitness difference that matters
+
+
+def rank(result: dict[str, Any]) -> float:
+    """fitness - 1e-6 * validation loss (the fitness alone when the loss is missing)."""
+    value = result.get(FITNESS, float("nan"))
+    loss = result.get("val_loss")
+    if isinstance(loss, float) and math.isfinite(loss) and math.isfinite(value):
+        return value - _LOSS_WEIGHT * loss
+    return value
 
 
 PRUNERS = ("asha", "median", "none")
@@ -69,7 +83,7 @@ def run_trial(config: dict[str, Any]) -> None:
     node = ray.get_runtime_context().get_node_id()
 
     def report(metrics: dict[str, Any]) -> None:
-        tune.report({**metrics, "node": node})
+        tune.report({**metrics, RANK: rank(metrics), "node": node})
 
     outcome = train_once(
         config["params"], config["run"], name=f"trial_{config['number']:04d}", report=report,
@@ -77,7 +91,7 @@ def run_trial(config: dict[str, Any]) -> None:
     )
     if "error" in outcome:
         # Reported, not raised: the searcher marks the trial FAIL with this message.
-        tune.report({FITNESS: float("nan"), "error": outcome["error"]})
+        tune.report({FITNESS: float("nan"), RANK: float("nan"), "error": outcome["error"]})
 
 
 def _best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -273,10 +287,10 @@ def make_scheduler(pruner: str, epochs: int, reduction_factor: int = 3):
 
     grace = max(1, epochs // reduction_factor**2)
     if pruner == "asha":
-        return ASHAScheduler(time_attr="epoch", metric=FITNESS, mode="max", max_t=epochs,
+        return ASHAScheduler(time_attr="epoch", metric=RANK, mode="max", max_t=epochs,
                              grace_period=grace, reduction_factor=reduction_factor)
     if pruner == "median":
-        return MedianStoppingRule(time_attr="epoch", metric=FITNESS, mode="max",
+        return MedianStoppingRule(time_attr="epoch", metric=RANK, mode="max",
                                   grace_period=max(grace, 2), min_samples_required=3)
     return FIFOScheduler()
 
