@@ -58,9 +58,10 @@ def test_schedulers_rank_by_fitness_and_break_ties_at_zero_by_validation_loss():
 
 
 def test_asha_rungs_and_default():
-    assert asha_rungs(10) == (1, 3, 9)
+    assert asha_rungs(10) == (3, 9)  # never during ultralytics' 3 warmup epochs
     assert asha_rungs(30) == (3, 9, 27)
     assert default_pruner(2) == "none" and default_pruner(10) == "asha"
+    assert default_pruner(5) == "none"  # one rung (3) is no ladder
 
 
 @pytest.mark.parametrize("pruner", ["asha", "median"])

@@ -265,9 +265,19 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: 
 
 
 
+# No rung before this epoch: ultralytics ramps the learning rate up over its first 3 epochs
+# (warmup_epochs), and comparing trials during the ramp ranks mostly noise (measured: with a
+# rung at epoch 1, GA children of the defaults were stopped there on validation-loss noise).
+MIN_GRACE = 3
+
+
+def _grace(epochs: int, reduction_factor: int) -> int:
+    return max(min(MIN_GRACE, epochs), epochs // reduction_factor**2)
+
+
 def asha_rungs(epochs: int, reduction_factor: int = 3) -> tuple[int, ...]:
     """The epochs at which ASHA compares trials: grace, grace*rf, ... below `epochs`."""
-    grace = max(1, epochs // reduction_factor**2)
+    grace = _grace(epochs, reduction_factor)
     rungs = []
     t = grace
     while t < epochs:
@@ -285,7 +295,7 @@ def make_scheduler(pruner: str, epochs: int, reduction_factor: int = 3):
     """The Ray Tune scheduler for `--pruner` (Ray decides when to stop; the study records it)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 
-    grace = max(1, epochs // reduction_factor**2)
+    grace = _grace(epochs, reduction_factor)
     if pruner == "asha":
         return ASHAScheduler(time_attr="epoch", metric=RANK, mode="max", max_t=epochs,
                              grace_period=grace, reduction_factor=reduction_factor)
