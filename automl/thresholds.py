@@ -134,8 +134,8 @@ def load_detection_model(weights: str | Path):
     return model
 
 
-def _cache_key(weights: Path, data: Path, split: str, imgsz: int | None, batch: int | None,
-               device: str | None) -> dict[str, Any]:
+def _cache_key(weights: Path, data: Path, split: str, images: Sequence[Path],
+               imgsz: int | None, batch: int | None, device: str | None) -> dict[str, Any]:
     """What the cached predictions and ground truth depend on; a different key means recompute.
 
     Covers the weights, data.yaml's text and every image and label file of the split (path,
@@ -143,7 +143,7 @@ def _cache_key(weights: Path, data: Path, split: str, imgsz: int | None, batch: 
     """
     import ultralytics
 
-    from automl.data import files_fingerprint, split_images
+    from automl.data import files_fingerprint
 
     st = weights.stat()
     digest = hashlib.sha1(data.read_bytes()).hexdigest()[:16]
@@ -151,7 +151,7 @@ def _cache_key(weights: Path, data: Path, split: str, imgsz: int | None, batch: 
         "version": CACHE_VERSION, "ultralytics": ultralytics.__version__,
         "weights": str(weights.resolve()), "weights_size": st.st_size,
         "weights_mtime_ns": st.st_mtime_ns, "data": str(data.resolve()), "data_sha1": digest,
-        "files": files_fingerprint(split_images(data, split)),
+        "files": files_fingerprint(images),
         "split": split, "imgsz": imgsz, "batch": batch, "device": device,
     }
 
@@ -392,7 +392,7 @@ def tune_thresholds(
         ConfigError: a grid value outside (0, 1), an unknown metric or split, weights that are
             not a detection model, a data.yaml that cannot be read.
     """
-    from automl.data import load_dataset
+    from automl.data import load_dataset, split_images
 
     say = log or (lambda line: print(line, flush=True))
     confs = parse_grid(conf_grid, "--conf-grid", DEFAULT_CONF_GRID)
@@ -400,9 +400,11 @@ def tune_thresholds(
     score_of = metric_fitness(metric)
     if split not in ("train", "val", "test"):
         raise ConfigError(f"--split {split}: use train, val or test")
-    load_dataset(data)  # names the file and the fix when data.yaml is unusable
+    dataset = load_dataset(data)  # names the file and the fix when data.yaml is unusable
     if split == "test" and not (yaml.safe_load(Path(data).read_text()) or {}).get("test"):
         raise ConfigError(f"--split test: {data} has no 'test' entry; add one or use --split val")
+    # the split's image files, resolved once (load_dataset has train and val already)
+    images = split_images(data, split) if split == "test" else getattr(dataset, split)
     for flag, value in (("--imgsz", imgsz), ("--batch", batch)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} {value}: must be at least 1")
@@ -410,7 +412,7 @@ def tune_thresholds(
     model = load_detection_model(weights)
 
     timings: dict[str, float] = {}
-    key = _cache_key(weights, data, split, imgsz, batch, device)
+    key = _cache_key(weights, data, split, images, imgsz, batch, device)
     cache_file = cache_path_for(weights, split)
     cache = RawCache.load(cache_file) if cache_file.is_file() else None
     hit = cache is not None and cache.key == key and cache.conf_floor <= confs[0]

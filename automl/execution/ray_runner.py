@@ -264,7 +264,6 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: 
         _local_ray_cwd = os.getcwd()
 
 
-
 # No rung before this epoch: ultralytics ramps the learning rate up over its first 3 epochs
 # (warmup_epochs), and comparing trials during the ramp ranks mostly noise (measured: with a
 # rung at epoch 1, GA children of the defaults were stopped there on validation-loss noise).
