@@ -115,6 +115,35 @@ def _sqlite_storage(url: str):
     return storage
 
 
+def _schema_race(error: Exception) -> bool:
+    """Whether `error` is another creator of the same tables winning the race."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    if isinstance(error, IntegrityError):  # both inserted the schema version row
+        return True
+    return isinstance(error, (OperationalError, ProgrammingError)) and \
+        "already exists" in str(error)
+
+
+def _retry_schema_race(open_storage, attempts: int = 5):
+    """Open a storage, again if a process outside our lock created the schema at the same moment.
+
+    Our lock only orders automl processes; `optuna-dashboard` or a plain `optuna.load_study` on
+    a brand-new file creates the tables too. Optuna's schema creation checks what exists first,
+    so a second attempt after the other creator committed finds everything in place.
+    """
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return open_storage()
+        except Exception as e:
+            if attempt == attempts - 1 or not _schema_race(e):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def get_storage(storage: str | None, study_name: str):
     """An Optuna storage for a URL (default: the study's SQLite file, created on demand)."""
     import optuna
@@ -128,7 +157,7 @@ def get_storage(storage: str | None, study_name: str):
 
         # processes opening a new file at once would race to create Optuna's tables
         with FileLock(str(path) + ".automl-schema.lock", timeout=120):
-            return _sqlite_storage(url)
+            return _retry_schema_race(lambda: _sqlite_storage(url))
     if path is not None:  # a journal file: many processes on one machine, no database
         from optuna.storages.journal import JournalFileBackend
 
@@ -137,7 +166,7 @@ def get_storage(storage: str | None, study_name: str):
         if url.startswith("postgresql"):
             # processes opening a fresh database at once would race to create Optuna's schema
             with _pg_advisory_lock(url, "automl-schema"):
-                return optuna.storages.get_storage(url)
+                return _retry_schema_race(lambda: optuna.storages.get_storage(url))
         return optuna.storages.get_storage(url)
     except Exception as e:  # an unknown URL scheme or an unreachable server
         raise ConfigError(f"--storage {url}: cannot open ({type(e).__name__}: {e})") from e

