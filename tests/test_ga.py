@@ -93,6 +93,20 @@ def test_gain_zero_freezes_a_key_and_something_always_moves():
         assert child["lrf"] != 0.5  # never a duplicate of the parent
 
 
+def test_a_parent_at_a_bound_is_never_repeated():
+    # lrf's default 0.01 is its lower bound: a mutation that only moves lrf down clips back to
+    # the parent; the old check (some factor != 1) let ~1% of children repeat the parent exactly
+    space = parse_space({"params": {
+        "lr0": {"low": 1e-5, "high": 1e-1, "log": True},
+        "lrf": {"low": 0.01, "high": 1.0},
+        "momentum": {"low": 0.6, "high": 0.98, "gain": 0.3},
+    }})
+    parent = {"lr0": 0.01, "lrf": 0.01, "momentum": 0.937}
+    sampler = GASampler(space=space, defaults=parent, seed=0)
+    children = [sampler.mutate(parent, np.random.default_rng([0, i])) for i in range(2000)]
+    assert all(child != parent for child in children)
+
+
 def test_a_parameter_at_zero_can_move():
     sampler = GASampler(space=SPACE, defaults=DEFAULTS, seed=0)
     rng = np.random.default_rng(0)

@@ -30,7 +30,8 @@ class GASampler(BaseSampler):
       mean (`weighted`). Until a trial completes, the parent is `defaults`.
     - Each key mutates with probability `mutation_prob`, by the factor
       `gain * randn * rand * sigma + 1` clipped to [0.3, 3.0] (one `rand` per generation, as in
-      YOLOv5), then is clipped to the key's bounds and step. At least one key always moves.
+      YOLOv5), then is clipped to the key's bounds and step. The child always differs from
+      its parent (redrawn until it does, also when a key at its bound mutated outwards).
       Categorical keys switch to another choice with probability `mutation_prob * min(gain, 1)`.
     - Keys outside the space are never sampled here, so they never change.
 
@@ -172,19 +173,25 @@ class GASampler(BaseSampler):
         n = len(params)
         gains = np.array([p.gain for p in params])
         numeric = np.array([p.kind != "categorical" for p in params])
-        factors = np.ones(n)
-        switch = np.zeros(n, dtype=bool)
         if not np.any(gains > 0):
             return {p.name: p.clip(values[p.name]) for p in params}
-        for _ in range(1000):  # mutate until something changes (prevents duplicate trials)
+        unchanged = child = self._apply(values, np.ones(n), np.zeros(n, dtype=bool), rng)
+        # mutate until the child differs from the parent once clipped to the space: a key at its
+        # bound (lrf at 0.01) mutating only outwards would otherwise repeat the parent's trial
+        for _ in range(1000):
             mask = rng.random(n) < self._mutation_prob
             factors = (gains * mask * rng.standard_normal(n) * rng.random() * self._sigma + 1)
             factors = np.where(numeric, factors.clip(0.3, 3.0), 1.0)
             switch = ~numeric & (rng.random(n) < self._mutation_prob * np.minimum(gains, 1.0))
-            if np.any(factors != 1.0) or np.any(switch & _has_alternatives(params)):
+            child = self._apply(values, factors, switch, rng)
+            if child != unchanged:
                 break
+        return child
+
+    def _apply(self, values: Mapping[str, Any], factors: np.ndarray, switch: np.ndarray,
+               rng: np.random.Generator) -> dict[str, Any]:
         child = {}
-        for i, p in enumerate(params):
+        for i, p in enumerate(self._params):
             value = values[p.name]
             if p.kind == "categorical":
                 others = [c for c in p.choices if c != value]
@@ -208,6 +215,3 @@ def _midpoint(p: Param) -> Any:
         return p.clip(math.sqrt(p.low * p.high))
     return p.clip((p.low + p.high) / 2)
 
-
-def _has_alternatives(params: Sequence[Param]) -> np.ndarray:
-    return np.array([p.kind == "categorical" and len(p.choices) > 1 for p in params])
