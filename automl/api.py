@@ -48,9 +48,11 @@ class SearchResult:
 
 def _check_flags(
     *, trials: int, concurrency: int, cpus_per_trial: float | None, gpus_per_trial: float | None,
-    fraction: float, epochs: int, imgsz: int, batch: int,
+    fraction: float, epochs: int, imgsz: int, batch: int, timeout: float | None = None,
 ) -> None:
     checks = [
+        (timeout is None or timeout > 0,
+         f"--timeout {timeout}: must be > 0 seconds (leave it out for no time limit)"),
         (trials >= 1, f"--trials {trials}: must be at least 1"),
         (concurrency >= 1, f"--concurrency {concurrency}: must be at least 1"),
         (cpus_per_trial is None or cpus_per_trial > 0,
@@ -121,6 +123,7 @@ def search(
     pruner: str | None = None,
     address: str | None = None,
     defaults_first: bool = True,
+    timeout: float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Run (or continue) a hyperparameter search whose every trial is an ultralytics training.
@@ -142,6 +145,8 @@ def search(
         address: join this Ray cluster instead of starting a local one.
         defaults_first: a new study's first trial is ultralytics' defaults for the space's keys,
             whatever the searcher (the GA always does this; the grid never).
+        timeout: seconds after which no new trial starts (running ones finish and are kept);
+            `trials` stays the upper bound. None: no time limit.
         log: where progress lines go (default: stdout).
 
     Returns:
@@ -172,7 +177,7 @@ def search(
     batch = batch if batch is not None else profile["batch"]
     _check_flags(trials=trials, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
                  gpus_per_trial=gpus_per_trial, fraction=fraction, epochs=epochs, imgsz=imgsz,
-                 batch=batch)
+                 batch=batch, timeout=timeout)
     if pruner is not None and pruner not in PRUNERS:
         raise ConfigError(f"--pruner {pruner}: unknown; choose one of {', '.join(PRUNERS)}")
     pruner = pruner or default_pruner(epochs)
@@ -227,12 +232,16 @@ def search(
         f"({', '.join(search_space.keys)}), fitness {fit.describe()}")
     say(f"data {dataset.yaml_path} -> mini split {fraction:g} ({mini_yaml.parent}), model {model}, "
         f"{epochs} epochs at {imgsz} px; {concurrency} at a time, {cpus:g} CPU / {gpus:g} GPU each"
-        f"; pruner {pruner}")
+        f"; pruner {pruner}" + (f"; no new trial after {timeout:g} s" if timeout else ""))
 
     progress = _Progress(the_study, trials, say)
     run_search(the_study, search_space.distributions(), run, n_trials=trials,
                resources=Resources(concurrency, cpus, gpus), on_event=progress,
-               address=address, pruner=pruner, storage_url=storage_url)
+               address=address, pruner=pruner, storage_url=storage_url, timeout=timeout)
+    finished = len(studies.finished_trials(the_study))
+    if timeout and finished < trials:
+        say(f"time budget of {timeout:g} s reached: {finished}/{trials} trials finished "
+            "(the same command with a new --timeout continues the study)")
 
     result = SearchResult(the_study)
     if result.best is not None:

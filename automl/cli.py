@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-defaults-first", dest="defaults_first", action="store_false",
                    help="do not start a new study from ultralytics' defaults (tpe, gp, cmaes, "
                         "random, nsga2; the GA always starts there)")
+    s.add_argument("--timeout", type=float, default=None,
+                   help="seconds after which no new trial starts; running ones finish "
+                        "(--trials stays the cap)")
     s.add_argument("--pruner", default=None,
                    help="early stopping: asha | median | none (default: asha when epochs allow rungs)")
     s.add_argument("--address", default=None, help="join this Ray cluster (auto | HOST:PORT)")
@@ -114,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
             gpus_per_trial=args.gpus_per_trial, fraction=args.fraction, model=args.model,
             epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
-            ga_parent=args.ga_parent, pruner=args.pruner, address=args.address,
+            ga_parent=args.ga_parent, pruner=args.pruner, address=args.address, timeout=args.timeout,
             defaults_first=args.defaults_first,
         )
     elif args.command == "demo-data":

@@ -11,6 +11,9 @@ next, that maximum rewards lucky trainings. So each search's best configuration 
 with other training seeds (`--reeval-seeds`, the same plain ultralytics training for every
 configuration) and the table gives the mean of those trainings as well.
 
+The last two configurations compare at equal wall time instead of equal trials: automl runs
+trials until the peer's wall time of the same seed (less `--margin`) is spent (`--timeout`).
+
     python benchmarks/vs_ultralytics_tune.py --trials 8 --epochs 10 --seeds 0 1
 """
 
@@ -92,12 +95,24 @@ def run_peer(data: Path, work: Path, args) -> dict:
             "epochs": len(records) * args.epochs, "history": history}
 
 
-def run_automl(data: Path, work: Path, args, seed: int, *flags: str) -> dict:
+PEER_TIME = "<peer's wall time>"  # stands for --trials 1000 --timeout (peer's wall - margin)
+
+
+def run_automl(data: Path, work: Path, args, seed: int, *flags: str, peer_wall=None) -> dict:
     import optuna
 
+    if PEER_TIME in flags:
+        if peer_wall is None:
+            raise SystemExit("an equal-wall-time row needs the peer's time: run the peer "
+                             "(configuration 0) first or pass --peer-wall")
+        # no trial starts after (peer's wall - margin); the margin leaves room for the process
+        # start and for the last trials to finish
+        flags = (*[f for f in flags if f != PEER_TIME], "--timeout",
+                 str(max(1.0, peer_wall - args.margin)))
+    trials = 1000 if "--timeout" in flags else args.trials
     (work / "space.yaml").write_text(SPACE_YAML % vars(args))
     cmd = [sys.executable, "-m", "automl", "search", "--data", str(data), "--space", "space.yaml",
-           "--trials", str(args.trials), "--epochs", str(args.epochs), "--imgsz", str(args.imgsz),
+           "--trials", str(trials), "--epochs", str(args.epochs), "--imgsz", str(args.imgsz),
            "--batch", str(args.batch), "--fraction", "1", "--fitness", "map50_95",
            "--seed", str(seed), "--study", "bench", *flags]
     start = time.perf_counter()
@@ -123,6 +138,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=80, help="train images (val: 40%%)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--only", type=int, nargs="+", help="run these configurations (0 = peer)")
+    parser.add_argument("--peer-wall", type=float, nargs="+",
+                        help="the peer's wall time per seed, for equal-time rows without the peer")
+    parser.add_argument("--margin", type=float, default=60.0,
+                        help="equal-time rows start no trial after (peer's wall - margin) s")
     parser.add_argument("--reeval-seeds", type=int, nargs="*", default=[1, 2, 3],
                         help="training seeds to retrain each search's best configuration with")
     args = parser.parse_args()
@@ -135,11 +154,17 @@ def main() -> None:
         ("automl --searcher tpe", ("--searcher", "tpe", "--pruner", "none")),
         ("automl --searcher tpe --pruner asha --concurrency 2",
          ("--searcher", "tpe", "--pruner", "asha", "--concurrency", "2")),
+        # equal wall time instead of equal trials: as many trials as fit in the peer's time
+        ("automl tpe asha conc. 2, peer's wall time",
+         ("--searcher", "tpe", "--pruner", "asha", "--concurrency", "2", PEER_TIME)),
+        ("automl ga asha conc. 2, peer's wall time",
+         ("--searcher", "ga", "--pruner", "asha", "--concurrency", "2", PEER_TIME)),
     ]
     if args.only:
         configs = [configs[i] for i in args.only]
     rows = []
     retrained: dict = {}  # (params, training seed) -> mAP50-95: configurations found twice train once
+    peer_wall = dict(zip(args.seeds, args.peer_wall or [], strict=False))
     with tempfile.TemporaryDirectory(prefix="automl-vs-peer-") as tmp:
         data = make_demo_dataset(Path(tmp) / "data", n_train=args.images,
                                  n_val=max(8, int(args.images * 0.4)), seed=0)
@@ -148,8 +173,12 @@ def main() -> None:
                 work = Path(tmp) / f"{seed}-{len(rows)}"
                 work.mkdir()
                 os.environ["PYTHONHASHSEED"] = str(seed)
-                result = (run_peer(data, work, args) if flags is None
-                          else run_automl(data, work, args, seed, *flags))
+                if flags is None:
+                    result = run_peer(data, work, args)
+                    peer_wall[seed] = result["wall"]
+                else:
+                    result = run_automl(data, work, args, seed, *flags,
+                                        peer_wall=peer_wall.get(seed))
                 best_params = max(result["history"], key=lambda h: h[1])[0]
                 best_params = {k: best_params[k] for k in ("lr0", "lrf", "momentum")}
                 again = [retrain(data, work, args, best_params, s, retrained)

@@ -27,6 +27,7 @@ def automl(*args, cwd):
     (["search", "--model", "nosuchmodel.yaml"], "--model nosuchmodel.yaml: no such model YAML"),
     (["search", "--epochs", "many"], "argument --epochs: invalid int value"),
     (["search", "--bogus"], "unrecognized arguments: --bogus"),
+    (["search", "--timeout", "0"], "--timeout 0.0: must be > 0 seconds"),
 ])
 def test_bad_flags_exit_2_with_one_line(tmp_path, args, expected):
     result = automl(*args, cwd=tmp_path)

@@ -88,6 +88,30 @@ def test_stopped_trials_are_pruned_with_their_epoch_values(in_tmp, pruner):
     assert all(t.params["lr0"] * len(t.intermediate_values) < best for t in pruned)
 
 
+def fake_slow_trainer(config):
+    """Stands in for a training of 0.4 s an epoch."""
+    import time
+
+    from ray import tune
+
+    for epoch in range(1, config["run"]["epochs"] + 1):
+        time.sleep(0.4)
+        tune.report({"fitness": 0.1 * epoch, "rank": 0.1 * epoch, "epoch": epoch})
+
+
+def test_no_trial_starts_after_the_timeout_and_running_ones_finish(in_tmp):
+    from automl.searchers import make_sampler
+
+    study = open_study("timeout", None, make_sampler("random", SPACE, seed=1))
+    run_search(study, SPACE.distributions(), {"epochs": 3}, n_trials=100,
+               resources=Resources(2, 1, 0), trainable=fake_slow_trainer, timeout=4)
+    trials = study.trials
+    # ~1.2 s a trial, 2 at a time: a handful started within 4 s, far from the 100 allowed
+    assert 2 <= len(trials) <= 20
+    assert all(t.state == TrialState.COMPLETE for t in trials)  # none cut short
+    assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in trials)
+
+
 def fake_trainer_killed_by_the_os(config):
     """Stands in for a training the OS kills (e.g. the OOM killer) in its second epoch."""
     import os

@@ -119,8 +119,10 @@ def _make_searcher_class():
             n_trials: int,
             on_event: Callable[[TrialEvent], None] | None = None,
             storage_url: str = "",
+            deadline: float | None = None,
         ) -> None:
             super().__init__(metric=FITNESS, mode="max")
+            self._deadline = deadline  # time.monotonic() after which no trial starts
             self._study = study
             self._storage_url = storage_url
             self._distributions = dict(distributions)
@@ -139,6 +141,8 @@ def _make_searcher_class():
             return self._n_trials - len(finished_trials(self._study)) - running
 
         def suggest(self, trial_id: str):
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                return Searcher.FINISHED  # the time budget: running trials still finish
             with trial_slot_lock(self._storage_url):
                 if self._budget_left() <= 0:
                     return Searcher.FINISHED
@@ -316,8 +320,11 @@ def run_search(
     pruner: str = "none",
     trainable: Callable[[dict[str, Any]], None] = run_trial,
     storage_url: str = "",
+    timeout: float | None = None,
 ) -> None:
     """Run trials through Ray Tune until the study holds `n_trials` finished trials.
+
+    With `timeout` (seconds), no trial starts after that time; the running ones finish.
 
     KeyboardInterrupt propagates after the running trials are marked FAIL (interrupted).
     `trainable` is the Ray function run per trial (tests pass a fake trainer here);
@@ -325,11 +332,13 @@ def run_search(
     """
     from ray import tune
 
+    deadline = None if timeout is None else time.monotonic() + timeout
     remaining = n_trials - len(finished_trials(study))
     if remaining <= 0:
         return
     init_ray(address=address)
-    searcher = StudySearcher(study, distributions, run, n_trials, on_event, storage_url)
+    searcher = StudySearcher(study, distributions, run, n_trials, on_event, storage_url,
+                             deadline)
     trainable = tune.with_resources(
         trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
     )
