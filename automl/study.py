@@ -134,14 +134,14 @@ def _retry_schema_race(open_storage, attempts: int = 5):
     """
     import time
 
-    for attempt in range(attempts):
+    for attempt in range(attempts - 1):
         try:
             return open_storage()
         except Exception as e:
-            if attempt == attempts - 1 or not _schema_race(e):
+            if not _schema_race(e):
                 raise
             time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
+    return open_storage()  # the last attempt: whatever it raises goes to the caller
 
 
 def get_storage(storage: str | None, study_name: str):
