@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from automl.execution.ray_runner import (
+    RANK,
     Resources,
     asha_rungs,
     default_pruner,
@@ -31,7 +32,7 @@ def fake_trainer(config):
     lr0 = config["params"]["lr0"]
     for epoch in range(1, config["run"]["epochs"] + 1):
         value = lr0 * epoch
-        tune.report({"fitness": value, "rank": value, "epoch": epoch, "map50": value,
+        tune.report({"fitness": value, RANK: value, "epoch": epoch, "map50": value,
                      "map50_95": value, "map75": value, "precision": value, "recall": value,
                      "f1": value})
 
@@ -96,7 +97,7 @@ def fake_slow_trainer(config):
 
     for epoch in range(1, config["run"]["epochs"] + 1):
         time.sleep(0.4)
-        tune.report({"fitness": 0.1 * epoch, "rank": 0.1 * epoch, "epoch": epoch})
+        tune.report({"fitness": 0.1 * epoch, RANK: 0.1 * epoch, "epoch": epoch})
 
 
 def test_no_trial_starts_after_the_timeout_and_running_ones_finish(in_tmp):
