@@ -158,6 +158,8 @@ def main() -> None:
         # equal wall time instead of equal trials: as many trials as fit in the peer's time
         ("automl tpe asha conc. 2, peer's wall time",
          ("--searcher", "tpe", "--pruner", "asha", "--concurrency", "2", PEER_TIME)),
+        # not in the list: Optuna's Gaussian-process sampler, at equal trials
+        ("automl --searcher gp", ("--searcher", "gp", "--pruner", "none")),
     ]
     if args.only:
         configs = [configs[i] for i in args.only]

@@ -34,8 +34,8 @@ def seed_with_defaults(study, name: str, space: SearchSpace,
 
     Every searcher then starts from the configuration the user would have trained anyway, so
     a search never ends below that baseline, and model-based searchers get one sensible point
-    among their random start (with a log-uniform lr0 over 1e-5..1e-1, most random draws train
-    far too slowly to learn anything in a few epochs). A study that already has trials, the GA
+    among their random start (on short trainings many random draws, such as lr0 below 1e-3
+    or lr0 0.09 with momentum 0.96, learn nothing). A study that already has trials, the GA
     (which starts from the defaults by itself) and the grid are left alone. The caller holds
     the trial-slot lock, so processes sharing a new study queue it once.
 
