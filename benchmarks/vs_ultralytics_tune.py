@@ -6,11 +6,15 @@ momentum with optimizer SGD, each on the linear scale the peer samples and mutat
 the peer's fitness (mAP50-95 in this ultralytics version) as automl's fitness. Each
 configuration runs in its own process and is timed from the outside.
 
-A search's best fitness is the best of its trials, each one training run with ultralytics' fixed
-training seed 0; where the fitness of a configuration varies a lot from one training to the
-next, that maximum rewards lucky trainings. So each search's best configuration is trained again
-with other training seeds (`--reeval-seeds`, the same plain ultralytics training for every
-configuration) and the table gives the mean of those trainings as well.
+A trial's fitness here is its final epoch's, for both: the peer records the metrics that
+ultralytics saved with the final epoch's weights, while an automl trial's value in its study is
+its best epoch's, which would flatter automl; so automl's trials are read at their last reported
+epoch. A search's best fitness is the best of its trials, each one training run with
+ultralytics' fixed training seed 0; where the fitness of a configuration varies a lot from one
+training to the next, that maximum rewards lucky trainings. So each search's best configuration
+is trained again with other training seeds (`--reeval-seeds`, the same plain ultralytics
+training for every configuration, each in a folder of its own, final epoch's mAP50-95) and the
+table gives the mean of those trainings as well.
 
 The last configuration compares at equal wall time instead of equal trials: automl runs
 trials until the peer's wall time of the same seed (less `--margin`) is spent (`--timeout`).
@@ -56,25 +60,31 @@ RETRAIN = """\
 import json, os, sys
 os.environ["YOLO_OFFLINE"] = "1"
 from ultralytics import YOLO
-best = []
+per_epoch = {}
 model = YOLO("yolo11n.yaml")
-model.add_callback("on_fit_epoch_end", lambda t: best.append(t.metrics.get("metrics/mAP50-95(B)", 0)))
+# after the last epoch ultralytics validates best.pt once more and reports it as epoch N+1; only
+# the N epochs' own validations count
+model.add_callback("on_fit_epoch_end", lambda t: per_epoch.setdefault(
+    t.epoch + 1, t.metrics.get("metrics/mAP50-95(B)", 0.0)))
 model.train(
     data=sys.argv[1], epochs=%(epochs)d, imgsz=%(imgsz)d, batch=%(batch)d, nbs=%(batch)d,
     optimizer="SGD", plots=False, save=False, val=True, project=sys.argv[2], name="train",
-    exist_ok=True, device="cpu", seed=int(sys.argv[3]), deterministic=True, **json.loads(sys.argv[4]),
+    exist_ok=False, device="cpu", seed=int(sys.argv[3]), deterministic=True, **json.loads(sys.argv[4]),
 )
-print("MAP50_95", max(best))
+print("MAP50_95", per_epoch[%(epochs)d])
 """
 
 
 def retrain(data: Path, work: Path, args, params: dict, seed: int, cache: dict) -> float:
-    """mAP50-95 (best epoch) of one plain ultralytics training of `params` with training `seed`."""
+    """mAP50-95 (final epoch) of one plain ultralytics training of `params` with training `seed`."""
     key = (tuple(sorted(params.items())), seed)
     if key not in cache:
         script = work / "retrain.py"
         script.write_text(RETRAIN % vars(args))
-        out = subprocess.run([sys.executable, str(script), str(data), str(work / "retrain"),
+        # a folder per training: with save=False ultralytics writes best.pt only when the final
+        # epoch is the best, and its closing validation would read a stale one left by another
+        folder = tempfile.mkdtemp(prefix="retrain-", dir=work)
+        out = subprocess.run([sys.executable, str(script), str(data), folder,
                               str(seed), json.dumps(params)], check=True, cwd=work,
                              capture_output=True, text=True).stdout
         cache[key] = float(out.split("MAP50_95")[-1].split()[0])
@@ -121,11 +131,11 @@ def run_automl(data: Path, work: Path, args, seed: int, *flags: str, peer_wall=N
     wall = time.perf_counter() - start
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name="bench", storage=f"sqlite:///{work}/studies/bench.db")
-    values = [t.value for t in study.trials if t.state.name == "COMPLETE"]
-    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
-    history = [(t.params, t.value if t.value is not None else t.user_attrs.get("fitness", 0.0))
-               for t in study.trials]
-    return {"wall": wall, "best": max(values + [t.user_attrs.get("fitness", 0.0) for t in pruned]),
+    # each trial at its last reported epoch (the final one unless ASHA stopped it), as the
+    # peer's trials are read; the study's value is the best epoch's
+    history = [(t.params, t.intermediate_values[max(t.intermediate_values)]
+                if t.intermediate_values else 0.0) for t in study.trials]
+    return {"wall": wall, "best": max(value for _, value in history),
             "trials": len(study.trials),
             "epochs": sum(t.user_attrs.get("epochs", 0) for t in study.trials), "history": history}
 
