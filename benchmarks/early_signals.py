@@ -52,11 +52,11 @@ def main() -> None:
     read_val_loss = trainer_module.validation_loss
 
     def validation_loss(trainer) -> float:
+        # the epoch's running mean per loss: a dict in ultralytics 8.4, one tensor before
         tloss = getattr(trainer, "tloss", None)
-        if isinstance(tloss, dict):  # per-loss items in newer ultralytics
-            tloss = sum(float(v.sum()) if hasattr(v, "sum") else float(v) for v in tloss.values())
-        train_losses.append(float(tloss.sum()) if hasattr(tloss, "sum") else
-                            float(tloss) if tloss is not None else math.nan)
+        parts = [] if tloss is None else tloss.values() if isinstance(tloss, dict) else [tloss]
+        train_losses.append(sum(float(v.sum() if hasattr(v, "sum") else v) for v in parts)
+                            if parts else math.nan)
         return read_val_loss(trainer)
 
     trainer_module.validation_loss = validation_loss
