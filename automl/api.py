@@ -12,10 +12,10 @@ from typing import Any
 from automl.errors import ConfigError
 
 DEFAULT_SPACE = "lr_momentum"
-DEFAULT_SEARCHER = "ga"
+DEFAULT_SEARCHER = "tpe"
 DEFAULT_TRIALS = 8
 DEFAULT_EPOCHS = 30
-DEFAULT_FRACTION = 0.5
+DEFAULT_FRACTION = "auto"  # see automl.data.auto_fraction
 DEFAULT_MODEL = "yolo11n.yaml"
 DEFAULT_IMGSZ = 640
 DEFAULT_BATCH = 16
@@ -48,7 +48,7 @@ class SearchResult:
 
 def _check_flags(
     *, trials: int, concurrency: int, cpus_per_trial: float | None, gpus_per_trial: float | None,
-    fraction: float, epochs: int, imgsz: int, batch: int, timeout: float | None = None,
+    fraction: float | str, epochs: int, imgsz: int, batch: int, timeout: float | None = None,
 ) -> None:
     checks = [
         (timeout is None or timeout > 0,
@@ -59,7 +59,8 @@ def _check_flags(
          f"--cpus-per-trial {cpus_per_trial}: must be > 0"),
         (gpus_per_trial is None or gpus_per_trial >= 0,
          f"--gpus-per-trial {gpus_per_trial}: must be >= 0 (fractions such as 0.25 share a GPU)"),
-        (0 < fraction <= 1, f"--fraction {fraction}: must be in (0, 1]; 1 uses all images"),
+        (fraction == AUTO or 0 < fraction <= 1,
+         f"--fraction {fraction}: must be in (0, 1] (1 uses all images) or auto"),
         (epochs >= 1, f"--epochs {epochs}: must be at least 1"),
         (imgsz >= 32, f"--imgsz {imgsz}: must be at least 32"),
         (batch >= 1, f"--batch {batch}: must be at least 1"),
@@ -113,7 +114,7 @@ def search(
     concurrency: int = 1,
     cpus_per_trial: float | None = None,
     gpus_per_trial: float | None = None,
-    fraction: float = DEFAULT_FRACTION,
+    fraction: float | str = DEFAULT_FRACTION,
     model: str = DEFAULT_MODEL,
     epochs: int | None = None,
     imgsz: int | None = None,
@@ -156,12 +157,13 @@ def search(
         AutoMLError: any bad flag, space, fitness or data, before the first trial.
     """
     from automl import study as studies
+    from automl.baseline import resolve_auto, trial_fixed
     from automl.checks import usable
-    from automl.data import load_dataset, make_mini_dataset
+    from automl.data import auto_fraction, load_dataset, make_mini_dataset, mini_size
     from automl.demo import ensure_demo_dataset
     from automl.execution.ray_runner import PRUNERS, Resources, default_pruner, run_search
     from automl.fitness import parse_fitness
-    from automl.searchers import SEARCHERS, grid_size, make_sampler, seed_with_defaults
+    from automl.searchers import SEARCHERS, grid_size, make_sampler, queue_first_trials
     from automl.spaces import load_space, ultralytics_defaults
 
     say = log or (lambda line: print(line, flush=True))
@@ -175,6 +177,7 @@ def search(
     epochs = epochs if epochs is not None else profile["epochs"]
     imgsz = imgsz if imgsz is not None else profile["imgsz"]
     batch = batch if batch is not None else profile["batch"]
+    fraction = _fraction_flag(fraction)
     _check_flags(trials=trials, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
                  gpus_per_trial=gpus_per_trial, fraction=fraction, epochs=epochs, imgsz=imgsz,
                  batch=batch, timeout=timeout)
@@ -189,19 +192,34 @@ def search(
         else f"{check_report.details(limit=20)}\n{check_report.summary()}")
 
     name = study or f"{'demo' if demo else Path(data_yaml).stem}-{search_space.name}"
-    fixed = dict(search_space.fixed)
-    if demo and "nbs" not in fixed:
-        fixed["nbs"] = batch  # see DEMO_PROFILE
-    base_args = {**ultralytics_defaults(), "batch": batch, **fixed}
-    defaults = {k: base_args[k] for k in search_space.keys if k in base_args}
+    defaults = ultralytics_defaults()
+    # run-level args every trial shares, the plain training included (see DEMO_PROFILE)
+    run_args = {"batch": batch, **({"nbs": batch} if demo else {})}
+    if "nbs" in search_space.fixed:
+        run_args["nbs"] = search_space.fixed["nbs"]
+    nbs = int(run_args.get("nbs", defaults["nbs"]))
+    if fraction == AUTO:
+        fraction, why = auto_fraction(len(dataset.train), epochs=epochs, batch=batch, nbs=nbs)
+    else:
+        why = "--fraction"
+    # the user's plain `yolo train` on the trial's data: ultralytics' optimizer=auto resolved
+    auto = resolve_auto(n_images=mini_size(len(dataset.train), fraction), epochs=epochs,
+                        batch=batch, nbs=nbs, nc=dataset.nc)
+    search_space = search_space.for_optimizer(
+        str(search_space.fixed.get("optimizer", AUTO)).replace(AUTO, auto.optimizer))
+    fixed = {**trial_fixed(search_space.fixed, search_space.keys, auto), **run_args}
+    plain = {**auto.as_args(), **run_args}
+    baseline = {k: plain.get(k, defaults.get(k)) for k in search_space.keys}
+    outside = _outside_space(search_space, fixed, plain, baseline, defaults)
     if searcher == "grid":
-        trials = min(trials, grid_size(search_space))
+        trials = min(trials, grid_size(search_space) + (1 if defaults_first else 0))
     sampler = make_sampler(searcher, search_space, seed=seed, n_trials=trials,
-                           defaults=defaults, ga_parent=ga_parent)
+                           defaults=baseline, ga_parent=ga_parent)
     the_study = studies.open_study(name, storage, sampler)
     config = {
         "space": search_space.name, "space_source": search_space.source,
-        "space_keys": list(search_space.keys), "fixed": fixed,
+        "space_keys": list(search_space.keys), "fixed": fixed, "baseline_fixed": plain,
+        "auto_optimizer": {**auto.as_args(), "iterations": auto.iterations},
         "fitness": fit.spec, "searcher": searcher, "data": str(dataset.yaml_path),
         "model": model, "epochs": epochs, "imgsz": imgsz, "fraction": fraction,
         "batch": batch, "seed": seed, "pruner": pruner,
@@ -212,10 +230,15 @@ def search(
         say(f"marked interrupted trials {recovered} as FAIL; their configurations run again")
     storage_url = storage or studies.default_storage(name)
     if defaults_first:
+        start = {k: defaults[k] for k in search_space.keys if k in defaults}
         with studies.trial_slot_lock(storage_url):
-            queued = seed_with_defaults(the_study, searcher, search_space, defaults)
+            queued = queue_first_trials(the_study, searcher, search_space, baseline, start,
+                                        outside=outside, budget=trials)
         if queued:
-            say(f"first trial: the defaults {queued}")
+            say(f"first trial: your plain training (yolo train with these flags: "
+                f"{_shown(plain)})" + (f"; outside the space ({outside})" if outside else ""))
+        if len(queued) > 1:
+            say(f"second trial: ultralytics' default values {_shown(queued[1])}")
 
     out_dir = studies.study_dir(name)
     mini_yaml = make_mini_dataset(dataset, fraction, out_dir / "mini", seed=seed or 0)
@@ -224,15 +247,19 @@ def search(
     run = {
         "data": str(mini_yaml.resolve()), "model": model, "epochs": epochs, "imgsz": imgsz,
         "batch": batch, "device": device, "fitness": fit.spec, "fixed": fixed,
+        "baseline_fixed": plain,
         "project": str((out_dir / "trials").resolve()), "threads": max(1, int(cpus)),
     }
     done_before = len(studies.finished_trials(the_study))
     say(f"study '{name}' ({storage_url}): {done_before}/{trials} "
         f"trials finished; searcher {searcher}, space {search_space.name} "
-        f"({', '.join(search_space.keys)}), fitness {fit.describe()}")
-    say(f"data {dataset.yaml_path} -> mini split {fraction:g} ({mini_yaml.parent}), model {model}, "
-        f"{epochs} epochs at {imgsz} px; {concurrency} at a time, {cpus:g} CPU / {gpus:g} GPU each"
-        f"; pruner {pruner}" + (f"; no new trial after {timeout:g} s" if timeout else ""))
+        f"({_ranges(search_space)}), fitness {fit.describe()}")
+    say(f"data {dataset.yaml_path} -> mini split {fraction:g} of {len(dataset.train)} train "
+        f"images ({why}; {mini_yaml.parent}), model {model}, {epochs} epochs at {imgsz} px, "
+        f"batch {batch}, nbs {nbs}; optimizer {fixed.get('optimizer', 'from the space')}")
+    say(f"{concurrency} at a time, {cpus:g} CPU / {gpus:g} GPU each; pruner {pruner}"
+        + (f" ({_rungs_text(epochs)})" if pruner == "asha" else "")
+        + (f"; no new trial after {timeout:g} s" if timeout else ""))
 
     progress = _Progress(the_study, trials, say)
     run_search(the_study, search_space.distributions(), run, n_trials=trials,
@@ -249,9 +276,81 @@ def search(
             the_study, out_dir / "best_hyperparameters.yaml"
         )
     say(format_top_table(the_study))
+    verdict = baseline_verdict(the_study)
+    if verdict:
+        say(verdict)
     if result.best_hyperparameters_path:
         say(f"best hyperparameters: {result.best_hyperparameters_path}")
     return result
+
+
+AUTO = "auto"
+
+
+def _fraction_flag(value: float | str) -> float | str:
+    """`--fraction`: a share in (0, 1] or 'auto'."""
+    if isinstance(value, str):
+        if value.strip().lower() == AUTO:
+            return AUTO
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"--fraction {value}: use a share in (0, 1] or 'auto'") from None
+    return float(value)
+
+
+def _outside_space(space, fixed: dict, plain: dict, baseline: dict, defaults: dict) -> str | None:
+    """Why the plain training is not a point of the space (None when it is)."""
+    for key, value in fixed.items():
+        own = plain.get(key, defaults.get(key))
+        if own != value:
+            return f"the space fixes {key}={value!r}, the plain training has {own!r}"
+    for p in space.params:
+        value = baseline[p.name]
+        if p.clip(value) != value:
+            return f"{p.name}={value!r} is outside the space's range"
+    return None
+
+
+def _shown(values: dict) -> str:
+    return ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def _ranges(space) -> str:
+    def one(p) -> str:
+        if p.kind == "categorical":
+            return f"{p.name} {list(p.choices)}"
+        return f"{p.name} {p.low:g}..{p.high:g}{' log' if p.log else ''}"
+
+    return ", ".join(one(p) for p in space.params)
+
+
+def _rungs_text(epochs: int) -> str:
+    from automl.execution.ray_runner import SCORED, asha_rungs
+
+    return (f"rungs at epochs {', '.join(map(str, asha_rungs(epochs)))}; a rung stops trials only "
+            f"once half of those there have fitness >= {SCORED:g}")
+
+
+def baseline_verdict(study) -> str | None:
+    """One line: how much the best trial beats the plain training (trial #0), or that it does not."""
+    from optuna.trial import TrialState
+
+    from automl.study import BASELINE_ATTR, best_trial
+
+    plain = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+             if t.user_attrs.get(BASELINE_ATTR)]
+    best = best_trial(study)
+    if not plain or best is None:
+        return None
+    base = plain[-1]
+    if best.number == base.number or best.value <= base.value:
+        return (f"the plain training (#{base.number}, fitness {base.value:.4f}) is the best: no "
+                "searched configuration beat it; use its settings (or search longer)")
+    gain = best.value - base.value
+    rel = f" ({gain / base.value:+.0%})" if base.value > 0 else ""
+    return (f"best #{best.number} {best.value:.4f} beats the plain training #{base.number} "
+            f"{base.value:.4f} by {gain:+.4f}{rel} on the search's data")
 
 
 def _default_gpus(concurrency: int) -> float:
@@ -285,13 +384,14 @@ class _Progress:
             outcome = f"PRUNED after {event.epochs} epochs (fitness {event.value:.4f})"
         else:
             outcome = f"{event.state}: {event.error}"
-        self._say(f"trial {done}/{self._total}  #{event.number}  {outcome}  "
+        plain = " (plain training)" if event.baseline else ""
+        self._say(f"trial {done}/{self._total}  #{event.number}{plain}  {outcome}  "
                   f"({event.seconds:.1f}s)  |  {best_text}")
 
 
 def format_top_table(study, n: int = 5) -> str:
     """The top trials as a text table (fitness, metrics, params)."""
-    from automl.study import top_trials
+    from automl.study import BASELINE_ATTR, top_trials
 
     top = top_trials(study, n)
     if not top:
@@ -302,7 +402,7 @@ def format_top_table(study, n: int = 5) -> str:
     for t in top:
         a = t.user_attrs
         rows.append([
-            f"#{t.number}", f"{t.value:.4f}",
+            f"#{t.number}" + (" plain" if t.user_attrs.get(BASELINE_ATTR) else ""), f"{t.value:.4f}",
             *(f"{a.get(k, math.nan):.3f}" for k in ("map50", "map50_95", "map75",
                                                     "precision", "recall")),
             *(_fmt(t.params.get(k)) for k in keys),

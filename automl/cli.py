@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--space", default=DEFAULT_SPACE,
                    help=f"built-in space name or a YAML path (default: {DEFAULT_SPACE})")
     s.add_argument("--searcher", default=DEFAULT_SEARCHER,
-                   help="ga | tpe | gp | cmaes | random | grid | nsga2 (default: %(default)s)")
+                   help="tpe | ga | gp | cmaes | random | grid | nsga2 (default: %(default)s)")
     s.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
                    help="trials in the study in total, earlier runs included (default: %(default)s)")
     s.add_argument("--fitness", default=None,
@@ -54,8 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--gpus-per-trial", type=float, default=None,
         help="GPUs per trial, fractions share a GPU (default: GPUs / concurrency, 0 without)")
-    s.add_argument("--fraction", type=float, default=DEFAULT_FRACTION,
-                   help="stratified share of train and of val per trial (default: %(default)s)")
+    s.add_argument("--fraction", default=DEFAULT_FRACTION,
+                   help="stratified share of train and of val per trial, or auto (default): half, "
+                        "unless that leaves a trial under 100 optimizer steps (small data: more, "
+                        "up to all images)")
     s.add_argument("--model", default=DEFAULT_MODEL, help="model YAML or local .pt (default: %(default)s)")
     s.add_argument("--epochs", type=int, default=None,
                    help=f"epochs per trial (default: {DEFAULT_EPOCHS}; demo data: {DEMO_PROFILE['epochs']})")
@@ -65,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"batch size (default: {DEFAULT_BATCH}; demo data: {DEMO_PROFILE['batch']})")
     s.add_argument("--device", default=None, help="ultralytics device, e.g. cpu, 0 (default: auto)")
     s.add_argument("--ga-parent", default="single", help="GA parent selection: single | weighted")
-    s.add_argument("--no-defaults-first", dest="defaults_first", action="store_false",
-                   help="do not start a new study from ultralytics' defaults (tpe, gp, cmaes, "
-                        "random, nsga2; the GA always starts there)")
+    s.add_argument("--no-baseline", dest="defaults_first", action="store_false",
+                   help="do not make your plain training (yolo train with these flags) trial #0 "
+                        "of a new study, nor ultralytics' default values trial #1")
     s.add_argument("--timeout", type=float, default=None,
                    help="seconds after which no new trial starts; running ones finish "
                         "(--trials stays the cap)")

@@ -169,7 +169,7 @@ def promote(
     name = f"{study}-trial{chosen.number}"
     run_dir = (Path(project) / name).resolve()
     train_yaml = full_data_yaml(data_path, full_data, run_dir / "data")
-    params = {**(config.get("fixed") or {}), **chosen.params}
+    params = studies.trial_args(the_study, chosen)
     last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
     resumed = _resumable(last)
     done = studies.promotions(the_study).get(chosen.number)

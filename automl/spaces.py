@@ -34,7 +34,7 @@ _FIELDS = {
     "int": {"type", "low", "high", "log", "step", "gain"},
     "categorical": {"type", "choices", "gain"},
 }
-_TOP_LEVEL = {"description", "fixed", "params"}
+_TOP_LEVEL = {"description", "fixed", "params", "by_optimizer"}
 # ultralytics' BaseTrainer.build_optimizer accepts these names and fails only once training starts,
 # so they are checked here, before the first trial.
 OPTIMIZERS = ("SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSprop", "auto")
@@ -79,7 +79,7 @@ class Param:
         value = min(max(float(value), self.low), self.high)
         if self.step:
             value = self.low + round((value - self.low) / self.step) * self.step
-            value = min(value, self.high)
+            value = min(float(f"{value:.10g}"), self.high)  # 0.9, not 0.8999999999999999
         if self.kind == "int":
             return int(round(value))
         return float(value)
@@ -94,10 +94,21 @@ class SearchSpace:
     params: tuple[Param, ...]
     fixed: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    # optimizer name -> params whose ranges replace those of `params` when that optimizer trains
+    by_optimizer: Mapping[str, tuple[Param, ...]] = field(default_factory=dict)
 
     @property
     def keys(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
+
+    def for_optimizer(self, name: str) -> SearchSpace:
+        """This space with the ranges its `by_optimizer` section gives for optimizer `name`."""
+        override = {p.name: p for p in self.by_optimizer.get(name, ())}
+        if not override:
+            return self
+        params = tuple(override.get(p.name, p) for p in self.params)
+        return SearchSpace(name=self.name, source=self.source, params=params, fixed=self.fixed,
+                           description=self.description, by_optimizer=self.by_optimizer)
 
     def __getitem__(self, key: str) -> Param:
         for p in self.params:
@@ -188,17 +199,19 @@ def _check_known_key(source: str, key: str) -> None:
         )
 
 
-def _check_ultralytics_accepts(source: str, key: str, values: list[Any]) -> None:
+def _check_ultralytics_accepts(source: str, key: str, values: list[Any],
+                               where: str | None = None) -> None:
     """Ask ultralytics' own argument checker whether each value is acceptable for `key`."""
     from ultralytics.cfg import check_cfg
 
     for value in values:
         if key == "optimizer" and value not in OPTIMIZERS:
-            raise _fail(source, key, f"unknown optimizer {value!r}; use one of {', '.join(OPTIMIZERS)}")
+            raise _fail(source, where or key,
+                        f"unknown optimizer {value!r}; use one of {', '.join(OPTIMIZERS)}")
         try:
             check_cfg({key: value}, hard=True)
         except (TypeError, ValueError) as e:
-            raise _fail(source, key, f"ultralytics rejects the value {value!r}: {e}") from None
+            raise _fail(source, where or key, f"ultralytics rejects the value {value!r}: {e}") from None
 
 
 def _number(source: str, key: str, spec: Mapping[str, Any], name: str) -> float:
@@ -208,9 +221,10 @@ def _number(source: str, key: str, spec: Mapping[str, Any], name: str) -> float:
     return value
 
 
-def _parse_param(source: str, key: str, spec: Any) -> Param:
+def _parse_param(source: str, key: str, spec: Any, where: str | None = None) -> Param:
+    where = where or key  # how errors name the entry
     if not isinstance(spec, Mapping):
-        raise _fail(source, key, "must be a mapping such as {type: float, low: 0.0, high: 1.0}")
+        raise _fail(source, where, "must be a mapping such as {type: float, low: 0.0, high: 1.0}")
     kind = spec.get("type")
     if kind is None:  # infer the obvious cases so short files stay short
         if "choices" in spec:
@@ -221,55 +235,55 @@ def _parse_param(source: str, key: str, spec: Any) -> Param:
         else:
             kind = "float"
     if kind not in KINDS:
-        raise _fail(source, key, f"type {kind!r} is not one of {', '.join(KINDS)}")
+        raise _fail(source, where, f"type {kind!r} is not one of {', '.join(KINDS)}")
     unknown = set(spec) - _FIELDS[kind]
     if unknown:
         raise _fail(
-            source, key,
+            source, where,
             f"unknown field(s) {', '.join(sorted(unknown))} for type {kind}; "
             f"allowed: {', '.join(sorted(_FIELDS[kind]))}",
         )
     gain = spec.get("gain", 1.0)
     if isinstance(gain, bool) or not isinstance(gain, (int, float)) or gain < 0:
-        raise _fail(source, key, f"gain must be a number >= 0, got {gain!r}")
+        raise _fail(source, where, f"gain must be a number >= 0, got {gain!r}")
 
     if kind == "categorical":
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
-            raise _fail(source, key, "choices must be a non-empty list, e.g. choices: [SGD, AdamW]")
+            raise _fail(source, where, "choices must be a non-empty list, e.g. choices: [SGD, AdamW]")
         if len(set(map(repr, choices))) != len(choices):
-            raise _fail(source, key, f"choices repeat a value: {choices}")
+            raise _fail(source, where, f"choices repeat a value: {choices}")
         if any(not isinstance(c, (str, int, float, bool)) and c is not None for c in choices):
-            raise _fail(source, key, "choices must be strings, numbers, booleans or null")
-        _check_ultralytics_accepts(source, key, choices)
+            raise _fail(source, where, "choices must be strings, numbers, booleans or null")
+        _check_ultralytics_accepts(source, key, choices, where)
         return Param(key, kind, choices=tuple(choices), gain=float(gain))
 
-    low = _number(source, key, spec, "low")
-    high = _number(source, key, spec, "high")
+    low = _number(source, where, spec, "low")
+    high = _number(source, where, spec, "high")
     log = spec.get("log", False)
     step = spec.get("step")
     if not isinstance(log, bool):
-        raise _fail(source, key, f"log must be true or false, got {log!r}")
+        raise _fail(source, where, f"log must be true or false, got {log!r}")
     if low > high:
-        raise _fail(source, key, f"low > high ({low=}, {high=}); swap them")
+        raise _fail(source, where, f"low > high ({low=}, {high=}); swap them")
     if log and low <= 0:
-        raise _fail(source, key, f"log: true needs low > 0 ({low=}); raise low or drop log")
+        raise _fail(source, where, f"log: true needs low > 0 ({low=}); raise low or drop log")
     if step is not None:
-        step = _number(source, key, spec, "step")
+        step = _number(source, where, spec, "step")
         if step <= 0:
-            raise _fail(source, key, f"step must be > 0 ({step=})")
+            raise _fail(source, where, f"step must be > 0 ({step=})")
         if log:
-            raise _fail(source, key, "log and step cannot be combined; drop one of them")
+            raise _fail(source, where, "log and step cannot be combined; drop one of them")
     if kind == "int":
         for bound_name, bound in (("low", low), ("high", high), ("step", step)):
             if bound is not None and float(bound) != int(bound):
-                raise _fail(source, key, f"type int needs whole numbers, {bound_name}={bound}")
+                raise _fail(source, where, f"type int needs whole numbers, {bound_name}={bound}")
         low, high = int(low), int(high)
         step = int(step) if step is not None else None
     else:
         low, high = float(low), float(high)
         step = float(step) if step is not None else None
-    _check_ultralytics_accepts(source, key, [low, high])
+    _check_ultralytics_accepts(source, key, [low, high], where)
     return Param(key, kind, low=low, high=high, log=log, step=step, gain=float(gain))
 
 
@@ -309,4 +323,31 @@ def parse_space(raw: Any, *, source: str = "<space>", name: str = "custom") -> S
         params=tuple(params),
         fixed=fixed,
         description=str(raw.get("description", "")),
+        by_optimizer=_parse_by_optimizer(raw.get("by_optimizer"), source, params_raw),
     )
+
+
+def _parse_by_optimizer(raw: Any, source: str, params_raw: Mapping[str, Any]
+                        ) -> dict[str, tuple[Param, ...]]:
+    """`by_optimizer: {AdamW: {lr0: {...}}}`: per-optimizer ranges of keys listed under params."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise SearchSpaceError(f"{source}: 'by_optimizer' must map an optimizer name to params, "
+                               "e.g. by_optimizer: {SGD: {lr0: {low: 1.0e-3, high: 0.1}}}")
+    out = {}
+    for name, overrides in raw.items():
+        if name not in OPTIMIZERS or name == "auto":
+            raise SearchSpaceError(
+                f"{source}: by_optimizer: {name}: not an optimizer; use one of "
+                f"{', '.join(o for o in OPTIMIZERS if o != 'auto')}")
+        if not isinstance(overrides, Mapping) or not overrides:
+            raise SearchSpaceError(f"{source}: by_optimizer: {name}: must map keys to ranges")
+        for key in overrides:
+            if str(key) not in params_raw:
+                raise SearchSpaceError(
+                    f"{source}: by_optimizer: {name}: {key}: not under 'params'; list it there "
+                    "first (by_optimizer only changes the range of a searched key)")
+        out[str(name)] = tuple(_parse_param(source, str(key), spec, f"by_optimizer: {name}: {key}")
+                               for key, spec in overrides.items())
+    return out

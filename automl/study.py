@@ -21,10 +21,12 @@ OWNER_ATTR = "automl:owner"          # host:pid of the process running a trial
 INTERRUPTED_ATTR = "automl:interrupted"  # FAIL because the search process died or was stopped
 RETRY_OF_ATTR = "automl:retry_of"    # number of the interrupted trial this one re-runs
 ERROR_ATTR = "error"
+BASELINE_ATTR = "automl:baseline"    # the trial that trains the user's plain `yolo train`
+OUTSIDE_ATTR = "automl:outside_space"  # why a baseline is not a point of the space (no GA parent)
 PROMOTIONS_ATTR = "automl:promotions"  # {trial number: record} of `automl promote` runs
 # Config entries that define what a study measures: resuming with other values would mix
 # incomparable trials, so it is refused.
-_DEFINING = ("space_keys", "fitness", "data", "model", "epochs", "imgsz", "fraction")
+_DEFINING = ("space_keys", "fitness", "data", "model", "epochs", "imgsz", "fraction", "batch")
 
 
 def default_storage(study_name: str, studies_dir: Path = STUDIES_DIR) -> str:
@@ -246,7 +248,8 @@ def mark_interrupted(study, trial, message: str) -> None:
     storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, message)
     storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     if RETRY_OF_ATTR not in trial.user_attrs:  # retry each configuration once, not forever
-        study.enqueue_trial(dict(trial.params), user_attrs={RETRY_OF_ATTR: trial.number})
+        kept = {k: v for k, v in trial.user_attrs.items() if k in (BASELINE_ATTR, OUTSIDE_ATTR)}
+        study.enqueue_trial(dict(trial.params), user_attrs={**kept, RETRY_OF_ATTR: trial.number})
 
 
 def recover_interrupted(study) -> list[int]:
@@ -298,13 +301,24 @@ def top_trials(study, n: int = 5) -> list:
     return sorted(complete, key=lambda t: (-t.value, t.number))[:n]
 
 
+def trial_args(study, trial) -> dict[str, Any]:
+    """The training args a trial ran with beyond ultralytics' defaults (the run's plumbing aside).
+
+    The space's fixed args with the trial's params over them; for the baseline, the plain
+    training's own args (which may lie outside the space).
+    """
+    config = study.user_attrs.get(CONFIG_ATTR, {})
+    if trial.user_attrs.get(BASELINE_ATTR) and "baseline_fixed" in config:
+        return dict(config["baseline_fixed"])
+    return {**config.get("fixed", {}), **trial.params}
+
+
 def best_hyperparameters(study) -> dict[str, Any]:
-    """The best trial's params merged over the space's fixed args: ready for `yolo train cfg=`."""
+    """The best trial's training args (see trial_args): ready for `yolo train cfg=`."""
     best = best_trial(study)
     if best is None:
         raise StudyError(f"study '{study.study_name}' has no COMPLETE trial yet")
-    config = study.user_attrs.get(CONFIG_ATTR, {})
-    return {**config.get("fixed", {}), **best.params}
+    return trial_args(study, best)
 
 
 def write_best_hyperparameters(study, path: str | Path) -> Path:

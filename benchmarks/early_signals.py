@@ -39,7 +39,6 @@ def main() -> None:
 
     import automl.trainer as trainer_module
     from automl.demo import make_demo_dataset
-    from automl.execution.ray_runner import rank
 
     rng = np.random.default_rng(args.seed)
     configs = [{"lr0": 0.01, "lrf": 0.01, "momentum": 0.937}]
@@ -83,11 +82,13 @@ def main() -> None:
                 rows.append({"config": i, "epoch": e["epoch"], "final": final,
                              "fitness": e["fitness"], "map50": e["map50"], "recall": e["recall"],
                              "precision": e["precision"], "-val_loss": -e["val_loss"],
-                             "-train_loss": -tl, "rank (automl)": rank(e)})
+                             "-train_loss": -tl,
+                             # what automl's schedulers compared until issue 14 (fitness since)
+                             "fitness-1e-6*val_loss": e["fitness"] - 1e-6 * e["val_loss"]})
 
     df = pd.DataFrame(rows)
     signals = ["fitness", "map50", "recall", "precision", "-val_loss", "-train_loss",
-               "rank (automl)"]
+               "fitness-1e-6*val_loss"]
     final = df.groupby("config")["final"].first()
     top = max(1, round(len(final) / 3))
     true_top = set(final.sort_values(ascending=False).index[:top])

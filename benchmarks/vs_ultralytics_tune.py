@@ -20,6 +20,14 @@ The last configuration compares at equal wall time instead of equal trials: auto
 trials until the peer's wall time of the same seed (less `--margin`) is spent (`--timeout`).
 
     python benchmarks/vs_ultralytics_tune.py --trials 8 --epochs 10 --seeds 0 1
+
+`--regime small` is the small-data regime of issue 14 instead: a new draw of 120 training and
+30 validation images (two classes, non-square scenes) for each seed, 20 epochs at 96 px, batch
+16, ultralytics' own nominal batch 64, and each tool as it comes: the peer's `model.tune()` over
+lr0/lrf/momentum (it then trains AdamW), automl's default command (`--space lr_momentum`, its
+default searcher, pruner and `--fraction auto`), and a plain `yolo train` (optimizer auto):
+
+    python benchmarks/vs_ultralytics_tune.py --regime small --trials 8 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -49,11 +57,49 @@ os.environ["YOLO_OFFLINE"] = "1"
 from ultralytics import YOLO
 YOLO("yolo11n.yaml").tune(
     data=sys.argv[1], epochs=%(epochs)d, iterations=%(trials)d, imgsz=%(imgsz)d,
-    batch=%(batch)d, nbs=%(batch)d, optimizer="SGD", plots=False, save=False, val=True,
+    batch=%(batch)d, %(peer_fixed)s plots=False, save=False, val=True,
     project=sys.argv[2], name="tune", exist_ok=True, device="cpu",
     space={"lr0": (1e-5, 1e-1), "lrf": (0.01, 1.0), "momentum": (0.6, 0.98)},
 )
 """
+
+# What differs between the two regimes. The demo regime pins SGD and nbs = batch for both tools
+# (issue 6); the small regime gives each tool its own defaults (issue 14): the peer's tune()
+# trains AdamW unless its space names the optimizer, automl resolves ultralytics' auto.
+PLAIN = "plain yolo train (optimizer auto)"
+PEER_NAME = "ultralytics model.tune()"
+REGIMES = {
+    "demo": {
+        "peer_fixed": lambda a: f'nbs={a.batch}, optimizer="SGD",',
+        "retrain_fixed": lambda a: {"optimizer": "SGD", "nbs": a.batch},
+        "peer_best_fixed": {},
+        "configs": [
+            (PEER_NAME, None),
+            ("automl --searcher ga", ("--space", "space.yaml", "--searcher", "ga", "--pruner", "none")),
+            ("automl --searcher tpe", ("--space", "space.yaml", "--searcher", "tpe", "--pruner", "none")),
+            ("automl --searcher tpe --pruner asha --concurrency 2",
+             ("--space", "space.yaml", "--searcher", "tpe", "--pruner", "asha", "--concurrency", "2")),
+            # equal wall time instead of equal trials: as many trials as fit in the peer's time
+            ("automl tpe asha conc. 2, peer's wall time",
+             ("--space", "space.yaml", "--searcher", "tpe", "--pruner", "asha", "--concurrency", "2",
+              "<peer's wall time>")),
+            # not in the issue's list: Optuna's Gaussian-process sampler, at equal trials
+            ("automl --searcher gp", ("--space", "space.yaml", "--searcher", "gp", "--pruner", "none")),
+        ],
+    },
+    "small": {
+        "peer_fixed": lambda a: "",
+        "retrain_fixed": lambda a: {},
+        "peer_best_fixed": {"optimizer": "AdamW"},  # tune() trains AdamW when its space has no optimizer
+        "configs": [
+            (PLAIN, "plain"),
+            (PEER_NAME, None),
+            ("automl search (its defaults)", ()),
+            ("automl search --fraction 0.5 (the default before issue 14)", ("--fraction", "0.5")),
+            ("automl search --searcher ga", ("--searcher", "ga")),
+        ],
+    },
+}
 
 
 RETRAIN = """\
@@ -67,8 +113,8 @@ model = YOLO("yolo11n.yaml")
 model.add_callback("on_fit_epoch_end", lambda t: per_epoch.setdefault(
     t.epoch + 1, t.metrics.get("metrics/mAP50-95(B)", 0.0)))
 model.train(
-    data=sys.argv[1], epochs=%(epochs)d, imgsz=%(imgsz)d, batch=%(batch)d, nbs=%(batch)d,
-    optimizer="SGD", plots=False, save=False, val=True, project=sys.argv[2], name="train",
+    data=sys.argv[1], epochs=%(epochs)d, imgsz=%(imgsz)d, batch=%(batch)d,
+    plots=False, save=False, val=True, project=sys.argv[2], name="train",
     exist_ok=False, device="cpu", seed=int(sys.argv[3]), deterministic=True, **json.loads(sys.argv[4]),
 )
 print("MAP50_95", per_epoch[%(epochs)d])
@@ -76,8 +122,13 @@ print("MAP50_95", per_epoch[%(epochs)d])
 
 
 def retrain(data: Path, work: Path, args, params: dict, seed: int, cache: dict) -> float:
-    """mAP50-95 (final epoch) of one plain ultralytics training of `params` with training `seed`."""
-    key = (tuple(sorted(params.items())), seed)
+    """mAP50-95 (final epoch) of one plain ultralytics training of `params` with training `seed`.
+
+    `params` are every training arg beyond the data, model, epochs, imgsz and batch: the
+    regime's fixed args (SGD and nbs in the demo regime) and the configuration's values.
+    """
+    params = {**REGIMES[args.regime]["retrain_fixed"](args), **params}
+    key = (str(data), tuple(sorted(params.items())), seed)
     if key not in cache:
         script = work / "retrain.py"
         script.write_text(RETRAIN % vars(args))
@@ -93,7 +144,7 @@ def retrain(data: Path, work: Path, args, params: dict, seed: int, cache: dict) 
 
 def run_peer(data: Path, work: Path, args) -> dict:
     script = work / "peer.py"
-    script.write_text(PEER % vars(args))
+    script.write_text(PEER % {**vars(args), "peer_fixed": REGIMES[args.regime]["peer_fixed"](args)})
     start = time.perf_counter()
     subprocess.run([sys.executable, str(script), str(data), str(work / "peer")], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
@@ -101,9 +152,22 @@ def run_peer(data: Path, work: Path, args) -> dict:
     records = [json.loads(line) for f in (work / "peer").rglob("tune_results.ndjson")
                for line in f.read_text().splitlines() if line.strip()]
     fitness = [r.get("fitness") or 0.0 for r in records]
-    history = [(r.get("hyperparameters", {}), f) for r, f in zip(records, fitness, strict=True)]
+    history = [({**REGIMES[args.regime]["peer_best_fixed"], **r.get("hyperparameters", {})}, f)
+               for r, f in zip(records, fitness, strict=True)]
     return {"wall": wall, "best": max(fitness), "trials": len(records),
             "epochs": len(records) * args.epochs, "history": history}
+
+
+def run_plain(data: Path, work: Path, args) -> dict:
+    """One plain `yolo train` with ultralytics' defaults (training seed 0), timed from outside."""
+    script = work / "retrain.py"
+    script.write_text(RETRAIN % vars(args))
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, str(script), str(data), str(work / "plain"), "0", "{}"],
+                         check=True, cwd=work, capture_output=True, text=True).stdout
+    value = float(out.split("MAP50_95")[-1].split()[0])
+    return {"wall": time.perf_counter() - start, "best": value, "trials": 1,
+            "epochs": args.epochs, "history": [({}, value)]}
 
 
 PEER_TIME = "<peer's wall time>"  # stands for --trials 1000 --timeout (peer's wall - margin)
@@ -122,9 +186,10 @@ def run_automl(data: Path, work: Path, args, seed: int, *flags: str, peer_wall=N
                  str(max(1.0, peer_wall - args.margin)))
     trials = 1000 if "--timeout" in flags else args.trials
     (work / "space.yaml").write_text(SPACE_YAML % vars(args))
-    cmd = [sys.executable, "-m", "automl", "search", "--data", str(data), "--space", "space.yaml",
+    fraction = ("--fraction", "1") if args.regime == "demo" else ()
+    cmd = [sys.executable, "-m", "automl", "search", "--data", str(data),
            "--trials", str(trials), "--epochs", str(args.epochs), "--imgsz", str(args.imgsz),
-           "--batch", str(args.batch), "--fraction", "1", "--fitness", "map50_95",
+           "--batch", str(args.batch), *fraction, "--fitness", "map50_95",
            "--seed", str(seed), "--study", "bench", *flags]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=work, stdout=subprocess.DEVNULL)
@@ -133,53 +198,59 @@ def run_automl(data: Path, work: Path, args, seed: int, *flags: str, peer_wall=N
     study = optuna.load_study(study_name="bench", storage=f"sqlite:///{work}/studies/bench.db")
     # each trial at its last reported epoch (the final one unless ASHA stopped it), as the
     # peer's trials are read; the study's value is the best epoch's
-    history = [(t.params, t.intermediate_values[max(t.intermediate_values)]
+    from automl.study import trial_args
+
+    history = [(trial_args(study, t), t.intermediate_values[max(t.intermediate_values)]
                 if t.intermediate_values else 0.0) for t in study.trials]
+    config = study.user_attrs["automl:config"]
     return {"wall": wall, "best": max(value for _, value in history),
+            "fraction": config["fraction"],
             "trials": len(study.trials),
             "epochs": sum(t.user_attrs.get("epochs", 0) for t in study.trials), "history": history}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--regime", choices=sorted(REGIMES), default="demo",
+                        help="demo: demo shapes, SGD, nbs = batch (issue 6); small: issue 14's "
+                             "small non-square data with each tool's own defaults")
     parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--imgsz", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--images", type=int, default=80, help="train images (val: 40%%)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: 10 (demo), 20 (small)")
+    parser.add_argument("--imgsz", type=int, default=None, help="default: 128 (demo), 96 (small)")
+    parser.add_argument("--batch", type=int, default=None, help="default: 8 (demo), 16 (small)")
+    parser.add_argument("--images", type=int, default=80, help="demo regime: train images (val: 40%%)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--only", type=int, nargs="+", help="run these configurations (0 = peer)")
+    parser.add_argument("--only", type=int, nargs="+", help="run these configurations (by index)")
     parser.add_argument("--peer-wall", type=float, nargs="+",
                         help="the peer's wall time per seed, for equal-time rows without the peer")
     parser.add_argument("--margin", type=float, default=60.0,
                         help="equal-time rows start no trial after (peer's wall - margin) s")
-    parser.add_argument("--reeval-seeds", type=int, nargs="*", default=[1, 2, 3],
-                        help="training seeds to retrain each search's best configuration with")
+    parser.add_argument("--reeval-seeds", type=int, nargs="*", default=None,
+                        help="training seeds to retrain each search's best configuration with "
+                             "(default: 1 2 3 demo, 1 2 small)")
     args = parser.parse_args()
+    from automl.demo import SMALL_TRAINING, make_demo_dataset, make_small_dataset
 
-    from automl.demo import make_demo_dataset
+    regime_defaults = ({"epochs": 10, "imgsz": 128, "batch": 8, "reeval_seeds": [1, 2, 3]}
+                       if args.regime == "demo" else {**SMALL_TRAINING, "reeval_seeds": [1, 2]})
+    for key, value in regime_defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
-    configs = [
-        ("ultralytics model.tune()", None),
-        ("automl --searcher ga", ("--searcher", "ga", "--pruner", "none")),
-        ("automl --searcher tpe", ("--searcher", "tpe", "--pruner", "none")),
-        ("automl --searcher tpe --pruner asha --concurrency 2",
-         ("--searcher", "tpe", "--pruner", "asha", "--concurrency", "2")),
-        # equal wall time instead of equal trials: as many trials as fit in the peer's time
-        ("automl tpe asha conc. 2, peer's wall time",
-         ("--searcher", "tpe", "--pruner", "asha", "--concurrency", "2", PEER_TIME)),
-        # not in the issue's list: Optuna's Gaussian-process sampler, at equal trials
-        ("automl --searcher gp", ("--searcher", "gp", "--pruner", "none")),
-    ]
+    configs = REGIMES[args.regime]["configs"]
     if args.only:
         configs = [configs[i] for i in args.only]
     rows = []
-    retrained: dict = {}  # (params, training seed) -> mAP50-95: configurations found twice train once
+    retrained: dict = {}  # (data, params, training seed) -> mAP50-95: each trains once
     peer_wall = dict(zip(args.seeds, args.peer_wall or [], strict=False))
     with tempfile.TemporaryDirectory(prefix="automl-vs-peer-") as tmp:
-        data = make_demo_dataset(Path(tmp) / "data", n_train=args.images,
-                                 n_val=max(8, int(args.images * 0.4)), seed=0)
+        if args.regime == "demo":
+            shared = make_demo_dataset(Path(tmp) / "data", n_train=args.images,
+                                       n_val=max(8, int(args.images * 0.4)), seed=0)
         for seed in args.seeds:
+            # the small regime draws new data for every seed
+            data = shared if args.regime == "demo" else make_small_dataset(
+                Path(tmp) / f"data{seed}", seed=seed)
             for name, flags in configs:
                 work = Path(tmp) / f"{seed}-{len(rows)}"
                 work.mkdir()
@@ -187,40 +258,75 @@ def main() -> None:
                 if flags is None:
                     result = run_peer(data, work, args)
                     peer_wall[seed] = result["wall"]
+                elif flags == "plain":
+                    result = run_plain(data, work, args)
                 else:
                     result = run_automl(data, work, args, seed, *flags,
                                         peer_wall=peer_wall.get(seed))
                 best_params = max(result["history"], key=lambda h: h[1])[0]
-                best_params = {k: best_params[k] for k in ("lr0", "lrf", "momentum")}
+                if args.regime == "demo":
+                    best_params = {k: best_params[k] for k in ("lr0", "lrf", "momentum")}
+                best_params = {k: v for k, v in best_params.items() if k != "batch"}
                 again = [retrain(data, work, args, best_params, s, retrained)
                          for s in args.reeval_seeds]
                 result["retrained"] = sum(again) / len(again) if again else float("nan")
+                result["again"] = again
                 rows.append((seed, name, result))
+                fraction = f", fraction {result['fraction']:g}" if "fraction" in result else ""
                 print(f"seed {seed}  {name}: wall {result['wall']:.0f} s, best "
-                      f"{result['best']:.4f}, {result['epochs']} epochs", flush=True)
+                      f"{result['best']:.4f}, {result['epochs']} epochs{fraction}", flush=True)
                 for params, value in result["history"]:  # what each searcher tried
                     shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(params.items()))
                     print(f"      {value:.4f}  {shown}", flush=True)
                 print(f"      best configuration retrained with seeds {args.reeval_seeds}: "
                       + " ".join(f"{v:.4f}" for v in again), flush=True)
-    print(textwrap.dedent(f"""
-        demo shapes ({args.images} train images), yolo11n.yaml from scratch, {args.trials} trials
-        x {args.epochs} epochs at {args.imgsz} px, batch {args.batch}, SGD, space lr0/lrf/momentum,
-        fitness mAP50-95 (the peer's); 2-core CPU"""))
+    if args.regime == "demo":
+        print(textwrap.dedent(f"""
+            demo shapes ({args.images} train images), yolo11n.yaml from scratch, {args.trials} trials
+            x {args.epochs} epochs at {args.imgsz} px, batch {args.batch}, SGD, space lr0/lrf/momentum,
+            fitness mAP50-95 (the peer's); 2-core CPU"""))
+    else:
+        print(textwrap.dedent(f"""
+            small regime: 120 train / 30 val images (2 classes, 320x180 and 256x192), a new draw per
+            seed; yolo11n.yaml from scratch, {args.trials} trials x {args.epochs} epochs at {args.imgsz}
+            px, batch {args.batch}, nbs 64 (ultralytics'); each tool's own defaults; fitness
+            mAP50-95 read at the final epoch; 2-core CPU"""))
     print(f"best: the search's best trial; retrained: that configuration's mean over training "
           f"seeds {args.reeval_seeds}")
-    print(f"{'seed':>4}  {'configuration':<52} {'wall s':>7} {'best mAP50-95':>13} "
+    print(f"{'seed':>4}  {'configuration':<58} {'wall s':>7} {'best mAP50-95':>13} "
           f"{'retrained':>9} {'trials':>6} {'epochs trained':>14}")
     for seed, name, r in rows:
-        print(f"{seed:>4}  {name:<52} {r['wall']:>7.0f} {r['best']:>13.4f} "
+        print(f"{seed:>4}  {name:<58} {r['wall']:>7.0f} {r['best']:>13.4f} "
               f"{r['retrained']:>9.4f} {r['trials']:>6} {r['epochs']:>14}")
     for name, _ in configs:
         mine = [r for _, n, r in rows if n == name]
-        print(f"{'mean':>4}  {name:<52} {sum(r['wall'] for r in mine) / len(mine):>7.0f} "
+        print(f"{'mean':>4}  {name:<58} {sum(r['wall'] for r in mine) / len(mine):>7.0f} "
               f"{sum(r['best'] for r in mine) / len(mine):>13.4f} "
               f"{sum(r['retrained'] for r in mine) / len(mine):>9.4f} "
               f"{sum(r['trials'] for r in mine) / len(mine):>6.0f} "
               f"{sum(r['epochs'] for r in mine) / len(mine):>14.0f}")
+    if args.regime == "small":
+        goal_check(rows)
+
+
+def goal_check(rows) -> None:
+    """Issue 14's goal: automl's default >= plain training in every seed, >= the peer's
+    retrained value on the mean, at <= 0.7x the peer's wall time."""
+    by = {(seed, name): r for seed, name, r in rows}
+    mine_name = REGIMES["small"]["configs"][2][0]
+    seeds = sorted({seed for seed, _, _ in rows})
+    if not all((s, n) in by for s in seeds for n in (PLAIN, PEER_NAME, mine_name)):
+        return
+    print("\ngoal check, automl's default search:")
+    for s in seeds:
+        mine, plain = by[(s, mine_name)], by[(s, PLAIN)]
+        print(f"  seed {s}: best {mine['best']:.4f} vs plain {plain['best']:.4f} "
+              f"({'>=' if mine['best'] >= plain['best'] else '<'}); retrained "
+              f"{mine['retrained']:.4f} vs plain retrained {plain['retrained']:.4f}")
+    mean = lambda name, key: sum(by[(s, name)][key] for s in seeds) / len(seeds)  # noqa: E731
+    print(f"  mean retrained {mean(mine_name, 'retrained'):.4f} vs the peer's "
+          f"{mean(PEER_NAME, 'retrained'):.4f}; wall {mean(mine_name, 'wall'):.0f} s = "
+          f"{mean(mine_name, 'wall') / mean(PEER_NAME, 'wall'):.2f}x the peer's")
 
 
 if __name__ == "__main__":

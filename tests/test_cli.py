@@ -23,6 +23,7 @@ def automl(*args, cwd):
     (["search", "--space", "missing.yaml"], "missing.yaml: search space file not found"),
     (["search", "--data", "nowhere/data.yaml"], "nowhere/data.yaml: data.yaml not found"),
     (["search", "--fraction", "0"], "--fraction 0.0: must be in (0, 1]"),
+    (["search", "--fraction", "half"], "--fraction half: use a share in (0, 1] or 'auto'"),
     (["search", "--model", "yolo11n.pt"], "--model yolo11n.pt: weights file not found"),
     (["search", "--model", "nosuchmodel.yaml"], "--model nosuchmodel.yaml: no such model YAML"),
     (["search", "--epochs", "many"], "argument --epochs: invalid int value"),

@@ -10,12 +10,13 @@ from __future__ import annotations
 import pytest
 from optuna.trial import TrialState
 
+from automl.errors import ConfigError
 from automl.execution.ray_runner import (
-    RANK,
     Resources,
     asha_rungs,
     default_pruner,
-    rank,
+    informative,
+    make_scheduler,
     run_search,
 )
 from automl.spaces import parse_space
@@ -32,7 +33,7 @@ def fake_trainer(config):
     lr0 = config["params"]["lr0"]
     for epoch in range(1, config["run"]["epochs"] + 1):
         value = lr0 * epoch
-        tune.report({"fitness": value, RANK: value, "epoch": epoch, "map50": value,
+        tune.report({"fitness": value, "epoch": epoch, "map50": value,
                      "map50_95": value, "map75": value, "precision": value, "recall": value,
                      "f1": value})
 
@@ -51,11 +52,18 @@ def ray_session():
     ray.shutdown()
 
 
-def test_schedulers_rank_by_fitness_and_break_ties_at_zero_by_validation_loss():
-    learning, stuck = {"fitness": 0.0, "val_loss": 4.1}, {"fitness": 0.0, "val_loss": 7.9}
-    assert rank(learning) > rank(stuck)  # mAP 0 for both: the lower loss is ahead
-    assert rank({"fitness": 0.0011, "val_loss": 9.0}) > rank({"fitness": 0.001, "val_loss": 1.0})
-    assert rank({"fitness": 0.3}) == 0.3  # no loss reported: the fitness alone
+def test_an_epoch_tells_trials_apart_once_half_of_them_have_scored():
+    assert not informative([0.0, 0.0, 0.0, 0.0])  # from scratch, the first epochs: all zero
+    assert not informative([0.0003, 0.0001, 0.002])  # noise, not learning
+    assert not informative([0.2, 0.0, 0.0])  # one trial has scored: nothing to compare it with
+    assert informative([0.2, 0.05, 0.0])
+    assert not informative([0.2, 0.05, 0.0, 0.0, 0.0])
+    assert informative([0.2, 0.05, float("nan"), 0.03])
+
+
+def test_an_unknown_pruner_is_a_config_error_not_fifo():
+    with pytest.raises(ConfigError, match="--pruner hyperband: unknown; choose one of asha"):
+        make_scheduler("hyperband", 10)
 
 
 def test_asha_rungs_and_default():
@@ -89,6 +97,33 @@ def test_stopped_trials_are_pruned_with_their_epoch_values(in_tmp, pruner):
     assert all(t.params["lr0"] * len(t.intermediate_values) < best for t in pruned)
 
 
+def fake_late_learner(config):
+    """Stands in for a training from scratch on small data: for 6 epochs mAP is ~0, with noise
+    that ranks the trials the wrong way round; then the larger lr0 is better."""
+    from ray import tune
+
+    lr0 = config["params"]["lr0"]
+    for epoch in range(1, config["run"]["epochs"] + 1):
+        value = 0.0005 * (0.1 - lr0) if epoch <= 6 else lr0
+        tune.report({"fitness": value, "epoch": epoch, "val_loss": 5.0 - lr0 * epoch})
+
+
+@pytest.mark.parametrize("pruner", ["asha", "median"])
+def test_no_trial_is_stopped_where_every_fitness_is_still_zero(in_tmp, pruner):
+    """27 epochs: ASHA's rungs at 3 and 9, the median rule from epoch 3 on. At 3 every fitness
+    is noise below 0.0005 (their val losses differ too, but decide nothing); by 9 they differ."""
+    from automl.searchers import make_sampler
+
+    study = open_study(f"zeros-{pruner}", None, make_sampler("random", SPACE, seed=2))
+    run_search(study, SPACE.distributions(), {"epochs": 27}, n_trials=10,
+               resources=Resources(1, 1, 0), pruner=pruner, trainable=fake_late_learner)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned  # the scenario does prune once fitness tells trials apart
+    assert all(len(t.intermediate_values) >= 7 for t in pruned)
+    best = max(study.trials, key=lambda t: t.params["lr0"])
+    assert best.state == TrialState.COMPLETE
+
+
 def fake_slow_trainer(config):
     """Stands in for a training of 0.4 s an epoch."""
     import time
@@ -97,7 +132,7 @@ def fake_slow_trainer(config):
 
     for epoch in range(1, config["run"]["epochs"] + 1):
         time.sleep(0.4)
-        tune.report({"fitness": 0.1 * epoch, RANK: 0.1 * epoch, "epoch": epoch})
+        tune.report({"fitness": 0.1 * epoch, "epoch": epoch})
 
 
 def test_no_trial_starts_after_the_timeout_and_running_ones_finish(in_tmp):

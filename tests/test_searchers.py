@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from automl.errors import ConfigError, SearchSpaceError
-from automl.searchers import SEARCHERS, grid_size, grid_values, make_sampler, seed_with_defaults
+from automl.searchers import SEARCHERS, grid_size, grid_values, make_sampler, queue_first_trials
 from automl.spaces import parse_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -79,22 +79,38 @@ def test_unknown_searcher():
 
 
 @pytest.mark.parametrize("name", SEARCHERS)
-def test_a_new_study_starts_from_the_defaults_clipped_into_the_space(name, tmp_path):
+def test_a_new_study_starts_from_the_plain_training_then_the_defaults_clipped_into_the_space(
+        name, tmp_path):
+    from automl.study import BASELINE_ATTR, OUTSIDE_ATTR
+
     url = f"sqlite:///{tmp_path / 'seeded.db'}"
     study = optuna.create_study(study_name="s", storage=url, direction="maximize",
                                 sampler=make_sampler(name, SPACE, seed=0, n_trials=4))
+    plain = {"lr0": 0.001667, "momentum": 0.9, "optimizer": "AdamW"}
     # momentum 0.937 is off the 0.02 grid, lr0 0.5 above the space: both come in clipped
     defaults = {"lr0": 0.5, "momentum": 0.937, "optimizer": "SGD", "lrf": 0.01}
-    queued = seed_with_defaults(study, name, SPACE, defaults)
-    if name in ("ga", "grid"):  # the GA starts there by itself; a grid only visits its points
-        assert queued is None and not study.trials
-        return
-    assert queued == {"lr0": 0.1, "momentum": pytest.approx(0.94), "optimizer": "SGD"}
-    assert seed_with_defaults(study, name, SPACE, defaults) is None  # queued once only
+    queued = queue_first_trials(study, name, SPACE, plain, defaults, outside="lr0 off the grid")
+    assert queued[0] == {"lr0": pytest.approx(0.0017), "momentum": 0.9, "optimizer": "AdamW"}
+    if name in ("ga", "grid"):  # the GA mutates its best trials; a grid visits its own points
+        assert len(queued) == 1
+    else:
+        assert queued[1] == {"lr0": 0.1, "momentum": pytest.approx(0.94), "optimizer": "SGD"}
+    assert queue_first_trials(study, name, SPACE, plain, defaults) == []  # queued once only
     first = study.ask(SPACE.distributions())
-    assert first.params == queued
+    assert first.params == queued[0]
+    assert first.user_attrs == {BASELINE_ATTR: True, OUTSIDE_ATTR: "lr0 off the grid"}
     study.tell(first, 0.0)
-    assert study.ask(SPACE.distributions()).params != queued  # then the searcher takes over
+    for expected in queued[1:]:
+        trial = study.ask(SPACE.distributions())
+        assert trial.params == expected and not trial.user_attrs
+        study.tell(trial, 0.0)
+    assert study.ask(SPACE.distributions()).params not in queued  # then the searcher takes over
+
+
+def test_nothing_is_queued_beyond_the_budget(tmp_path):
+    study = optuna.create_study(direction="maximize", sampler=make_sampler("tpe", SPACE, seed=0))
+    queued = queue_first_trials(study, "tpe", SPACE, {"lr0": 0.002}, {"lr0": 0.01}, budget=1)
+    assert queued == [{"lr0": 0.002}] and len(study.trials) == 1
 
 
 def _pruned_look_good_study(sampler, tmp_path, tag):

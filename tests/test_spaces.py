@@ -14,18 +14,35 @@ def test_builtin_spaces_all_load():
         assert space.params, name
 
 
-def test_lr_momentum_has_the_yolov5_ranges_and_gains():
+def test_lr_momentum_tunes_the_optimizer_that_trains_on_ranges_suited_to_it():
     space = load_space("lr_momentum")
     assert space.keys == ("lr0", "lrf", "momentum")
     lr0, lrf, mom = space["lr0"], space["lrf"], space["momentum"]
-    assert (lr0.low, lr0.high, lr0.gain) == (1e-5, 1e-1, 1.0)
+    # Adam-type (what auto picks for short schedules): log, from auto's own 0.01 / (4 + classes)
+    # down to 1e-4 (80 classes) up to the 0.01-0.04 that short trainings on small data like
+    assert (lr0.low, lr0.high, lr0.log, lr0.gain) == (1e-4, 1e-1, True, 1.0)
     assert (lrf.low, lrf.high, lrf.gain) == (0.01, 1.0, 1.0)
     assert (mom.low, mom.high, mom.gain) == (0.6, 0.98, 0.3)
-    # linear, as the peer samples it: a log scale over 1e-5..1e-1 spent most TPE draws below
-    # 1e-3, where SGD learns nothing in a short trial (benchmarks/README.md)
-    assert not lr0.log
-    # lr0/momentum are ignored by ultralytics' optimizer=auto: the space pins SGD
-    assert space.fixed == {"optimizer": "SGD"}
+    # auto is resolved by automl as ultralytics would (lr0 and momentum then take effect)
+    assert space.fixed == {"optimizer": "auto"}
+    for sgd in ("SGD", "MuSGD"):
+        resolved = space.for_optimizer(sgd)
+        assert (resolved["lr0"].low, resolved["lr0"].high, resolved["lr0"].log) == (1e-3, 1e-1, True)
+        assert resolved["momentum"] == mom and resolved["lrf"] == lrf
+    assert space.for_optimizer("AdamW") is space
+
+
+@pytest.mark.parametrize(("by_optimizer", "message"), [
+    ({"Adagrad": {"lr0": {"low": 0.1, "high": 0.2}}}, "by_optimizer: Adagrad: not an optimizer"),
+    ({"SGD": {"box": {"low": 1.0, "high": 2.0}}}, "by_optimizer: SGD: box: not under 'params'"),
+    ({"SGD": {"lr0": {"low": 0.2, "high": 0.1}}}, r"by_optimizer: SGD: lr0: low > high"),
+    ({"SGD": []}, "by_optimizer: SGD: must map keys to ranges"),
+    (["SGD"], "'by_optimizer' must map an optimizer name"),
+])
+def test_bad_by_optimizer_sections_name_the_entry(by_optimizer, message):
+    raw = {"params": {"lr0": {"low": 1e-4, "high": 0.1, "log": True}}, "by_optimizer": by_optimizer}
+    with pytest.raises(SearchSpaceError, match=message):
+        parse_space(raw, source="s.yaml")
 
 
 def test_types_and_distributions():

@@ -15,24 +15,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from automl.study import ERROR_ATTR, OWNER_ATTR, finished_trials, owner_tag, trial_slot_lock
+from automl.errors import ConfigError
+from automl.study import (
+    BASELINE_ATTR,
+    ERROR_ATTR,
+    OWNER_ATTR,
+    finished_trials,
+    owner_tag,
+    trial_slot_lock,
+)
 from automl.trainer import METRIC_KEYS, offline_env
 
 FITNESS = "fitness"
-# What the early-stopping schedulers compare: the fitness, with ties broken by validation loss.
-# From scratch, mAP is exactly 0 for every trial in the first epochs, and Ray's schedulers never
-# stop a trial that ties the cutoff, so without the loss an early rung stops nothing.
-RANK = "rank"
-_LOSS_WEIGHT = 1e-6  # ~1e-5 at most for a loss ~10: below any fitness difference that matters
-
-
-def rank(result: dict[str, Any]) -> float:
-    """fitness - 1e-6 * validation loss (the fitness alone when the loss is missing)."""
-    value = result.get(FITNESS, float("nan"))
-    loss = result.get("val_loss")
-    if isinstance(loss, float) and math.isfinite(loss) and math.isfinite(value):
-        return value - _LOSS_WEIGHT * loss
-    return value
+# A trial counts as having learned something at a rung once its fitness reaches this (mAP-scale
+# metrics lie in [0, 1]; values like 0.0003 in the first epochs are noise).
+SCORED = 0.01
 
 
 PRUNERS = ("asha", "median", "none")
@@ -58,6 +55,7 @@ class TrialEvent:
     error: str | None
     seconds: float
     epochs: int = 0
+    baseline: bool = False  # the user's plain training (trial #0 of a new study)
 
 
 def _stop_requested() -> bool:
@@ -83,15 +81,17 @@ def run_trial(config: dict[str, Any]) -> None:
     node = ray.get_runtime_context().get_node_id()
 
     def report(metrics: dict[str, Any]) -> None:
-        tune.report({**metrics, RANK: rank(metrics), "node": node})
+        tune.report({**metrics, "node": node})
 
-    outcome = train_once(
-        config["params"], config["run"], name=f"trial_{config['number']:04d}", report=report,
-        should_stop=_stop_requested,
-    )
+    params, run = config["params"], config["run"]
+    if config.get("baseline"):
+        # the user's plain training: its own args (the space's fixed ones may differ from them)
+        params, run = {}, {**run, "fixed": run["baseline_fixed"]}
+    outcome = train_once(params, run, name=f"trial_{config['number']:04d}", report=report,
+                         should_stop=_stop_requested)
     if "error" in outcome:
         # Reported, not raised: the searcher marks the trial FAIL with this message.
-        tune.report({FITNESS: float("nan"), RANK: float("nan"), "error": outcome["error"]})
+        tune.report({FITNESS: float("nan"), "error": outcome["error"]})
 
 
 def _best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -152,7 +152,8 @@ def _make_searcher_class():
             self._live[trial_id] = trial
             self._history[trial_id] = []
             self._started[trial_id] = time.perf_counter()
-            return {"params": dict(trial.params), "number": trial.number, "run": self._run}
+            return {"params": dict(trial.params), "number": trial.number, "run": self._run,
+                    "baseline": bool(trial.user_attrs.get(BASELINE_ATTR))}
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
             trial = self._live.get(trial_id)
@@ -161,7 +162,7 @@ def _make_searcher_class():
             history = self._history[trial_id]
             if history and history[-1]["epoch"] >= result["epoch"]:
                 return  # already recorded
-            row = {k: result[k] for k in (*METRIC_KEYS, FITNESS, "epoch", "train_seconds")
+            row = {k: result[k] for k in (*METRIC_KEYS, FITNESS, "epoch", "train_seconds", "val_loss")
                    if k in result}
             history.append(row)
             value = row.get(FITNESS)
@@ -200,6 +201,9 @@ def _make_searcher_class():
                 storage.set_trial_user_attr(
                     trial._trial_id, "train_seconds", history[-1].get("train_seconds")
                 )
+                loss = history[-1].get("val_loss")  # the last epoch's: a fingerprint of the weights
+                if isinstance(loss, float) and math.isfinite(loss):
+                    storage.set_trial_user_attr(trial._trial_id, "val_loss", loss)
             last_epoch = history[-1]["epoch"] if history else 0
             if message is not None:
                 storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, message)
@@ -216,7 +220,7 @@ def _make_searcher_class():
                 state, value = "COMPLETE", best[FITNESS]
             if self._on_event:
                 self._on_event(TrialEvent(trial.number, state, value, metrics, message, seconds,
-                                          last_epoch))
+                                          last_epoch, bool(trial.user_attrs.get(BASELINE_ATTR))))
 
         def fail_live(self, message: str) -> list[int]:
             """Mark every trial still running as interrupted (FAIL, queued again once)."""
@@ -294,18 +298,70 @@ def default_pruner(epochs: int) -> str:
     return "asha" if len(asha_rungs(epochs)) >= 2 else "none"
 
 
+def informative(values: list[float]) -> bool:
+    """Whether fitness values of trials at one epoch can tell the trials apart.
+
+    At least half of them, and two at the least, must have scored (fitness >= SCORED): trained
+    from scratch, every trial has mAP 0 for the first epochs (on small data for most of a short
+    training), and a decision among zeros is a decision on noise.
+    """
+    scored = sum(1 for v in values if isinstance(v, float) and math.isfinite(v) and v >= SCORED)
+    return scored >= max(2, math.ceil(len(values) / 2))
+
+
+def _guarded(scheduler_class):
+    """A subclass of a Ray Tune scheduler that never stops a trial at an uninformative epoch."""
+    from ray.tune.schedulers import TrialScheduler
+
+    class Guarded(scheduler_class):
+        def __init__(self, *args, epochs: int, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self._max_epoch = epochs
+            self._seen: dict[int, dict[str, float]] = {}  # epoch -> trial id -> fitness
+            self.kept: list[tuple[str, int]] = []  # (trial id, epoch) a stop was withheld at
+
+        def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+            epoch = result.get("epoch")
+            if isinstance(epoch, int):
+                self._seen.setdefault(epoch, {})[trial.trial_id] = result.get(FITNESS)
+            action = super().on_trial_result(tune_controller, trial, result)
+            if (action == TrialScheduler.STOP and isinstance(epoch, int)
+                    and epoch < self._max_epoch
+                    and not informative(list(self._seen[epoch].values()))):
+                self.kept.append((trial.trial_id, epoch))
+                # the median rule remembers whom it stopped (and asserts on them later); the
+                # tests of both pruners fail if this private set goes away
+                if isinstance(getattr(self, "_stopped_trials", None), set):
+                    self._stopped_trials.discard(trial)
+                return TrialScheduler.CONTINUE
+            return action
+
+    Guarded.__name__ = f"Guarded{scheduler_class.__name__}"
+    return Guarded
+
+
 def make_scheduler(pruner: str, epochs: int, reduction_factor: int = 3):
-    """The Ray Tune scheduler for `--pruner` (Ray decides when to stop; the study records it)."""
+    """The Ray Tune scheduler for `--pruner` (Ray decides when to stop; the study records it).
+
+    Both pruners compare the fitness and act only where it tells trials apart (`informative`).
+
+    Raises:
+        ConfigError: an unknown pruner name.
+    """
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 
     grace = _grace(epochs, reduction_factor)
     if pruner == "asha":
-        return ASHAScheduler(time_attr="epoch", metric=RANK, mode="max", max_t=epochs,
-                             grace_period=grace, reduction_factor=reduction_factor)
+        return _guarded(ASHAScheduler)(time_attr="epoch", metric=FITNESS, mode="max",
+                                       max_t=epochs, grace_period=grace,
+                                       reduction_factor=reduction_factor, epochs=epochs)
     if pruner == "median":
-        return MedianStoppingRule(time_attr="epoch", metric=RANK, mode="max",
-                                  grace_period=max(grace, 2), min_samples_required=3)
-    return FIFOScheduler()
+        return _guarded(MedianStoppingRule)(time_attr="epoch", metric=FITNESS, mode="max",
+                                            grace_period=max(grace, 2), min_samples_required=3,
+                                            epochs=epochs)
+    if pruner == "none":
+        return FIFOScheduler()
+    raise ConfigError(f"--pruner {pruner}: unknown; choose one of {', '.join(PRUNERS)}")
 
 
 def run_search(

@@ -11,11 +11,11 @@ from automl.searchers.ga import PARENT_MODES, GASampler
 from automl.spaces import Param, SearchSpace
 
 __all__ = ["SEARCHERS", "GASampler", "PARENT_MODES", "grid_values", "make_sampler",
-           "seed_with_defaults"]
+           "queue_first_trials"]
 
 SEARCHERS = ("ga", "tpe", "gp", "cmaes", "random", "grid", "nsga2")
-# Searchers whose study gets the defaults as its first trial from outside (the GA does it itself;
-# a grid visits only its own points).
+# Searchers whose study gets ultralytics' defaults as a trial from outside (the GA mutates its
+# best trials; a grid visits only its own points).
 _SEEDED_FROM_OUTSIDE = ("tpe", "gp", "cmaes", "random", "nsga2")
 # A grid with more points than this is almost surely a mistake (an int range without a step).
 _MAX_GRID_POINTS = 100_000
@@ -28,29 +28,46 @@ def _startup_trials(n_trials: int | None) -> int:
     return max(2, min(10, n_trials // 3))
 
 
-def seed_with_defaults(study, name: str, space: SearchSpace,
-                       defaults: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Queue the defaults (clipped into the space) as the first trial of a new study.
+def queue_first_trials(study, name: str, space: SearchSpace, baseline: Mapping[str, Any],
+                       defaults: Mapping[str, Any], *, outside: str | None = None,
+                       budget: int = 2) -> list[dict[str, Any]]:
+    """Queue a new study's first trials: the plain training (baseline), then ultralytics' defaults.
 
-    Every searcher then starts from the configuration the user would have trained anyway, so
-    a search never ends below that baseline, and model-based searchers get one sensible point
-    among their random start (on short trainings many random draws, such as lr0 below 1e-3
-    or lr0 0.09 with momentum 0.96, learn nothing). A study that already has trials, the GA
-    (which starts from the defaults by itself) and the grid are left alone. The caller holds
-    the trial-slot lock, so processes sharing a new study queue it once.
+    Trial #0 is the user's plain `yolo train` (`baseline`: its values of the space's keys), so a
+    search never ends below the training the user would have run anyway. For the searchers that
+    do not start from a configuration of their own (tpe, gp, cmaes, random, nsga2), trial #1 is
+    ultralytics' default.yaml values for the space's keys (`defaults`, what `model.tune()` starts
+    from), when they differ from the baseline: one more sensible point among a model-based
+    searcher's random start (on short trainings many random draws learn nothing). The GA then
+    mutates from its best trials; a grid visits its own points after the baseline.
+
+    Values are clipped into the space (Optuna refuses others); when the baseline is not a point
+    of the space (`outside` says why), its trial is marked so that no GA takes it as a parent.
+    Nothing beyond `budget` trials is queued; a study that already has trials is left alone.
+    The caller holds the trial-slot lock, so processes sharing a new study queue these once.
 
     Returns:
-        The queued params, or None when nothing was queued.
+        The params queued, in order (empty when the study already had trials).
     """
-    if name not in _SEEDED_FROM_OUTSIDE or study.get_trials(deepcopy=False):
-        return None
-    params = {p.name: p.clip(defaults[p.name]) for p in space.params
-              if p.name in defaults
-              and (p.kind != "categorical" or defaults[p.name] in p.choices)}
-    if not params:
-        return None
-    study.enqueue_trial(params, skip_if_exists=True)
-    return params
+    from automl.study import BASELINE_ATTR, OUTSIDE_ATTR
+
+    if study.get_trials(deepcopy=False):
+        return []
+    first = _clipped(space, baseline)
+    attrs: dict[str, Any] = {BASELINE_ATTR: True}
+    if outside:
+        attrs[OUTSIDE_ATTR] = outside
+    study.enqueue_trial(first, user_attrs=attrs)
+    queued = [first]
+    second = _clipped(space, defaults)
+    if budget >= 2 and name in _SEEDED_FROM_OUTSIDE and second and second != first:
+        study.enqueue_trial(second)
+        queued.append(second)
+    return queued
+
+
+def _clipped(space: SearchSpace, values: Mapping[str, Any]) -> dict[str, Any]:
+    return {p.name: p.clip(values[p.name]) for p in space.params if p.name in values}
 
 
 def grid_values(param: Param, source: str = "") -> list[Any]:

@@ -24,8 +24,10 @@ PARENT_MODES = ("single", "weighted")
 class GASampler(BaseSampler):
     """Mutation-only genetic search with YOLOv5 evolve semantics.
 
-    - The first trial of a study is `defaults` (ultralytics' values for the space's keys).
-    - Later trials take a parent from the `top_k` COMPLETE trials: one drawn with probability
+    - With no trial yet, the first is `defaults` (automl passes the plain training's values for
+      the space's keys, and queues that training itself as trial #0).
+    - Later trials take a parent from the `top_k` COMPLETE trials (never a baseline trained outside
+      the space, see automl.searchers.queue_first_trials): one drawn with probability
       proportional to its fitness above the worst of them (`single`), or their fitness-weighted
       mean (`weighted`). Until a trial completes, the parent is `defaults`.
     - Each key mutates with probability `mutation_prob`, by the factor
@@ -133,10 +135,12 @@ class GASampler(BaseSampler):
         return np.random.default_rng([self._seed, trial.number])
 
     def _parent_pool(self, study: Study) -> list[FrozenTrial]:
+        from automl.study import OUTSIDE_ATTR
+
         complete = [
             t
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)
+            if t.value is not None and math.isfinite(t.value) and OUTSIDE_ATTR not in t.user_attrs
         ]
         reverse = study.direction == StudyDirection.MAXIMIZE
         complete.sort(key=lambda t: (t.value, -t.number), reverse=reverse)

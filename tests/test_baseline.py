@@ -1,0 +1,90 @@
+"""Trial #0 is the user's plain `yolo train`: ultralytics' optimizer=auto resolved as it would."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+import automl
+from automl.baseline import optimizer_steps, resolve_auto, trial_fixed
+from automl.demo import make_demo_dataset
+from automl.study import BASELINE_ATTR, CONFIG_ATTR
+
+
+@pytest.mark.parametrize(("nc", "lr"), [(1, 0.002), (2, 0.001667), (80, 0.000119)])
+def test_auto_on_short_schedules_is_adamw_with_a_class_count_learning_rate(nc, lr):
+    auto = resolve_auto(n_images=120, epochs=20, batch=16, nbs=64, nc=nc)
+    assert (auto.optimizer, auto.lr0, auto.momentum, auto.warmup_bias_lr) == ("AdamW", lr, 0.9, 0.0)
+    assert auto.iterations == 40  # 2 nominal batches of 64 an epoch: what ultralytics counts
+
+
+def test_auto_beyond_ten_thousand_steps_is_sgd_like_at_lr_0_01():
+    auto = resolve_auto(n_images=40_000, epochs=30, batch=16, nbs=64, nc=3)
+    assert auto.iterations == 625 * 30
+    assert auto.optimizer in ("MuSGD", "SGD") and auto.lr0 == 0.01 and auto.warmup_bias_lr == 0.0
+
+
+def test_optimizer_steps_count_nominal_batches():
+    assert optimizer_steps(120, 20, 16, 64) == 40
+    assert optimizer_steps(80, 10, 8, 8) == 100
+    assert optimizer_steps(10, 1, 16, 8) == 1
+
+
+def test_an_auto_space_trains_the_resolved_optimizer_with_auto_values_for_unsearched_keys():
+    auto = resolve_auto(n_images=120, epochs=20, batch=16, nbs=64, nc=2)
+    assert trial_fixed({"optimizer": "auto"}, ("lr0", "momentum"), auto) == {
+        "optimizer": "AdamW", "warmup_bias_lr": 0.0}
+    assert trial_fixed({}, ("box",), auto) == {
+        "optimizer": "AdamW", "lr0": 0.001667, "momentum": 0.9, "warmup_bias_lr": 0.0}
+    # the space's own values stay; a named optimizer is kept as it is
+    assert trial_fixed({"warmup_bias_lr": 0.1}, ("lr0",), auto)["warmup_bias_lr"] == 0.1
+    assert trial_fixed({"optimizer": "SGD"}, ("lr0",), auto) == {"optimizer": "SGD"}
+    assert trial_fixed({}, ("optimizer", "lr0"), auto) == {}
+
+
+@pytest.mark.integration
+def test_trial_0_equals_a_plain_yolo_train_with_the_same_arguments(in_tmp):
+    """Deterministic CPU training at one thread (ultralytics' own count on this 2-core machine,
+    --cpus-per-trial 1 for the trial): the same weights, so the same metrics and val loss."""
+    from ultralytics import YOLO
+
+    from automl.trainer import epoch_metrics, validation_loss
+
+    data = make_demo_dataset(in_tmp / "data", n_train=24, n_val=8, seed=3, nc=2,
+                             image_sizes=((160, 90), (128, 96)), boxes_per_image=(1, 2, 3))
+    flags = dict(epochs=3, imgsz=64, batch=4)
+    automl.search(data=str(data), trials=2, seed=0, cpus_per_trial=1, pruner="none",
+                  log=lambda line: None, **flags)
+    study = optuna.load_study(study_name="data-lr_momentum",
+                              storage="sqlite:///studies/data-lr_momentum.db")
+    trial, other = study.trials
+    assert trial.user_attrs[BASELINE_ATTR] is True and BASELINE_ATTR not in other.user_attrs
+    # trial #1 is ultralytics' default values with the same optimizer: another training
+    assert other.params == {"lr0": 0.01, "lrf": 0.01, "momentum": 0.937}
+
+    per_epoch, used = {}, {}
+
+    def on_epoch_end(trainer):
+        per_epoch.setdefault(trainer.epoch + 1, {**epoch_metrics(trainer),
+                                                 "val_loss": validation_loss(trainer)})
+        used.update(optimizer=trainer.args.optimizer, lr0=trainer.args.lr0,
+                    warmup_bias_lr=trainer.args.warmup_bias_lr)
+
+    model = YOLO("yolo11n.yaml")
+    model.add_callback("on_fit_epoch_end", on_epoch_end)
+    model.train(data=str(data), plots=False, project=str(in_tmp / "plain"), name="run", **flags)
+
+    config = study.user_attrs[CONFIG_ATTR]
+    assert config["fraction"] == 1.0  # 24 images: a split would starve the training
+    plain = config["baseline_fixed"]
+    assert {k: plain[k] for k in used} == used  # what ultralytics' auto chose, as automl resolved it
+    last = per_epoch[3]
+    assert math.isfinite(last["val_loss"]) and last["val_loss"] > 0
+    # ultralytics rounds losses to 5 decimals; another configuration lands far from it
+    assert trial.user_attrs["val_loss"] == pytest.approx(last["val_loss"], abs=1e-6)
+    assert abs(other.user_attrs["val_loss"] - last["val_loss"]) > 1e-3
+    best_epoch = trial.user_attrs["best_epoch"]
+    for key in ("precision", "recall", "map50", "map50_95"):
+        assert trial.user_attrs[key] == pytest.approx(per_epoch[best_epoch][key], abs=1e-6)
