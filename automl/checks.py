@@ -107,7 +107,7 @@ class CheckReport:
 
     def summary(self) -> str:
         """The headline, then every defect kind with its file count."""
-        from automl.api import text_table
+        from automl.console import text_table
 
         files = Counter(p.kind for p in self.problems)
         rows = [[kind, files.get(kind, 0), sev, meaning] for kind, (sev, meaning) in KINDS.items()]

@@ -17,29 +17,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _choices(registry: dict) -> str:
+    """`name: help; name: help` from a registry (searchers, pruners)."""
+    return "; ".join(f"{name}: {entry.help}" for name, entry in registry.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from automl.api import (
-        DEFAULT_BATCH,
-        DEFAULT_EPOCHS,
-        DEFAULT_FRACTION,
-        DEFAULT_IMGSZ,
-        DEFAULT_MODEL,
-        DEFAULT_SEARCHER,
-        DEFAULT_SPACE,
-        DEFAULT_TRIALS,
-        DEMO_PROFILE,
-    )
+    from automl import defaults as D
+    from automl.execution.pruners import PRUNERS
+    from automl.searchers import SEARCHERS
 
     parser = _Parser(prog="automl", description="Hyperparameter search for YOLO detection training.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("search", help="run or continue a search (trials via Ray Tune, record in Optuna)")
     s.add_argument("--data", help="data.yaml (default: the built-in demo data)")
-    s.add_argument("--space", default=DEFAULT_SPACE,
-                   help=f"built-in space name or a YAML path (default: {DEFAULT_SPACE})")
-    s.add_argument("--searcher", default=DEFAULT_SEARCHER,
-                   help="tpe | ga | gp | cmaes | random | grid | nsga2 (default: %(default)s)")
-    s.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
+    s.add_argument("--space", default=D.SPACE,
+                   help=f"built-in space name or a YAML path (default: {D.SPACE})")
+    s.add_argument("--searcher", default=D.SEARCHER,
+                   help=f"{_choices(SEARCHERS)} (default: %(default)s)")
+    s.add_argument("--trials", type=int, default=D.TRIALS,
                    help="trials in the study in total, earlier runs included (default: %(default)s)")
     s.add_argument("--fitness", default=None,
                    help="v5 (0.1*map50+0.9*map50_95, default) | map50_95 | map50 | map75 | f1 | "
@@ -54,19 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--gpus-per-trial", type=float, default=None,
         help="GPUs per trial, fractions share a GPU (default: GPUs / concurrency, 0 without)")
-    s.add_argument("--fraction", default=DEFAULT_FRACTION,
+    s.add_argument("--fraction", default=D.FRACTION,
                    help="stratified share of train and of val per trial, or auto (default): half, "
                         "unless that leaves a trial under 100 optimizer steps (small data: more, "
                         "up to all images)")
-    s.add_argument("--model", default=DEFAULT_MODEL, help="model YAML or local .pt (default: %(default)s)")
+    s.add_argument("--model", default=D.MODEL, help="model YAML or local .pt (default: %(default)s)")
     s.add_argument("--epochs", type=int, default=None,
-                   help=f"epochs per trial (default: {DEFAULT_EPOCHS}; demo data: {DEMO_PROFILE['epochs']})")
+                   help=f"epochs per trial (default: {D.EPOCHS}; demo data: {D.DEMO_PROFILE['epochs']})")
     s.add_argument("--imgsz", type=int, default=None,
-                   help=f"training image size (default: {DEFAULT_IMGSZ}; demo data: {DEMO_PROFILE['imgsz']})")
+                   help=f"training image size (default: {D.IMGSZ}; demo data: {D.DEMO_PROFILE['imgsz']})")
     s.add_argument("--batch", type=int, default=None,
-                   help=f"batch size (default: {DEFAULT_BATCH}; demo data: {DEMO_PROFILE['batch']})")
+                   help=f"batch size (default: {D.BATCH}; demo data: {D.DEMO_PROFILE['batch']})")
     s.add_argument("--device", default=None, help="ultralytics device, e.g. cpu, 0 (default: auto)")
-    s.add_argument("--ga-parent", default="single", help="GA parent selection: single | weighted")
+    s.add_argument("--ga-parent", default=D.GA_PARENT,
+                   help="GA parent selection: single | weighted (default: %(default)s)")
     s.add_argument("--no-baseline", dest="defaults_first", action="store_false",
                    help="do not make your plain training (yolo train with these flags) trial #0 "
                         "of a new study, nor ultralytics' default values trial #1")
@@ -74,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds after which no new trial starts; running ones finish "
                         "(--trials stays the cap)")
     s.add_argument("--pruner", default=None,
-                   help="early stopping: asha | median | none (default: asha when epochs allow rungs)")
+                   help=f"early stopping: {_choices(PRUNERS)} (default: asha when the epochs allow "
+                        "two rungs, else none; no pruner stops a trial while fitness cannot tell "
+                        "trials apart)")
     s.add_argument("--address", default=None, help="join this Ray cluster (auto | HOST:PORT)")
 
     d = sub.add_parser("demo-data", help="write the deterministic demo dataset")

@@ -393,7 +393,7 @@ def fold_table(split: FoldSplit) -> str:
 
     A well stratified label has every fold's val share near 1/k.
     """
-    from automl.api import text_table
+    from automl.console import text_table
 
     k = split.k
     header = ["label", "images", *(f"fold{i} train/val" for i in range(k)), "val share"]

@@ -62,7 +62,7 @@ def split_stats(name: str, files: tuple[Path, ...]) -> SplitStats:
 
 def summary_text(stats: list[SplitStats], names: tuple[str, ...], small_area: float) -> str:
     """The EDA summary as plain text tables."""
-    from automl.api import text_table
+    from automl.console import text_table
 
     parts = []
     header = ["class", *(f"{s.name} images" for s in stats), *(f"{s.name} boxes" for s in stats)]

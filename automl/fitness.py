@@ -12,8 +12,11 @@ from dataclasses import dataclass
 
 from automl.errors import FitnessError
 
-# Canonical metric names, as stored in trial user attrs.
+# Canonical metric names, as stored in trial user attrs: the one list every part uses.
 METRICS = ("precision", "recall", "map50", "map75", "map50_95", "f1")
+# How tables head them, in the order tables show them (f1 left out: P and R are there).
+METRIC_LABELS = {"map50": "mAP50", "map50_95": "mAP50-95", "map75": "mAP75", "precision": "P",
+                 "recall": "R"}
 _ALIASES = {
     "p": "precision", "precision": "precision",
     "r": "recall", "recall": "recall",

@@ -137,9 +137,8 @@ def promote(
         PromoteError: the training failed.
     """
     from automl import study as studies
-    from automl.api import check_model
+    from automl.config import check_model
     from automl.fitness import parse_fitness
-    from automl.trainer import METRIC_KEYS, train_once
 
     say = log or (lambda line: print(line, flush=True))
     if full_data not in FULL_DATA_CHOICES:
@@ -149,96 +148,156 @@ def promote(
             raise ConfigError(f"{flag} {value}: must be at least 1")
     the_study = studies.open_study(study, storage, create=False)
     chosen = _pick_trial(the_study, trial)
-    config = the_study.user_attrs.get(studies.CONFIG_ATTR) or {}
-    fit = parse_fitness(config.get("fitness"))
-    data_path = Path(data or config.get("data") or "")
-    if not str(data or config.get("data") or ""):
-        raise ConfigError(f"study '{study}' does not record its data; pass --data path/to/data.yaml")
-    model = model or config.get("model") or "yolo11n.yaml"
-    check_model(model)
-    epochs = int(epochs or config.get("epochs") or 30)
-    imgsz = int(imgsz or config.get("imgsz") or 640)
-    batch = batch or config.get("batch")
+    config = studies.study_config(the_study)
+    plan = resolve_promotion(config, study=study, trial_number=chosen.number,
+                             params=studies.trial_args(the_study, chosen), data=data,
+                             full_data=full_data, epochs=epochs, model=model, device=device,
+                             imgsz=imgsz, batch=batch, project=project)
+    check_model(plan.model)
+    fit = parse_fitness(config.fitness or None)
     if tune_thresholds:  # check the grids now, not after hours of training
         from automl.thresholds import metric_fitness, parse_grid
 
         parse_grid(conf_grid, "--conf-grid", ())
         parse_grid(iou_grid, "--iou-grid", ())
-        metric_fitness(metric or config.get("fitness") or "fitness")
+        metric_fitness(metric or config.fitness or "fitness")
 
-    name = f"{study}-trial{chosen.number}"
-    run_dir = (Path(project) / name).resolve()
-    train_yaml = full_data_yaml(data_path, full_data, run_dir / "data")
-    params = studies.trial_args(the_study, chosen)
-    last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
-    resumed = _resumable(last)
+    result = _already_promoted(the_study, chosen, plan, study, say)
+    if result is None:
+        result = _train(the_study, chosen, plan, fit, study, say)
+    if tune_thresholds:
+        _tune(result, the_study, plan.data, metric or fit.spec, conf_grid, iou_grid, plan.imgsz,
+              device, say)
+    return result
+
+
+@dataclass(frozen=True)
+class PromotionPlan:
+    """What a promotion trains, decided from the study's config and the flags (see resolve_promotion)."""
+
+    name: str  # STUDY-trialN, the run folder's name
+    run_dir: Path
+    data: Path  # the data.yaml the study searched on (in full), or --data
+    full_data: str
+    params: dict[str, Any]  # the trial's training args
+    model: str
+    epochs: int
+    imgsz: int
+    batch: int | None
+    device: str | None
+    project: Path
+
+    @property
+    def last(self) -> Path:
+        return self.run_dir / "weights" / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.run_dir / "weights" / "best.pt"
+
+
+def resolve_promotion(config, *, study: str, trial_number: int, params: dict[str, Any],
+                      data: str | Path | None, full_data: str, epochs: int | None,
+                      model: str | None, device: str | None, imgsz: int | None,
+                      batch: int | None, project: str | Path) -> PromotionPlan:
+    """The promotion's settings: each flag, else the study's search setting, else the default.
+
+    Pure: reads only its arguments.
+
+    Raises:
+        ConfigError: the study does not record its data and --data is missing.
+    """
+    from automl import defaults as D
+
+    data_path = data or config.data
+    if not str(data_path or ""):
+        raise ConfigError(f"study '{study}' does not record its data; pass --data path/to/data.yaml")
+    name = f"{study}-trial{trial_number}"
+    return PromotionPlan(
+        name=name, run_dir=(Path(project) / name).resolve(), data=Path(data_path),
+        full_data=full_data, params=dict(params), model=model or config.model or D.MODEL,
+        epochs=int(epochs or config.epochs or D.EPOCHS),
+        imgsz=int(imgsz or config.imgsz or D.IMGSZ), batch=batch or config.batch,
+        device=device, project=Path(project).resolve())
+
+
+def _already_promoted(the_study, chosen, plan: PromotionPlan, study: str,
+                      say: Callable[[str], None]) -> PromoteResult | None:
+    """The recorded result when this trial's promotion finished before (nothing to train)."""
+    from automl import study as studies
+
     done = studies.promotions(the_study).get(chosen.number)
-    if not resumed and done and last.is_file() and done.get("weights") == str(best.resolve()):
-        say(f"trial #{chosen.number} is already promoted ({best}, fitness {done.get('fitness')}); "
-            f"delete {run_dir} to train it again")
-        result = PromoteResult(study=study, trial=chosen.number, run_dir=run_dir, weights=best,
-                               last=last, metrics=done.get("metrics", {}),
-                               fitness=done.get("fitness") or math.nan, record=done)
-        if tune_thresholds:
-            _tune(result, the_study, data_path, metric or fit.spec, conf_grid, iou_grid, imgsz,
-                  device, say)
-        return result
-    run = {
-        "data": str(train_yaml), "model": str(last) if resumed else model, "epochs": epochs,
-        "imgsz": imgsz, "batch": batch, "device": device, "fitness": fit.spec, "fixed": {},
-        "project": str(Path(project).resolve()), "threads": _cpu_count(),
-        "save": True, "final_eval": True,
-    }
+    if _resumable(plan.last) or not done or not plan.last.is_file() \
+            or done.get("weights") != str(plan.best.resolve()):
+        return None
+    say(f"trial #{chosen.number} is already promoted ({plan.best}, fitness "
+        f"{done.get('fitness')}); delete {plan.run_dir} to train it again")
+    return PromoteResult(study=study, trial=chosen.number, run_dir=plan.run_dir,
+                         weights=plan.best, last=plan.last, metrics=done.get("metrics", {}),
+                         fitness=done.get("fitness") or math.nan, record=done)
+
+
+def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
+           say: Callable[[str], None]) -> PromoteResult:
+    """Train the promotion (continuing from last.pt when one was cut short) and record it."""
+    from automl import study as studies
+    from automl.config import RunSpec
+    from automl.fitness import METRICS
+    from automl.trainer import train_once
+
+    train_yaml = full_data_yaml(plan.data, plan.full_data, plan.run_dir / "data")
+    resumed = _resumable(plan.last)
+    params = dict(plan.params)
+    run = RunSpec(data=str(train_yaml), model=str(plan.last) if resumed else plan.model,
+                  epochs=plan.epochs, imgsz=plan.imgsz, batch=plan.batch, device=plan.device,
+                  fitness=fit.spec, project=str(plan.project), threads=_cpu_count(), save=True,
+                  final_eval=True)
     if resumed:
-        params = {**params, "resume": True}  # ultralytics restores args, optimizer and epoch
-        say(f"resuming {name} from {last}")
+        params["resume"] = True  # ultralytics restores args, optimizer and epoch
+        say(f"resuming {plan.name} from {plan.last}")
     shown = ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}"
                       for k, v in chosen.params.items())
     say(f"promoting trial #{chosen.number} of study '{study}' (search fitness {chosen.value:.4f}): "
         f"{shown}")
-    say(f"full data {train_yaml} ({full_data}), model {model}, {epochs} epochs at {imgsz} px, "
-        f"batch {batch}, device {device or 'auto'} -> {run_dir}")
+    say(f"full data {train_yaml} ({plan.full_data}), model {plan.model}, {plan.epochs} epochs at "
+        f"{plan.imgsz} px, batch {plan.batch}, device {plan.device or 'auto'} -> {plan.run_dir}")
 
-    reports: list[dict[str, Any]] = []
+    reports = []
 
-    def report(metrics: dict[str, Any]) -> None:
-        reports.append(metrics)
-        if metrics["epoch"] <= epochs:
-            say(f"epoch {metrics['epoch']}/{epochs}  fitness {metrics['fitness']:.4f}  "
-                f"mAP50 {metrics['map50']:.3f}  mAP50-95 {metrics['map50_95']:.3f}  "
-                f"({metrics['train_seconds']:.0f}s)")
+    def report(epoch) -> None:
+        reports.append(epoch)
+        if epoch.epoch <= plan.epochs:
+            say(f"epoch {epoch.epoch}/{plan.epochs}  fitness {epoch.fitness:.4f}  "
+                f"mAP50 {epoch.map50:.3f}  mAP50-95 {epoch.map50_95:.3f}  "
+                f"({epoch.train_seconds:.0f}s)")
 
-    outcome = train_once(params, run, name=name, report=report)
+    outcome = train_once(params, run, name=plan.name, report=report)
     if "error" in outcome:
         raise PromoteError(f"promoting trial #{chosen.number} failed: {outcome['error']}")
-    if not best.is_file():
-        raise PromoteError(f"training finished but {best} is missing")
+    if not plan.best.is_file():
+        raise PromoteError(f"training finished but {plan.best} is missing")
     # With final_eval the last report is best.pt re-validated; without reports (nothing ran)
     # there is nothing to record.
-    final = reports[-1] if reports else {}
-    metrics = {k: float(final[k]) for k in METRIC_KEYS if k in final}
+    final = reports[-1].metrics() if reports else {}
+    metrics = {k: float(final[k]) for k in METRICS if k in final}
     value = fit(metrics)
     record: dict[str, Any] = {
-        "trial": chosen.number, "params": params if not resumed else
-        {k: v for k, v in params.items() if k != "resume"},
+        "trial": chosen.number, "params": plan.params,
         "search_fitness": chosen.value, "fitness_spec": fit.spec,
         "fitness": value if math.isfinite(value) else None, "metrics": metrics,
-        "weights": str(best.resolve()), "last": str(last.resolve()), "run_dir": str(run_dir.resolve()),
-        "data": str(train_yaml), "full_data": full_data, "model": model, "epochs": epochs,
-        "imgsz": imgsz, "batch": batch, "device": device or "auto", "resumed": resumed,
+        "weights": str(plan.best.resolve()), "last": str(plan.last.resolve()),
+        "run_dir": str(plan.run_dir), "data": str(train_yaml), "full_data": plan.full_data,
+        "model": plan.model, "epochs": plan.epochs, "imgsz": plan.imgsz, "batch": plan.batch,
+        "device": plan.device or "auto", "resumed": resumed,
         "train_seconds": outcome.get("train_seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     studies.record_promotion(the_study, record)
-    say(f"promoted: {best}  fitness {value:.4f} ({fit.describe()})  "
+    say(f"promoted: {plan.best}  fitness {value:.4f} ({fit.describe()})  "
         f"mAP50 {metrics.get('map50', math.nan):.3f}  mAP50-95 {metrics.get('map50_95', math.nan):.3f}")
-    result = PromoteResult(study=study, trial=chosen.number, run_dir=run_dir, weights=best,
-                           last=last, metrics=metrics, fitness=value, record=record,
-                           resumed=resumed)
-    if tune_thresholds:
-        _tune(result, the_study, data_path, metric or fit.spec, conf_grid, iou_grid, imgsz,
-              device, say)
-    return result
+    return PromoteResult(study=study, trial=chosen.number, run_dir=plan.run_dir,
+                         weights=plan.best, last=plan.last, metrics=metrics, fitness=value,
+                         record=record, resumed=resumed)
 
 
 def _tune(result: PromoteResult, the_study, data: Path, metric: str, conf_grid, iou_grid,

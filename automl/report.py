@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from automl.study import CONFIG_ATTR, promotions, top_trials
+from automl.study import promotions, study_config
 
 
 def _fitness_scatter(study):
@@ -45,17 +45,14 @@ def _fitness_scatter(study):
 def _top_table(study, n: int = 10):
     import plotly.graph_objects as go
 
-    top = top_trials(study, n)
-    if not top:
+    from automl.console import top_rows
+
+    header, rows = top_rows(study, n, metric=_fmt, param=_fmt)
+    if not rows:
         return None
-    keys = list(dict.fromkeys(k for t in top for k in t.params))
-    metrics = ("map50", "map50_95", "map75", "precision", "recall")
-    header = ["trial", "fitness", "mAP50", "mAP50-95", "mAP75", "P", "R", *keys]
-    columns = [[f"#{t.number}" for t in top], [f"{t.value:.4f}" for t in top]]
-    columns += [[_fmt(t.user_attrs.get(m)) for t in top] for m in metrics]
-    columns += [[_fmt(t.params.get(k)) for t in top] for k in keys]
+    columns = [list(column) for column in zip(*rows, strict=True)]
     fig = go.Figure(go.Table(header={"values": header}, cells={"values": columns}))
-    fig.update_layout(title=f"Top {len(top)} trials", height=120 + 30 * len(top))
+    fig.update_layout(title=f"Top {len(rows)} trials", height=120 + 30 * len(rows))
     return fig
 
 
@@ -102,13 +99,13 @@ def write_report(study, out: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
     counts = {s.name: sum(t.state == s for t in trials) for s in TrialState}
-    config = study.user_attrs.get(CONFIG_ATTR, {})
+    config = study_config(study).to_dict()
     parts = [
         f"<h1>automl study '{html.escape(study.study_name)}'</h1>",
         "<p>" + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + " trials; "
-        + html.escape(", ".join(f"{k} {v}" for k, v in config.items()
-                                if k in ("space", "searcher", "fitness", "model", "epochs",
-                                         "imgsz", "fraction", "data"))) + "</p>",
+        + html.escape(", ".join(f"{k} {config[k]}" for k in (
+            "space", "fitness", "searcher", "data", "model", "epochs", "imgsz", "fraction")
+            if config.get(k) not in (None, ""))) + "</p>",
     ]
     plotly_js: str | bool = "inline"
     for title, fig in figures(study):

@@ -13,7 +13,9 @@ from typing import Any
 
 import yaml
 
+from automl.config import StudyConfig
 from automl.errors import ConfigError, StudyError
+from automl.fitness import METRICS
 
 STUDIES_DIR = Path("studies")
 CONFIG_ATTR = "automl:config"
@@ -24,9 +26,6 @@ ERROR_ATTR = "error"
 BASELINE_ATTR = "automl:baseline"    # the trial that trains the user's plain `yolo train`
 OUTSIDE_ATTR = "automl:outside_space"  # why a baseline is not a point of the space (no GA parent)
 PROMOTIONS_ATTR = "automl:promotions"  # {trial number: record} of `automl promote` runs
-# Config entries that define what a study measures: resuming with other values would mix
-# incomparable trials, so it is refused.
-_DEFINING = ("space_keys", "fitness", "data", "model", "epochs", "imgsz", "fraction", "batch")
 
 
 def default_storage(study_name: str, studies_dir: Path = STUDIES_DIR) -> str:
@@ -199,7 +198,7 @@ def open_study(study_name: str, storage: str | None, sampler=None, *, create: bo
         ) from e
 
 
-def check_config(study, config: Mapping[str, Any]) -> None:
+def check_config(study, config: StudyConfig) -> None:
     """Store the search config on a new study; refuse to resume one created with other settings.
 
     Raises:
@@ -207,14 +206,16 @@ def check_config(study, config: Mapping[str, Any]) -> None:
     """
     stored = study.user_attrs.get(CONFIG_ATTR)
     if stored is None:
-        study.set_user_attr(CONFIG_ATTR, dict(config))
+        study.set_user_attr(CONFIG_ATTR, config.to_dict())
         return
-    for key in _DEFINING:
-        if key in stored and stored.get(key) != config.get(key):
-            raise ConfigError(
-                f"study '{study.study_name}' was created with {key}={stored.get(key)!r}, not "
-                f"{config.get(key)!r}; use the original value to resume, or a new --study NAME"
-            )
+    problem = config.conflict(stored)
+    if problem:
+        raise ConfigError(f"study '{study.study_name}' {problem}")
+
+
+def study_config(study) -> StudyConfig:
+    """The config a search stored on the study (an empty one for a study automl did not make)."""
+    return StudyConfig.from_dict(study.user_attrs.get(CONFIG_ATTR) or {})
 
 
 def owner_tag() -> str:
@@ -239,14 +240,19 @@ def _owner_is_dead(tag: str | None) -> bool:
 def mark_interrupted(study, trial, message: str) -> None:
     """FAIL a trial cut short by an interruption (not counted toward --trials), queue it again once.
 
-    `trial` is a live optuna Trial or a FrozenTrial of `study`.
+    `trial` is a live optuna Trial of this process or a RUNNING FrozenTrial of `study` that a
+    dead process left behind.
     """
-    from optuna.trial import TrialState
+    from optuna.trial import Trial, TrialState
 
-    storage = study._storage
-    storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
-    storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, message)
-    storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    for key, value in ((INTERRUPTED_ATTR, True), (ERROR_ATTR, message)):
+        if isinstance(trial, Trial):
+            trial.set_user_attr(key, value)
+        else:
+            # Optuna has no public way to write a FrozenTrial's attrs; tests/test_interrupt.py
+            # recovers a killed search through this path and fails if it changes
+            study._storage.set_trial_user_attr(trial._trial_id, key, value)
+    study.tell(trial.number, state=TrialState.FAIL)
     if RETRY_OF_ATTR not in trial.user_attrs:  # retry each configuration once, not forever
         kept = {k: v for k, v in trial.user_attrs.items() if k in (BASELINE_ATTR, OUTSIDE_ATTR)}
         study.enqueue_trial(dict(trial.params), user_attrs={**kept, RETRY_OF_ATTR: trial.number})
@@ -262,7 +268,9 @@ def recover_interrupted(study) -> list[int]:
 
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not _owner_is_dead(t.system_attrs.get(OWNER_ATTR)):
+        # a user attr since 0.2; studies of earlier releases kept it among the system attrs
+        owner = t.user_attrs.get(OWNER_ATTR) or t.system_attrs.get(OWNER_ATTR)
+        if not _owner_is_dead(owner):
             continue
         mark_interrupted(study, t, "interrupted: the search process stopped during this trial")
         failed.append(t.number)
@@ -307,10 +315,10 @@ def trial_args(study, trial) -> dict[str, Any]:
     The space's fixed args with the trial's params over them; for the baseline, the plain
     training's own args (which may lie outside the space).
     """
-    config = study.user_attrs.get(CONFIG_ATTR, {})
-    if trial.user_attrs.get(BASELINE_ATTR) and "baseline_fixed" in config:
-        return dict(config["baseline_fixed"])
-    return {**config.get("fixed", {}), **trial.params}
+    config = study_config(study)
+    if trial.user_attrs.get(BASELINE_ATTR) and config.baseline_fixed is not None:
+        return dict(config.baseline_fixed)
+    return {**config.fixed, **trial.params}
 
 
 def best_hyperparameters(study) -> dict[str, Any]:
@@ -325,18 +333,19 @@ def write_best_hyperparameters(study, path: str | Path) -> Path:
     """Write best_hyperparameters.yaml (derived from the study) with a provenance header."""
     best = best_trial(study)
     params = best_hyperparameters(study)
-    config = study.user_attrs.get(CONFIG_ATTR, {})
+    config = study_config(study)
     attrs = best.user_attrs
+    plain = " (the plain training: no searched configuration beat it)" \
+        if attrs.get(BASELINE_ATTR) else ""
     header = [
-        f"# best of study '{study.study_name}': trial {best.number}, fitness {best.value:.5f}"
-        f" ({config.get('fitness', '')})",
+        f"# best of study '{study.study_name}': trial {best.number}{plain}, fitness "
+        f"{best.value:.5f} ({config.fitness})",
         "# " + ", ".join(
-            f"{k} {attrs[k]:.4f}" for k in ("precision", "recall", "map50", "map75", "map50_95")
-            if isinstance(attrs.get(k), (int, float))
+            f"{k} {attrs[k]:.4f}" for k in METRICS if isinstance(attrs.get(k), (int, float))
         ),
-        f"# searched on {config.get('data', '?')} (fraction {config.get('fraction', '?')}),"
-        f" model {config.get('model', '?')}, {config.get('epochs', '?')} epochs,"
-        f" imgsz {config.get('imgsz', '?')}",
+        f"# searched on {config.data or '?'} (fraction {config.fraction}),"
+        f" model {config.model or '?'}, {config.epochs or '?'} epochs,"
+        f" imgsz {config.imgsz or '?'}",
         "# use: yolo train cfg=best_hyperparameters.yaml data=... model=...",
     ]
     path = Path(path)

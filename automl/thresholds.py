@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 
 from automl.errors import ConfigError
-from automl.fitness import f1_score, parse_fitness
+from automl.fitness import parse_fitness
 
 # 10 x 10 by default: conf from ultralytics' val default (0.001) up to its predict default (0.25)
 # and beyond; IoU around ultralytics' val default 0.7 (the seed project won with 0.68).
@@ -345,11 +345,10 @@ class Replayer:
             v.update_metrics(v.postprocess(raw), {"replay": gt})
 
     def _finish(self) -> dict[str, float]:
+        from automl.epochs import box_metrics
+
         self.v.get_stats()  # ap_per_class over the collected stats, then clears them
-        box = self.v.metrics.box
-        p, r = float(box.mp), float(box.mr)
-        return {"precision": p, "recall": r, "map50": float(box.map50), "map75": float(box.map75),
-                "map50_95": float(box.map), "f1": f1_score(p, r)}
+        return box_metrics(self.v.metrics.box)
 
     def close(self) -> None:
         self._tmp.cleanup()
@@ -463,7 +462,7 @@ def _finite(x: float) -> float:
 
 def format_table(result: ThresholdsResult) -> str:
     """Rows IoU, columns conf, cells the metric; the best cell marked with *."""
-    from automl.api import text_table
+    from automl.console import text_table
 
     header = [f"{result.metric} | iou \\ conf", *(f"{c:g}" for c in result.conf_grid)]
     rows = []

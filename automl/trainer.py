@@ -13,10 +13,10 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from automl.fitness import f1_score, parse_fitness
+from automl.config import RunSpec
+from automl.epochs import EpochReport, box_metrics
+from automl.fitness import parse_fitness
 
-# Keys every epoch report carries (canonical metric names, see automl.fitness.METRICS).
-METRIC_KEYS = ("precision", "recall", "map50", "map75", "map50_95", "f1")
 _RAYTUNE_CALLBACK_MODULE = "ultralytics.utils.callbacks.raytune"
 
 
@@ -27,16 +27,7 @@ def offline_env() -> dict[str, str]:
 
 def epoch_metrics(trainer) -> dict[str, float]:
     """Precision, recall, mAP50, mAP75, mAP50-95 and F1 of the validation just run."""
-    box = trainer.validator.metrics.box
-    p, r = float(box.mp), float(box.mr)
-    return {
-        "precision": p,
-        "recall": r,
-        "map50": float(box.map50),
-        "map75": float(box.map75),
-        "map50_95": float(box.map),
-        "f1": f1_score(p, r),
-    }
+    return box_metrics(trainer.validator.metrics.box)
 
 
 def validation_loss(trainer) -> float:
@@ -79,42 +70,40 @@ def _drop_raytune_callback(trainer) -> None:
         ]
 
 
-def train_args(
-    params: Mapping[str, Any], run: Mapping[str, Any], *, name: str
-) -> dict[str, Any]:
+def train_args(params: Mapping[str, Any], run: RunSpec, *, name: str) -> dict[str, Any]:
     """The keyword arguments for `YOLO.train`: fixed args, then the trial's params, then plumbing."""
-    args: dict[str, Any] = dict(run.get("fixed") or {})
+    args: dict[str, Any] = dict(run.fixed)
     args.update(params)
     args.update(
-        data=run["data"],
-        epochs=int(run["epochs"]),
-        imgsz=int(run["imgsz"]),
-        project=str(run["project"]),
+        data=run.data,
+        epochs=int(run.epochs),
+        imgsz=int(run.imgsz),
+        project=str(run.project),
         name=name,
         exist_ok=True,
         plots=False,  # plotting can try to fetch a font; trials need no plots
-        save=bool(run.get("save", False)),
+        save=run.save,
         val=True,
         verbose=False,
     )
-    if "batch" not in params and run.get("batch") is not None:
-        args["batch"] = run["batch"]
-    if run.get("device") not in (None, ""):
-        args["device"] = run["device"]
-    if run.get("workers") is not None:
-        args["workers"] = run["workers"]
+    if "batch" not in params and run.batch is not None:
+        args["batch"] = run.batch
+    if run.device not in (None, ""):
+        args["device"] = run.device
+    if run.workers is not None:
+        args["workers"] = run.workers
     return args
 
 
 def train_once(
     params: Mapping[str, Any],
-    run: Mapping[str, Any],
+    run: RunSpec,
     *,
     name: str,
-    report: Callable[[dict[str, Any]], None],
+    report: Callable[[EpochReport], None],
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Train once and call `report` after each epoch with metrics, fitness and epoch (1-based).
+    """Train once and call `report` with an EpochReport after each validated epoch.
 
     Never raises for a failed training: the error comes back as {"error": message}, with CUDA
     memory released, so the caller can mark the trial FAIL and go on.
@@ -124,26 +113,26 @@ def train_once(
         {"error": "..."}.
     """
     os.environ.update(offline_env())
-    fitness = parse_fitness(run.get("fitness"))
+    fitness = parse_fitness(run.fitness)
     model = None
     try:
         from ultralytics import YOLO
 
         start = time.perf_counter()  # train_seconds: the training's own time, model build on
-        model = YOLO(str(run["model"]))
+        model = YOLO(str(run.model))
         model.add_callback("on_pretrain_routine_start", _trainer_setup(
-            threads=run.get("threads"), final_eval=bool(run.get("final_eval"))))
+            threads=run.threads, final_eval=run.final_eval))
 
         def on_epoch_end(trainer) -> None:
             metrics = epoch_metrics(trainer)
             value = fitness(metrics)
-            report({
+            report(EpochReport(
+                epoch=int(trainer.epoch) + 1,
+                fitness=value if math.isfinite(value) else float("nan"),
+                val_loss=validation_loss(trainer),
+                train_seconds=time.perf_counter() - start,
                 **metrics,
-                "val_loss": validation_loss(trainer),
-                "fitness": value if math.isfinite(value) else float("nan"),
-                "epoch": int(trainer.epoch) + 1,
-                "train_seconds": time.perf_counter() - start,
-            })
+            ))
 
         model.add_callback("on_fit_epoch_end", on_epoch_end)
         if should_stop is not None:
@@ -154,7 +143,7 @@ def train_once(
 
             model.add_callback("on_train_batch_end", on_batch_end)
         model.train(**train_args(params, run, name=name))
-        return {"epochs": int(run["epochs"])}
+        return {"epochs": int(run.epochs)}
     except _Stopped:
         return {"stopped": True}
     except Exception as e:  # a bad hyperparameter or CUDA OOM fails this trial only

@@ -17,6 +17,7 @@ leaves. `--fractions 0.5 auto` compares the mini split of the default before iss
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="draws the configurations")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    os.environ.setdefault("YOLO_VERBOSE", "False")  # ultralytics' per-batch lines, not ours
 
     import numpy as np
     import optuna

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -16,6 +18,41 @@ def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AUTOML_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A tiny demo dataset (16 train, 8 val images of the demo shapes), made once per session."""
+    from automl.demo import make_demo_dataset
+
+    return make_demo_dataset(tmp_path_factory.mktemp("tiny"), n_train=16, n_val=8, seed=1)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """Tests that run Ray share one local Ray per module, shut down after it."""
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_fakes(ray_session):
+    """Ray workers cannot import the tests package: ship tests/fakes.py by value."""
+    from ray import cloudpickle
+
+    from tests import fakes
+
+    cloudpickle.register_pickle_by_value(fakes)
+    yield fakes
+    cloudpickle.unregister_pickle_by_value(fakes)
+
+
+def run_automl(*args, cwd, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m automl ARGS` in `cwd`, output captured as text."""
+    return subprocess.run([sys.executable, "-m", "automl", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def write(path, text):

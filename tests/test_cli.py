@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from tests.conftest import write
-
-
-def automl(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "automl", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+from tests.conftest import run_automl, write
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -31,7 +23,7 @@ def automl(*args, cwd):
     (["search", "--timeout", "0"], "--timeout 0.0: must be > 0 seconds"),
 ])
 def test_bad_flags_exit_2_with_one_line(tmp_path, args, expected):
-    result = automl(*args, cwd=tmp_path)
+    result = run_automl(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
@@ -41,21 +33,21 @@ def test_bad_flags_exit_2_with_one_line(tmp_path, args, expected):
 
 def test_bad_space_file_names_file_and_key(tmp_path):
     write(tmp_path / "space.yaml", "params:\n  lr0: {low: 0.1, high: 0.01}\n")
-    result = automl("search", "--space", "space.yaml", cwd=tmp_path)
+    result = run_automl("search", "--space", "space.yaml", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == ("automl search: error: space.yaml: lr0: low > high "
                                      "(low=0.1, high=0.01); swap them")
 
 
 def test_demo_data_and_studies(tmp_path):
-    result = automl("demo-data", "--out", "d", cwd=tmp_path)
+    result = run_automl("demo-data", "--out", "d", cwd=tmp_path)
     assert result.returncode == 0 and (tmp_path / "d" / "data.yaml").is_file()
-    result = automl("studies", cwd=tmp_path)
+    result = run_automl("studies", cwd=tmp_path)
     assert result.returncode == 0 and "no studies found" in result.stdout
 
 
 def test_help_is_fast_and_lists_commands(tmp_path):
-    result = automl("--help", cwd=tmp_path)
+    result = run_automl("--help", cwd=tmp_path)
     assert result.returncode == 0
     for command in ("search", "demo-data", "studies"):
         assert command in result.stdout

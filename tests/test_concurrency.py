@@ -9,16 +9,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from automl.demo import make_demo_dataset
 from automl.study import finished_trials, get_storage
 
 pytestmark = pytest.mark.integration
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_demo_dataset(tmp_path_factory.mktemp("tiny"), n_train=16, n_val=8, seed=1)
 
 
 @pytest.mark.parametrize(("storage", "processes", "total"), [

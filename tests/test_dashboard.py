@@ -13,6 +13,7 @@ import optuna
 import pytest
 import yaml
 
+from automl.config import StudyConfig
 from automl.dashboard import resolve_storage
 from automl.errors import StudyError
 from automl.spaces import load_space
@@ -30,7 +31,7 @@ def free_port() -> int:
 @pytest.fixture
 def study(in_tmp):
     s = open_study("dash", None)
-    check_config(s, {"fixed": {"optimizer": "SGD"}, "fitness": "v5"})
+    check_config(s, StudyConfig.from_dict({"fixed": {"optimizer": "SGD"}, "fitness": "v5"}))
     dists = load_space("lr_momentum").distributions()
     for value, lr0 in ((0.2, 0.01), (0.4, 0.002)):
         s.add_trial(optuna.trial.create_trial(

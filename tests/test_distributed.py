@@ -16,7 +16,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from automl.demo import make_demo_dataset
 from automl.study import finished_trials
 
 pytestmark = pytest.mark.integration
@@ -31,11 +30,6 @@ def postgres_url():
             pytest.fail("AUTOML_REQUIRE_POSTGRES=1 but AUTOML_TEST_POSTGRES_URL is not set")
         pytest.skip("no PostgreSQL server (set AUTOML_TEST_POSTGRES_URL; .ci/run does)")
     return POSTGRES
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_demo_dataset(tmp_path_factory.mktemp("tiny"), n_train=16, n_val=8, seed=1)
 
 
 def search_cmd(data, study, storage, trials, *extra):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import optuna
 import pytest
@@ -11,6 +9,7 @@ from optuna.trial import TrialState
 
 from automl.searchers import GASampler
 from automl.spaces import load_space, parse_space
+from tests.fakes import fake_score
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -26,18 +25,13 @@ DEFAULTS = {"lr0": 0.01, "lrf": 0.01, "momentum": 0.937, "mixup": 0.0, "close_mo
             "optimizer": "SGD"}
 
 
-def fake_trainer(params):
-    """Stands in for a YOLO training: a smooth function of the hyperparameters."""
-    return -abs(math.log10(params["lr0"]) + 2.0) - abs(params["momentum"] - 0.9) + 0.1 * params["lrf"]
-
-
 def run_ga(n, *, seed=0, parent="single", space=SPACE, storage=None):
     sampler = GASampler(space=space, defaults=DEFAULTS, seed=seed, parent=parent)
     study = optuna.create_study(direction="maximize", sampler=sampler, storage=storage)
     dists = space.distributions()
     for _ in range(n):
         trial = study.ask(dists)
-        study.tell(trial, fake_trainer(trial.params))
+        study.tell(trial, fake_score(trial.params, sgd_bonus=0.0))
     return study
 
 

@@ -7,27 +7,14 @@ import pytest
 from optuna.trial import TrialState
 
 import automl
-from automl.demo import make_demo_dataset
+from automl.config import RunSpec
 from automl.execution.ray_runner import Resources, run_search
 from automl.fitness import parse_fitness
 from automl.spaces import load_space
 from automl.study import ERROR_ATTR, finished_trials, open_study
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
 METRICS = ("precision", "recall", "map50", "map75", "map50_95", "f1")
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_demo_dataset(tmp_path_factory.mktemp("tiny"), n_train=16, n_val=8, seed=1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    yield
-    import ray
-
-    ray.shutdown()
 
 
 def tiny_search(data, **kw):
@@ -79,9 +66,9 @@ def test_two_trial_search_records_complete_trials_with_metrics(in_tmp, tiny_data
 def test_a_trial_that_raises_is_fail_with_its_error_and_the_search_goes_on(in_tmp, tiny_data):
     space = load_space("lr_momentum")
     study = open_study("broken", None)
-    run = {"data": str(tiny_data), "model": "missing-weights.pt", "epochs": 1, "imgsz": 64,
-           "batch": 4, "fitness": "v5", "fixed": {"optimizer": "SGD"},
-           "project": str(in_tmp / "trials"), "threads": 1}
+    run = RunSpec(data=str(tiny_data), model="missing-weights.pt", epochs=1, imgsz=64, batch=4,
+                  fitness="v5", fixed={"optimizer": "SGD"}, project=str(in_tmp / "trials"),
+                  threads=1)
     events = []
     run_search(study, space.distributions(), run, n_trials=2, resources=Resources(1, 1, 0),
                on_event=events.append)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import optuna
 import pytest
 import yaml
@@ -13,17 +10,12 @@ from optuna.trial import TrialState, create_trial
 
 from automl.api import studies_table
 from automl.cli import main
-from automl.demo import make_demo_dataset
 from automl.fitness import parse_fitness
 from automl.promote import full_data_yaml, promote
 from automl.study import CONFIG_ATTR, default_storage, get_storage, promotions
+from tests.conftest import run_automl
 
 DISTS = {"lr0": FloatDistribution(1e-5, 0.1, log=True), "momentum": FloatDistribution(0.6, 0.98)}
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_demo_dataset(tmp_path_factory.mktemp("tiny"), n_train=16, n_val=8, seed=1)
 
 
 def make_study(name, data, trials):
@@ -38,11 +30,7 @@ def make_study(name, data, trials):
     return study
 
 
-def automl(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "automl", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
-
-
+@pytest.mark.integration
 def test_promote_trains_best_trial_on_full_data_resumes_and_records(in_tmp, tiny_data):
     make_study("s", tiny_data, [
         (TrialState.COMPLETE, 0.10, {"lr0": 0.01, "momentum": 0.9}),
@@ -110,7 +98,7 @@ def test_full_data_train_plus_val_lists_both_without_copying(tmp_path, tiny_data
 
 def test_no_complete_trial_is_one_line_exit_2(in_tmp, tiny_data):
     make_study("failed", tiny_data, [(TrialState.FAIL, None, {"lr0": 0.01, "momentum": 0.9})])
-    result = automl("promote", "--study", "failed", cwd=in_tmp)
+    result = run_automl("promote", "--study", "failed", cwd=in_tmp)
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "automl promote: error: study 'failed' has no COMPLETE trial to promote; run "

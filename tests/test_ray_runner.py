@@ -1,8 +1,8 @@
 """The Ray Tune runner: early stopping recorded as PRUNED, trials killed by the OS as FAIL.
 
-Uses a fake trainer (a Ray function trainable whose per-epoch fitness is a closed-form function
-of lr0) with real Ray and a real SQLite study: at test scale real trainings all sit at mAP 0 in
-their first epochs, which gives a scheduler nothing to separate.
+Uses fake trainers (tests/fakes.py: Ray function trainables whose per-epoch fitness is a
+closed-form function of lr0) with real Ray and a real SQLite study: at test scale real trainings
+all sit at mAP 0 in their first epochs, which gives a scheduler nothing to separate.
 """
 
 from __future__ import annotations
@@ -11,45 +11,27 @@ import pytest
 from optuna.trial import TrialState
 
 from automl.errors import ConfigError
-from automl.execution.ray_runner import (
-    Resources,
-    asha_rungs,
-    default_pruner,
-    informative,
-    make_scheduler,
-    run_search,
-)
+from automl.execution.pruners import asha_rungs, default_pruner, informative, make_scheduler
+from automl.execution.ray_runner import Resources, run_search, stop_event
 from automl.spaces import parse_space
 from automl.study import finished_trials, open_study
+from tests.fakes import (
+    fake_late_learner,
+    fake_run,
+    fake_slow_trainer,
+    fake_trainer,
+    fake_trainer_killed_by_the_os,
+)
 
+# real Ray and real studies (fake trainers): seconds per test, so with the slow tests
+pytestmark = pytest.mark.integration
 SPACE = parse_space({"params": {"lr0": {"low": 0.001, "high": 0.1}}})
 EPOCHS = 9
 
 
-def fake_trainer(config):
-    """Stands in for a training: fitness grows each epoch, faster for larger lr0."""
-    from ray import tune
-
-    lr0 = config["params"]["lr0"]
-    for epoch in range(1, config["run"]["epochs"] + 1):
-        value = lr0 * epoch
-        tune.report({"fitness": value, "epoch": epoch, "map50": value,
-                     "map50_95": value, "map75": value, "precision": value, "recall": value,
-                     "f1": value})
-
-
 @pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    import sys
-
-    from ray import cloudpickle
-
-    # Ray workers cannot import this test module: ship the fake trainer by value
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    yield
-    import ray
-
-    ray.shutdown()
+def _fakes(ray_fakes):
+    return ray_fakes
 
 
 def test_an_epoch_tells_trials_apart_once_half_of_them_have_scored():
@@ -78,8 +60,7 @@ def test_stopped_trials_are_pruned_with_their_epoch_values(in_tmp, pruner):
     from automl.searchers import make_sampler
 
     study = open_study(f"prune-{pruner}", None, make_sampler("random", SPACE, seed=1))
-    run = {"epochs": EPOCHS}
-    run_search(study, SPACE.distributions(), run, n_trials=12, resources=Resources(1, 1, 0),
+    run_search(study, SPACE.distributions(), fake_run(EPOCHS), n_trials=12, resources=Resources(1, 1, 0),
                pruner=pruner, trainable=fake_trainer)
     trials = study.trials
     assert len(finished_trials(study)) == 12
@@ -97,17 +78,6 @@ def test_stopped_trials_are_pruned_with_their_epoch_values(in_tmp, pruner):
     assert all(t.params["lr0"] * len(t.intermediate_values) < best for t in pruned)
 
 
-def fake_late_learner(config):
-    """Stands in for a training from scratch on small data: for 6 epochs mAP is ~0, with noise
-    that ranks the trials the wrong way round; then the larger lr0 is better."""
-    from ray import tune
-
-    lr0 = config["params"]["lr0"]
-    for epoch in range(1, config["run"]["epochs"] + 1):
-        value = 0.0005 * (0.1 - lr0) if epoch <= 6 else lr0
-        tune.report({"fitness": value, "epoch": epoch, "val_loss": 5.0 - lr0 * epoch})
-
-
 @pytest.mark.parametrize("pruner", ["asha", "median"])
 def test_no_trial_is_stopped_where_every_fitness_is_still_zero(in_tmp, pruner):
     """27 epochs: ASHA's rungs at 3 and 9, the median rule from epoch 3 on. At 3 every fitness
@@ -115,7 +85,7 @@ def test_no_trial_is_stopped_where_every_fitness_is_still_zero(in_tmp, pruner):
     from automl.searchers import make_sampler
 
     study = open_study(f"zeros-{pruner}", None, make_sampler("random", SPACE, seed=2))
-    run_search(study, SPACE.distributions(), {"epochs": 27}, n_trials=10,
+    run_search(study, SPACE.distributions(), fake_run(27), n_trials=10,
                resources=Resources(1, 1, 0), pruner=pruner, trainable=fake_late_learner)
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert pruned  # the scenario does prune once fitness tells trials apart
@@ -124,22 +94,11 @@ def test_no_trial_is_stopped_where_every_fitness_is_still_zero(in_tmp, pruner):
     assert best.state == TrialState.COMPLETE
 
 
-def fake_slow_trainer(config):
-    """Stands in for a training of 0.4 s an epoch."""
-    import time
-
-    from ray import tune
-
-    for epoch in range(1, config["run"]["epochs"] + 1):
-        time.sleep(0.4)
-        tune.report({"fitness": 0.1 * epoch, "epoch": epoch})
-
-
 def test_no_trial_starts_after_the_timeout_and_running_ones_finish(in_tmp):
     from automl.searchers import make_sampler
 
     study = open_study("timeout", None, make_sampler("random", SPACE, seed=1))
-    run_search(study, SPACE.distributions(), {"epochs": 3}, n_trials=100,
+    run_search(study, SPACE.distributions(), fake_run(3), n_trials=100,
                resources=Resources(2, 1, 0), trainable=fake_slow_trainer, timeout=4)
     trials = study.trials
     # ~1.2 s a trial, 2 at a time: a handful started within 4 s, far from the 100 allowed
@@ -148,25 +107,12 @@ def test_no_trial_starts_after_the_timeout_and_running_ones_finish(in_tmp):
     assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in trials)
 
 
-def fake_trainer_killed_by_the_os(config):
-    """Stands in for a training the OS kills (e.g. the OOM killer) in its second epoch."""
-    import os
-    import signal
-
-    from ray import tune
-
-    for epoch in range(1, config["run"]["epochs"] + 1):
-        if config["number"] == 0 and epoch == 2:
-            os.kill(os.getpid(), signal.SIGKILL)
-        tune.report({"fitness": 0.1 * epoch, "epoch": epoch})
-
-
 def test_a_trial_killed_by_the_os_is_fail_and_the_search_goes_on(in_tmp):
     from automl.searchers import make_sampler
 
     study = open_study("killed", None, make_sampler("random", SPACE, seed=1))
     events = []
-    run_search(study, SPACE.distributions(), {"epochs": 3}, n_trials=2,
+    run_search(study, SPACE.distributions(), fake_run(3), n_trials=2,
                resources=Resources(1, 1, 0), trainable=fake_trainer_killed_by_the_os,
                on_event=events.append)
     first, second = study.trials
@@ -192,7 +138,33 @@ def test_a_search_after_the_first_searchs_folder_was_deleted_still_runs(tmp_path
         monkeypatch.chdir(where)
         study = open_study(name, f"sqlite:///{tmp_path}/{name}.db",
                            make_sampler("random", SPACE, seed=0))
-        run_search(study, SPACE.distributions(), {"epochs": 2}, n_trials=2,
+        run_search(study, SPACE.distributions(), fake_run(2), n_trials=2,
                    resources=Resources(1, 1, 0), trainable=fake_trainer)
         assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2, name
         shutil.rmtree(first_dir, ignore_errors=True)
+
+
+def fake_trainer_reading_the_stop_event(config):
+    from ray import tune
+
+    from automl.execution.ray_runner import stop_event
+
+    event = stop_event()
+    tune.report({"epoch": 1, "fitness": 0.5 if event is not None and not event.is_set() else 0.0})
+
+
+def test_a_trial_sees_ray_tunes_stop_event(in_tmp):
+    """Private Ray API (`ray.train._internal.session`): the per-batch stop check reads it. If a
+    Ray release moves it, this fails here instead of stops silently landing an epoch late."""
+    import sys
+
+    from ray import cloudpickle
+
+    from automl.searchers import make_sampler
+
+    assert stop_event() is None  # outside a Tune trial
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    study = open_study("stop-event", None, make_sampler("random", SPACE, seed=0))
+    run_search(study, SPACE.distributions(), fake_run(1), n_trials=1,
+               resources=Resources(1, 1, 0), trainable=fake_trainer_reading_the_stop_event)
+    assert study.trials[0].value == 0.5

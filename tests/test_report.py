@@ -15,6 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from automl.config import StudyConfig
 from automl.report import figures, write_report
 from automl.spaces import load_space
 from automl.study import check_config, open_study, record_promotion
@@ -27,7 +28,7 @@ SECTIONS = ["Optimization history", "Learning curves", "Parameter importances",
 @pytest.fixture
 def study(in_tmp):
     s = open_study("rep", None)
-    check_config(s, {"fixed": {"optimizer": "SGD"}, "fitness": "v5", "space": "lr_momentum"})
+    check_config(s, StudyConfig.from_dict({"fixed": {"optimizer": "SGD"}, "fitness": "v5", "space": "lr_momentum"}))
     dists = load_space("lr_momentum").distributions()
     for i in range(6):
         curve = {e: 0.05 * e * (i + 1) / 6 for e in range(1, 6)}

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import optuna
 import pytest
 
 from automl.errors import ConfigError, SearchSpaceError
 from automl.searchers import SEARCHERS, grid_size, grid_values, make_sampler, queue_first_trials
 from automl.spaces import parse_space
+from tests.fakes import fake_score
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -20,12 +19,6 @@ SPACE = parse_space({"params": {
 }})
 
 
-def fake_trainer(params):
-    """Stands in for a YOLO training: best at lr0=0.01, momentum=0.9, SGD."""
-    return (-abs(math.log10(params["lr0"]) + 2) - abs(params["momentum"] - 0.9)
-            + (0.1 if params["optimizer"] == "SGD" else 0.0))
-
-
 def run(name, tmp_path, seed, n=8, tag=""):
     url = f"sqlite:///{tmp_path / f'{name}{tag}.db'}"
     sampler = make_sampler(name, SPACE, seed=seed, n_trials=n,
@@ -34,7 +27,7 @@ def run(name, tmp_path, seed, n=8, tag=""):
     dists = SPACE.distributions()
     for _ in range(n):
         trial = study.ask(dists)
-        study.tell(trial, fake_trainer(trial.params))
+        study.tell(trial, fake_score(trial.params))
     return study
 
 

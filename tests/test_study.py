@@ -11,6 +11,7 @@ import yaml
 from optuna.trial import TrialState
 
 from automl import study as studies
+from automl.config import StudyConfig
 from automl.errors import ConfigError, StudyError
 from automl.spaces import load_space
 
@@ -55,15 +56,15 @@ def test_interrupted_trial_is_failed_and_retried_once(tmp_path):
 
 def test_resume_with_other_settings_is_refused(tmp_path):
     study = make(tmp_path)
-    studies.check_config(study, {"fitness": "v5", "space_keys": ["lr0"], "epochs": 30})
-    studies.check_config(study, {"fitness": "v5", "space_keys": ["lr0"], "epochs": 30})
+    studies.check_config(study, StudyConfig.from_dict({"fitness": "v5", "space_keys": ["lr0"], "epochs": 30}))
+    studies.check_config(study, StudyConfig.from_dict({"fitness": "v5", "space_keys": ["lr0"], "epochs": 30}))
     with pytest.raises(ConfigError, match="created with fitness='v5', not 'map75'.*new --study"):
-        studies.check_config(study, {"fitness": "map75", "space_keys": ["lr0"], "epochs": 30})
+        studies.check_config(study, StudyConfig.from_dict({"fitness": "map75", "space_keys": ["lr0"], "epochs": 30}))
 
 
 def test_best_hyperparameters_yaml_is_derived_from_the_study(tmp_path):
     study = make(tmp_path)
-    studies.check_config(study, {"fixed": {"optimizer": "SGD"}, "fitness": "v5"})
+    studies.check_config(study, StudyConfig.from_dict({"fixed": {"optimizer": "SGD"}, "fitness": "v5"}))
     add(study, 0.2, lr0=0.02)
     add(study, 0.5, lr0=0.003)
     path = studies.write_best_hyperparameters(study, tmp_path / "out" / "best.yaml")

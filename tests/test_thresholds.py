@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from automl.cli import main
+from automl.config import RunSpec
 from automl.demo import make_demo_dataset
 from automl.thresholds import RawCache, Replayer, cache_path_for, tune_thresholds
 from automl.trainer import train_once
+from tests.conftest import run_automl
 
 METRICS = ("precision", "recall", "map50", "map75", "map50_95")
 
@@ -23,19 +23,15 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("thr")
     data = make_demo_dataset(root / "data", n_train=48, n_val=16, seed=3)
     # batch 4 (12 steps an epoch) and a 1-epoch warmup: measured mAP50 0.66 after 10 epochs
-    run = {"data": str(data), "model": "yolo11n.yaml", "epochs": 10, "imgsz": 128, "batch": 4,
-           "fixed": {"nbs": 4, "warmup_epochs": 1, "workers": 0}, "project": str(root / "runs"),
-           "save": True, "threads": os.cpu_count() or 1}
+    run = RunSpec(data=str(data), model="yolo11n.yaml", epochs=10, imgsz=128, batch=4,
+                  fixed={"nbs": 4, "warmup_epochs": 1, "workers": 0}, project=str(root / "runs"),
+                  save=True, threads=os.cpu_count() or 1)
     outcome = train_once({}, run, name="t", report=lambda m: None)
     assert "error" not in outcome, outcome
     return root / "runs" / "t" / "weights" / "best.pt", data
 
 
-def automl(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "automl", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
-
-
+@pytest.mark.integration
 def test_metrics_from_the_cache_equal_model_val(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     weights, data = trained
@@ -79,13 +75,14 @@ def test_metrics_from_the_cache_equal_model_val(trained, tmp_path, monkeypatch):
     assert any(line.startswith("best: iou") for line in lines)
 
 
+@pytest.mark.integration
 def test_cli_reuses_the_cache_and_recomputes_below_its_floor(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     weights, data = trained
     first = tune_thresholds(weights=weights, data=data, conf_grid=[0.01, 0.1], iou_grid=[0.6],
                             log=lambda line: None)
-    cli = automl("thresholds", "--weights", str(weights), "--data", str(data),
-                 "--conf-grid", "0.01", "0.1", "--iou-grid", "0.6", cwd=tmp_path)
+    cli = run_automl("thresholds", "--weights", str(weights), "--data", str(data),
+                     "--conf-grid", "0.01", "0.1", "--iou-grid", "0.6", cwd=tmp_path, timeout=300)
     assert cli.returncode == 0, cli.stderr
     assert "raw predictions from cache" in cli.stdout and "best: iou 0.6" in cli.stdout
     again = tune_thresholds(weights=weights, data=data, conf_grid=[0.01, 0.1], iou_grid=[0.6],
@@ -98,6 +95,7 @@ def test_cli_reuses_the_cache_and_recomputes_below_its_floor(trained, tmp_path, 
     assert lower.table[(0.6, 0.1)] == first.table[(0.6, 0.1)]
 
 
+@pytest.mark.integration
 def test_an_edited_label_behind_the_same_data_yaml_invalidates_the_cache(trained):
     weights, data = trained
     grid = {"conf_grid": [0.01], "iou_grid": [0.6], "log": lambda line: None, "write": False}
@@ -142,8 +140,8 @@ def test_weights_that_are_not_a_detection_model_are_one_line_exit_2(tmp_path):
              "junk.pt": "not an ultralytics YOLO checkpoint",
              "none.pt": "file not found"}
     for name, expected in cases.items():
-        result = automl("thresholds", "--weights", str(tmp_path / name), "--data", str(data),
-                        cwd=tmp_path)
+        result = run_automl("thresholds", "--weights", str(tmp_path / name), "--data", str(data),
+                            cwd=tmp_path, timeout=300)
         assert result.returncode == 2, result.stderr
         assert expected in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

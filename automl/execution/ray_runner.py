@@ -15,7 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from automl.errors import ConfigError
+from automl.config import RunSpec
+from automl.epochs import FITNESS, EpochReport, error_report
+from automl.execution.pruners import make_scheduler
 from automl.study import (
     BASELINE_ATTR,
     ERROR_ATTR,
@@ -24,15 +26,7 @@ from automl.study import (
     owner_tag,
     trial_slot_lock,
 )
-from automl.trainer import METRIC_KEYS, offline_env
-
-FITNESS = "fitness"
-# A trial counts as having learned something at a rung once its fitness reaches this (mAP-scale
-# metrics lie in [0, 1]; values like 0.0003 in the first epochs are noise).
-SCORED = 0.01
-
-
-PRUNERS = ("asha", "median", "none")
+from automl.trainer import offline_env
 
 
 @dataclass(frozen=True)
@@ -58,21 +52,34 @@ class TrialEvent:
     baseline: bool = False  # the user's plain training (trial #0 of a new study)
 
 
+def stop_event():
+    """The threading.Event Ray Tune sets when it stops this trial (None outside a Tune trial).
+
+    Private API (`ray.train._internal.session`): Ray acts on a stop only at the trial's next
+    report, a whole epoch later, and offers no public way to see it sooner; ultralytics polls
+    this after every batch instead. tests/test_ray_runner.py fails if it goes away.
+    """
+    from ray.train._internal.session import get_session
+
+    session = get_session()
+    return getattr(session, "stop_event", None) if session else None
+
+
 def _stop_requested() -> bool:
     """True once Ray Tune has decided to stop this trial (e.g. an ASHA rung cut it)."""
-    # Ray only acts on a stop at the trial's next report, a whole epoch later; ultralytics
-    # polls this after every batch instead. Private API: a missing attribute means "no".
     try:
-        from ray.train._internal.session import get_session
-
-        session = get_session()
-        return bool(session and session.stop_event.is_set())
-    except Exception:
+        event = stop_event()
+    except ImportError:  # a Ray without the module: stops then land at the next report
         return False
+    return bool(event and event.is_set())
 
 
 def run_trial(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: one ultralytics training, one report per epoch."""
+    """Ray Tune function trainable: one ultralytics training, one EpochReport per epoch.
+
+    `config`: {"params": the trial's params, "number": its number, "run": the RunSpec,
+    "baseline": whether it is the user's plain training}.
+    """
     import ray
     from ray import tune
 
@@ -80,23 +87,23 @@ def run_trial(config: dict[str, Any]) -> None:
 
     node = ray.get_runtime_context().get_node_id()
 
-    def report(metrics: dict[str, Any]) -> None:
-        tune.report({**metrics, "node": node})
+    def report(epoch: EpochReport) -> None:
+        tune.report({**epoch.as_dict(), "node": node})
 
     params, run = config["params"], config["run"]
     if config.get("baseline"):
         # the user's plain training: its own args (the space's fixed ones may differ from them)
-        params, run = {}, {**run, "fixed": run["baseline_fixed"]}
+        params, run = {}, run.for_baseline()
     outcome = train_once(params, run, name=f"trial_{config['number']:04d}", report=report,
                          should_stop=_stop_requested)
     if "error" in outcome:
         # Reported, not raised: the searcher marks the trial FAIL with this message.
-        tune.report({FITNESS: float("nan"), "error": outcome["error"]})
+        tune.report(error_report(outcome["error"]))
 
 
-def _best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
-    scored = [h for h in history if isinstance(h.get(FITNESS), float) and math.isfinite(h[FITNESS])]
-    return max(scored, key=lambda h: (h[FITNESS], -h["epoch"])) if scored else None
+def _best_epoch(history: list[EpochReport]) -> EpochReport | None:
+    scored = [h for h in history if math.isfinite(h.fitness)]
+    return max(scored, key=lambda h: (h.fitness, -h.epoch)) if scored else None
 
 
 class StudySearcher:
@@ -115,7 +122,7 @@ def _make_searcher_class():
             self,
             study,
             distributions: Mapping[str, Any],
-            run: Mapping[str, Any],
+            run: RunSpec,
             n_trials: int,
             on_event: Callable[[TrialEvent], None] | None = None,
             storage_url: str = "",
@@ -126,11 +133,11 @@ def _make_searcher_class():
             self._study = study
             self._storage_url = storage_url
             self._distributions = dict(distributions)
-            self._run = dict(run)
+            self._run = run
             self._n_trials = n_trials
             self._on_event = on_event
             self._live: dict[str, Any] = {}
-            self._history: dict[str, list[dict[str, Any]]] = {}
+            self._history: dict[str, list[EpochReport]] = {}
             self._started: dict[str, float] = {}
 
         def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -147,8 +154,7 @@ def _make_searcher_class():
                 if self._budget_left() <= 0:
                     return Searcher.FINISHED
                 trial = self._study.ask(self._distributions)
-                self._study._storage.set_trial_system_attr(
-                    trial._trial_id, OWNER_ATTR, owner_tag())
+                trial.set_user_attr(OWNER_ATTR, owner_tag())
             self._live[trial_id] = trial
             self._history[trial_id] = []
             self._started[trial_id] = time.perf_counter()
@@ -157,17 +163,15 @@ def _make_searcher_class():
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
             trial = self._live.get(trial_id)
-            if trial is None or "error" in result or "epoch" not in result:
+            epoch = EpochReport.from_result(result)
+            if trial is None or epoch is None:
                 return
             history = self._history[trial_id]
-            if history and history[-1]["epoch"] >= result["epoch"]:
+            if history and history[-1].epoch >= epoch.epoch:
                 return  # already recorded
-            row = {k: result[k] for k in (*METRIC_KEYS, FITNESS, "epoch", "train_seconds", "val_loss")
-                   if k in result}
-            history.append(row)
-            value = row.get(FITNESS)
-            if isinstance(value, float) and math.isfinite(value):
-                trial.report(value, step=int(row["epoch"]))
+            history.append(epoch)
+            if math.isfinite(epoch.fitness):
+                trial.report(epoch.fitness, step=epoch.epoch)
 
         def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
             if trial_id not in self._live:
@@ -187,37 +191,34 @@ def _make_searcher_class():
             best = _best_epoch(history)
             if message is None and best is None:
                 message = "training finished without a validation result"
-            storage = self._study._storage
             metrics = {}
             if best is not None:
-                metrics = {k: best[k] for k in METRIC_KEYS if k in best}
+                metrics = best.metrics()
                 for key, value in metrics.items():
-                    storage.set_trial_user_attr(trial._trial_id, key, value)
-                storage.set_trial_user_attr(trial._trial_id, "best_epoch", best["epoch"])
+                    trial.set_user_attr(key, value)
+                trial.set_user_attr("best_epoch", best.epoch)
             if result and result.get("node"):  # which Ray node ran it (clusters: --address)
-                storage.set_trial_user_attr(trial._trial_id, "ray_node", result["node"])
+                trial.set_user_attr("ray_node", result["node"])
             if history:
-                storage.set_trial_user_attr(trial._trial_id, "epochs", history[-1]["epoch"])
-                storage.set_trial_user_attr(
-                    trial._trial_id, "train_seconds", history[-1].get("train_seconds")
-                )
-                loss = history[-1].get("val_loss")  # the last epoch's: a fingerprint of the weights
-                if isinstance(loss, float) and math.isfinite(loss):
-                    storage.set_trial_user_attr(trial._trial_id, "val_loss", loss)
-            last_epoch = history[-1]["epoch"] if history else 0
+                last = history[-1]
+                trial.set_user_attr("epochs", last.epoch)
+                trial.set_user_attr("train_seconds", last.train_seconds)
+                if math.isfinite(last.val_loss):  # the last epoch's: a fingerprint of the weights
+                    trial.set_user_attr("val_loss", last.val_loss)
+            last_epoch = history[-1].epoch if history else 0
             if message is not None:
-                storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, message)
+                trial.set_user_attr(ERROR_ATTR, message)
                 self._study.tell(trial, state=TrialState.FAIL)
                 state, value = "FAIL", None
-            elif last_epoch < int(self._run["epochs"]):
+            elif last_epoch < int(self._run.epochs):
                 # the scheduler stopped it at a rung: PRUNED, never mistaken for COMPLETE
-                storage.set_trial_user_attr(trial._trial_id, FITNESS, best[FITNESS])
+                trial.set_user_attr(FITNESS, best.fitness)
                 self._study.tell(trial, state=TrialState.PRUNED)
-                state, value = "PRUNED", best[FITNESS]
+                state, value = "PRUNED", best.fitness
             else:
-                storage.set_trial_user_attr(trial._trial_id, FITNESS, best[FITNESS])
-                self._study.tell(trial, best[FITNESS])
-                state, value = "COMPLETE", best[FITNESS]
+                trial.set_user_attr(FITNESS, best.fitness)
+                self._study.tell(trial, best.fitness)
+                state, value = "COMPLETE", best.fitness
             if self._on_event:
                 self._on_event(TrialEvent(trial.number, state, value, metrics, message, seconds,
                                           last_epoch, bool(trial.user_attrs.get(BASELINE_ATTR))))
@@ -272,102 +273,10 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: 
         _local_ray_cwd = os.getcwd()
 
 
-# No rung before this epoch: ultralytics ramps the learning rate up over its first 3 epochs
-# (warmup_epochs), and comparing trials during the ramp ranks mostly noise (measured: with a
-# rung at epoch 1, GA children of the defaults were stopped there on validation-loss noise).
-MIN_GRACE = 3
-
-
-def _grace(epochs: int, reduction_factor: int) -> int:
-    return max(min(MIN_GRACE, epochs), epochs // reduction_factor**2)
-
-
-def asha_rungs(epochs: int, reduction_factor: int = 3) -> tuple[int, ...]:
-    """The epochs at which ASHA compares trials: grace, grace*rf, ... below `epochs`."""
-    grace = _grace(epochs, reduction_factor)
-    rungs = []
-    t = grace
-    while t < epochs:
-        rungs.append(t)
-        t *= reduction_factor
-    return tuple(rungs)
-
-
-def default_pruner(epochs: int) -> str:
-    """ASHA when the epochs leave room for at least two rungs, else none."""
-    return "asha" if len(asha_rungs(epochs)) >= 2 else "none"
-
-
-def informative(values: list[float]) -> bool:
-    """Whether fitness values of trials at one epoch can tell the trials apart.
-
-    At least half of them, and two at the least, must have scored (fitness >= SCORED): trained
-    from scratch, every trial has mAP 0 for the first epochs (on small data for most of a short
-    training), and a decision among zeros is a decision on noise.
-    """
-    scored = sum(1 for v in values if isinstance(v, float) and math.isfinite(v) and v >= SCORED)
-    return scored >= max(2, math.ceil(len(values) / 2))
-
-
-def _guarded(scheduler_class):
-    """A subclass of a Ray Tune scheduler that never stops a trial at an uninformative epoch."""
-    from ray.tune.schedulers import TrialScheduler
-
-    class Guarded(scheduler_class):
-        def __init__(self, *args, epochs: int, **kwargs) -> None:
-            super().__init__(*args, **kwargs)
-            self._max_epoch = epochs
-            self._seen: dict[int, dict[str, float]] = {}  # epoch -> trial id -> fitness
-            self.kept: list[tuple[str, int]] = []  # (trial id, epoch) a stop was withheld at
-
-        def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-            epoch = result.get("epoch")
-            if isinstance(epoch, int):
-                self._seen.setdefault(epoch, {})[trial.trial_id] = result.get(FITNESS)
-            action = super().on_trial_result(tune_controller, trial, result)
-            if (action == TrialScheduler.STOP and isinstance(epoch, int)
-                    and epoch < self._max_epoch
-                    and not informative(list(self._seen[epoch].values()))):
-                self.kept.append((trial.trial_id, epoch))
-                # the median rule remembers whom it stopped (and asserts on them later); the
-                # tests of both pruners fail if this private set goes away
-                if isinstance(getattr(self, "_stopped_trials", None), set):
-                    self._stopped_trials.discard(trial)
-                return TrialScheduler.CONTINUE
-            return action
-
-    Guarded.__name__ = f"Guarded{scheduler_class.__name__}"
-    return Guarded
-
-
-def make_scheduler(pruner: str, epochs: int, reduction_factor: int = 3):
-    """The Ray Tune scheduler for `--pruner` (Ray decides when to stop; the study records it).
-
-    Both pruners compare the fitness and act only where it tells trials apart (`informative`).
-
-    Raises:
-        ConfigError: an unknown pruner name.
-    """
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
-
-    grace = _grace(epochs, reduction_factor)
-    if pruner == "asha":
-        return _guarded(ASHAScheduler)(time_attr="epoch", metric=FITNESS, mode="max",
-                                       max_t=epochs, grace_period=grace,
-                                       reduction_factor=reduction_factor, epochs=epochs)
-    if pruner == "median":
-        return _guarded(MedianStoppingRule)(time_attr="epoch", metric=FITNESS, mode="max",
-                                            grace_period=max(grace, 2), min_samples_required=3,
-                                            epochs=epochs)
-    if pruner == "none":
-        return FIFOScheduler()
-    raise ConfigError(f"--pruner {pruner}: unknown; choose one of {', '.join(PRUNERS)}")
-
-
 def run_search(
     study,
     distributions: Mapping[str, Any],
-    run: Mapping[str, Any],
+    run: RunSpec,
     *,
     n_trials: int,
     resources: Resources,
@@ -403,7 +312,7 @@ def run_search(
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
-                scheduler=make_scheduler(pruner, int(run["epochs"])),
+                scheduler=make_scheduler(pruner, int(run.epochs)),
                 num_samples=remaining,
                 max_concurrent_trials=resources.concurrency,
                 reuse_actors=True,

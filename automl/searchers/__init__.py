@@ -1,24 +1,57 @@
-"""Searchers: every one is an Optuna sampler, chosen by name."""
+"""Searchers: every one is an Optuna sampler, looked up by name in one registry.
+
+Adding a searcher is one `SearcherEntry` in `SEARCHERS` (plus its tests): the CLI's choices
+and help, the error for an unknown name and the study's first trials all read the registry.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from automl.defaults import GA_PARENT_MODES as PARENT_MODES
 from automl.errors import ConfigError, SearchSpaceError
-from automl.searchers.ga import PARENT_MODES, GASampler
 from automl.spaces import Param, SearchSpace
 
-__all__ = ["SEARCHERS", "GASampler", "PARENT_MODES", "grid_values", "make_sampler",
-           "queue_first_trials"]
+__all__ = ["SEARCHERS", "GASampler", "PARENT_MODES", "SearcherEntry", "grid_values",
+           "make_sampler", "queue_first_trials", "searcher_entry"]
 
-SEARCHERS = ("ga", "tpe", "gp", "cmaes", "random", "grid", "nsga2")
-# Searchers whose study gets ultralytics' defaults as a trial from outside (the GA mutates its
-# best trials; a grid visits only its own points).
-_SEEDED_FROM_OUTSIDE = ("tpe", "gp", "cmaes", "random", "nsga2")
 # A grid with more points than this is almost surely a mistake (an int range without a step).
 _MAX_GRID_POINTS = 100_000
+
+
+@dataclass(frozen=True)
+class SamplerArgs:
+    """What every searcher's factory may use."""
+
+    space: SearchSpace
+    seed: int | None = None
+    n_trials: int | None = None  # the study's budget: sizes a model-based searcher's random start
+    defaults: Mapping[str, Any] | None = None  # the GA's start (the plain training's values)
+    ga_parent: str = "single"
+
+
+@dataclass(frozen=True)
+class SearcherEntry:
+    """One searcher: how to build its Optuna sampler and what the CLI says about it.
+
+    Attributes:
+        name: the `--searcher` value.
+        help: one line for the CLI's help and README.
+        build: SamplerArgs -> an Optuna sampler.
+        queue_defaults: whether a new study queues ultralytics' default values as trial #1 for
+            it (searchers with no start of their own; the GA mutates its best trials, a grid
+            visits its own points).
+        max_trials: the most trials it can propose for a space (None: no limit).
+    """
+
+    name: str
+    help: str
+    build: Callable[[SamplerArgs], Any]
+    queue_defaults: bool = True
+    max_trials: Callable[[SearchSpace], int] | None = None
 
 
 def _startup_trials(n_trials: int | None) -> int:
@@ -60,7 +93,7 @@ def queue_first_trials(study, name: str, space: SearchSpace, baseline: Mapping[s
     study.enqueue_trial(first, user_attrs=attrs)
     queued = [first]
     second = _clipped(space, defaults)
-    if budget >= 2 and name in _SEEDED_FROM_OUTSIDE and second and second != first:
+    if budget >= 2 and searcher_entry(name).queue_defaults and second and second != first:
         study.enqueue_trial(second)
         queued.append(second)
     return queued
@@ -141,6 +174,92 @@ def _grid_sampler_class():
     return GridSampler
 
 
+def _ga(a: SamplerArgs):
+    from automl.searchers.ga import GASampler
+
+    if a.ga_parent not in PARENT_MODES:
+        raise ConfigError(f"--ga-parent {a.ga_parent}: choose one of {', '.join(PARENT_MODES)}")
+    return GASampler(space=a.space, defaults=a.defaults, parent=a.ga_parent, seed=a.seed)
+
+
+def __getattr__(name: str):
+    # GASampler stays importable from here without making `import automl.searchers` (the CLI's
+    # help reads the registry) pay for importing Optuna
+    if name == "GASampler":
+        from automl.searchers.ga import GASampler
+
+        return GASampler
+    raise AttributeError(f"module 'automl.searchers' has no attribute {name!r}")
+
+
+def _tpe(a: SamplerArgs):
+    # constant_liar keeps parallel trials from all proposing the same point
+    return _tpe_sampler_class()(seed=a.seed, n_startup_trials=_startup_trials(a.n_trials),
+                                multivariate=True, constant_liar=True)
+
+
+def _gp(a: SamplerArgs):
+    import optuna
+
+    return optuna.samplers.GPSampler(seed=a.seed, n_startup_trials=_startup_trials(a.n_trials))
+
+
+def _cmaes(a: SamplerArgs):
+    import optuna
+
+    return optuna.samplers.CmaEsSampler(seed=a.seed, n_startup_trials=_startup_trials(a.n_trials),
+                                        warn_independent_sampling=False)
+
+
+def _random(a: SamplerArgs):
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=a.seed)
+
+
+def _nsga2(a: SamplerArgs):
+    import optuna
+
+    return optuna.samplers.NSGAIISampler(seed=a.seed)
+
+
+def _grid(a: SamplerArgs):
+    grid = {p.name: grid_values(p, a.space.source) for p in a.space.params}
+    size = math.prod(len(v) for v in grid.values())
+    if size > _MAX_GRID_POINTS:
+        raise SearchSpaceError(
+            f"{a.space.source}: the grid has {size} points (> {_MAX_GRID_POINTS}); "
+            "use larger steps or fewer keys"
+        )
+    return _grid_sampler_class()(grid, seed=a.seed)
+
+
+SEARCHERS: dict[str, SearcherEntry] = {e.name: e for e in (
+    SearcherEntry("tpe", "Optuna's TPE, multivariate; PRUNED trials never in its good set", _tpe),
+    SearcherEntry("ga", "YOLOv5 evolve: mutation of the best trials, restricted to the space",
+                  _ga, queue_defaults=False),
+    SearcherEntry("gp", "Optuna's Gaussian-process Bayesian optimisation", _gp),
+    SearcherEntry("cmaes", "Optuna's CMA-ES", _cmaes),
+    SearcherEntry("random", "uniform draws from the space (log where the space says log)", _random),
+    SearcherEntry("grid", "every combination of the space's steps and choices", _grid,
+                  queue_defaults=False, max_trials=lambda space: grid_size(space)),
+    SearcherEntry("nsga2", "Optuna's NSGA-II genetic algorithm", _nsga2),
+)}
+
+
+def searcher_entry(name: str) -> SearcherEntry:
+    """The registry entry of `--searcher name`.
+
+    Raises:
+        ConfigError: an unknown name, listing the known ones.
+    """
+    try:
+        return SEARCHERS[name]
+    except KeyError:
+        raise ConfigError(f"--searcher {name}: unknown searcher; choose one of "
+                          f"{', '.join(SEARCHERS)}") from None
+
+
 def make_sampler(
     name: str,
     space: SearchSpace,
@@ -152,47 +271,9 @@ def make_sampler(
 ):
     """Build the Optuna sampler for searcher `name` over `space`.
 
-    Args:
-        name: one of SEARCHERS.
-        space: the validated search space.
-        seed: makes the searcher's draws reproducible.
-        n_trials: the study's trial budget (sizes the random start of model-based searchers).
-        defaults: the GA's first trial (ultralytics defaults for the space's keys).
-        ga_parent: GA parent selection, `single` or `weighted`.
-
     Raises:
-        ConfigError: unknown searcher name.
+        ConfigError: unknown searcher name or GA parent mode.
         SearchSpaceError: a space the searcher cannot use (grid over a continuous key).
     """
-    import optuna
-
-    startup = _startup_trials(n_trials)
-    if name == "ga":
-        if ga_parent not in PARENT_MODES:
-            raise ConfigError(f"--ga-parent {ga_parent}: choose one of {', '.join(PARENT_MODES)}")
-        return GASampler(space=space, defaults=defaults, parent=ga_parent, seed=seed)
-    if name == "tpe":
-        # constant_liar keeps parallel trials from all proposing the same point
-        return _tpe_sampler_class()(
-            seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True
-        )
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
-    if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(
-            seed=seed, n_startup_trials=startup, warn_independent_sampling=False
-        )
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if name == "grid":
-        grid = {p.name: grid_values(p, space.source) for p in space.params}
-        size = math.prod(len(v) for v in grid.values())
-        if size > _MAX_GRID_POINTS:
-            raise SearchSpaceError(
-                f"{space.source}: the grid has {size} points (> {_MAX_GRID_POINTS}); "
-                "use larger steps or fewer keys"
-            )
-        return _grid_sampler_class()(grid, seed=seed)
-    raise ConfigError(f"--searcher {name}: unknown searcher; choose one of {', '.join(SEARCHERS)}")
+    return searcher_entry(name).build(SamplerArgs(space=space, seed=seed, n_trials=n_trials,
+                                                  defaults=defaults, ga_parent=ga_parent))

@@ -16,9 +16,8 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from automl.defaults import GA_PARENT_MODES as PARENT_MODES
 from automl.spaces import Param, SearchSpace
-
-PARENT_MODES = ("single", "weighted")
 
 
 class GASampler(BaseSampler):

@@ -1,0 +1,222 @@
+"""Typed configuration: the flags of a search, what a study records, what one training gets.
+
+- `SearchFlags`: what the user asked for (CLI flags / keyword arguments), defaults from
+  `automl.defaults` (`automl.planning.resolve_search` turns them into a plan).
+- `StudyConfig`: what a study measures, stored on it as a dict (`to_dict`/`from_dict`; studies
+  written by earlier releases load too) and checked when a search continues it.
+- `RunSpec`: everything one training needs besides its params (trials, promotions).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from automl import defaults as D
+from automl.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One ultralytics training's settings, besides the hyperparameters it tries.
+
+    Attributes:
+        data: data.yaml to train on (for a trial: the mini split's).
+        model: model YAML or local .pt weights.
+        fixed: args held constant (a space's fixed args, auto resolved; run-level batch/nbs).
+        baseline_fixed: the plain training's own args (the baseline trial trains with these).
+        project: folder the ultralytics run folders go to.
+        threads: torch CPU threads of the training (None: ultralytics' own choice).
+        save, final_eval: write best.pt/last.pt every epoch; re-validate best.pt at the end
+            (off for trials, on for promotions).
+        workers: dataloader workers (None: ultralytics' default).
+    """
+
+    data: str
+    model: str
+    epochs: int
+    imgsz: int
+    batch: int | None
+    fitness: str | None = None
+    device: str | None = None
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    baseline_fixed: Mapping[str, Any] = field(default_factory=dict)
+    project: str = "runs"
+    threads: int | None = None
+    save: bool = False
+    final_eval: bool = False
+    workers: int | None = None
+
+    def for_baseline(self) -> RunSpec:
+        """The same run training the plain training's args instead of the space's fixed ones."""
+        return replace(self, fixed=dict(self.baseline_fixed))
+
+
+# What a study measures: continuing it with other values would mix incomparable trials.
+DEFINING = ("space_keys", "fixed", "fitness", "data", "model", "epochs", "imgsz", "fraction",
+            "batch")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The search settings a study records (user attr `automl:config`).
+
+    Fields that earlier releases did not write are None when such a study is loaded.
+    """
+
+    space: str
+    space_keys: tuple[str, ...]
+    fixed: Mapping[str, Any]
+    fitness: str
+    data: str
+    model: str
+    epochs: int
+    imgsz: int
+    fraction: float
+    batch: int | None = None
+    searcher: str | None = None
+    seed: int | None = None
+    pruner: str | None = None
+    space_source: str | None = None
+    baseline_fixed: Mapping[str, Any] | None = None  # the plain training's args (trial #0)
+    auto_optimizer: Mapping[str, Any] | None = None  # what optimizer=auto resolved to, and why
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["space_keys"] = list(self.space_keys)
+        return {k: v for k, v in out.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> StudyConfig:
+        """A stored config (unknown keys ignored, missing optional ones None)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        values["space_keys"] = tuple(values.get("space_keys") or ())
+        values.setdefault("fixed", {})
+        for name in ("space", "fitness", "data", "model"):
+            values.setdefault(name, "")
+        for name in ("epochs", "imgsz"):
+            values.setdefault(name, 0)
+        values.setdefault("fraction", 1.0)
+        return cls(**values)
+
+    def conflict(self, stored: Mapping[str, Any]) -> str | None:
+        """The first defining setting where a stored config differs from this one, as a message."""
+        mine = self.to_dict()
+        for key in DEFINING:
+            if key in stored and stored.get(key) != mine.get(key):
+                return (f"was created with {key}={stored.get(key)!r}, not {mine.get(key)!r}; use "
+                        "the original value to resume, or a new --study NAME")
+        return None
+
+
+@dataclass(frozen=True)
+class SearchFlags:
+    """`automl search`'s flags, with their defaults (see `automl.search` for each one)."""
+
+    data: str | Path | None = None
+    space: str | Path = D.SPACE
+    searcher: str = D.SEARCHER
+    trials: int = D.TRIALS
+    fitness: str | None = None
+    study: str | None = None
+    storage: str | None = None
+    seed: int | None = None
+    concurrency: int = 1
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    fraction: float | str = D.FRACTION
+    model: str = D.MODEL
+    epochs: int | None = None
+    imgsz: int | None = None
+    batch: int | None = None
+    device: str | None = None
+    ga_parent: str = D.GA_PARENT
+    pruner: str | None = None
+    address: str | None = None
+    defaults_first: bool = True
+    timeout: float | None = None
+
+    @property
+    def demo(self) -> bool:
+        return self.data is None
+
+
+def fraction_flag(value: float | str) -> float | str:
+    """`--fraction`: a share in (0, 1], or 'auto'."""
+    if isinstance(value, str):
+        if value.strip().lower() == D.AUTO:
+            return D.AUTO
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"--fraction {value}: use a share in (0, 1] or 'auto'") from None
+    return float(value)
+
+
+def check_flags(flags: SearchFlags, *, epochs: int, imgsz: int, batch: int) -> None:
+    """Every numeric flag in its range, with the fix in the message.
+
+    Raises:
+        ConfigError: the first flag out of range.
+    """
+    fraction = fraction_flag(flags.fraction)
+    checks = [
+        (flags.timeout is None or flags.timeout > 0,
+         f"--timeout {flags.timeout}: must be > 0 seconds (leave it out for no time limit)"),
+        (flags.trials >= 1, f"--trials {flags.trials}: must be at least 1"),
+        (flags.concurrency >= 1, f"--concurrency {flags.concurrency}: must be at least 1"),
+        (flags.cpus_per_trial is None or flags.cpus_per_trial > 0,
+         f"--cpus-per-trial {flags.cpus_per_trial}: must be > 0"),
+        (flags.gpus_per_trial is None or flags.gpus_per_trial >= 0,
+         f"--gpus-per-trial {flags.gpus_per_trial}: must be >= 0 (fractions such as 0.25 share "
+         "a GPU)"),
+        (fraction == D.AUTO or 0 < fraction <= 1,
+         f"--fraction {fraction}: must be in (0, 1] (1 uses all images) or auto"),
+        (epochs >= 1, f"--epochs {epochs}: must be at least 1"),
+        (imgsz >= 32, f"--imgsz {imgsz}: must be at least 32"),
+        (batch >= 1, f"--batch {batch}: must be at least 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def check_model(model: str) -> None:
+    """Fail early, offline-safe: a .pt must exist locally; a .yaml must be one ultralytics can build.
+
+    Raises:
+        ConfigError: naming the flag and what to pass instead.
+    """
+    path = Path(model)
+    if path.suffix == ".pt":
+        if not path.is_file():
+            raise ConfigError(
+                f"--model {model}: weights file not found (nothing is downloaded); pass a local "
+                "path, or a model YAML such as yolo11n.yaml to train from scratch"
+            )
+        return
+    if path.suffix not in {".yaml", ".yml"}:
+        raise ConfigError(f"--model {model}: expected a .yaml model config or local .pt weights")
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics.nn.tasks import yaml_model_load
+
+    try:
+        yaml_model_load(model)
+    except (FileNotFoundError, OSError) as e:
+        raise ConfigError(
+            f"--model {model}: no such model YAML, locally or in ultralytics' cfg/models "
+            "(e.g. yolo11n.yaml, yolov8s.yaml)"
+        ) from e
+
+
+def training_profile(flags: SearchFlags) -> tuple[int, int, int]:
+    """Epochs, imgsz and batch: the flags', else the demo profile's or the defaults."""
+    profile = D.DEMO_PROFILE if flags.demo else {"epochs": D.EPOCHS, "imgsz": D.IMGSZ,
+                                                 "batch": D.BATCH}
+    return (flags.epochs if flags.epochs is not None else profile["epochs"],
+            flags.imgsz if flags.imgsz is not None else profile["imgsz"],
+            flags.batch if flags.batch is not None else profile["batch"])

@@ -1,0 +1,29 @@
+"""Every default of a search in one place: the flags' defaults and the demo data's profile.
+
+The CLI's help, the Python API's keyword defaults and the study's recorded config all read them
+from here.
+"""
+
+from __future__ import annotations
+
+AUTO = "auto"
+
+SPACE = "lr_momentum"
+SEARCHER = "tpe"
+TRIALS = 8
+MODEL = "yolo11n.yaml"
+# ultralytics' own training defaults for data of your own (its default.yaml: epochs 100 is for a
+# final training; a trial is shorter)
+EPOCHS = 30
+IMGSZ = 640
+BATCH = 16
+FRACTION = AUTO  # see automl.data.auto_fraction
+GA_PARENT = "single"
+GA_PARENT_MODES = ("single", "weighted")
+
+# The built-in demo data (160 + 64 images of 128 px) trains with its own profile, so that the
+# default search fits in minutes on a laptop CPU. Flags the user passes always win.
+# nbs = batch: at 80 images a batch of 8 gives 10 iterations an epoch; ultralytics' nominal batch
+# of 64 would accumulate 8 of them into one optimizer step and leave ~12 steps for a whole trial
+# (measured: mAP50 0.0 after 9 epochs with accumulation, 0.58 without).
+DEMO_PROFILE = {"epochs": 10, "imgsz": 128, "batch": 8}

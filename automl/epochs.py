@@ -1,0 +1,73 @@
+"""What a trial reports after every epoch: one typed record, the contract between its parts.
+
+The trainer makes an `EpochReport` per validated epoch, the Ray runner sends it through
+`tune.report` (as `as_dict()`: Ray wants a dict) and reads it back with `from_result`, and the
+study records its values (intermediate values per epoch; the best epoch's metrics as user attrs).
+Test fakes report the same record, so a field renamed here is renamed everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from automl.fitness import METRICS, f1_score
+
+FITNESS = "fitness"
+EPOCH = "epoch"
+ERROR = "error"
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """One epoch of one trial.
+
+    Attributes:
+        epoch: 1-based epoch number.
+        fitness: the study's fitness of this epoch's metrics (NaN when a metric is missing).
+        precision, recall, map50, map75, map50_95, f1: the validation metrics (METRICS).
+        val_loss: summed validation losses (box + cls + dfl for detection), NaN when unknown.
+        train_seconds: seconds since the training started (model build included).
+        node: the Ray node the trial runs on ("" outside Ray).
+    """
+
+    epoch: int
+    fitness: float
+    precision: float = math.nan
+    recall: float = math.nan
+    map50: float = math.nan
+    map75: float = math.nan
+    map50_95: float = math.nan
+    f1: float = math.nan
+    val_loss: float = math.nan
+    train_seconds: float = math.nan
+    node: str = ""
+
+    def metrics(self) -> dict[str, float]:
+        """The validation metrics by canonical name (METRICS)."""
+        return {name: getattr(self, name) for name in METRICS}
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_result(cls, result: dict[str, Any]) -> EpochReport | None:
+        """The record inside a Ray Tune result (which adds keys of its own), or None when the
+        result is not an epoch report (an error report, Ray's own bookkeeping)."""
+        if EPOCH not in result or ERROR in result:
+            return None
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in result.items() if k in known})
+
+
+def error_report(message: str) -> dict[str, Any]:
+    """What a trial reports instead of epochs when its training failed (the study marks it FAIL)."""
+    return {FITNESS: math.nan, ERROR: message}
+
+
+def box_metrics(box) -> dict[str, float]:
+    """ultralytics' box metrics (`validator.metrics.box`) under automl's metric names (METRICS)."""
+    p, r = float(box.mp), float(box.mr)
+    return {"precision": p, "recall": r, "map50": float(box.map50), "map75": float(box.map75),
+            "map50_95": float(box.map), "f1": f1_score(p, r)}

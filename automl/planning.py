@@ -1,0 +1,124 @@
+"""A search decided before it runs: flags + data + space -> a `SearchPlan`.
+
+`resolve_search` is a pure function: it reads only its arguments (and ultralytics' optimizer
+rule), writes nothing, and is tested without training anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from automl import defaults as D
+from automl.config import RunSpec, SearchFlags, StudyConfig, check_flags, fraction_flag, training_profile
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """Everything a search does, decided before anything runs (see `resolve_search`)."""
+
+    name: str
+    config: StudyConfig
+    run: RunSpec
+    space: Any  # the SearchSpace, ranges for the optimizer that trains
+    dataset: Any  # the checked Dataset the mini split is drawn from
+    trials: int
+    fraction_why: str
+    mini_dir: Path
+    baseline: dict[str, Any]  # the plain training's values of the space's keys
+    start: dict[str, Any]  # ultralytics' default.yaml values of the space's keys (trial #1)
+    outside: str | None  # why the plain training is not a point of the space
+    concurrency: int
+    cpus: float
+    gpus: float
+
+
+def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: Mapping[str, Any],
+                   cpu_count: int, gpu_count: int, studies_dir: Path) -> SearchPlan:
+    """Decide everything a search does from its flags, its data and its space.
+
+    Pure: reads only its arguments (and ultralytics' optimizer rule), writes nothing.
+
+    Args:
+        flags: the user's flags.
+        dataset: the checked Dataset the search runs on (its usable images).
+        space: the loaded SearchSpace.
+        ultralytics_defaults: ultralytics' default training args (its default.yaml).
+        cpu_count, gpu_count: what this machine has (trials share them).
+        studies_dir: where per-study folders go.
+
+    Raises:
+        ConfigError: a flag out of range or an unknown searcher or pruner.
+    """
+    from automl.baseline import resolve_auto, trial_fixed
+    from automl.data import auto_fraction, mini_size
+    from automl.execution.pruners import default_pruner, pruner_entry
+    from automl.fitness import parse_fitness
+    from automl.searchers import searcher_entry
+
+    entry = searcher_entry(flags.searcher)
+    fit = parse_fitness(flags.fitness)
+    epochs, imgsz, batch = training_profile(flags)
+    check_flags(flags, epochs=epochs, imgsz=imgsz, batch=batch)
+    pruner = pruner_entry(flags.pruner).name if flags.pruner is not None else default_pruner(epochs)
+
+    name = flags.study or f"{'demo' if flags.demo else Path(dataset.yaml_path).stem}-{space.name}"
+    # run-level args every trial shares, the plain training included (see DEMO_PROFILE)
+    run_args: dict[str, Any] = {"batch": batch, **({"nbs": batch} if flags.demo else {})}
+    if "nbs" in space.fixed:
+        run_args["nbs"] = space.fixed["nbs"]
+    nbs = int(run_args.get("nbs", ultralytics_defaults["nbs"]))
+    fraction = fraction_flag(flags.fraction)
+    if fraction == D.AUTO:
+        fraction, why = auto_fraction(len(dataset.train), epochs=epochs, batch=batch, nbs=nbs)
+    else:
+        why = "--fraction"
+    # the user's plain `yolo train` on the trial's data: ultralytics' optimizer=auto resolved
+    auto = resolve_auto(n_images=mini_size(len(dataset.train), fraction), epochs=epochs,
+                        batch=batch, nbs=nbs, nc=dataset.nc)
+    space = space.for_optimizer(str(space.fixed.get("optimizer", D.AUTO)).replace(D.AUTO,
+                                                                                  auto.optimizer))
+    fixed = {**trial_fixed(space.fixed, space.keys, auto), **run_args}
+    plain = {**auto.as_args(), **run_args}
+    baseline = {k: plain.get(k, ultralytics_defaults.get(k)) for k in space.keys}
+    start = {k: ultralytics_defaults[k] for k in space.keys if k in ultralytics_defaults}
+    trials = flags.trials
+    if entry.max_trials is not None:
+        trials = min(trials, entry.max_trials(space) + (1 if flags.defaults_first else 0))
+
+    out_dir = studies_dir / name
+    cpus = flags.cpus_per_trial or max(1, cpu_count // flags.concurrency)
+    gpus = (flags.gpus_per_trial if flags.gpus_per_trial is not None
+            else min(1.0, gpu_count / flags.concurrency) if gpu_count else 0.0)
+    config = StudyConfig(
+        space=space.name, space_source=space.source, space_keys=tuple(space.keys), fixed=fixed,
+        baseline_fixed=plain, auto_optimizer={**auto.as_args(), "iterations": auto.iterations},
+        fitness=fit.spec, searcher=flags.searcher, data=str(dataset.yaml_path), model=flags.model,
+        epochs=epochs, imgsz=imgsz, fraction=fraction, batch=batch, seed=flags.seed,
+        pruner=pruner)
+    run = RunSpec(
+        data=str((out_dir / "mini" / "data.yaml").resolve()), model=flags.model, epochs=epochs,
+        imgsz=imgsz, batch=batch, device=flags.device, fitness=fit.spec, fixed=fixed,
+        baseline_fixed=plain, project=str((out_dir / "trials").resolve()),
+        threads=max(1, int(cpus)))
+    return SearchPlan(name=name, config=config, run=run, space=space, dataset=dataset,
+                      trials=trials,
+                      fraction_why=why, mini_dir=out_dir / "mini", baseline=baseline, start=start,
+                      outside=outside_space(space, fixed, plain, baseline, ultralytics_defaults),
+                      concurrency=flags.concurrency, cpus=cpus, gpus=gpus)
+
+
+def outside_space(space, fixed: Mapping[str, Any], plain: Mapping[str, Any],
+                  baseline: Mapping[str, Any], defaults: Mapping[str, Any]) -> str | None:
+    """Why the plain training is not a point of the space (None when it is)."""
+    for key, value in fixed.items():
+        own = plain.get(key, defaults.get(key))
+        if own != value:
+            return f"the space fixes {key}={value!r}, the plain training has {own!r}"
+    for p in space.params:
+        value = baseline[p.name]
+        if p.clip(value) != value:
+            return f"{p.name}={value!r} is outside the space's range"
+    return None

@@ -1,0 +1,113 @@
+"""Flag resolution without running anything: `resolve_search` and `resolve_promotion` are pure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from automl.config import SearchFlags, StudyConfig
+from automl.data import Dataset
+from automl.errors import ConfigError
+from automl.planning import resolve_search
+from automl.promote import resolve_promotion
+from automl.spaces import load_space, parse_space, ultralytics_defaults
+
+
+def dataset(n_train: int, n_val: int = 10, nc: int = 2, name: str = "mydata") -> Dataset:
+    """A Dataset of image paths that need not exist: resolve_search reads only counts and names."""
+    return Dataset(yaml_path=Path(f"/data/{name}.yaml"), names=tuple(f"c{i}" for i in range(nc)),
+                   train=tuple(Path(f"/data/t{i}.png") for i in range(n_train)),
+                   val=tuple(Path(f"/data/v{i}.png") for i in range(n_val)))
+
+
+def plan(flags: SearchFlags, data: Dataset | None = None, space="lr_momentum", cpus=2, gpus=0):
+    return resolve_search(flags, dataset=data or dataset(120), space=load_space(space)
+                          if isinstance(space, str) else space,
+                          ultralytics_defaults=ultralytics_defaults(), cpu_count=cpus,
+                          gpu_count=gpus, studies_dir=Path("studies"))
+
+
+def test_small_data_trains_every_image_with_the_optimizer_auto_picks():
+    p = plan(SearchFlags(data="/data/mydata.yaml", epochs=20, imgsz=96, batch=16))
+    assert p.name == "mydata-lr_momentum" and p.trials == 8
+    assert p.config.fraction == 1.0 and "all images" in p.fraction_why
+    assert p.config.baseline_fixed == {"optimizer": "AdamW", "lr0": 0.001667, "momentum": 0.9,
+                                       "warmup_bias_lr": 0.0, "batch": 16}
+    assert p.run.fixed == {"optimizer": "AdamW", "warmup_bias_lr": 0.0, "batch": 16}
+    assert p.baseline == {"lr0": 0.001667, "lrf": 0.01, "momentum": 0.9} and p.outside is None
+    assert p.start == {"lr0": 0.01, "lrf": 0.01, "momentum": 0.937}
+    assert (p.space["lr0"].low, p.space["lr0"].high) == (1e-4, 0.1)  # Adam-type range
+    assert p.config.searcher == "tpe" and p.config.pruner == "asha"
+    assert p.run.data == str((Path("studies") / "mydata-lr_momentum" / "mini" / "data.yaml")
+                             .resolve())
+
+
+def test_the_demo_keeps_its_profile_and_half_of_its_data():
+    p = plan(SearchFlags(), data=dataset(160, 64, nc=3, name="data"))
+    assert p.name == "demo-lr_momentum"
+    assert (p.run.epochs, p.run.imgsz, p.run.batch) == (10, 128, 8)
+    assert p.run.fixed["nbs"] == 8 and p.config.baseline_fixed["nbs"] == 8
+    assert p.config.fraction == 0.5  # 80 images at nbs 8, 10 epochs: 100 optimizer steps
+    assert p.config.baseline_fixed["lr0"] == 0.001429  # 0.01 / (4 + 3 classes)
+
+
+def test_large_data_gets_the_sgd_like_optimizer_and_its_own_lr0_range():
+    # auto decides on the trial's data: half of 80,000 images, 30 epochs: 18,750 steps
+    p = plan(SearchFlags(data="/data/big.yaml", epochs=30, batch=16), data=dataset(80_000))
+    assert p.config.fraction == 0.5 and p.config.auto_optimizer["iterations"] == 18_750
+    assert p.run.fixed["optimizer"] in ("MuSGD", "SGD")
+    assert (p.space["lr0"].low, p.space["lr0"].high) == (1e-3, 0.1)
+
+
+def test_a_space_that_names_its_optimizer_keeps_it_and_says_the_baseline_is_outside():
+    space = parse_space({"fixed": {"optimizer": "SGD"},
+                         "params": {"lr0": {"low": 1e-3, "high": 0.1, "log": True}}})
+    p = plan(SearchFlags(data="/data/d.yaml", epochs=20, batch=16), space=space)
+    assert p.run.fixed == {"optimizer": "SGD", "batch": 16}
+    assert p.config.baseline_fixed["optimizer"] == "AdamW"  # the plain training stays plain
+    assert "optimizer='SGD'" in p.outside
+
+
+def test_explicit_flags_win_and_resources_are_shared():
+    p = plan(SearchFlags(data="/data/d.yaml", fraction="0.3", concurrency=2, epochs=20,
+                         batch=16, study="mine", searcher="ga", pruner="none"), cpus=8, gpus=1)
+    assert p.name == "mine" and p.config.fraction == 0.3 and p.fraction_why == "--fraction"
+    assert (p.cpus, p.gpus, p.run.threads) == (4, 0.5, 4)
+    assert p.config.pruner == "none" and p.config.searcher == "ga"
+
+
+def test_a_grid_is_capped_at_its_points_plus_the_baseline():
+    space = parse_space({"params": {"lrf": {"low": 0.1, "high": 0.3, "step": 0.1}}})
+    p = plan(SearchFlags(data="/data/d.yaml", searcher="grid", trials=50), space=space)
+    assert p.trials == 4
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (SearchFlags(searcher="hyperband"), "--searcher hyperband: unknown searcher; choose one of tpe"),
+    (SearchFlags(pruner="hyperband"), "--pruner hyperband: unknown; choose one of asha"),
+    (SearchFlags(fraction="half"), "--fraction half: use a share in"),
+    (SearchFlags(fraction=1.5), r"--fraction 1.5: must be in \(0, 1\]"),
+    (SearchFlags(batch=0), "--batch 0: must be at least 1"),
+])
+def test_bad_flags_are_config_errors(flags, message):
+    with pytest.raises(ConfigError, match=message):
+        plan(flags)
+
+
+def test_a_promotion_takes_each_flag_else_the_study_setting_else_the_default(tmp_path):
+    config = StudyConfig.from_dict({"data": "/data/d.yaml", "model": "yolo11s.yaml", "epochs": 20,
+                                    "imgsz": 96, "batch": 16, "fitness": "v5"})
+    p = resolve_promotion(config, study="s", trial_number=3, params={"lr0": 0.02}, data=None,
+                          full_data="train", epochs=None, model=None, device=None, imgsz=320,
+                          batch=None, project=tmp_path)
+    assert (p.name, p.model, p.epochs, p.imgsz, p.batch) == ("s-trial3", "yolo11s.yaml", 20, 320, 16)
+    assert p.data == Path("/data/d.yaml") and p.best == tmp_path / "s-trial3" / "weights" / "best.pt"
+    bare = resolve_promotion(StudyConfig.from_dict({"data": "/d.yaml"}), study="s", trial_number=0,
+                             params={}, data=None, full_data="train", epochs=None, model=None,
+                             device=None, imgsz=None, batch=None, project=tmp_path)
+    assert (bare.model, bare.epochs, bare.imgsz) == ("yolo11n.yaml", 30, 640)
+    with pytest.raises(ConfigError, match="does not record its data; pass --data"):
+        resolve_promotion(StudyConfig.from_dict({}), study="s", trial_number=0, params={},
+                          data=None, full_data="train", epochs=None, model=None, device=None,
+                          imgsz=None, batch=None, project=tmp_path)
