@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,8 @@ def search(
     address: str | None = None,
     defaults_first: bool = True,
     timeout: float | None = None,
+    repeats: int = 0,
+    replay: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Run (or continue) a hyperparameter search whose every trial is an ultralytics training.
@@ -100,6 +102,13 @@ def search(
             ultralytics' default values for the space's keys.
         timeout: seconds after which no new trial starts (running ones finish and are kept);
             `trials` stays the upper bound. None: no time limit.
+        repeats: the last `repeats` trials of the budget train the best trials so far once more,
+            with training seed 1 (each its own trial, linked to the original); the study's
+            best is then the best mean of those, not the luckiest single training.
+        replay: a record of real learning curves (benchmarks/records/*.npz): every trial
+            reports the recorded epochs of its nearest recorded configuration instead of
+            training (searcher and pruner benchmarks, tests); the data then comes from the
+            record, and `data` only names it.
         log: where progress lines go (default: stdout).
 
     Returns:
@@ -130,6 +139,12 @@ def _plan(flags: SearchFlags, say: Callable[[str], None]):
     from automl.spaces import load_space, ultralytics_defaults
     from automl.study import STUDIES_DIR
 
+    if flags.replay:  # the recorded trainings' epochs, imgsz and batch unless the flags say
+        from automl.replay import load_record
+
+        recorded = load_record(flags.replay).meta["flags"]
+        flags = replace(flags, **{k: recorded[k] for k in ("epochs", "imgsz", "batch")
+                                  if getattr(flags, k) is None and k in recorded})
     # the cheap checks first: a typo must not wait for torch to load or demo data to be generated
     searcher_entry(flags.searcher)
     parse_fitness(flags.fitness)
@@ -139,9 +154,15 @@ def _plan(flags: SearchFlags, say: Callable[[str], None]):
     check_flags(flags, epochs=epochs, imgsz=imgsz, batch=batch)
     space = load_space(flags.space)
     check_model(flags.model)
-    data_yaml = ensure_demo_dataset() if flags.demo else Path(flags.data)
-    dataset, report = usable(load_dataset(data_yaml))  # bad images stay out; none left: DataError
-    say(report.headline() if report.clean else f"{report.details(limit=20)}\n{report.summary()}")
+    if flags.replay:
+        from automl.replay import record_dataset
+
+        dataset = record_dataset(load_record(flags.replay))
+        say(f"replaying {flags.replay}: nothing trains")
+    else:
+        data_yaml = ensure_demo_dataset() if flags.demo else Path(flags.data)
+        dataset, report = usable(load_dataset(data_yaml))  # bad images stay out; none left: error
+        say(report.headline() if report.clean else f"{report.details(limit=20)}\n{report.summary()}")
     return resolve_search(flags, dataset=dataset, space=space,
                           ultralytics_defaults=ultralytics_defaults(), cpu_count=_cpu_count(),
                           gpu_count=_gpu_count(), studies_dir=STUDIES_DIR)
@@ -183,7 +204,13 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None]) -> Non
     from automl.fitness import parse_fitness
 
     config, run, dataset = plan.config, plan.run, plan.dataset
-    make_mini_dataset(dataset, config.fraction, plan.mini_dir, seed=flags.seed or 0)
+    trainable = {}
+    if run.replay:
+        from automl.replay import replay_trial
+
+        trainable = {"trainable": replay_trial}
+    else:
+        make_mini_dataset(dataset, config.fraction, plan.mini_dir, seed=flags.seed or 0)
     storage_url = flags.storage or studies.default_storage(plan.name)
     done_before = len(studies.finished_trials(the_study))
     share = (f"all {len(dataset.train)} train images" if config.fraction >= 1 else
@@ -197,10 +224,19 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None]) -> Non
     say(f"{plan.concurrency} at a time, {plan.cpus:g} CPU / {plan.gpus:g} GPU each; pruner "
         f"{config.pruner}" + (f" ({rungs_text(run.epochs)})" if config.pruner == "asha" else "")
         + (f"; no new trial after {flags.timeout:g} s" if flags.timeout else ""))
-    run_search(the_study, plan.space.distributions(), run, n_trials=plan.trials,
-               resources=Resources(plan.concurrency, plan.cpus, plan.gpus),
-               on_event=TrialLines(the_study, plan.trials, say), address=flags.address,
-               pruner=config.pruner, storage_url=storage_url, timeout=flags.timeout)
+    searching = plan.trials - flags.repeats
+    options = dict(resources=Resources(plan.concurrency, plan.cpus, plan.gpus),
+                   on_event=TrialLines(the_study, plan.trials, say), address=flags.address,
+                   pruner=config.pruner, storage_url=storage_url, timeout=flags.timeout,
+                   **trainable)
+    run_search(the_study, plan.space.distributions(), run, n_trials=searching, **options)
+    if flags.repeats and len(studies.finished_trials(the_study)) >= searching:
+        with studies.trial_slot_lock(storage_url):
+            again = studies.queue_repeats(the_study, flags.repeats)
+        if again:
+            say(f"training trials {', '.join(f'#{n}' for n in again)} once more with training "
+                "seed 1: the best mean wins, not the luckiest training")
+        run_search(the_study, plan.space.distributions(), run, n_trials=plan.trials, **options)
     finished = len(studies.finished_trials(the_study))
     if flags.timeout and finished < plan.trials:
         say(f"time budget of {flags.timeout:g} s reached: {finished}/{plan.trials} trials "

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "two rungs, else none; no pruner stops a trial while fitness cannot tell "
                         "trials apart)")
     s.add_argument("--address", default=None, help="join this Ray cluster (auto | HOST:PORT)")
+    s.add_argument("--repeats", type=int, default=0,
+                   help="the last K trials train the K best once more with another training "
+                        "seed; the best mean wins (default: 0)")
 
     d = sub.add_parser("demo-data", help="write the deterministic demo dataset")
     d.add_argument("--out", required=True, help="output folder (YOLO layout + data.yaml)")
@@ -120,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
             gpus_per_trial=args.gpus_per_trial, fraction=args.fraction, model=args.model,
             epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
             ga_parent=args.ga_parent, pruner=args.pruner, address=args.address, timeout=args.timeout,
-            defaults_first=args.defaults_first,
+            defaults_first=args.defaults_first, repeats=args.repeats,
         )
     elif args.command == "demo-data":
         from automl.demo import make_demo_dataset

@@ -33,6 +33,7 @@ class RunSpec:
         save, final_eval: write best.pt/last.pt every epoch; re-validate best.pt at the end
             (off for trials, on for promotions).
         workers: dataloader workers (None: ultralytics' default).
+        replay: a record of learning curves (automl.replay): trials replay it, nothing trains.
     """
 
     data: str
@@ -49,6 +50,7 @@ class RunSpec:
     save: bool = False
     final_eval: bool = False
     workers: int | None = None
+    replay: str | None = None
 
     def for_baseline(self) -> RunSpec:
         """The same run training the plain training's args instead of the space's fixed ones."""
@@ -139,6 +141,8 @@ class SearchFlags:
     address: str | None = None
     defaults_first: bool = True
     timeout: float | None = None
+    repeats: int = 0  # the best trials trained once more with another seed; pick the best mean
+    replay: str | None = None  # replay recorded learning curves instead of training (automl.replay)
 
     @property
     def demo(self) -> bool:
@@ -168,6 +172,9 @@ def check_flags(flags: SearchFlags, *, epochs: int, imgsz: int, batch: int) -> N
         (flags.timeout is None or flags.timeout > 0,
          f"--timeout {flags.timeout}: must be > 0 seconds (leave it out for no time limit)"),
         (flags.trials >= 1, f"--trials {flags.trials}: must be at least 1"),
+        (0 <= flags.repeats < flags.trials,
+         f"--repeats {flags.repeats}: must be >= 0 and below --trials ({flags.trials}): the "
+         "repeats are the last trials of the budget"),
         (flags.concurrency >= 1, f"--concurrency {flags.concurrency}: must be at least 1"),
         (flags.cpus_per_trial is None or flags.cpus_per_trial > 0,
          f"--cpus-per-trial {flags.cpus_per_trial}: must be > 0"),

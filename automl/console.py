@@ -71,13 +71,17 @@ def top_rows(study, n: int, metric: Callable[[Any], str] = lambda v: f"{v:.3f}",
     The plain training is marked `#N plain`. `metric` and `param` format the cells.
     """
     from automl.fitness import METRIC_LABELS
-    from automl.study import BASELINE_ATTR, top_trials
+    from automl.study import BASELINE_ATTR, repeat_means, top_trials
 
     top = top_trials(study, n)
+    means = repeat_means(study)
     keys = list(dict.fromkeys(k for t in top for k in t.params))
-    header = ["trial", "fitness", *METRIC_LABELS.values(), *keys]
+    header = ["trial", "fitness", *(["mean (runs)"] if means else []), *METRIC_LABELS.values(),
+              *keys]
     rows = [[f"#{t.number}" + (" plain" if t.user_attrs.get(BASELINE_ATTR) else ""),
              f"{t.value:.4f}",
+             *([f"{means[t.number][0]:.4f} ({means[t.number][1]})" if t.number in means else "-"]
+               if means else []),
              *(metric(t.user_attrs.get(k, math.nan)) for k in METRIC_LABELS),
              *(param(t.params.get(k)) for k in keys)] for t in top]
     return header, rows
@@ -95,21 +99,26 @@ def baseline_verdict(study) -> str | None:
     """One line: how much the best trial beats the plain training (trial #0), or that it does not."""
     from optuna.trial import TrialState
 
-    from automl.study import BASELINE_ATTR, best_trial
+    from automl.study import BASELINE_ATTR, REPEAT_OF_ATTR, best_trial, repeat_means
 
     plain = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-             if t.user_attrs.get(BASELINE_ATTR)]
+             if t.user_attrs.get(BASELINE_ATTR) and REPEAT_OF_ATTR not in t.user_attrs]
     best = best_trial(study)
     if not plain or best is None:
         return None
     base = plain[-1]
-    if best.number == base.number or best.value <= base.value:
-        return (f"the plain training (#{base.number}, fitness {base.value:.4f}) is the best: no "
-                "searched configuration beat it; use its settings (or search longer)")
-    gain = best.value - base.value
-    rel = f" ({gain / base.value:+.0%})" if base.value > 0 else ""
-    return (f"best #{best.number} {best.value:.4f} beats the plain training #{base.number} "
-            f"{base.value:.4f} by {gain:+.4f}{rel} on the search's data")
+    means = repeat_means(study)
+    # with repeats, a trial is worth its mean; the plain training too when it was repeated
+    best_value = means[best.number][0] if best.number in means else best.value
+    base_value = means[base.number][0] if base.number in means else base.value
+    what = "mean " if means else ""
+    if best.number == base.number or best_value <= base_value:
+        return (f"the plain training (#{base.number}, {what}fitness {base_value:.4f}) is the best: "
+                "no searched configuration beat it; use its settings (or search longer)")
+    gain = best_value - base_value
+    rel = f" ({gain / base_value:+.0%})" if base_value > 0 else ""
+    return (f"best #{best.number} {what}{best_value:.4f} beats the plain training "
+            f"#{base.number} {base_value:.4f} by {gain:+.4f}{rel} on the search's data")
 
 
 def studies_table(rows: list[dict], promoted: Mapping[tuple[str, str], Any],

@@ -78,8 +78,9 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     # the user's plain `yolo train` on the trial's data: ultralytics' optimizer=auto resolved
     auto = resolve_auto(n_images=mini_size(len(dataset.train), fraction), epochs=epochs,
                         batch=batch, nbs=nbs, nc=dataset.nc)
-    space = space.for_optimizer(str(space.fixed.get("optimizer", D.AUTO)).replace(D.AUTO,
-                                                                                  auto.optimizer))
+    if "optimizer" not in space.keys:  # the ranges for the optimizer that trains
+        named = str(space.fixed.get("optimizer", D.AUTO))
+        space = space.for_optimizer(auto.optimizer if named == D.AUTO else named)
     fixed = {**trial_fixed(space.fixed, space.keys, auto), **run_args}
     plain = {**auto.as_args(), **run_args}
     baseline = {k: plain.get(k, ultralytics_defaults.get(k)) for k in space.keys}
@@ -102,7 +103,8 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
         data=str((out_dir / "mini" / "data.yaml").resolve()), model=flags.model, epochs=epochs,
         imgsz=imgsz, batch=batch, device=flags.device, fitness=fit.spec, fixed=fixed,
         baseline_fixed=plain, project=str((out_dir / "trials").resolve()),
-        threads=max(1, int(cpus)))
+        threads=max(1, int(cpus)),
+        replay=str(Path(flags.replay).resolve()) if flags.replay else None)
     return SearchPlan(name=name, config=config, run=run, space=space, dataset=dataset,
                       trials=trials,
                       fraction_why=why, mini_dir=out_dir / "mini", baseline=baseline, start=start,

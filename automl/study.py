@@ -22,6 +22,8 @@ CONFIG_ATTR = "automl:config"
 OWNER_ATTR = "automl:owner"          # host:pid of the process running a trial
 INTERRUPTED_ATTR = "automl:interrupted"  # FAIL because the search process died or was stopped
 RETRY_OF_ATTR = "automl:retry_of"    # number of the interrupted trial this one re-runs
+REPEAT_OF_ATTR = "automl:repeat_of"  # number of the trial this one trains again (--repeats)
+SEED_ATTR = "automl:seed"            # the training seed of a repeat (others train with seed 0)
 ERROR_ATTR = "error"
 BASELINE_ATTR = "automl:baseline"    # the trial that trains the user's plain `yolo train`
 OUTSIDE_ATTR = "automl:outside_space"  # why a baseline is not a point of the space (no GA parent)
@@ -254,7 +256,8 @@ def mark_interrupted(study, trial, message: str) -> None:
             study._storage.set_trial_user_attr(trial._trial_id, key, value)
     study.tell(trial.number, state=TrialState.FAIL)
     if RETRY_OF_ATTR not in trial.user_attrs:  # retry each configuration once, not forever
-        kept = {k: v for k, v in trial.user_attrs.items() if k in (BASELINE_ATTR, OUTSIDE_ATTR)}
+        kept = {k: v for k, v in trial.user_attrs.items()
+                if k in (BASELINE_ATTR, OUTSIDE_ATTR, REPEAT_OF_ATTR, SEED_ATTR)}
         study.enqueue_trial(dict(trial.params), user_attrs={**kept, RETRY_OF_ATTR: trial.number})
 
 
@@ -288,25 +291,73 @@ def finished_trials(study) -> list:
     ]
 
 
-def best_trial(study):
-    """The COMPLETE trial with the highest fitness, or None."""
+def _complete(study) -> list:
     from optuna.trial import TrialState
 
-    complete = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and math.isfinite(t.value)
-    ]
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)]
+
+
+def repeat_means(study) -> dict[int, tuple[float, int]]:
+    """Trials trained again with other seeds (`--repeats`): original number -> (mean, trainings).
+
+    The mean is over the original's fitness and its COMPLETE repeats'.
+    """
+    complete = _complete(study)
+    groups: dict[int, list[float]] = {}
+    for t in complete:
+        original = t.user_attrs.get(REPEAT_OF_ATTR)
+        if original is not None:
+            groups.setdefault(int(original), []).append(t.value)
+    originals = {t.number: t.value for t in complete}
+    return {n: ((originals[n] + sum(v)) / (len(v) + 1), len(v) + 1)
+            for n, v in groups.items() if n in originals}
+
+
+def best_trial(study):
+    """The best COMPLETE trial, or None.
+
+    Where trials were trained again with other seeds (`--repeats`), the one whose trainings have
+    the best mean fitness (what the configuration is worth, not its luckiest run); otherwise
+    the one with the highest fitness.
+    """
+    means = repeat_means(study)
+    complete = [t for t in _complete(study) if REPEAT_OF_ATTR not in t.user_attrs]
+    if means:
+        repeated = [t for t in complete if t.number in means]
+        return max(repeated, key=lambda t: (means[t.number][0], -t.number))
     return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
 
 
 def top_trials(study, n: int = 5) -> list:
+    """The `n` best COMPLETE trials by fitness (repeats of a trial left out: see repeat_means)."""
+    complete = [t for t in _complete(study) if REPEAT_OF_ATTR not in t.user_attrs]
+    return sorted(complete, key=lambda t: (-t.value, t.number))[:n]
+
+
+def queue_repeats(study, count: int, seed: int = 1) -> list[int]:
+    """Queue the `count` best trials to train once more with training seed `seed` (`--repeats`).
+
+    A repeat is its own trial with the original's params, user attrs `automl:repeat_of` (the
+    original's number) and `automl:seed`; a baseline's repeat is a baseline too. Trials already
+    repeated (or queued) are not queued again. The caller holds the trial-slot lock.
+
+    Returns:
+        The numbers of the trials queued to be repeated.
+    """
     from optuna.trial import TrialState
 
-    complete = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and math.isfinite(t.value)
-    ]
-    return sorted(complete, key=lambda t: (-t.value, t.number))[:n]
+    repeated = {t.user_attrs.get(REPEAT_OF_ATTR) for t in study.get_trials(deepcopy=False)
+                if t.state != TrialState.FAIL or not t.user_attrs.get(INTERRUPTED_ATTR)}
+    queued = []
+    for t in top_trials(study, count):
+        if t.number in repeated:
+            continue
+        kept = {k: v for k, v in t.user_attrs.items() if k in (BASELINE_ATTR, OUTSIDE_ATTR)}
+        study.enqueue_trial(dict(t.params), user_attrs={**kept, REPEAT_OF_ATTR: t.number,
+                                                        SEED_ATTR: seed})
+        queued.append(t.number)
+    return queued
 
 
 def trial_args(study, trial) -> dict[str, Any]:
@@ -337,9 +388,12 @@ def write_best_hyperparameters(study, path: str | Path) -> Path:
     attrs = best.user_attrs
     plain = " (the plain training: no searched configuration beat it)" \
         if attrs.get(BASELINE_ATTR) else ""
+    means = repeat_means(study)
+    mean = (f", mean of {means[best.number][1]} trainings {means[best.number][0]:.5f}"
+            if best.number in means else "")
     header = [
         f"# best of study '{study.study_name}': trial {best.number}{plain}, fitness "
-        f"{best.value:.5f} ({config.fitness})",
+        f"{best.value:.5f}{mean} ({config.fitness})",
         "# " + ", ".join(
             f"{k} {attrs[k]:.4f}" for k in METRICS if isinstance(attrs.get(k), (int, float))
         ),

@@ -276,7 +276,8 @@ def main() -> None:
                 print(f"seed {seed}  {name}: wall {result['wall']:.0f} s, best "
                       f"{result['best']:.4f}, {result['epochs']} epochs{fraction}", flush=True)
                 for params, value in result["history"]:  # what each searcher tried
-                    shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(params.items()))
+                    shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                     for k, v in sorted(params.items()))
                     print(f"      {value:.4f}  {shown}", flush=True)
                 print(f"      best configuration retrained with seeds {args.reeval_seeds}: "
                       + " ".join(f"{v:.4f}" for v in again), flush=True)

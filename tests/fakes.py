@@ -69,3 +69,34 @@ def fake_trainer_killed_by_the_os(config):
         if config["number"] == 0 and epoch == 2:
             os.kill(os.getpid(), signal.SIGKILL)
         _report(epoch, 0.1 * epoch)
+
+
+def fake_record(path, *, configs: int = 40, epochs: int = 20, seed: int = 0):
+    """A record (automl.replay) of made-up learning curves, in the shape of the small regime's
+    (lr_momentum for AdamW, 20 epochs): fitness 0 until epoch 8, then rising towards a
+    closed-form value of lr0 and momentum, plus a per-seed offset (training noise)."""
+    import numpy as np
+
+    from automl.replay import FIELDS, Record
+
+    rng = np.random.default_rng(seed)
+    params = np.column_stack([10 ** rng.uniform(-4, -1, configs), rng.uniform(0.01, 1, configs),
+                              rng.uniform(0.6, 0.98, configs)])
+    params[0] = (0.001667, 0.01, 0.9)  # the plain training
+    params[1] = (0.01, 0.01, 0.937)  # ultralytics' default values
+    curves = np.full((configs, 2, epochs, len(FIELDS)), np.nan, np.float32)
+    for i, (lr0, _lrf, momentum) in enumerate(params):
+        for s in range(2):
+            top = max(0.0, 0.5 - 0.15 * abs(math.log10(lr0) + 1.7) - abs(momentum - 0.85)
+                      + 0.05 * (s - 0.5) * math.sin(7 * i))
+            for e in range(epochs):
+                value = 0.0 if e < 7 else top * (e - 6) / (epochs - 6)
+                row = dict.fromkeys(FIELDS, value)
+                row.update(val_loss=5.0 - value, train_seconds=1.5 * (e + 1))
+                curves[i, s, e] = [row[f] for f in FIELDS]
+    meta = {"regime": "fake", "flags": {"epochs": epochs, "imgsz": 96, "batch": 16,
+                                        "data": "data.yaml"},
+            "dataset": {"yaml": "data.yaml", "names": ["a", "b"], "n_train": 120, "n_val": 30}}
+    bounds = {"lr0": (1e-4, 1e-1, True), "lrf": (0.01, 1.0, False), "momentum": (0.6, 0.98, False)}
+    return Record(keys=("lr0", "lrf", "momentum"), params=params, seeds=(0, 1), curves=curves,
+                  bounds=bounds, meta=meta).save(path)

@@ -85,7 +85,7 @@ def test_a_grid_is_capped_at_its_points_plus_the_baseline():
 
 @pytest.mark.parametrize(("flags", "message"), [
     (SearchFlags(searcher="hyperband"), "--searcher hyperband: unknown searcher; choose one of tpe"),
-    (SearchFlags(pruner="hyperband"), "--pruner hyperband: unknown; choose one of asha"),
+    (SearchFlags(pruner="hyperband"), "--pruner hyperband: unknown pruner; choose one of asha"),
     (SearchFlags(fraction="half"), "--fraction half: use a share in"),
     (SearchFlags(fraction=1.5), r"--fraction 1.5: must be in \(0, 1\]"),
     (SearchFlags(batch=0), "--batch 0: must be at least 1"),

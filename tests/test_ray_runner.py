@@ -44,7 +44,7 @@ def test_an_epoch_tells_trials_apart_once_half_of_them_have_scored():
 
 
 def test_an_unknown_pruner_is_a_config_error_not_fifo():
-    with pytest.raises(ConfigError, match="--pruner hyperband: unknown; choose one of asha"):
+    with pytest.raises(ConfigError, match="--pruner hyperband: unknown pruner; choose one of asha"):
         make_scheduler("hyperband", 10)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from automl.epochs import FITNESS
-from automl.errors import ConfigError
+from automl.registry import lookup
 
 # A trial counts as having learned something at a rung once its fitness reaches this (mAP-scale
 # metrics lie in [0, 1]; values like 0.0003 in the first epochs are noise).
@@ -130,10 +130,7 @@ def pruner_entry(name: str) -> PrunerEntry:
     Raises:
         ConfigError: an unknown name, listing the known ones.
     """
-    try:
-        return PRUNERS[name]
-    except KeyError:
-        raise ConfigError(f"--pruner {name}: unknown; choose one of {', '.join(PRUNERS)}") from None
+    return lookup(PRUNERS, name, flag="pruner", what="pruner")
 
 
 def make_scheduler(pruner: str, epochs: int):

@@ -22,6 +22,7 @@ from automl.study import (
     BASELINE_ATTR,
     ERROR_ATTR,
     OWNER_ATTR,
+    SEED_ATTR,
     finished_trials,
     owner_tag,
     trial_slot_lock,
@@ -78,7 +79,8 @@ def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: one ultralytics training, one EpochReport per epoch.
 
     `config`: {"params": the trial's params, "number": its number, "run": the RunSpec,
-    "baseline": whether it is the user's plain training}.
+    "baseline": whether it is the user's plain training, "seed": its training seed when it
+    is not ultralytics' default (a repeat)}.
     """
     import ray
     from ray import tune
@@ -94,6 +96,8 @@ def run_trial(config: dict[str, Any]) -> None:
     if config.get("baseline"):
         # the user's plain training: its own args (the space's fixed ones may differ from them)
         params, run = {}, run.for_baseline()
+    if config.get("seed") is not None:
+        params = {**params, "seed": int(config["seed"])}
     outcome = train_once(params, run, name=f"trial_{config['number']:04d}", report=report,
                          should_stop=_stop_requested)
     if "error" in outcome:
@@ -159,7 +163,8 @@ def _make_searcher_class():
             self._history[trial_id] = []
             self._started[trial_id] = time.perf_counter()
             return {"params": dict(trial.params), "number": trial.number, "run": self._run,
-                    "baseline": bool(trial.user_attrs.get(BASELINE_ATTR))}
+                    "baseline": bool(trial.user_attrs.get(BASELINE_ATTR)),
+                    "seed": trial.user_attrs.get(SEED_ATTR)}
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
             trial = self._live.get(trial_id)

@@ -13,6 +13,7 @@ from typing import Any
 
 from automl.defaults import GA_PARENT_MODES as PARENT_MODES
 from automl.errors import ConfigError, SearchSpaceError
+from automl.registry import lookup
 from automl.spaces import Param, SearchSpace
 
 __all__ = ["SEARCHERS", "GASampler", "PARENT_MODES", "SearcherEntry", "grid_values",
@@ -253,11 +254,7 @@ def searcher_entry(name: str) -> SearcherEntry:
     Raises:
         ConfigError: an unknown name, listing the known ones.
     """
-    try:
-        return SEARCHERS[name]
-    except KeyError:
-        raise ConfigError(f"--searcher {name}: unknown searcher; choose one of "
-                          f"{', '.join(SEARCHERS)}") from None
+    return lookup(SEARCHERS, name, flag="searcher", what="searcher")
 
 
 def make_sampler(

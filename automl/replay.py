@@ -1,0 +1,300 @@
+"""Replayed trainings: recorded learning curves stand in for real ones (benchmarks and tests).
+
+A record (`benchmarks/records/*.npz`, written by `benchmarks/record_curves.py`) holds real
+ultralytics trainings of many configurations of a space, each with several training seeds, and
+every epoch's EpochReport. Replaying a configuration reports the curve of the nearest recorded
+configuration (normalised distance in the space: log keys on a log scale, each range scaled to
+[0, 1]) for the recorded seed the training seed picks, so a search, its study records and its
+pruners run unchanged, in seconds instead of hours:
+
+- through Ray Tune, as a real search (`automl.search(..., replay=PATH)`, trainable `replay_trial`);
+- in this process, without Ray (`simulate`): the same StudySearcher, study and scheduler, driven
+  one trial after another as Ray Tune drives them at concurrency 1. Thousands of searches fit in
+  minutes this way; tests check it proposes and records exactly what the Ray path does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automl.epochs import EpochReport
+from automl.errors import ConfigError
+
+# EpochReport fields a record stores per epoch, in this order (node is not recorded)
+FIELDS = tuple(f.name for f in fields(EpochReport) if f.name not in ("epoch", "node"))
+
+
+@dataclass(frozen=True)
+class Record:
+    """Recorded trainings: configurations x training seeds x epochs x FIELDS.
+
+    Attributes:
+        keys: the space's keys, the columns of `params`.
+        params: (configs, keys) the recorded configurations.
+        seeds: the training seeds, the second axis of `curves`.
+        curves: (configs, seeds, epochs, FIELDS) float32, NaN where an epoch is missing.
+        bounds: key -> (low, high, log): how distances are normalised.
+        meta: what was recorded and how (regime, fixed args, cost, versions).
+    """
+
+    keys: tuple[str, ...]
+    params: np.ndarray
+    seeds: tuple[int, ...]
+    curves: np.ndarray
+    bounds: Mapping[str, tuple[float, float, bool]]
+    meta: Mapping[str, Any]
+    units: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "units", self.unit(self.params))
+
+    @property
+    def epochs(self) -> int:
+        return self.curves.shape[2]
+
+    def unit(self, params: np.ndarray) -> np.ndarray:
+        """Configurations mapped into [0, 1] per key (log keys on a log scale)."""
+        out = np.empty_like(params, dtype=float)
+        for j, key in enumerate(self.keys):
+            low, high, log = self.bounds[key]
+            column = params[:, j].astype(float)
+            if log:
+                column, low, high = np.log(column), math.log(low), math.log(high)
+            out[:, j] = (column - low) / (high - low) if high > low else 0.0
+        return out
+
+    def nearest(self, params: Mapping[str, Any]) -> int:
+        """Index of the recorded configuration closest to `params` (normalised distance)."""
+        missing = [k for k in self.keys if k not in params]
+        if missing:
+            raise ConfigError(f"replay: the configuration lacks {', '.join(missing)}; the record "
+                              f"covers the keys {', '.join(self.keys)}")
+        point = self.unit(np.array([[float(params[k]) for k in self.keys]]))
+        return int(np.argmin(((self.units - point) ** 2).sum(axis=1)))
+
+    def curve(self, index: int, seed: int) -> list[EpochReport]:
+        """The recorded epochs of configuration `index` for training seed `seed` (seeds beyond
+        the recorded ones wrap around)."""
+        rows = self.curves[index, seed % len(self.seeds)]
+        out = []
+        for epoch, row in enumerate(rows, start=1):
+            values = dict(zip(FIELDS, (float(v) for v in row), strict=True))
+            if math.isnan(values["fitness"]) and math.isnan(values["map50_95"]):
+                break  # the training stopped (or failed) here
+            out.append(EpochReport(epoch=epoch, **values))
+        return out
+
+    def final(self, fitness: str | None = None) -> np.ndarray:
+        """(configs, seeds) fitness at each training's last recorded epoch, under `fitness`
+        (default: the recorded fitness)."""
+        values = self._fitness(fitness)
+        last = np.array([[int(np.nanmax(np.where(~np.isnan(values[i, s]),
+                                                  np.arange(self.epochs), -1)))
+                          for s in range(len(self.seeds))] for i in range(len(values))])
+        return np.take_along_axis(values, last[..., None], axis=2)[..., 0]
+
+    def _fitness(self, fitness: str | None) -> np.ndarray:
+        if fitness is None:
+            return self.curves[..., FIELDS.index("fitness")].astype(float)
+        from automl.fitness import parse_fitness
+
+        fit = parse_fitness(fitness)
+        total = np.zeros(self.curves.shape[:3])
+        for name, weight in fit.weights:
+            total = total + weight * self.curves[..., FIELDS.index(name)]
+        return total
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {**self.meta, "keys": list(self.keys), "seeds": list(self.seeds),
+                "fields": list(FIELDS), "bounds": {k: list(v) for k, v in self.bounds.items()}}
+        np.savez_compressed(path, params=self.params, curves=self.curves.astype(np.float32),
+                            meta=np.array(json.dumps(meta)))
+        return path
+
+
+@lru_cache(maxsize=4)
+def load_record(path: str | Path) -> Record:
+    """Read a record written by Record.save (cached per process: replay trials share it).
+
+    Raises:
+        ConfigError: the file is missing or is not a record.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"replay: {path}: no such record; make one with "
+                          "benchmarks/record_curves.py")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            params, curves = z["params"], z["curves"]
+    except (OSError, KeyError, ValueError) as e:
+        raise ConfigError(f"replay: {path}: not a record of learning curves ({e})") from None
+    if tuple(meta.get("fields", ())) != FIELDS:
+        raise ConfigError(f"replay: {path}: recorded fields {meta.get('fields')} are not "
+                          f"{list(FIELDS)}; record it again")
+    return Record(keys=tuple(meta["keys"]), params=params, seeds=tuple(meta["seeds"]),
+                  curves=curves, bounds={k: (float(v[0]), float(v[1]), bool(v[2]))
+                                         for k, v in meta["bounds"].items()},
+                  meta=meta)
+
+
+def trial_seed(run, config: Mapping[str, Any]) -> int:
+    """The training seed of a trial: its own (a repeat's), else the run's fixed `seed`, else 0
+    (ultralytics' default: every trial of a search trains with seed 0)."""
+    if config.get("seed") is not None:
+        return int(config["seed"]) + int(run.fixed.get("seed", 0))
+    return int(run.fixed.get("seed", 0))
+
+
+def replay_trial(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: report the recorded epochs of the nearest configuration.
+
+    The baseline trial replays the plain training's values of the recorded keys.
+    """
+    import ray
+    from ray import tune
+
+    node = ray.get_runtime_context().get_node_id()
+    for epoch in replayed_epochs(config):
+        tune.report({**epoch.as_dict(), "node": node})
+
+
+def replayed_epochs(config: Mapping[str, Any]) -> list[EpochReport]:
+    """What a trial with this Ray config reports when replayed (see replay_trial)."""
+    run = config["run"]
+    record = load_record(run.replay)
+    params = {**config["params"], **run.baseline_fixed} if config.get("baseline") else \
+        {**run.fixed, **config["params"]}
+    return record.curve(record.nearest(params), trial_seed(run, config))
+
+
+def record_dataset(record: Record):
+    """A stand-in for the recorded data: the counts and names a search plan reads, no files."""
+    from automl.data import Dataset
+
+    info = record.meta["dataset"]
+    return Dataset(yaml_path=Path(info["yaml"]), names=tuple(info["names"]),
+                   train=tuple(Path(f"replayed/train/{i}") for i in range(info["n_train"])),
+                   val=tuple(Path(f"replayed/val/{i}") for i in range(info["n_val"])))
+
+
+class _Controller:
+    """What Ray Tune's schedulers ask of the controller: nothing waits at concurrency 1."""
+
+    def get_live_trials(self) -> list:
+        return []
+
+
+@dataclass(eq=False)
+class _Trial:
+    """What Ray Tune's schedulers read of a trial."""
+
+    trial_id: str
+
+
+def simulate(study, plan, *, n_trials: int | None = None, on_event=None) -> None:
+    """Run a replayed search in this process, as Ray Tune runs it at concurrency 1.
+
+    The same StudySearcher asks the study and records every epoch and outcome, the same
+    scheduler (`plan.config.pruner`) decides on every epoch's result, in the order Ray Tune
+    calls them; only Ray's processes are left out. `plan.run.replay` names the record.
+    """
+    from ray.tune.schedulers import TrialScheduler
+    from ray.tune.search import Searcher
+
+    from automl.execution.pruners import make_scheduler
+    from automl.execution.ray_runner import StudySearcher
+
+    n_trials = n_trials or plan.trials
+    searcher = StudySearcher(study, plan.space.distributions(), plan.run, n_trials, on_event)
+    scheduler = make_scheduler(plan.config.pruner, int(plan.run.epochs))
+    controller = _Controller()
+    for i in range(10 * n_trials + 10):  # far more than a budget can take
+        trial_id = f"sim_{i:05d}_{len(study.trials)}"
+        config = searcher.suggest(trial_id)
+        if config is None or config == Searcher.FINISHED:
+            return
+        trial = _Trial(trial_id)
+        scheduler.on_trial_add(controller, trial)
+        last = None
+        for epoch in replayed_epochs(config):
+            result = {**epoch.as_dict(), "node": "", "trial_id": trial_id}
+            if scheduler.on_trial_result(controller, trial, result) == TrialScheduler.STOP:
+                last = result
+                break
+            searcher.on_trial_result(trial_id, result)
+            last = result
+        searcher.on_trial_complete(trial_id, last)
+        scheduler.on_trial_complete(controller, trial, last)
+
+
+def replay_plan(record_path: str | Path, **flags: Any):
+    """The SearchPlan `automl.search(replay=record_path, **flags)` makes, without its files.
+
+    Flags default to those the record was made with (epochs, imgsz, batch, data).
+    """
+    from automl.config import SearchFlags
+    from automl.planning import resolve_search
+    from automl.spaces import load_space, ultralytics_defaults
+
+    record = load_record(record_path)
+    settings = {**record.meta["flags"], "replay": str(record_path), **flags}
+    search_flags = SearchFlags(**settings)
+    return resolve_search(search_flags, dataset=record_dataset(record),
+                          space=load_space(search_flags.space),
+                          ultralytics_defaults=ultralytics_defaults(), cpu_count=1, gpu_count=0,
+                          studies_dir=Path("studies"))
+
+
+def simulate_search(record_path: str | Path, *, storage=None, training_seed: int = 0,
+                    sampler_factory: Callable[[Any], Any] | None = None, **flags: Any):
+    """A whole replayed search in this process (see `simulate`); returns its Optuna study.
+
+    Args:
+        record_path: the record to replay.
+        storage: an Optuna storage (default: in memory).
+        training_seed: the training seed every trial trains with (a real search: 0). Another
+            value replays another recorded seed: another draw of the training noise.
+        sampler_factory: SearchPlan -> an Optuna sampler, instead of the `searcher` flag's
+            (benchmarks: a baseline that automl does not ship).
+        flags: `automl.search` flags (searcher, trials, seed, pruner, ...).
+    """
+    import optuna
+
+    from automl.searchers import make_sampler, queue_first_trials
+    from automl.study import check_config
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    plan = replay_plan(record_path, **flags)
+    if training_seed:
+        plan = replace(plan, run=replace(plan.run, fixed={**plan.run.fixed, "seed": training_seed},
+                                         baseline_fixed={**plan.run.baseline_fixed,
+                                                         "seed": training_seed}))
+    search_flags = plan.config
+    sampler = sampler_factory(plan) if sampler_factory else make_sampler(
+        search_flags.searcher, plan.space, seed=search_flags.seed, n_trials=plan.trials,
+        defaults=plan.baseline, ga_parent=flags.get("ga_parent", "single"))
+    study = optuna.create_study(storage=storage, sampler=sampler, direction="maximize",
+                                study_name=plan.name)
+    check_config(study, plan.config)
+    if flags.get("defaults_first", True):
+        queue_first_trials(study, search_flags.searcher, plan.space, plan.baseline, plan.start,
+                           outside=plan.outside, budget=plan.trials)
+    repeats = int(flags.get("repeats", 0))
+    simulate(study, plan, n_trials=plan.trials - repeats)
+    if repeats:  # as automl.search does: the budget's last trials train the best ones again
+        from automl.study import queue_repeats
+
+        queue_repeats(study, repeats)
+        simulate(study, plan)
+    return study

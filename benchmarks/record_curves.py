@@ -1,0 +1,175 @@
+"""Record real learning curves once, so that searchers can be judged on thousands of searches.
+
+Trains, with automl's own trial code, the plain training, ultralytics' default values and
+`--configs` more configurations of the default search's space (`lr_momentum` as automl
+resolves it for the regime: the optimizer ultralytics' auto picks, its by_optimizer ranges),
+drawn by a scrambled Sobol design over the space (log keys on a log scale), each with every
+`--seeds` training seed, to the full epoch count on the data a trial of the default search
+trains on. Every epoch's EpochReport (metrics, fitness, validation loss, seconds) goes into a
+compressed record that `automl.replay` reads (`automl.search(replay=...)`, the replay
+benchmark, tests).
+
+    python benchmarks/record_curves.py --regime small --configs 96 --seeds 0 1 --workers 2
+    python benchmarks/record_curves.py --regime demo --configs 96 --seeds 0 1 --workers 2
+
+Trainings run `--workers` at a time, each on `--threads` torch threads (the record is exact for
+that thread count: CPU training repeats exactly at a fixed count). Finished trainings are kept
+in OUT.partial.jsonl, so an interrupted recording continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from multiprocessing import get_context
+from pathlib import Path
+
+
+def design(space, n: int, seed: int) -> list[dict]:
+    """`n` configurations of `space` from a scrambled Sobol sequence (log keys on a log scale)."""
+    from scipy.stats import qmc
+
+    points = qmc.Sobol(d=len(space.params), scramble=True, seed=seed).random(n)
+    configs = []
+    for u in points:
+        config = {}
+        for p, x in zip(space.params, u, strict=True):
+            if p.kind == "categorical":
+                config[p.name] = p.choices[min(int(x * len(p.choices)), len(p.choices) - 1)]
+            elif p.log:
+                config[p.name] = p.clip(math.exp(math.log(p.low) + x * (math.log(p.high)
+                                                                          - math.log(p.low))))
+            else:
+                config[p.name] = p.clip(p.low + x * (p.high - p.low))
+            if p.kind == "float":
+                config[p.name] = float(f"{config[p.name]:.6g}")
+        configs.append(config)
+    return configs
+
+
+def _train(job: dict) -> dict:
+    """One training in a worker process: its EpochReports as dicts, and its wall time."""
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    from automl.trainer import train_once
+
+    reports = []
+    start = time.perf_counter()
+    outcome = train_once(job["params"], job["run"], name=f"c{job['config']}s{job['seed']}",
+                         report=reports.append)
+    return {"config": job["config"], "seed": job["seed"], "error": outcome.get("error"),
+            "epochs": [r.as_dict() for r in reports], "seconds": time.perf_counter() - start}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--regime", choices=("small", "demo"), default="small")
+    parser.add_argument("--configs", type=int, default=96, help="Sobol configurations (+ 2)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--design-seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="default: benchmarks/records/REGIME.npz")
+    args = parser.parse_args()
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+
+    import numpy as np
+
+    from automl.config import SearchFlags
+    from automl.data import load_dataset, make_mini_dataset
+    from automl.demo import SMALL_TRAINING, make_demo_dataset, make_small_dataset
+    from automl.planning import resolve_search
+    from automl.replay import FIELDS, Record
+    from automl.spaces import load_space, ultralytics_defaults
+
+    out = Path(args.out or Path(__file__).parent / "records" / f"{args.regime}.npz")
+    partial = out.with_suffix(".partial.jsonl")
+    with tempfile.TemporaryDirectory(prefix="automl-record-") as tmp:
+        if args.regime == "small":
+            data = make_small_dataset(Path(tmp) / "data", seed=0)
+            flags = SearchFlags(data=str(data), **SMALL_TRAINING)
+        else:
+            data = make_demo_dataset(Path(tmp) / "data")  # the demo data, as the cache holds it
+            flags = SearchFlags()
+        dataset = load_dataset(data)
+        plan = resolve_search(flags, dataset=dataset, space=load_space("lr_momentum"),
+                              ultralytics_defaults=ultralytics_defaults(), cpu_count=args.threads,
+                              gpu_count=0, studies_dir=Path(tmp) / "studies")
+        train_yaml = make_mini_dataset(dataset, plan.config.fraction, Path(tmp) / "mini", seed=0)
+        run = replace(plan.run, data=str(train_yaml), project=str(Path(tmp) / "runs"),
+                      threads=args.threads, device="cpu")
+        configs = [dict(plan.baseline), dict(plan.start),
+                   *design(plan.space, args.configs, args.design_seed)]
+        done = {}
+        if partial.is_file():  # an interrupted recording: keep what finished
+            for line in partial.read_text().splitlines():
+                row = json.loads(line)
+                if row["params"] == configs[row["config"]] and not row["error"]:
+                    done[(row["config"], row["seed"])] = row
+        jobs = []
+        for i, params in enumerate(configs):
+            for seed in args.seeds:
+                if (i, seed) in done:
+                    continue
+                base = run.for_baseline() if i == 0 else run  # #0: the plain training itself
+                job_run = replace(base, fixed={**base.fixed, "seed": seed})
+                jobs.append({"config": i, "seed": seed, "run": job_run,
+                             "params": {} if i == 0 else params})
+        print(f"{args.regime}: {len(configs)} configurations x {len(args.seeds)} seeds, "
+              f"{len(done)} trainings recorded before, {len(jobs)} to go; {run.epochs} epochs at "
+              f"{run.imgsz} px on {plan.config.fraction:g} of {len(dataset.train)} images, "
+              f"optimizer {run.fixed.get('optimizer')}, {args.workers} x {args.threads} threads",
+              flush=True)
+        start = time.perf_counter()
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool, \
+                partial.open("a") as log:
+            futures = [pool.submit(_train, job) for job in jobs]
+            for n, future in enumerate(as_completed(futures), start=1):
+                row = future.result()
+                row["params"] = configs[row["config"]]
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                done[(row["config"], row["seed"])] = row
+                final = row["epochs"][-1]["map50_95"] if row["epochs"] else float("nan")
+                print(f"{n}/{len(jobs)}  config {row['config']} seed {row['seed']}: "
+                      f"{row['error'] or f'final mAP50-95 {final:.4f}'}  ({row['seconds']:.0f} s, "
+                      f"{time.perf_counter() - start:.0f} s in all)", flush=True)
+
+    keys = plan.space.keys
+    curves = np.full((len(configs), len(args.seeds), run.epochs, len(FIELDS)), np.nan, np.float32)
+    seconds = 0.0
+    for (i, seed), row in done.items():
+        seconds += row["seconds"]
+        for e in row["epochs"]:
+            if e["epoch"] <= run.epochs:
+                curves[i, args.seeds.index(seed), e["epoch"] - 1] = [e[f] for f in FIELDS]
+    import ultralytics
+
+    meta = {
+        "regime": args.regime, "configs": "0: the plain training, 1: ultralytics' default values, "
+        f"2+: scrambled Sobol (seed {args.design_seed})",
+        "flags": {k: v for k, v in flags.__dict__.items() if k in ("epochs", "imgsz", "batch")}
+        | {"data": None if flags.demo else "data.yaml"},
+        "dataset": {"yaml": "data.yaml", "names": list(dataset.names),
+                    "n_train": len(dataset.train), "n_val": len(dataset.val)},
+        "fraction": plan.config.fraction, "fixed": dict(run.fixed),
+        "baseline_fixed": dict(run.baseline_fixed), "fitness": plan.config.fitness,
+        "threads": args.threads, "workers": args.workers, "training_seconds": round(seconds),
+        "ultralytics": ultralytics.__version__,
+    }
+    bounds = {p.name: (p.low, p.high, p.log) for p in plan.space.params}
+    params = np.array([[float(c[k]) for k in keys] for c in configs])
+    path = Record(keys=tuple(keys), params=params, seeds=tuple(args.seeds), curves=curves,
+                  bounds=bounds, meta=meta).save(out)
+    print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB): {len(done)} trainings, "
+          f"{seconds / 3600:.2f} h of training")
+
+
+if __name__ == "__main__":
+    main()

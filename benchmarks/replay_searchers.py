@@ -1,0 +1,124 @@
+"""Searchers and pruners judged on thousands of replayed searches (issue 16).
+
+Every search runs in this process against a record of real learning curves
+(`benchmarks/record_curves.py`; `automl.replay.simulate_search`: the same searcher, study records
+and Ray Tune scheduler as a real search, without training). For each searcher x pruner x budget,
+`--reps` searches with searcher seeds 0..reps-1, each replaying one recorded training seed as
+"the" training (alternating, so both draws of the training noise count). Per search:
+
+- worth: the seed-averaged final fitness of the configuration the search picks (its best
+  trial; with --repeats K the best mean after the budget's last K trials trained the best K
+  again with another seed, as `automl search --repeats K` does): what the pick is worth, not
+  its luckiest run;
+- regret: the best worth in the record minus the pick's worth;
+- epochs: the epochs the search trained (pruned trials count the epochs they ran).
+
+`peer` is ultralytics 8.4's tuner mutation (benchmarks/peer_sampler.py) starting from
+ultralytics' default values, as `model.tune()` does; automl's searchers start from the plain
+training and (but the GA) ultralytics' default values.
+
+    python benchmarks/replay_searchers.py --record benchmarks/records/small.npz --reps 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))  # peer_sampler.py, beside this script
+
+
+def worth_table(record) -> np.ndarray:
+    """Each recorded configuration's worth: its final fitness averaged over the training seeds."""
+    return np.nanmean(record.final(), axis=1)
+
+
+def one_search(job: dict) -> dict:
+    """Run one replayed search; what it picked, what that is worth, what it cost."""
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    from automl.replay import load_record, simulate_search
+    from automl.study import best_trial
+
+    record = load_record(job["record"])
+    worth = worth_table(record)
+    flags = {"searcher": job["searcher"] if job["searcher"] != "peer" else "random",
+             "pruner": job["pruner"], "trials": job["budget"], "seed": job["rep"],
+             "repeats": job["repeats"]}
+    factory = None
+    if job["searcher"] == "peer":
+        from peer_sampler import PeerSampler
+
+        def factory(plan):
+            return PeerSampler(distributions=plan.space.distributions(), defaults=plan.start,
+                               gains={p.name: min(p.gain, 1.0) for p in plan.space.params},
+                               seed=job["rep"])
+
+        flags["defaults_first"] = False  # model.tune() starts from the defaults by itself
+    start = time.perf_counter()
+    study = simulate_search(job["record"], training_seed=job["rep"] % len(record.seeds),
+                            sampler_factory=factory, **flags)
+    pick = best_trial(study)  # with repeats: the best mean (automl.study.best_trial)
+    index = record.nearest(pick.params) if pick is not None else None
+    epochs = sum(len(t.intermediate_values) for t in study.trials)
+    return {**{k: job[k] for k in ("searcher", "pruner", "budget", "rep", "repeats")},
+            "worth": float(worth[index]) if index is not None else 0.0,
+            "regret": float(np.nanmax(worth) - (worth[index] if index is not None else 0.0)),
+            "epochs": epochs, "seconds": time.perf_counter() - start}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--record", default=str(Path(__file__).parent / "records" / "small.npz"))
+    parser.add_argument("--searchers", nargs="+", default=["ga", "tpe", "gp", "cmaes", "random",
+                                                           "peer"])
+    parser.add_argument("--pruners", nargs="+", default=["none", "asha", "median"])
+    parser.add_argument("--budgets", type=int, nargs="+", default=[8, 16, 32, 64])
+    parser.add_argument("--reps", type=int, default=50)
+    parser.add_argument("--repeats", type=int, nargs="+", default=[0],
+                        help="noise-aware pick: the last K trials of the budget train the best "
+                             "K again (0: none)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--csv", default=None, help="write every search's row here")
+    args = parser.parse_args()
+
+    import pandas as pd
+
+    from automl.replay import load_record
+
+    record = load_record(args.record)
+    worth = worth_table(record)
+    jobs = [{"record": args.record, "searcher": s, "pruner": p, "budget": b, "rep": r,
+             "repeats": k}
+            for s in args.searchers for p in args.pruners for b in args.budgets
+            for k in args.repeats for r in range(args.reps)]
+    print(f"{len(jobs)} replayed searches on {args.record} ({len(worth)} configurations x "
+          f"{len(record.seeds)} seeds x {record.epochs} epochs; best worth {np.nanmax(worth):.4f}, "
+          f"the plain training {worth[0]:.4f}, ultralytics' defaults {worth[1]:.4f})", flush=True)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        rows = list(pool.map(one_search, jobs, chunksize=4))
+    df = pd.DataFrame(rows)
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+    print(f"done in {time.perf_counter() - start:.0f} s\n")
+    table = df.groupby(["searcher", "pruner", "budget", "repeats"], sort=False).agg(
+        worth_median=("worth", "median"),
+        worth_q25=("worth", lambda v: v.quantile(0.25)),
+        worth_q75=("worth", lambda v: v.quantile(0.75)),
+        regret_median=("regret", "median"),
+        epochs=("epochs", "mean"),
+        seconds=("seconds", "mean"),
+    ).reset_index()
+    with pd.option_context("display.width", 200, "display.max_rows", 1000):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+if __name__ == "__main__":
+    main()

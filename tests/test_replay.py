@@ -1,0 +1,97 @@
+"""Replayed trainings (automl.replay): a record stands in for real trainings, through the same
+search, study records and pruners; the in-process simulation equals the Ray Tune path."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import automl
+from automl.errors import ConfigError
+from automl.replay import load_record, simulate_search
+from automl.study import (
+    BASELINE_ATTR,
+    REPEAT_OF_ATTR,
+    SEED_ATTR,
+    best_trial,
+    repeat_means,
+    top_trials,
+)
+from tests.fakes import fake_record
+
+
+@pytest.fixture(scope="module")
+def record_path(tmp_path_factory):
+    return fake_record(tmp_path_factory.mktemp("rec") / "fake.npz")
+
+
+def test_a_record_round_trips_and_finds_the_nearest_configuration(record_path):
+    record = load_record(record_path)
+    assert record.params.shape == (40, 3) and record.curves.shape[:3] == (40, 2, 20)
+    assert record.nearest({"lr0": 0.0017, "lrf": 0.011, "momentum": 0.9}) == 0
+    assert record.nearest({"lr0": 0.0101, "lrf": 0.02, "momentum": 0.93}) == 1
+    first, other = record.curve(1, 0), record.curve(1, 1)
+    assert [e.epoch for e in first] == list(range(1, 21)) and first[0].fitness == 0.0
+    assert first[-1].fitness != other[-1].fitness  # another training seed, another curve
+    assert record.curve(1, 2) == first  # seeds beyond the recorded ones wrap around
+    assert record.final().shape == (40, 2)
+
+
+def test_a_bad_record_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="no such record"):
+        load_record(tmp_path / "none.npz")
+    (tmp_path / "junk.npz").write_text("junk")
+    with pytest.raises(ConfigError, match="not a record of learning curves"):
+        load_record(tmp_path / "junk.npz")
+
+
+@pytest.mark.parametrize("pruner", ["none", "asha"])
+def test_simulated_searches_record_what_a_real_search_records(record_path, pruner):
+    study = simulate_search(record_path, searcher="tpe", trials=12, seed=1, pruner=pruner)
+    trials = study.trials
+    assert len(trials) == 12 and trials[0].user_attrs[BASELINE_ATTR] is True
+    assert trials[1].params == {"lr0": 0.01, "lrf": 0.01, "momentum": 0.937}
+    assert all(sorted(t.intermediate_values) == list(range(1, len(t.intermediate_values) + 1))
+               for t in trials)
+    states = {t.state for t in trials}
+    assert states <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert (TrialState.PRUNED in states) == (pruner == "asha")
+    # nobody is stopped before fitness tells trials apart (epoch 8 in this record)
+    assert all(len(t.intermediate_values) >= 8 for t in trials)
+    again = simulate_search(record_path, searcher="tpe", trials=12, seed=1, pruner=pruner)
+    assert [t.params for t in again.trials] == [t.params for t in trials]
+
+
+@pytest.mark.integration
+def test_the_ray_path_and_the_simulation_agree(record_path, in_tmp):
+    """automl.search(replay=...) runs the trials through Ray Tune; simulate_search in this
+    process. Same searcher, seed and record: the same trials, values and states."""
+    automl.search(data="data.yaml", replay=str(record_path), trials=10, seed=4, pruner="asha",
+                  repeats=2, study="r", log=lambda line: None)
+    ray_study = optuna.load_study(study_name="r", storage="sqlite:///studies/r.db")
+    simulated = simulate_search(record_path, trials=10, seed=4, pruner="asha", repeats=2)
+    assert [t.params for t in ray_study.trials] == [t.params for t in simulated.trials]
+    assert [t.state for t in ray_study.trials] == [t.state for t in simulated.trials]
+    assert [t.value for t in ray_study.trials] == [t.value for t in simulated.trials]
+    assert [t.user_attrs.get(REPEAT_OF_ATTR) for t in ray_study.trials][-2:] == \
+        [t.user_attrs.get(REPEAT_OF_ATTR) for t in simulated.trials][-2:]
+    assert best_trial(ray_study).number == best_trial(simulated).number
+
+
+def test_repeats_train_the_best_again_with_another_seed_and_the_best_mean_wins(record_path):
+    study = simulate_search(record_path, searcher="random", trials=10, seed=0, pruner="none",
+                            repeats=3)
+    originals = [t for t in study.trials if REPEAT_OF_ATTR not in t.user_attrs]
+    repeats = [t for t in study.trials if REPEAT_OF_ATTR in t.user_attrs]
+    assert len(originals) == 7 and len(repeats) == 3  # the budget's last 3 trials
+    top = sorted(originals, key=lambda t: -t.value)[:3]
+    assert [t.user_attrs[REPEAT_OF_ATTR] for t in repeats] == [t.number for t in top]
+    assert all(t.user_attrs[SEED_ATTR] == 1 for t in repeats)
+    for r in repeats:  # the same configuration, another recorded training: another value
+        original = study.trials[r.user_attrs[REPEAT_OF_ATTR]]
+        assert r.params == original.params and r.value != original.value
+    means = repeat_means(study)
+    assert set(means) == {t.number for t in top}
+    assert best_trial(study).number == max(means, key=lambda n: means[n][0])
+    assert top_trials(study, 10) == sorted(originals, key=lambda t: (-t.value, t.number))
