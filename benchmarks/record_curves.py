@@ -75,6 +75,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--design-seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="default: benchmarks/records/REGIME.npz")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the regime's")
+    parser.add_argument("--imgsz", type=int, default=None, help="default: the regime's")
     args = parser.parse_args()
     os.environ.setdefault("YOLO_VERBOSE", "False")
 
@@ -90,12 +92,13 @@ def main() -> None:
     out = Path(args.out or Path(__file__).parent / "records" / f"{args.regime}.npz")
     partial = out.with_suffix(".partial.jsonl")
     with tempfile.TemporaryDirectory(prefix="automl-record-") as tmp:
+        sizes = {k: v for k, v in (("epochs", args.epochs), ("imgsz", args.imgsz)) if v}
         if args.regime == "small":
             data = make_small_dataset(Path(tmp) / "data", seed=0)
-            flags = SearchFlags(data=str(data), **SMALL_TRAINING)
+            flags = SearchFlags(data=str(data), **{**SMALL_TRAINING, **sizes})
         else:
             data = make_demo_dataset(Path(tmp) / "data")  # the demo data, as the cache holds it
-            flags = SearchFlags()
+            flags = SearchFlags(**sizes)
         dataset = load_dataset(data)
         plan = resolve_search(flags, dataset=dataset, space=load_space("lr_momentum"),
                               ultralytics_defaults=ultralytics_defaults(), cpu_count=args.threads,
