@@ -7,6 +7,7 @@ modules below it never reach back up.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -76,6 +77,7 @@ def search(
     defaults_first: bool = True,
     timeout: float | None = None,
     repeats: int = 0,
+    keep_weights: str = "best",
     replay: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
@@ -105,6 +107,8 @@ def search(
         repeats: the last `repeats` trials of the budget train the best trials so far once more,
             with training seed 1 (each its own trial, linked to the original); the study's
             best is then the best mean of those, not the luckiest single training.
+        keep_weights: which finished trials keep their ultralytics weights: "best" (default:
+            the best COMPLETE trial's only, replaced when a better one completes), "all", "none".
         replay: a record of real learning curves (benchmarks/records/*.npz): every trial
             reports the recorded epochs of its nearest recorded configuration instead of
             training (searcher and pruner benchmarks, tests); the data then comes from the
@@ -122,7 +126,7 @@ def search(
     flags = SearchFlags(**{f.name: args[f.name] for f in fields(SearchFlags)})
     plan = _plan(flags, say)
     the_study = _open(flags, plan, say)
-    _run(flags, plan, the_study, say)
+    _run(flags, plan, the_study, say, live=log is None and sys.stdout.isatty())
     return _summarise(plan, the_study, say)
 
 
@@ -137,7 +141,7 @@ def _plan(flags: SearchFlags, say: Callable[[str], None]):
     from automl.planning import resolve_search
     from automl.searchers import searcher_entry
     from automl.spaces import load_space, ultralytics_defaults
-    from automl.study import STUDIES_DIR
+    from automl.study import STUDIES_DIR, check_storage, check_study_name
 
     if flags.replay:  # the recorded trainings' epochs, imgsz and batch unless the flags say
         from automl.replay import load_record
@@ -148,6 +152,10 @@ def _plan(flags: SearchFlags, say: Callable[[str], None]):
     # the cheap checks first: a typo must not wait for torch to load or demo data to be generated
     searcher_entry(flags.searcher)
     parse_fitness(flags.fitness)
+    if flags.study is not None:
+        check_study_name(flags.study)
+    if flags.storage is not None:
+        check_storage(flags.storage)
     if flags.pruner is not None:
         pruner_entry(flags.pruner)
     epochs, imgsz, batch = training_profile(flags)
@@ -174,7 +182,14 @@ def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
     from automl.console import shown
     from automl.searchers import make_sampler, queue_first_trials
 
-    sampler = make_sampler(flags.searcher, plan.space, seed=flags.seed, n_trials=plan.trials,
+    storage_url = flags.storage or studies.default_storage(plan.name)
+    seed = flags.seed
+    if seed is not None:
+        # the n-th driver of a study (a resume, a second process) draws from its own stream:
+        # the same seed would otherwise propose the configurations already tried
+        with studies.trial_slot_lock(storage_url):
+            seed = studies.driver_seed(studies.open_study(plan.name, flags.storage), seed)
+    sampler = make_sampler(flags.searcher, plan.space, seed=seed, n_trials=plan.trials,
                            defaults=plan.baseline, ga_parent=flags.ga_parent)
     the_study = studies.open_study(plan.name, flags.storage, sampler)
     studies.check_config(the_study, plan.config)
@@ -182,7 +197,7 @@ def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
     if recovered:
         say(f"marked interrupted trials {recovered} as FAIL; their configurations run again")
     if flags.defaults_first:
-        with studies.trial_slot_lock(flags.storage or studies.default_storage(plan.name)):
+        with studies.trial_slot_lock(storage_url):
             queued = queue_first_trials(the_study, flags.searcher, plan.space, plan.baseline,
                                         plan.start, outside=plan.outside, budget=plan.trials)
         if queued:
@@ -194,10 +209,10 @@ def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
     return the_study
 
 
-def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None]) -> None:
+def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: bool) -> None:
     """Write the mini split, print the header, run the trials through Ray Tune."""
     from automl import study as studies
-    from automl.console import TrialLines, ranges
+    from automl.console import LiveProgress, ranges
     from automl.data import make_mini_dataset
     from automl.execution.pruners import rungs_text
     from automl.execution.ray_runner import Resources, run_search
@@ -225,18 +240,25 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None]) -> Non
         f"{config.pruner}" + (f" ({rungs_text(run.epochs)})" if config.pruner == "asha" else "")
         + (f"; no new trial after {flags.timeout:g} s" if flags.timeout else ""))
     searching = plan.trials - flags.repeats
+    # a redrawn table on a terminal when automl prints itself; plain lines into logs and `log`
+    progress = LiveProgress(the_study, plan.trials, say, live=live)
+    the_study.set_user_attr(studies.BUDGET_ATTR, {"trials": plan.trials,
+                                                  "concurrency": plan.concurrency})
     options = dict(resources=Resources(plan.concurrency, plan.cpus, plan.gpus),
-                   on_event=TrialLines(the_study, plan.trials, say), address=flags.address,
-                   pruner=config.pruner, storage_url=storage_url, timeout=flags.timeout,
-                   **trainable)
-    run_search(the_study, plan.space.distributions(), run, n_trials=searching, **options)
-    if flags.repeats and len(studies.finished_trials(the_study)) >= searching:
-        with studies.trial_slot_lock(storage_url):
-            again = studies.queue_repeats(the_study, flags.repeats)
-        if again:
-            say(f"training trials {', '.join(f'#{n}' for n in again)} once more with training "
-                "seed 1: the best mean wins, not the luckiest training")
-        run_search(the_study, plan.space.distributions(), run, n_trials=plan.trials, **options)
+                   on_event=progress, address=flags.address, pruner=config.pruner,
+                   storage_url=storage_url, timeout=flags.timeout, **trainable)
+    try:
+        run_search(the_study, plan.space.distributions(), run, n_trials=searching, **options)
+        if flags.repeats and len(studies.finished_trials(the_study)) >= searching:
+            with studies.trial_slot_lock(storage_url):
+                again = studies.queue_repeats(the_study, flags.repeats)
+            if again:
+                say(f"training trials {', '.join(f'#{n}' for n in again)} once more with "
+                    "training seed 1: the best mean wins, not the luckiest training")
+            run_search(the_study, plan.space.distributions(), run, n_trials=plan.trials,
+                       **options)
+    finally:
+        progress.close()
     finished = len(studies.finished_trials(the_study))
     if flags.timeout and finished < plan.trials:
         say(f"time budget of {flags.timeout:g} s reached: {finished}/{plan.trials} trials "
@@ -292,6 +314,14 @@ def studies_table(storage: str | None = None) -> str:
                                                                         create=False))
                 for r in rows}
     return table(rows, promoted, storage)
+
+
+def status(study: str, *, storage: str | None = None) -> str:
+    """`automl status`: a study's live progress, from its storage alone (see console.status_text)."""
+    from automl.console import status_text
+    from automl.study import open_study
+
+    return status_text(open_study(study, storage, create=False))
 
 
 def promote(**kwargs):

@@ -8,6 +8,7 @@ import sys
 from automl import cli_data, cli_promote
 from automl.errors import AutoMLError
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "two rungs, else none; no pruner stops a trial while fitness cannot tell "
                         "trials apart)")
     s.add_argument("--address", default=None, help="join this Ray cluster (auto | HOST:PORT)")
+    s.add_argument("--keep-weights", default="best",
+                   help="which finished trials keep their weights: best (default: only the "
+                        "study's best trial, replaced when a better one completes), all, none")
     s.add_argument("--repeats", type=int, default=0,
                    help="the last K trials train the K best once more with another training "
                         "seed; the best mean wins (default: 0)")
@@ -86,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("studies", help="list studies with trial counts and best fitness")
     st.add_argument("--storage", help="Optuna storage URL (default: every studies/*.db)")
+
+    sa = sub.add_parser("status", help="a study's progress (running trials, best, ETA), read from "
+                                       "its storage: works for a search running elsewhere")
+    sa.add_argument("--study", required=True)
+    sa.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/NAME.db)")
 
     ex = sub.add_parser("export", help="write best_hyperparameters.yaml and trials.csv of a study")
     ex.add_argument("--study", required=True)
@@ -116,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "search":
         from automl.api import search
 
-        search(
+        result = search(
             data=args.data, space=args.space, searcher=args.searcher, trials=args.trials,
             fitness=args.fitness, study=args.study, storage=args.storage, seed=args.seed,
             concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
@@ -124,7 +133,14 @@ def _run(args: argparse.Namespace) -> int:
             epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
             ga_parent=args.ga_parent, pruner=args.pruner, address=args.address, timeout=args.timeout,
             defaults_first=args.defaults_first, repeats=args.repeats,
+            keep_weights=args.keep_weights,
         )
+        if result.best is None:
+            # scripts must be able to tell: nothing to promote, nothing learned
+            print("automl search: no trial completed (every trial failed or was stopped); see the "
+                  f"errors above, or `automl studies`; study '{result.study.study_name}'",
+                  file=sys.stderr)
+            return EXIT_FAILED
     elif args.command == "demo-data":
         from automl.demo import make_demo_dataset
 
@@ -133,6 +149,10 @@ def _run(args: argparse.Namespace) -> int:
         from automl.api import studies_table
 
         print(studies_table(args.storage))
+    elif args.command == "status":
+        from automl.api import status
+
+        print(status(args.study, storage=args.storage))
     elif args.command == "export":
         from automl.api import export
 

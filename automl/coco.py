@@ -13,10 +13,11 @@ the image path through a regex.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
@@ -138,6 +139,8 @@ def import_coco(
         raise ConfigError(f"--names {','.join(names)}: must be distinct, non-empty names")
     raw = _load(json_path)
     images = {im["id"]: im for im in raw["images"]}
+    for im in images.values():  # before anything is read or written: no path leaves its folder
+        _check_file_name(str(im["file_name"]), json_path)
     result = CocoImport(data_yaml=out / "data.yaml", names=())
 
     if class_from is not None:
@@ -211,6 +214,20 @@ def import_coco(
     return result
 
 
+def _check_file_name(name: str, json_path: Path) -> None:
+    """A COCO file_name is relative to the images folder: never absolute, never above it.
+
+    Raises:
+        DataError: naming the file_name; an absolute or `..` path would link (and label) files
+            outside --images and --out.
+    """
+    parts = Path(name).parts
+    if not name or Path(name).is_absolute() or PureWindowsPath(name).is_absolute() or ".." in parts:
+        raise DataError(f"{json_path}: file_name {name!r} is not a path inside --images (absolute "
+                        "or with '..'); COCO file_names are relative to the images folder. "
+                        "Nothing was written")
+
+
 def _yolo_row(ann: dict, cls: int, im: dict, images_dir: Path, result: CocoImport) -> str:
     """One YOLO row (class cx cy w h, normalized) from a COCO [x, y, w, h] px box, clipped."""
     w_img, h_img = im.get("width"), im.get("height")
@@ -222,7 +239,13 @@ def _yolo_row(ann: dict, cls: int, im: dict, images_dir: Path, result: CocoImpor
                 w_img, h_img = im["width"], im["height"] = pil.size
         except OSError:
             return ""  # the image is reported as missing
-    x, y, w, h = (float(v) for v in ann["bbox"])
+    try:
+        x, y, w, h = (float(v) for v in ann["bbox"])
+    except (TypeError, ValueError):
+        x = y = w = h = math.nan
+    if not all(math.isfinite(v) for v in (x, y, w, h)):  # NaN/inf: no box at all
+        result.degenerate.append(ann.get("id"))
+        return ""
     x0, y0 = min(max(x, 0.0), w_img), min(max(y, 0.0), h_img)
     x1, y1 = min(max(x + w, 0.0), w_img), min(max(y + h, 0.0), h_img)
     if (x0, y0, x1, y1) != (x, y, x + w, y + h):

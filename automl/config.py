@@ -34,6 +34,8 @@ class RunSpec:
             (off for trials, on for promotions).
         workers: dataloader workers (None: ultralytics' default).
         replay: a record of learning curves (automl.replay): trials replay it, nothing trains.
+        keep_weights: which trials keep their weights once finished: all, best (the study's best
+            COMPLETE trial only), none.
     """
 
     data: str
@@ -51,11 +53,14 @@ class RunSpec:
     final_eval: bool = False
     workers: int | None = None
     replay: str | None = None
+    keep_weights: str = "best"
 
     def for_baseline(self) -> RunSpec:
         """The same run training the plain training's args instead of the space's fixed ones."""
         return replace(self, fixed=dict(self.baseline_fixed))
 
+
+KEEP_WEIGHTS = ("best", "all", "none")
 
 # What a study measures: continuing it with other values would mix incomparable trials.
 DEFINING = ("space_keys", "fixed", "fitness", "data", "model", "epochs", "imgsz", "fraction",
@@ -142,6 +147,7 @@ class SearchFlags:
     defaults_first: bool = True
     timeout: float | None = None
     repeats: int = 0  # the best trials trained once more with another seed; pick the best mean
+    keep_weights: str = "best"  # all | best | none: which finished trials keep their weights
     replay: str | None = None  # replay recorded learning curves instead of training (automl.replay)
 
     @property
@@ -172,6 +178,8 @@ def check_flags(flags: SearchFlags, *, epochs: int, imgsz: int, batch: int) -> N
         (flags.timeout is None or flags.timeout > 0,
          f"--timeout {flags.timeout}: must be > 0 seconds (leave it out for no time limit)"),
         (flags.trials >= 1, f"--trials {flags.trials}: must be at least 1"),
+        (flags.keep_weights in KEEP_WEIGHTS,
+         f"--keep-weights {flags.keep_weights}: choose one of {', '.join(KEEP_WEIGHTS)}"),
         (0 <= flags.repeats < flags.trials,
          f"--repeats {flags.repeats}: must be >= 0 and below --trials ({flags.trials}): the "
          "repeats are the last trials of the budget"),
@@ -205,6 +213,9 @@ def check_model(model: str) -> None:
                 f"--model {model}: weights file not found (nothing is downloaded); pass a local "
                 "path, or a model YAML such as yolo11n.yaml to train from scratch"
             )
+        from automl.weights import check_weights
+
+        check_weights(path, "--model")  # every trial unpickles it: a crafted file must not run
         return
     if path.suffix not in {".yaml", ".yml"}:
         raise ConfigError(f"--model {model}: expected a .yaml model config or local .pt weights")

@@ -7,7 +7,9 @@ that compute things (data, checks, thresholds, the study) never import the API l
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -45,7 +47,7 @@ class TrialLines:
     def __init__(self, study, total: int, say: Callable[[str], None]) -> None:
         self._study, self._total, self._say = study, total, say
 
-    def __call__(self, event) -> None:
+    def line(self, event) -> str:
         from automl.study import best_trial, finished_trials
 
         done = len(finished_trials(self._study))
@@ -60,8 +62,121 @@ class TrialLines:
         else:
             outcome = f"{event.state}: {event.error}"
         plain = " (plain training)" if event.baseline else ""
-        self._say(f"trial {done}/{self._total}  #{event.number}{plain}  {outcome}  "
-                  f"({event.seconds:.1f}s)  |  {best_text}")
+        return (f"trial {done}/{self._total}  #{event.number}{plain}  {outcome}  "
+                f"({event.seconds:.1f}s)  |  {best_text}")
+
+    def __call__(self, event) -> None:
+        if hasattr(event, "state"):  # a finished trial (epoch events are the live view's)
+            self._say(self.line(event))
+
+
+@dataclass
+class _Running:
+    epoch: int
+    epochs: int
+    fitness: float
+    seconds_per_epoch: float
+
+
+class LiveProgress(TrialLines):
+    """The search while it runs: per running trial its number, epoch e/E, latest fitness and
+    seconds per epoch; for the search the trials done, the best so far and an ETA.
+
+    On a terminal a rich table is redrawn in place (finished trials' lines print above it);
+    elsewhere (logs, CI) the same is printed as plain lines, at most every `interval` seconds.
+    The ETA divides the epochs left (the running trials' rest, plus the trials not started at
+    the mean length of the finished ones, pruning included) by the epochs per second so far.
+    """
+
+    def __init__(self, study, total: int, say: Callable[[str], None], *, live: bool,
+                 interval: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(study, total, say)
+        self._running: dict[int, _Running] = {}
+        self._clock, self._interval = clock, interval
+        self._start = clock()
+        self._last_plain = self._start
+        self._epochs_done = 0
+        self._finished_epochs: list[int] = []
+        self._live = None
+        if live:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._console = Console()
+            self._live = Live(self._table(), console=self._console, refresh_per_second=2,
+                              transient=True)
+            self._live.start()
+
+    def __call__(self, event) -> None:
+        if hasattr(event, "state"):  # finished
+            self._running.pop(event.number, None)
+            self._finished_epochs.append(event.epochs)
+            line = self.line(event)
+            if self._live:
+                self._console.print(line, highlight=False, markup=False)
+            else:
+                self._say(line)
+        else:
+            self._epochs_done += 1
+            per = event.train_seconds / max(event.epoch, 1)
+            self._running[event.number] = _Running(event.epoch, event.epochs, event.fitness, per)
+        if self._live:
+            self._live.update(self._table())
+        elif self._clock() - self._last_plain >= self._interval and self._running:
+            self._last_plain = self._clock()
+            self._say(self.status_line())
+
+    def eta_seconds(self) -> float | None:
+        """Seconds until the budget is spent, at the pace so far (None before any epoch)."""
+        elapsed = self._clock() - self._start
+        if not self._epochs_done or elapsed <= 0:
+            return None
+        from automl.study import finished_trials
+
+        per_trial = (sum(self._finished_epochs) / len(self._finished_epochs)
+                     if self._finished_epochs else
+                     max((r.epochs for r in self._running.values()), default=0))
+        waiting = max(0, self._total - len(finished_trials(self._study)) - len(self._running))
+        left = sum(r.epochs - r.epoch for r in self._running.values()) + waiting * per_trial
+        return left / (self._epochs_done / elapsed)
+
+    def status_line(self) -> str:
+        from automl.study import best_trial, finished_trials
+
+        best = best_trial(self._study)
+        eta = self.eta_seconds()
+        running = "; ".join(f"#{n} epoch {r.epoch}/{r.epochs} fitness {r.fitness:.4f} "
+                            f"{r.seconds_per_epoch:.1f}s/epoch"
+                            for n, r in sorted(self._running.items()))
+        return (f"progress: {len(finished_trials(self._study))}/{self._total} trials done, best "
+                + (f"{best.value:.4f} (#{best.number})" if best else "-")
+                + (f", ETA {_duration(eta)}" if eta is not None else "")
+                + (f"; running {running}" if running else ""))
+
+    def _table(self):
+        from rich.table import Table
+
+        table = Table(title=self.status_line().split("; running")[0], title_justify="left")
+        for column in ("trial", "epoch", "fitness", "s/epoch"):
+            table.add_column(column, justify="right")
+        for n, r in sorted(self._running.items()):
+            table.add_row(f"#{n}", f"{r.epoch}/{r.epochs}", f"{r.fitness:.4f}",
+                          f"{r.seconds_per_epoch:.1f}")
+        return table
+
+    def close(self) -> None:
+        if self._live:
+            self._live.stop()
+            self._live = None
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
 
 
 def top_rows(study, n: int, metric: Callable[[Any], str] = lambda v: f"{v:.3f}",
@@ -145,3 +260,47 @@ def _promoted_cell(record: Mapping[str, Any] | None) -> str:
         return "-"
     fitness = record.get("fitness")
     return f"#{record['trial']} " + ("?" if fitness is None else f"{fitness:.4f}")
+
+
+def status_text(study) -> str:
+    """`automl status`: a study's progress read from its storage alone (it may run elsewhere).
+
+    Running trials: epoch e/E, latest fitness, seconds per epoch; the search: trials done of the
+    latest run's budget, best so far, and an ETA from the finished trials' seconds per epoch and
+    mean length (pruning included), shared by the run's concurrency.
+    """
+    from optuna.trial import TrialState
+
+    from automl.study import BUDGET_ATTR, best_trial, finished_trials, study_config
+
+    config = study_config(study)
+    budget = study.user_attrs.get(BUDGET_ATTR) or {}
+    total = int(budget.get("trials") or 0)
+    concurrency = max(1, int(budget.get("concurrency") or 1))
+    done = finished_trials(study)
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    best = best_trial(study)
+    lines = [f"study '{study.study_name}': {len(done)}/{total or '?'} trials done, "
+             f"{len(running)} running, best "
+             + (f"{best.value:.4f} (#{best.number})" if best else "-")]
+    timed = [t for t in done if t.user_attrs.get("epochs") and t.user_attrs.get("train_seconds")]
+    per_epoch = (sum(t.user_attrs["train_seconds"] for t in timed)
+                 / sum(t.user_attrs["epochs"] for t in timed)) if timed else None
+    epochs = config.epochs or 0
+    rows = []
+    left = 0.0
+    for t in sorted(running, key=lambda t: t.number):
+        e = int(t.user_attrs.get("epochs") or len(t.intermediate_values))
+        seconds = t.user_attrs.get("train_seconds")
+        latest = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
+        rows.append([f"#{t.number}", f"{e}/{epochs or '?'}",
+                     "-" if latest is None else f"{latest:.4f}",
+                     f"{seconds / e:.1f}" if seconds and e else "-"])
+        left += max(0, epochs - e)
+    if total and per_epoch and timed:
+        mean_length = sum(t.user_attrs["epochs"] for t in timed) / len(timed)
+        left += max(0, total - len(done) - len(running)) * mean_length
+        lines[0] += f", ETA {_duration(left * per_epoch / concurrency)}"
+    if rows:
+        lines.append(text_table(["trial", "epoch", "fitness", "s/epoch"], rows))
+    return "\n".join(lines)

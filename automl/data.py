@@ -93,6 +93,12 @@ def _images_from(entry: str | list, root: Path, source: Path, key: str) -> tuple
             raise DataError(f"{source}: {key}: {p} does not exist; fix the path in data.yaml")
     if not files:
         raise DataError(f"{source}: {key}: no images found under {entries}")
+    for f in files:
+        try:
+            str(f).encode("utf-8")
+        except UnicodeEncodeError:  # a file name in another encoding (surrogate-escaped bytes)
+            raise DataError(f"{source}: {key}: the file name {os.fsencode(f)!r} is not UTF-8; "
+                            "rename it (ultralytics reads image lists as UTF-8 text)") from None
     return tuple(files)
 
 

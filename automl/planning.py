@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from automl import defaults as D
-from automl.config import RunSpec, SearchFlags, StudyConfig, check_flags, fraction_flag, training_profile
+from automl.config import (
+    RunSpec,
+    SearchFlags,
+    StudyConfig,
+    check_flags,
+    fraction_flag,
+    training_profile,
+)
+from automl.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,13 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     cpus = flags.cpus_per_trial or max(1, cpu_count // flags.concurrency)
     gpus = (flags.gpus_per_trial if flags.gpus_per_trial is not None
             else min(1.0, gpu_count / flags.concurrency) if gpu_count else 0.0)
+    if gpus > 0 and not gpu_count and not flags.address and not flags.replay:
+        # Ray would wait for ever for a GPU that is not there
+        raise ConfigError(f"--gpus-per-trial {gpus:g}: this machine has no GPU that torch can "
+                          "use; leave the flag out (or 0) to train on the CPU, or join a cluster "
+                          "with GPUs (--address)")
+    if flags.device and not flags.address and not flags.replay:
+        _check_device(flags.device, gpu_count)
     config = StudyConfig(
         space=space.name, space_source=space.source, space_keys=tuple(space.keys), fixed=fixed,
         baseline_fixed=plain, auto_optimizer={**auto.as_args(), "iterations": auto.iterations},
@@ -103,7 +118,7 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
         data=str((out_dir / "mini" / "data.yaml").resolve()), model=flags.model, epochs=epochs,
         imgsz=imgsz, batch=batch, device=flags.device, fitness=fit.spec, fixed=fixed,
         baseline_fixed=plain, project=str((out_dir / "trials").resolve()),
-        threads=max(1, int(cpus)),
+        threads=max(1, int(cpus)), keep_weights=flags.keep_weights,
         replay=str(Path(flags.replay).resolve()) if flags.replay else None)
     return SearchPlan(name=name, config=config, run=run, space=space, dataset=dataset,
                       trials=trials,
@@ -124,3 +139,15 @@ def outside_space(space, fixed: Mapping[str, Any], plain: Mapping[str, Any],
         if p.clip(value) != value:
             return f"{p.name}={value!r} is outside the space's range"
     return None
+
+
+def _check_device(device: str, gpu_count: int) -> None:
+    """Refuse CUDA indices this machine does not have (every trial would fail on them)."""
+    indices = str(device).lower().removeprefix("cuda:").replace(" ", "").split(",")
+    if not all(i.isdigit() for i in indices):
+        return  # cpu, mps, ...: ultralytics' own check
+    missing = [i for i in indices if int(i) >= gpu_count]
+    if missing:
+        have = f"GPUs 0-{gpu_count - 1}" if gpu_count > 1 else "GPU 0" if gpu_count else "no GPU"
+        raise ConfigError(f"--device {device}: this machine has {have} that torch can use; "
+                          "pass an index it has, or --device cpu")

@@ -80,9 +80,12 @@ def _resumable(last: Path) -> bool:
         return False
     import torch
 
+    from automl.weights import check_weights
+
     try:
+        check_weights(last, "--resume")  # our own file, but a pickle all the same
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
-    except Exception:  # a half-written checkpoint: start over
+    except Exception:  # a half-written (or refused) checkpoint: start over
         return False
     return isinstance(ckpt, dict) and ckpt.get("epoch", -1) >= 0 and ckpt.get("optimizer") is not None
 

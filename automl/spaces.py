@@ -174,12 +174,36 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     """
     path = resolve_space_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError:
+        raise SearchSpaceError(f"{path}: is not UTF-8 text; save it as UTF-8") from None
+    except _DuplicateKey as e:
+        raise SearchSpaceError(f"{path}: line {e.line}: {e.key} is given twice; keep one (YAML "
+                               "would silently keep the last)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise SearchSpaceError(f"{path}:{where} is not valid YAML ({e.__class__.__name__})") from e
     return parse_space(raw, source=str(path), name=path.stem)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(key)
+        self.key, self.line = key, line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader, refusing a mapping that gives one key twice."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _fail(source: str, key: str, msg: str) -> SearchSpaceError:

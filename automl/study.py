@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
+import tempfile
+import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
 from functools import lru_cache
@@ -24,20 +27,36 @@ INTERRUPTED_ATTR = "automl:interrupted"  # FAIL because the search process died 
 RETRY_OF_ATTR = "automl:retry_of"    # number of the interrupted trial this one re-runs
 REPEAT_OF_ATTR = "automl:repeat_of"  # number of the trial this one trains again (--repeats)
 SEED_ATTR = "automl:seed"            # the training seed of a repeat (others train with seed 0)
+BUDGET_ATTR = "automl:budget"        # the latest run's --trials and --concurrency (status, ETA)
 ERROR_ATTR = "error"
 BASELINE_ATTR = "automl:baseline"    # the trial that trains the user's plain `yolo train`
 OUTSIDE_ATTR = "automl:outside_space"  # why a baseline is not a point of the space (no GA parent)
 PROMOTIONS_ATTR = "automl:promotions"  # {trial number: record} of `automl promote` runs
 
 
+def check_study_name(study_name: str) -> str:
+    """A study name is a plain name: it becomes studies/NAME.db and studies/NAME/.
+
+    Raises:
+        ConfigError: a name that is a path (with a separator, absolute, '.' or '..'), which would
+            put the study's files outside studies/.
+    """
+    if (not study_name or study_name in (".", "..") or "/" in study_name or "\\" in study_name
+            or os.path.isabs(study_name) or "\0" in study_name):
+        raise ConfigError(f"--study {study_name!r}: a study name is a plain name such as "
+                          "'cows-lr' (no '/', '..' or absolute path: it becomes studies/NAME.db); "
+                          "to put the study elsewhere, pass --storage")
+    return study_name
+
+
 def default_storage(study_name: str, studies_dir: Path = STUDIES_DIR) -> str:
     """sqlite:///studies/NAME.db (relative to the working directory)."""
-    return f"sqlite:///{(studies_dir / f'{study_name}.db').as_posix()}"
+    return f"sqlite:///{(studies_dir / f'{check_study_name(study_name)}.db').as_posix()}"
 
 
 def study_dir(study_name: str, studies_dir: Path = STUDIES_DIR) -> Path:
     """Per-study outputs: mini split lists, trial runs, best_hyperparameters.yaml."""
-    return studies_dir / study_name
+    return studies_dir / check_study_name(study_name)
 
 
 def storage_file(url: str) -> Path | None:
@@ -105,7 +124,8 @@ def _sqlite_storage(url: str):
     import optuna
     from sqlalchemy import event
 
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}},
+                                         **heartbeat_settings())
 
     @event.listens_for(storage.engine, "connect")
     def _pragmas(connection, _record) -> None:
@@ -147,14 +167,26 @@ def _retry_schema_race(open_storage, attempts: int = 5):
     return open_storage()  # the last attempt: whatever it raises goes to the caller
 
 
+_checked_files: set[Path] = set()  # storage files this process has checked (and opened since)
+
+
 def get_storage(storage: str | None, study_name: str):
     """An Optuna storage for a URL (default: the study's SQLite file, created on demand)."""
     import optuna
 
     url = storage or default_storage(study_name)
     path = storage_file(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path is not None and path.resolve() not in _checked_files:
+        # once per process, before its first connection to the file: closing any descriptor of
+        # a file drops the POSIX locks SQLite holds on it through another one (SQLite's own
+        # "how to corrupt" list), so the file is never read beside an open connection
+        _check_storage_file(url, path)
+        _checked_files.add(path.resolve())
+    # Optuna calls heartbeats experimental and would say so on every storage opened
+    warnings.filterwarnings("ignore", message=".*heartbeat.*",
+                            category=optuna.exceptions.ExperimentalWarning)
+    # ...and that they belong to study.optimize, on every ask: automl beats for its trials itself
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     if url.startswith("sqlite:///"):
         from filelock import FileLock
 
@@ -169,10 +201,58 @@ def get_storage(storage: str | None, study_name: str):
         if url.startswith("postgresql"):
             # processes opening a fresh database at once would race to create Optuna's schema
             with _pg_advisory_lock(url, "automl-schema"):
-                return _retry_schema_race(lambda: optuna.storages.get_storage(url))
-        return optuna.storages.get_storage(url)
+                return _retry_schema_race(lambda: optuna.storages.RDBStorage(
+                    url, **heartbeat_settings()))
+        return optuna.storages.RDBStorage(url, **heartbeat_settings())
     except Exception as e:  # an unknown URL scheme or an unreachable server
         raise ConfigError(f"--storage {url}: cannot open ({type(e).__name__}: {e})") from e
+
+
+def check_storage(url: str) -> None:
+    """Before any work: a local storage file must be usable (see _check_storage_file)."""
+    path = storage_file(url)
+    if path is not None and path.resolve() not in _checked_files:
+        _check_storage_file(url, path)
+
+
+def _check_storage_file(url: str, path: Path) -> None:
+    """A local storage file must be writable and, when it exists, be what the URL says it is.
+
+    Raises:
+        ConfigError: an unwritable folder, a folder in place of the file, or an existing file
+            that is not an SQLite database (sqlite:///...) or an Optuna journal (a plain path):
+            automl must never append to a file of the user's.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--storage {url}: cannot create {path.parent} ({e.strerror})") from None
+    if path.is_dir():
+        raise ConfigError(f"--storage {url}: {path} is a folder; name a file "
+                          "(sqlite:///studies/NAME.db, or a journal file such as studies/NAME.log)")
+    try:  # a real write, not os.access: root passes access() on read-only file systems
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".automl-write-test-"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"--storage {url}: cannot write in {path.parent} ({e.strerror}); pick "
+                          "a storage in a folder you can write to") from None
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if url.startswith("sqlite:///"):
+        if not head.startswith(b"SQLite format 3\0"):
+            raise ConfigError(f"--storage {url}: {path} exists and is not an SQLite database; "
+                              "pass a new file name")
+        return
+    first = head.split(b"\n", 1)[0]
+    try:
+        record = json.loads(first)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or "op_code" not in record:
+        raise ConfigError(f"--storage {url}: {path} exists and is not an Optuna journal file "
+                          "(nothing was written to it); pass a new path, or sqlite:///NAME.db")
 
 
 def open_study(study_name: str, storage: str | None, sampler=None, *, create: bool = True):
@@ -220,6 +300,21 @@ def study_config(study) -> StudyConfig:
     return StudyConfig.from_dict(study.user_attrs.get(CONFIG_ATTR) or {})
 
 
+DRIVERS_ATTR = "automl:drivers"  # how many search processes have driven the study so far
+
+
+def driver_seed(study, seed: int) -> int:
+    """The sampler seed of the next search process on `study` (the caller holds the slot lock).
+
+    The first process of a study uses `seed` as given (a fresh seeded search is reproducible);
+    each later one (a resume, a second process on a shared study) a seed of its own derived
+    from it, so it does not propose again the configurations the seed gave the first.
+    """
+    drivers = int(study.user_attrs.get(DRIVERS_ATTR, 0))
+    study.set_user_attr(DRIVERS_ATTR, drivers + 1)
+    return seed if drivers == 0 else (seed + 1_000_003 * drivers) % 2**32
+
+
 def owner_tag() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -261,21 +356,60 @@ def mark_interrupted(study, trial, message: str) -> None:
         study.enqueue_trial(dict(trial.params), user_attrs={**kept, RETRY_OF_ATTR: trial.number})
 
 
+def heartbeat_settings() -> dict[str, int]:
+    """Optuna heartbeats for SQLite/PostgreSQL studies: every AUTOML_HEARTBEAT_S seconds (30);
+    a RUNNING trial silent for 4 of them is stale (its driver died, on any machine)."""
+    interval = max(1, int(os.environ.get("AUTOML_HEARTBEAT_S", "30")))
+    return {"heartbeat_interval": interval, "grace_period": 4 * interval}
+
+
+def record_heartbeat(study, trial) -> None:
+    """Tell the storage that this process still runs `trial` (a live optuna Trial).
+
+    Optuna records heartbeats itself only inside `study.optimize`; automl drives trials by ask
+    and tell, so its driver beats for them. Private storage API (`record_heartbeat` on the
+    storage, the trial's id): tests/test_interrupt.py fails if it changes.
+    """
+    storage = study._storage
+    if _beats(storage):
+        storage.record_heartbeat(trial._trial_id)
+
+
+def _beats(storage) -> bool:
+    """Whether the storage keeps heartbeats (RDB storages opened by get_storage; not journals)."""
+    interval = getattr(storage, "get_heartbeat_interval", None)
+    return bool(interval and interval())
+
+
 def recover_interrupted(study) -> list[int]:
-    """Mark RUNNING trials whose process on this host is gone as FAIL and queue them once more.
+    """FAIL the RUNNING trials whose search process is gone, and queue each once more.
+
+    Gone: a process of this host that no longer exists, or (SQLite and PostgreSQL) a driver on
+    any machine whose heartbeat for the trial stopped longer than the grace period ago.
 
     Returns:
         The numbers of the trials marked FAIL.
     """
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
+    storage = study._storage
+    stale = set(storage._get_stale_trial_ids(study._study_id)) if _beats(storage) else set()
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         # a user attr since 0.2; studies of earlier releases kept it among the system attrs
         owner = t.user_attrs.get(OWNER_ATTR) or t.system_attrs.get(OWNER_ATTR)
-        if not _owner_is_dead(owner):
+        if t._trial_id in stale:
+            message = ("interrupted: its search process stopped sending heartbeats (killed, or "
+                       "its machine is down)")
+        elif _owner_is_dead(owner):
+            message = "interrupted: the search process stopped during this trial"
+        else:
             continue
-        mark_interrupted(study, t, "interrupted: the search process stopped during this trial")
+        try:
+            mark_interrupted(study, t, message)
+        except (UpdateFinishedTrialError, RuntimeError, ValueError):
+            continue  # another process got to it first
         failed.append(t.number)
     return failed
 

@@ -120,6 +120,15 @@ def load_detection_model(weights: str | Path):
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
 
+    from automl.weights import UnsafeWeightsError, check_weights
+
+    try:
+        check_weights(path)  # a crafted pickle must not run its code
+    except UnsafeWeightsError:
+        raise
+    except ConfigError:
+        raise ConfigError(f"--weights {weights}: not an ultralytics YOLO checkpoint (not a torch "
+                          "file); pass the best.pt or last.pt of a training") from None
     try:
         model = YOLO(str(path))
     except Exception as e:  # not a torch file, or a torch file without an ultralytics model
@@ -409,6 +418,13 @@ def tune_thresholds(
             raise ConfigError(f"{flag} {value}: must be at least 1")
     weights, data = Path(weights), Path(data)
     model = load_detection_model(weights)
+    classes = tuple(str(v) for _, v in sorted(dict(model.names).items()))
+    if classes != tuple(dataset.names):
+        # the matching would pair the model's class ids with another data set's: every
+        # number of the sweep would be about the wrong classes
+        raise ConfigError(f"--data {data}: its classes {list(dataset.names)} are not the model's "
+                          f"{list(classes)} ({weights}); tune the thresholds on the data the "
+                          "model was trained for")
 
     timings: dict[str, float] = {}
     key = _cache_key(weights, data, split, images, imgsz, batch, device)

@@ -76,3 +76,18 @@ def test_a_trial_that_raises_is_fail_with_its_error_and_the_search_goes_on(in_tm
     for t in study.trials:
         assert "missing-weights.pt" in t.user_attrs[ERROR_ATTR]
     assert [e.state for e in events] == ["FAIL", "FAIL"]
+
+
+@pytest.mark.parametrize("keep", ["best", "none"])
+def test_finished_trials_keep_their_weights_only_as_asked(in_tmp, tiny_data, keep):
+    tiny_search(tiny_data, trials=3, keep_weights=keep, pruner="none", study=f"k-{keep}")
+    study = optuna.load_study(study_name=f"k-{keep}", storage=f"sqlite:///studies/k-{keep}.db")
+    folders = sorted(p.parent.name for p in (in_tmp / "studies" / f"k-{keep}" / "trials")
+                     .glob("trial_*/weights"))
+    best = max((t for t in study.trials if t.state == TrialState.COMPLETE),
+               key=lambda t: (t.value, -t.number))
+    if keep == "none":
+        assert folders == []
+    else:  # only the best trial's, and the study says where
+        assert folders == [f"trial_{best.number:04d}"]
+        assert best.user_attrs["weights"].endswith(f"trial_{best.number:04d}/weights/best.pt")

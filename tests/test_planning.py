@@ -95,6 +95,18 @@ def test_bad_flags_are_config_errors(flags, message):
         plan(flags)
 
 
+@pytest.mark.parametrize(("device", "gpus", "message"), [
+    ("9", 0, "--device 9: this machine has no GPU that torch can use"),
+    ("0,2", 2, "--device 0,2: this machine has GPUs 0-1 that torch can use"),
+    ("cuda:1", 1, "--device cuda:1: this machine has GPU 0 that torch can use"),
+])
+def test_a_cuda_device_the_machine_lacks_is_refused(device, gpus, message):
+    with pytest.raises(ConfigError, match=message):
+        plan(SearchFlags(device=device), gpus=gpus)
+    for fine in ("cpu", "0" if gpus else "mps"):
+        plan(SearchFlags(device=fine), gpus=gpus)
+
+
 def test_a_promotion_takes_each_flag_else_the_study_setting_else_the_default(tmp_path):
     config = StudyConfig.from_dict({"data": "/data/d.yaml", "model": "yolo11s.yaml", "epochs": 20,
                                     "imgsz": 96, "batch": 16, "fitness": "v5"})

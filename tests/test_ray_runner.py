@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from automl.errors import ConfigError
 from automl.execution.pruners import asha_rungs, default_pruner, informative, make_scheduler
-from automl.execution.ray_runner import Resources, run_search, stop_event
+from automl.execution.ray_runner import EpochEvent, Resources, TrialEvent, run_search, stop_event
 from automl.spaces import parse_space
 from automl.study import finished_trials, open_study
 from tests.fakes import (
@@ -120,7 +120,8 @@ def test_a_trial_killed_by_the_os_is_fail_and_the_search_goes_on(in_tmp):
     assert "process died" in first.user_attrs["error"]
     assert first.intermediate_values == {1: pytest.approx(0.1)}
     assert second.state == TrialState.COMPLETE and second.value == pytest.approx(0.3)
-    assert [e.state for e in events] == ["FAIL", "COMPLETE"]
+    assert [e.state for e in events if isinstance(e, TrialEvent)] == ["FAIL", "COMPLETE"]
+    assert [e.epoch for e in events if isinstance(e, EpochEvent)][:1] == [1]  # the live progress
 
 
 def test_a_search_after_the_first_searchs_folder_was_deleted_still_runs(tmp_path, monkeypatch):

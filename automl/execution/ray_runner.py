@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from automl.config import RunSpec
 from automl.epochs import FITNESS, EpochReport, error_report
+from automl.errors import ConfigError
 from automl.execution.pruners import make_scheduler
 from automl.study import (
     BASELINE_ATTR,
@@ -24,7 +28,10 @@ from automl.study import (
     OWNER_ATTR,
     SEED_ATTR,
     finished_trials,
+    heartbeat_settings,
     owner_tag,
+    record_heartbeat,
+    recover_interrupted,
     trial_slot_lock,
 )
 from automl.trainer import offline_env
@@ -51,6 +58,17 @@ class TrialEvent:
     seconds: float
     epochs: int = 0
     baseline: bool = False  # the user's plain training (trial #0 of a new study)
+
+
+@dataclass
+class EpochEvent:
+    """What the live progress needs to know about a trial's epoch."""
+
+    number: int
+    epoch: int
+    epochs: int  # the trial's full length
+    fitness: float
+    train_seconds: float  # since the trial's training started
 
 
 def stop_event():
@@ -110,6 +128,49 @@ def _best_epoch(history: list[EpochReport]) -> EpochReport | None:
     return max(scored, key=lambda h: (h.fitness, -h.epoch)) if scored else None
 
 
+def keep_weights(study, run: RunSpec, number: int, value: float | None) -> str | None:
+    """Apply `--keep-weights` to a finished trial's ultralytics run folder (called before the
+    trial is told, so the study's best is still the best before it).
+
+    `all` keeps every trial's weights; `none` deletes them; `best` (the default) keeps the best
+    COMPLETE trial's best.pt only (stripped to inference weights by ultralytics), deleting the
+    previous best's when a better trial completes. Trials that ran on another machine keep
+    their folders there.
+
+    Returns:
+        The kept best.pt's path (None when nothing was kept).
+    """
+    import shutil
+
+    from automl.study import best_trial
+
+    if run.keep_weights == "all" or run.replay:
+        return None
+    project = Path(run.project)
+    mine = project / f"trial_{number:04d}" / "weights"
+    best = best_trial(study)
+    if run.keep_weights == "best" and value is not None and (best is None or value > best.value):
+        # the previous best's (and strays); never a running trial's, which may still write them
+        for t in finished_trials(study):
+            if t.number != number:
+                shutil.rmtree(project / f"trial_{t.number:04d}" / "weights", ignore_errors=True)
+        best_pt = mine / "best.pt"
+        if not best_pt.is_file():
+            return None
+        # last.pt duplicates it; ultralytics' own strip drops the optimizer and EMA state and
+        # halves the floats (26 MB -> 5 MB for yolo11n): the weights a promotion or deploy needs
+        (mine / "last.pt").unlink(missing_ok=True)
+        try:
+            from ultralytics.utils.torch_utils import strip_optimizer
+
+            strip_optimizer(best_pt)
+        except Exception:  # keeping a bigger file is no reason to fail the trial
+            pass
+        return str(best_pt)
+    shutil.rmtree(mine, ignore_errors=True)
+    return None
+
+
 class StudySearcher:
     """Factory for the Ray Searcher subclass (keeps `ray` out of import time)."""
 
@@ -128,12 +189,14 @@ def _make_searcher_class():
             distributions: Mapping[str, Any],
             run: RunSpec,
             n_trials: int,
-            on_event: Callable[[TrialEvent], None] | None = None,
+            on_event: Callable[[TrialEvent | EpochEvent], None] | None = None,
             storage_url: str = "",
             deadline: float | None = None,
         ) -> None:
             super().__init__(metric=FITNESS, mode="max")
             self._deadline = deadline  # time.monotonic() after which no trial starts
+            self._waiting_since: float | None = None
+            self._on_recover = None
             self._study = study
             self._storage_url = storage_url
             self._distributions = dict(distributions)
@@ -147,6 +210,19 @@ def _make_searcher_class():
         def set_search_properties(self, metric, mode, config, **spec) -> bool:
             return True  # the space comes from the study, not from Tune's config
 
+        def _others_running(self) -> bool:
+            mine = {t.number for t in self._live.values()}
+            return any(t.number not in mine for t in self._study.get_trials(
+                deepcopy=False, states=(TrialState.RUNNING,)))
+
+        def beat(self) -> None:
+            """Record a heartbeat for every trial this driver runs (a thread calls this)."""
+            try:
+                for trial in list(self._live.values()):
+                    record_heartbeat(self._study, trial)
+            except Exception:  # a trial just finished, a storage hiccup: the next beat retries
+                pass
+
         def _budget_left(self) -> int:
             running = len(self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
             return self._n_trials - len(finished_trials(self._study)) - running
@@ -154,11 +230,22 @@ def _make_searcher_class():
         def suggest(self, trial_id: str):
             if self._deadline is not None and time.monotonic() >= self._deadline:
                 return Searcher.FINISHED  # the time budget: running trials still finish
+            if self._waiting_since is not None and time.monotonic() - self._waiting_since < 2:
+                return None  # waiting on other drivers' trials: look again in a moment
             with trial_slot_lock(self._storage_url):
+                recovered = recover_interrupted(self._study)
+                if recovered and self._on_recover:
+                    self._on_recover(recovered)
                 if self._budget_left() <= 0:
+                    if self._others_running():
+                        # another driver's trial may still die: wait to take over its retry
+                        self._waiting_since = time.monotonic()
+                        return None
                     return Searcher.FINISHED
+                self._waiting_since = None
                 trial = self._study.ask(self._distributions)
                 trial.set_user_attr(OWNER_ATTR, owner_tag())
+                record_heartbeat(self._study, trial)
             self._live[trial_id] = trial
             self._history[trial_id] = []
             self._started[trial_id] = time.perf_counter()
@@ -177,6 +264,12 @@ def _make_searcher_class():
             history.append(epoch)
             if math.isfinite(epoch.fitness):
                 trial.report(epoch.fitness, step=epoch.epoch)
+            # for `automl status` elsewhere: how far the trial is and how fast it goes
+            trial.set_user_attr("epochs", epoch.epoch)
+            trial.set_user_attr("train_seconds", epoch.train_seconds)
+            if self._on_event:
+                self._on_event(EpochEvent(trial.number, epoch.epoch, int(self._run.epochs),
+                                          epoch.fitness, epoch.train_seconds))
 
         def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
             if trial_id not in self._live:
@@ -222,8 +315,13 @@ def _make_searcher_class():
                 state, value = "PRUNED", best.fitness
             else:
                 trial.set_user_attr(FITNESS, best.fitness)
+                kept = keep_weights(self._study, self._run, trial.number, best.fitness)
+                if kept:
+                    trial.set_user_attr("weights", kept)
                 self._study.tell(trial, best.fitness)
                 state, value = "COMPLETE", best.fitness
+            if state != "COMPLETE":
+                keep_weights(self._study, self._run, trial.number, None)
             if self._on_event:
                 self._on_event(TrialEvent(trial.number, state, value, metrics, message, seconds,
                                           last_epoch, bool(trial.user_attrs.get(BASELINE_ATTR))))
@@ -243,6 +341,15 @@ def _make_searcher_class():
 
 
 _local_ray_cwd: str | None = None  # where the local Ray that init_ray started was started
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Raise OSError when nothing listens at a HOST:PORT address (Ray itself retries for minutes).
+
+    Other forms ("auto", a bare host) are left to Ray."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if sep and host and port.isdigit():
+        socket.create_connection((host, int(port)), timeout=timeout).close()
 
 
 def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: str | None = None):
@@ -272,7 +379,13 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: 
         runtime_env={"env_vars": {**offline_env(), "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}},
     )
     if address:
-        ray.init(address=address, **kwargs)
+        try:
+            _probe(address)
+            ray.init(address=address, **kwargs)
+        except (OSError, RuntimeError, ValueError) as e:
+            raise ConfigError(f"--address {address}: no Ray cluster answers there "
+                              f"({type(e).__name__}); start one with `ray start --head`, check "
+                              "HOST:PORT, or leave --address out for a local Ray") from None
     else:
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
         _local_ray_cwd = os.getcwd()
@@ -285,7 +398,7 @@ def run_search(
     *,
     n_trials: int,
     resources: Resources,
-    on_event: Callable[[TrialEvent], None] | None = None,
+    on_event: Callable[[TrialEvent | EpochEvent], None] | None = None,
     address: str | None = None,
     pruner: str = "none",
     trainable: Callable[[dict[str, Any]], None] = run_trial,
@@ -331,12 +444,24 @@ def run_search(
             ),
         )
         message = "interrupted: the search was stopped (Ctrl-C) during this trial"
+        stop = threading.Event()
+        beats = threading.Thread(target=_beat, args=(searcher, stop), daemon=True)
+        beats.start()
         try:
             tuner.fit()
         except KeyboardInterrupt:
             searcher.fail_live(message)
             raise
+        finally:
+            stop.set()
         # Tune traps SIGINT itself and returns from fit() normally; trials it never reported
         # complete were cut short and must not stay RUNNING (or pass for COMPLETE).
         if searcher.fail_live(message):
             raise KeyboardInterrupt
+
+
+def _beat(searcher, stop) -> None:
+    """Heartbeats for the driver's live trials until `stop` is set."""
+    interval = heartbeat_settings()["heartbeat_interval"]
+    while not stop.wait(interval):
+        searcher.beat()

@@ -1,0 +1,91 @@
+"""Weights files are checked before ultralytics unpickles them: a `.pt` is a pickle, and a
+crafted one runs any code it likes when loaded the ordinary way (`YOLO(path)`,
+`torch.load(weights_only=False)`).
+
+torch's `weights_only` loader runs only an allowlist of callables. An ultralytics checkpoint
+needs more than torch's defaults (the model classes, its modules, a few containers), so the
+check loads the file with `weights_only=True`, and each time torch refuses a global that lies in
+a trusted package (torch, ultralytics, numpy, collections, ...), allows that one and tries
+again. A global from anywhere else (`os.system`, `builtins.eval`, `subprocess.Popen`) ends it:
+the file is refused with its name. Once the check passes, the file holds nothing but calls of
+trusted callables, and loading it the ordinary way runs only those.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+from automl.errors import ConfigError
+
+# Packages whose classes a checkpoint may rebuild (their constructors run no foreign code).
+TRUSTED = ("torch.", "ultralytics.", "numpy.", "collections.", "argparse.Namespace",
+           "types.SimpleNamespace", "pathlib.", "datetime.", "_codecs.encode",
+           "builtins.set", "builtins.frozenset", "builtins.slice", "builtins.range",
+           "builtins.complex", "builtins.bytearray")
+# callables of trusted packages that can still run code given the right arguments
+_NEVER = ("torch.load", "torch.hub.", "torch.jit.", "torch.package.", "torch._dynamo.",
+          "numpy.load", "numpy.lib.npyio", "torch.ops.", "torch._ops.")
+_GLOBAL = re.compile(r"(?:GLOBAL|global) ([\w.]+)")
+
+
+class UnsafeWeightsError(ConfigError):
+    """A weights file would run code that no checkpoint needs when loaded."""
+
+
+def _allowed(name: str) -> bool:
+    return name.startswith(TRUSTED) and not name.startswith(_NEVER)
+
+
+def _resolve(name: str):
+    module, _, attr = name.rpartition(".")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def check_weights(path: str | Path, flag: str = "--weights") -> None:
+    """Refuse a .pt whose pickle calls anything outside the trusted packages.
+
+    Raises:
+        UnsafeWeightsError: it calls an untrusted global (named in the message).
+        ConfigError: the file cannot be read as a checkpoint.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    allowed: list = []
+    for _ in range(500):  # each round allows one more trusted global
+        try:
+            with torch.serialization.safe_globals(allowed):
+                torch.load(path, map_location="cpu", weights_only=True)
+            return
+        except pickle.UnpicklingError as e:
+            match = _GLOBAL.search(str(e))
+            if not match:
+                raise ConfigError(f"{flag} {path}: cannot be read as weights ({_first_line(e)})"
+                                  ) from None
+            name = match.group(1)
+            if not _allowed(name):
+                raise UnsafeWeightsError(
+                    f"{flag} {path}: refused: loading it would call {name}, which no model "
+                    "checkpoint needs (a crafted file runs code when loaded); nothing was loaded"
+                ) from None
+            try:
+                allowed.append(_resolve(name))
+            except (ImportError, AttributeError):
+                raise ConfigError(f"{flag} {path}: needs {name}, which this installation lacks "
+                                  "(a checkpoint of another ultralytics version?)") from None
+        except (RuntimeError, OSError, EOFError, ValueError) as e:
+            raise ConfigError(f"{flag} {path}: cannot be read as weights ({_first_line(e)})"
+                              ) from None
+    raise ConfigError(f"{flag} {path}: needs too many classes to check; refused")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

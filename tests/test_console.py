@@ -1,0 +1,74 @@
+"""Live progress and `automl status` (issue 18): what a user watching a long search sees."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.distributions import FloatDistribution
+
+from automl.config import StudyConfig
+from automl.console import LiveProgress, status_text
+from automl.execution.ray_runner import EpochEvent, TrialEvent
+from automl.study import BUDGET_ATTR, CONFIG_ATTR
+
+DIST = {"lr0": FloatDistribution(1e-4, 0.1)}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def study_with(done: int, epochs: int = 10):
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(CONFIG_ATTR, StudyConfig.from_dict({"epochs": epochs}).to_dict())
+    for i in range(done):
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr0": 0.01}, distributions=DIST, value=0.1 * (i + 1),
+            user_attrs={"epochs": epochs, "train_seconds": 2.0 * epochs}))
+    return study
+
+
+def test_plain_lines_at_most_every_interval_with_running_trials_and_an_eta():
+    clock, lines = Clock(), []
+    progress = LiveProgress(study_with(0), 4, lines.append, live=False, interval=30, clock=clock)
+    for epoch in range(1, 6):  # one trial, 2 s an epoch
+        clock.now = 2.0 * epoch
+        progress(EpochEvent(0, epoch, 10, 0.01 * epoch, 2.0 * epoch))
+    assert lines == []  # 10 s in: nothing yet
+    clock.now = 31.0
+    progress(EpochEvent(0, 6, 10, 0.06, 12.0))
+    (line,) = lines
+    assert line.startswith("progress: 0/4 trials done, best -, ETA ")
+    assert "#0 epoch 6/10 fitness 0.0600 2.0s/epoch" in line
+    # 6 epochs in 31 s; left: 4 of this trial + 3 trials x 10 epochs = 34 epochs -> ~176 s
+    assert 170 <= progress.eta_seconds() <= 180
+    clock.now = 40.0
+    progress(EpochEvent(0, 7, 10, 0.07, 14.0))
+    assert len(lines) == 1  # not again within 30 s
+
+
+def test_a_finished_trial_prints_its_line_and_leaves_the_running_view():
+    study, lines = study_with(1), []
+    progress = LiveProgress(study, 3, lines.append, live=False, clock=Clock())
+    progress(EpochEvent(1, 1, 10, 0.0, 2.0))
+    progress(TrialEvent(1, "PRUNED", 0.05, {}, None, 8.0, 4))
+    assert lines == ["trial 1/3  #1  PRUNED after 4 epochs (fitness 0.0500)  (8.0s)  |  "
+                     "best 0.1000 (#0)"]
+    assert "running" not in progress.status_line()
+
+
+def test_status_reads_a_search_from_its_storage_alone():
+    study = study_with(2)
+    study.set_user_attr(BUDGET_ATTR, {"trials": 6, "concurrency": 2})
+    running = study.ask(DIST)
+    running.report(0.12, step=3)
+    running.set_user_attr("epochs", 3)
+    running.set_user_attr("train_seconds", 7.5)
+    text = status_text(study)
+    first, *table = text.splitlines()
+    # 2 s an epoch, 7 epochs left of #2 + 3 trials x 10 epochs, 2 at a time: 37 s
+    assert first == f"study '{study.study_name}': 2/6 trials done, 1 running, best 0.2000 (#1), ETA 37 s"
+    assert table[1].split() == ["#2", "3/10", "0.1200", "2.5"]
