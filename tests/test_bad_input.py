@@ -44,10 +44,12 @@ def test_a_storage_that_cannot_be_written_fails_at_once(in_tmp, capsys):
     assert "--storage sqlite:////proc/x.db: cannot" in err
 
 
-def test_gpus_on_a_machine_without_one_is_refused_instead_of_waiting_for_ever(in_tmp, capsys):
+def test_gpus_on_a_machine_without_one_is_refused_instead_of_waiting_for_ever(in_tmp, capsys,
+                                                                               tiny_data):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    err = one_line_exit_2(capsys, ["search", "--gpus-per-trial", "1", "--trials", "1"])
+    err = one_line_exit_2(capsys, ["search", "--data", str(tiny_data), "--gpus-per-trial", "1",
+                                   "--trials", "1"])
     assert "--gpus-per-trial 1: this machine has no GPU" in err
 
 
@@ -129,10 +131,10 @@ def test_a_real_checkpoint_passes_the_weights_check(tmp_path):
     check_weights(tmp_path / "plain.pt")  # no error: every global it needs is trusted
 
 
-def test_an_unreachable_ray_address_is_one_line(in_tmp):
+def test_an_unreachable_ray_address_is_one_line(in_tmp, tiny_data):
     # Ray itself retries an address for minutes; automl probes HOST:PORT first
-    result = run_automl("search", "--address", "127.0.0.1:1", "--trials", "1", "--epochs", "1",
-                        cwd=in_tmp, timeout=120)
+    result = run_automl("search", "--data", tiny_data, "--address", "127.0.0.1:1", "--trials", "1",
+                        "--epochs", "1", cwd=in_tmp, timeout=120)
     assert result.returncode == 2, result.stderr
     assert "--address 127.0.0.1:1: no Ray cluster answers there" in result.stderr
     assert "Traceback" not in result.stderr
@@ -171,3 +173,13 @@ def test_a_resumed_or_second_driver_never_reuses_the_first_drivers_seed(tmp_path
     assert seeds[0] == 7 and len(set(seeds)) == 3
     again = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db")
     assert driver_seed(again, 7) not in seeds  # the count lives in the study, not the process
+
+
+@pytest.mark.integration  # a real search process (Ray start)
+def test_a_search_that_completes_no_trial_exits_1(in_tmp, tiny_data):
+    # the time is up before the first trial can start: nothing completed, scripts must see it
+    result = run_automl("search", "--data", tiny_data, "--trials", "2", "--epochs", "1",
+                        "--timeout", "0.001", "--study", "none", cwd=in_tmp, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "automl search: no trial completed" in result.stderr
+    assert "Traceback" not in result.stderr
