@@ -26,6 +26,7 @@ import yaml
 
 from automl.errors import ConfigError
 from automl.fitness import parse_fitness
+from automl.trainer import quiet_ultralytics
 
 # 10 x 10 by default: conf from ultralytics' val default (0.001) up to its predict default (0.25)
 # and beyond; IoU around ultralytics' val default 0.7 (the seed project won with 0.68).
@@ -363,14 +364,6 @@ class Replayer:
         self._tmp.cleanup()
 
 
-def _quiet_ultralytics():
-    from ultralytics.utils import LOGGER
-
-    level = LOGGER.level
-    LOGGER.setLevel(40)  # the replay's per-pair validator lines would flood the output
-    return lambda: LOGGER.setLevel(level)
-
-
 def tune_thresholds(
     *,
     weights: str | Path,
@@ -431,8 +424,7 @@ def tune_thresholds(
     cache_file = cache_path_for(weights, split)
     cache = RawCache.load(cache_file) if cache_file.is_file() else None
     hit = cache is not None and cache.key == key and cache.conf_floor <= confs[0]
-    restore = _quiet_ultralytics()
-    try:
+    with quiet_ultralytics():
         if not hit:
             t = time.perf_counter()
             say(f"running {weights} over {data} ({split}) once; raw predictions -> {cache_file}")
@@ -453,8 +445,6 @@ def tune_thresholds(
         finally:
             replayer.close()
         timings["sweep"] = time.perf_counter() - t
-    finally:
-        restore()
 
     best_iou, best_conf = max(table, key=lambda k: (_finite(table[k]["score"]), -k[1], k[0]))
     result = ThresholdsResult(

@@ -86,6 +86,8 @@ def main() -> None:
                              "K again (0: none)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--csv", default=None, help="write every search's row here")
+    parser.add_argument("--png", default=None,
+                        help="plot the medians (plotly, rendered by headless Chromium) here")
     args = parser.parse_args()
 
     import pandas as pd
@@ -118,6 +120,53 @@ def main() -> None:
     ).reset_index()
     with pd.option_context("display.width", 200, "display.max_rows", 1000):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.png:
+        plot(table, float(np.nanmax(worth)), Path(args.png))
+
+
+def plot(table, best: float, png: Path) -> None:
+    """Median worth (IQR as error bars) against the budget, one panel per pruner; a PNG made by
+    headless Chromium from plotly's HTML (no kaleido, nothing downloaded)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    pruners = list(dict.fromkeys(table["pruner"]))
+    fig = make_subplots(rows=1, cols=len(pruners), shared_yaxes=True,
+                        subplot_titles=[f"pruner {p}" for p in pruners])
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#7f7f7f"]
+    for c, pruner in enumerate(pruners, start=1):
+        for k, (searcher, rows) in enumerate(table[table.pruner == pruner].groupby(
+                "searcher", sort=False)):
+            rows = rows[rows.repeats == rows.repeats.min()]
+            fig.add_trace(go.Scatter(
+                x=rows.budget, y=rows.worth_median, mode="lines+markers", name=searcher,
+                legendgroup=searcher, showlegend=c == 1, line={"color": colors[k % len(colors)]},
+                error_y={"type": "data", "symmetric": False,
+                         "array": rows.worth_q75 - rows.worth_median,
+                         "arrayminus": rows.worth_median - rows.worth_q25}), row=1, col=c)
+        fig.add_hline(y=best, line_dash="dot", line_color="gray", row=1, col=c)
+        fig.update_xaxes(type="log", tickvals=sorted(set(table.budget)), title="trials", row=1,
+                         col=c)
+    fig.update_yaxes(title="worth of the pick (seed-mean final fitness)", row=1, col=1)
+    fig.update_layout(width=1400, height=520, margin={"t": 60, "l": 70, "r": 20, "b": 60},
+                      title="Replayed searches: median and IQR over repetitions (dotted: the "
+                            "best configuration in the record)")
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not browser:
+        raise SystemExit("--png needs Debian's chromium (apt-get install chromium)")
+    with tempfile.TemporaryDirectory() as tmp:
+        page = Path(tmp) / "plot.html"
+        page.write_text(fig.to_html(include_plotlyjs="inline", full_html=True))
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--disable-background-networking", "--no-first-run",
+                        f"--user-data-dir={tmp}/profile", "--hide-scrollbars",
+                        "--window-size=1400,540", f"--screenshot={png.resolve()}",
+                        page.as_uri()], check=True, capture_output=True, timeout=120)
+    print(f"wrote {png}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from automl.study import (
     recover_interrupted,
     trial_slot_lock,
 )
-from automl.trainer import offline_env
+from automl.trainer import offline_env, quiet_ultralytics
 
 
 @dataclass(frozen=True)
@@ -154,19 +154,23 @@ def keep_weights(study, run: RunSpec, number: int, value: float | None) -> str |
         for t in finished_trials(study):
             if t.number != number:
                 shutil.rmtree(project / f"trial_{t.number:04d}" / "weights", ignore_errors=True)
-        best_pt = mine / "best.pt"
-        if not best_pt.is_file():
+        # a trial saves at its final epoch only: best.pt when that epoch was ultralytics' best
+        # so far, last.pt always; keep one (best.pt, else last.pt), the other duplicates it
+        kept = next((f for f in (mine / "best.pt", mine / "last.pt") if f.is_file()), None)
+        if kept is None:
             return None
-        # last.pt duplicates it; ultralytics' own strip drops the optimizer and EMA state and
-        # halves the floats (26 MB -> 5 MB for yolo11n): the weights a promotion or deploy needs
-        (mine / "last.pt").unlink(missing_ok=True)
-        try:
+        for other in mine.iterdir():
+            if other != kept:
+                other.unlink(missing_ok=True)
+        try:  # ultralytics' own strip drops the optimizer and EMA state and halves the floats
+            # (26 MB -> 5 MB for yolo11n): the weights a promotion or deploy needs
             from ultralytics.utils.torch_utils import strip_optimizer
 
-            strip_optimizer(best_pt)
+            with quiet_ultralytics():  # its "Optimizer stripped" line
+                strip_optimizer(kept)
         except Exception:  # keeping a bigger file is no reason to fail the trial
             pass
-        return str(best_pt)
+        return str(kept)
     shutil.rmtree(mine, ignore_errors=True)
     return None
 
