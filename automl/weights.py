@@ -4,11 +4,13 @@ crafted one runs any code it likes when loaded the ordinary way (`YOLO(path)`,
 
 torch's `weights_only` loader runs only an allowlist of callables. An ultralytics checkpoint
 needs more than torch's defaults (the model classes, its modules, a few containers), so the
-check loads the file with `weights_only=True`, and each time torch refuses a global that lies in
-a trusted package (torch, ultralytics, numpy, collections, ...), allows that one and tries
-again. A global from anywhere else (`os.system`, `builtins.eval`, `subprocess.Popen`) ends it:
-the file is refused with its name. Once the check passes, the file holds nothing but calls of
-trusted callables, and loading it the ordinary way runs only those.
+check first lists the globals the file names (torch's static scan, nothing runs), allows those
+that lie in a trusted package (torch, ultralytics, numpy, collections, ...), then loads the file
+with `weights_only=True`; a global the scan could not see is judged the same way when torch
+refuses it, and the load tried again. A global from anywhere else (`os.system`,
+`builtins.eval`, `subprocess.Popen`) ends it: the file is refused with its name. Once the
+check passes, the file holds nothing but calls of trusted callables, and loading it the
+ordinary way runs only those.
 """
 
 from __future__ import annotations
@@ -58,8 +60,12 @@ def check_weights(path: str | Path, flag: str = "--weights") -> None:
     import torch
 
     path = Path(path)
-    allowed: list = []
-    for _ in range(500):  # each round allows one more trusted global
+    try:  # the globals the file's pickles name, read without running any: one pass
+        named = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # not a zip checkpoint: the load below says what is wrong
+        named = []
+    allowed = [_trusted(name, path, flag) for name in named]
+    for _ in range(500):  # globals the scan cannot see (pushed while unpickling): one per round
         try:
             with torch.serialization.safe_globals(allowed):
                 torch.load(path, map_location="cpu", weights_only=True)
@@ -69,21 +75,29 @@ def check_weights(path: str | Path, flag: str = "--weights") -> None:
             if not match:
                 raise ConfigError(f"{flag} {path}: cannot be read as weights ({_first_line(e)})"
                                   ) from None
-            name = match.group(1)
-            if not _allowed(name):
-                raise UnsafeWeightsError(
-                    f"{flag} {path}: refused: loading it would call {name}, which no model "
-                    "checkpoint needs (a crafted file runs code when loaded); nothing was loaded"
-                ) from None
-            try:
-                allowed.append(_resolve(name))
-            except (ImportError, AttributeError):
-                raise ConfigError(f"{flag} {path}: needs {name}, which this installation lacks "
-                                  "(a checkpoint of another ultralytics version?)") from None
+            allowed.append(_trusted(match.group(1), path, flag))
         except (RuntimeError, OSError, EOFError, ValueError) as e:
             raise ConfigError(f"{flag} {path}: cannot be read as weights ({_first_line(e)})"
                               ) from None
     raise ConfigError(f"{flag} {path}: needs too many classes to check; refused")
+
+
+def _trusted(name: str, path: Path, flag: str):
+    """The callable `name` when a checkpoint may call it.
+
+    Raises:
+        UnsafeWeightsError: it is outside the trusted packages.
+        ConfigError: this installation lacks it.
+    """
+    if not _allowed(name):
+        raise UnsafeWeightsError(
+            f"{flag} {path}: refused: loading it would call {name}, which no model "
+            "checkpoint needs (a crafted file runs code when loaded); nothing was loaded")
+    try:
+        return _resolve(name)
+    except (ImportError, AttributeError):
+        raise ConfigError(f"{flag} {path}: needs {name}, which this installation lacks "
+                          "(a checkpoint of another ultralytics version?)") from None
 
 
 def _first_line(error: BaseException) -> str:
