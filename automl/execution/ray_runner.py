@@ -27,6 +27,7 @@ from automl.study import (
     ERROR_ATTR,
     OWNER_ATTR,
     SEED_ATTR,
+    best_trial,
     finished_trials,
     heartbeat_settings,
     owner_tag,
@@ -142,8 +143,6 @@ def keep_weights(study, run: RunSpec, number: int, value: float | None) -> str |
     """
     import shutil
 
-    from automl.study import best_trial
-
     if run.keep_weights == "all" or run.replay:
         return None
     project = Path(run.project)
@@ -200,7 +199,6 @@ def _make_searcher_class():
             super().__init__(metric=FITNESS, mode="max")
             self._deadline = deadline  # time.monotonic() after which no trial starts
             self._waiting_since: float | None = None
-            self._on_recover = None
             self._study = study
             self._storage_url = storage_url
             self._distributions = dict(distributions)
@@ -237,9 +235,7 @@ def _make_searcher_class():
             if self._waiting_since is not None and time.monotonic() - self._waiting_since < 2:
                 return None  # waiting on other drivers' trials: look again in a moment
             with trial_slot_lock(self._storage_url):
-                recovered = recover_interrupted(self._study)
-                if recovered and self._on_recover:
-                    self._on_recover(recovered)
+                recover_interrupted(self._study)  # a dead driver's trials, on any machine
                 if self._budget_left() <= 0:
                     if self._others_running():
                         # another driver's trial may still die: wait to take over its retry
