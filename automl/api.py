@@ -183,15 +183,15 @@ def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
     from automl.searchers import make_sampler, queue_first_trials
 
     storage_url = flags.storage or studies.default_storage(plan.name)
+    the_study = studies.open_study(plan.name, flags.storage)
     seed = flags.seed
     if seed is not None:
         # the n-th driver of a study (a resume, a second process) draws from its own stream:
         # the same seed would otherwise propose the configurations already tried
         with studies.trial_slot_lock(storage_url):
-            seed = studies.driver_seed(studies.open_study(plan.name, flags.storage), seed)
-    sampler = make_sampler(flags.searcher, plan.space, seed=seed, n_trials=plan.trials,
-                           defaults=plan.baseline, ga_parent=flags.ga_parent)
-    the_study = studies.open_study(plan.name, flags.storage, sampler)
+            seed = studies.driver_seed(the_study, seed)
+    the_study.sampler = make_sampler(flags.searcher, plan.space, seed=seed, n_trials=plan.trials,
+                                     defaults=plan.baseline, ga_parent=flags.ga_parent)
     studies.check_config(the_study, plan.config)
     recovered = studies.recover_interrupted(the_study)
     if recovered:
