@@ -136,8 +136,9 @@ class LiveProgress(TrialLines):
         per_trial = (sum(self._finished_epochs) / len(self._finished_epochs)
                      if self._finished_epochs else
                      max((r.epochs for r in self._running.values()), default=0))
-        waiting = max(0, self._total - len(finished_trials(self._study)) - len(self._running))
-        left = sum(r.epochs - r.epoch for r in self._running.values()) + waiting * per_trial
+        waiting = self._total - len(finished_trials(self._study)) - len(self._running)
+        left = epochs_left(((r.epoch, r.epochs) for r in self._running.values()), waiting,
+                           per_trial)
         return left / (self._epochs_done / elapsed)
 
     def status_line(self) -> str:
@@ -157,17 +158,33 @@ class LiveProgress(TrialLines):
         from rich.table import Table
 
         table = Table(title=self.status_line().split("; running")[0], title_justify="left")
-        for column in ("trial", "epoch", "fitness", "s/epoch"):
+        for column in RUNNING_COLUMNS:
             table.add_column(column, justify="right")
         for n, r in sorted(self._running.items()):
-            table.add_row(f"#{n}", f"{r.epoch}/{r.epochs}", f"{r.fitness:.4f}",
-                          f"{r.seconds_per_epoch:.1f}")
+            table.add_row(*running_cells(n, r.epoch, r.epochs, r.fitness, r.seconds_per_epoch))
         return table
 
     def close(self) -> None:
         if self._live:
             self._live.stop()
             self._live = None
+
+
+RUNNING_COLUMNS = ("trial", "epoch", "fitness", "s/epoch")
+
+
+def running_cells(number: int, epoch: int, epochs: int | None, fitness: float | None,
+                  seconds_per_epoch: float | None) -> list[str]:
+    """A running trial's row under RUNNING_COLUMNS ('?' or '-' for what is not known yet)."""
+    return [f"#{number}", f"{epoch}/{epochs or '?'}",
+            "-" if fitness is None else f"{fitness:.4f}",
+            "-" if seconds_per_epoch is None else f"{seconds_per_epoch:.1f}"]
+
+
+def epochs_left(running: Iterable[tuple[int, int]], waiting: int, per_trial: float) -> float:
+    """Epochs until a budget is spent: each running trial's rest (at epoch e of E), plus the
+    `waiting` trials not started yet at `per_trial` epochs each (pruning included)."""
+    return sum(max(0, total - e) for e, total in running) + max(0, waiting) * per_trial
 
 
 def _duration(seconds: float) -> str:
@@ -287,20 +304,18 @@ def status_text(study) -> str:
     per_epoch = (sum(t.user_attrs["train_seconds"] for t in timed)
                  / sum(t.user_attrs["epochs"] for t in timed)) if timed else None
     epochs = config.epochs or 0
-    rows = []
-    left = 0.0
+    rows, at = [], []
     for t in sorted(running, key=lambda t: t.number):
         e = int(t.user_attrs.get("epochs") or len(t.intermediate_values))
         seconds = t.user_attrs.get("train_seconds")
         latest = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
-        rows.append([f"#{t.number}", f"{e}/{epochs or '?'}",
-                     "-" if latest is None else f"{latest:.4f}",
-                     f"{seconds / e:.1f}" if seconds and e else "-"])
-        left += max(0, epochs - e)
+        rows.append(running_cells(t.number, e, epochs, latest,
+                                  seconds / e if seconds and e else None))
+        at.append((e, epochs))
     if total and per_epoch and timed:
         mean_length = sum(t.user_attrs["epochs"] for t in timed) / len(timed)
-        left += max(0, total - len(done) - len(running)) * mean_length
+        left = epochs_left(at, total - len(done) - len(running), mean_length)
         lines[0] += f", ETA {_duration(left * per_epoch / concurrency)}"
     if rows:
-        lines.append(text_table(["trial", "epoch", "fitness", "s/epoch"], rows))
+        lines.append(text_table(list(RUNNING_COLUMNS), rows))
     return "\n".join(lines)
