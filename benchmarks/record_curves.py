@@ -112,8 +112,7 @@ def main() -> None:
         if partial.is_file():  # an interrupted recording: keep what finished
             for line in partial.read_text().splitlines():
                 row = json.loads(line)
-                wanted = {} if row["config"] == 0 else configs[row["config"]]  # #0: as the job
-                if row["params"] == wanted and not row["error"]:
+                if row["params"] == configs[row["config"]] and not row["error"]:
                     done[(row["config"], row["seed"])] = row
         jobs = []
         for i, params in enumerate(configs):

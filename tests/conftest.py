@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -50,9 +52,30 @@ def ray_fakes(ray_session):
 
 
 def run_automl(*args, cwd, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`python -m automl ARGS` in `cwd`, output captured as text."""
+    """`python -m automl ARGS` in `cwd`, output captured as text: the installed command as a
+    user runs it (a new process: import-time warnings and logging included)."""
     return subprocess.run([sys.executable, "-m", "automl", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_cli(*args, cwd) -> subprocess.CompletedProcess:
+    """`automl ARGS` run in this process in `cwd` (automl.cli.main, argparse's exits included),
+    stdout and stderr captured: what run_automl checks, without a new Python process per case."""
+    from automl.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    before = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as e:  # argparse: --help, usage errors
+                code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(["automl", *map(str, args)], code, out.getvalue(),
+                                       err.getvalue())
 
 
 def write(path, text):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from automl.cli import main
-from tests.conftest import run_automl, write
+from tests.conftest import run_automl, run_cli, write
 
 
 def one_line_exit_2(capsys, argv) -> str:
@@ -133,8 +133,8 @@ def test_a_real_checkpoint_passes_the_weights_check(tmp_path):
 
 def test_an_unreachable_ray_address_is_one_line(in_tmp, tiny_data):
     # Ray itself retries an address for minutes; automl probes HOST:PORT first
-    result = run_automl("search", "--data", tiny_data, "--address", "127.0.0.1:1", "--trials", "1",
-                        "--epochs", "1", cwd=in_tmp, timeout=120)
+    result = run_cli("search", "--data", tiny_data, "--address", "127.0.0.1:1", "--trials", "1",
+                     "--epochs", "1", cwd=in_tmp)
     assert result.returncode == 2, result.stderr
     assert "--address 127.0.0.1:1: no Ray cluster answers there" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,10 +1,13 @@
-"""The command line: user mistakes are one line on stderr, exit code 2, no traceback."""
+"""The command line: user mistakes are one line on stderr, exit code 2, no traceback.
+
+The cases run automl.cli.main in this process (run_cli); the installed command itself, in a new
+process, is checked on a few of them (run_automl)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.conftest import run_automl, write
+from tests.conftest import run_automl, run_cli, write
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -23,26 +26,38 @@ from tests.conftest import run_automl, write
     (["search", "--timeout", "0"], "--timeout 0.0: must be > 0 seconds"),
 ])
 def test_bad_flags_exit_2_with_one_line(tmp_path, args, expected):
-    result = run_automl(*args, cwd=tmp_path)
+    _exits_2_with_one_line(run_cli(*args, cwd=tmp_path), expected, tmp_path)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["search", "--bogus"], "unrecognized arguments: --bogus"),  # argparse's own exit
+    # ultralytics imported: nothing it logs or warns may reach the user's stderr as a second line
+    (["search", "--model", "nosuchmodel.yaml"], "--model nosuchmodel.yaml: no such model YAML"),
+])
+def test_the_installed_command_exits_2_with_one_line(tmp_path, args, expected):
+    _exits_2_with_one_line(run_automl(*args, cwd=tmp_path), expected, tmp_path)
+
+
+def _exits_2_with_one_line(result, expected, cwd):
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert not (tmp_path / "studies").exists() or not list((tmp_path / "studies").glob("*.db"))
+    assert not (cwd / "studies").exists() or not list((cwd / "studies").glob("*.db"))
 
 
 def test_bad_space_file_names_file_and_key(tmp_path):
     write(tmp_path / "space.yaml", "params:\n  lr0: {low: 0.1, high: 0.01}\n")
-    result = run_automl("search", "--space", "space.yaml", cwd=tmp_path)
+    result = run_cli("search", "--space", "space.yaml", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == ("automl search: error: space.yaml: lr0: low > high "
                                      "(low=0.1, high=0.01); swap them")
 
 
 def test_demo_data_and_studies(tmp_path):
-    result = run_automl("demo-data", "--out", "d", cwd=tmp_path)
+    result = run_cli("demo-data", "--out", "d", cwd=tmp_path)
     assert result.returncode == 0 and (tmp_path / "d" / "data.yaml").is_file()
-    result = run_automl("studies", cwd=tmp_path)
+    result = run_cli("studies", cwd=tmp_path)
     assert result.returncode == 0 and "no studies found" in result.stdout
 
 

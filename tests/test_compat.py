@@ -49,18 +49,18 @@ def test_its_trials_give_their_training_args_and_best_yaml(old, tmp_path):
 
 
 def test_the_cli_lists_exports_and_reports_it(old, tmp_path):
-    from tests.conftest import run_automl
+    from tests.conftest import run_cli
 
     _, url = old
-    listed = run_automl("studies", "--storage", url, cwd=tmp_path)
+    listed = run_cli("studies", "--storage", url, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "v0_1" in listed.stdout and "#0 0.1234" in listed.stdout
-    exported = run_automl("export", "--study", "v0_1", "--storage", url, "--out", "out",
-                          cwd=tmp_path)
+    exported = run_cli("export", "--study", "v0_1", "--storage", url, "--out", "out",
+                       cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     assert (tmp_path / "out" / "trials.csv").is_file()
-    report = run_automl("report", "--study", "v0_1", "--storage", url, "--out", "r.html",
-                        cwd=tmp_path, timeout=300)
+    report = run_cli("report", "--study", "v0_1", "--storage", url, "--out", "r.html",
+                     cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert "lr_momentum" in (tmp_path / "r.html").read_text()
 

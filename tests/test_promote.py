@@ -13,7 +13,7 @@ from automl.cli import main
 from automl.fitness import parse_fitness
 from automl.promote import full_data_yaml, promote
 from automl.study import CONFIG_ATTR, default_storage, get_storage, promotions
-from tests.conftest import run_automl
+from tests.conftest import run_cli
 
 DISTS = {"lr0": FloatDistribution(1e-5, 0.1, log=True), "momentum": FloatDistribution(0.6, 0.98)}
 
@@ -98,7 +98,7 @@ def test_full_data_train_plus_val_lists_both_without_copying(tmp_path, tiny_data
 
 def test_no_complete_trial_is_one_line_exit_2(in_tmp, tiny_data):
     make_study("failed", tiny_data, [(TrialState.FAIL, None, {"lr0": 0.01, "momentum": 0.9})])
-    result = run_automl("promote", "--study", "failed", cwd=in_tmp)
+    result = run_cli("promote", "--study", "failed", cwd=in_tmp)
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "automl promote: error: study 'failed' has no COMPLETE trial to promote; run "

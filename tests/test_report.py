@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 
 import optuna
 import pytest
@@ -19,6 +18,7 @@ from automl.config import StudyConfig
 from automl.report import figures, write_report
 from automl.spaces import load_space
 from automl.study import check_config, open_study, record_promotion
+from tests.conftest import run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SECTIONS = ["Optimization history", "Learning curves", "Parameter importances",
@@ -56,8 +56,7 @@ def test_every_section_has_a_figure(study):
 
 
 def test_report_via_cli_is_self_contained(in_tmp, study):
-    result = subprocess.run([sys.executable, "-m", "automl", "report", "--study", "rep"],
-                            cwd=in_tmp, capture_output=True, text=True, timeout=120)
+    result = run_cli("report", "--study", "rep", cwd=in_tmp)
     assert result.returncode == 0, result.stderr
     page = (in_tmp / "studies" / "rep" / "report.html").read_text()
     assert page.count("<script src=") == 0  # nothing fetched: plotly.js is inline
@@ -75,6 +74,7 @@ def chromium() -> str:
     pytest.skip("no chromium (Debian package 'chromium'; .ci/run installs it)")
 
 
+@pytest.mark.integration  # a real browser process
 def test_figures_draw_in_headless_chromium(in_tmp, study):
     browser = chromium()
     page = write_report(study, in_tmp / "report.html")

@@ -19,8 +19,8 @@ SPACE = parse_space({"params": {
 }})
 
 
-def run(name, tmp_path, seed, n=8, tag=""):
-    url = f"sqlite:///{tmp_path / f'{name}{tag}.db'}"
+def run(name, tmp_path, seed, n=8, tag="", in_memory=False):
+    url = None if in_memory else f"sqlite:///{tmp_path / f'{name}{tag}.db'}"
     sampler = make_sampler(name, SPACE, seed=seed, n_trials=n,
                            defaults={"lr0": 0.01, "momentum": 0.937, "optimizer": "SGD"})
     study = optuna.create_study(study_name=name, storage=url, sampler=sampler, direction="maximize")
@@ -34,7 +34,7 @@ def run(name, tmp_path, seed, n=8, tag=""):
 @pytest.mark.parametrize("name", SEARCHERS)
 def test_every_searcher_runs_in_bounds_and_is_reproducible(name, tmp_path):
     a = run(name, tmp_path, seed=3, tag="a")
-    b = run(name, tmp_path, seed=3, tag="b")
+    b = run(name, tmp_path, seed=3, tag="b", in_memory=True)  # the storage plays no part
     assert len(a.trials) == 8
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in a.trials)
     for t in a.trials:
@@ -113,8 +113,8 @@ def _pruned_look_good_study(sampler, tmp_path, tag):
     from optuna.trial import TrialState, create_trial
 
     dist = {"x": FloatDistribution(0.0, 1.0)}
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path / f'{tag}.db'}", sampler=sampler,
-                                direction="maximize")
+    storage = f"sqlite:///{tmp_path / f'{tag}.db'}" if tmp_path else None  # None: in memory
+    study = optuna.create_study(storage=storage, sampler=sampler, direction="maximize")
     study.add_trial(create_trial(params={"x": 0.05}, distributions=dist, value=0.1))
     for x in (0.95, 0.96):
         study.add_trial(create_trial(params={"x": x}, distributions=dist, state=TrialState.PRUNED,
@@ -129,8 +129,8 @@ def test_tpe_never_takes_pruned_trials_into_its_good_set(tmp_path):
     """Fake objective, real study. Stock Optuna TPE tops its good set (3 of 30 trials) up with
     the 2 PRUNED trials that got furthest, beside the one COMPLETE trial, and then proposes
     around x=0.95; ours keeps only the COMPLETE trial there and proposes around x=0.05."""
-    def proposals(sampler, tag):
-        study, dist = _pruned_look_good_study(sampler, tmp_path, tag)
+    def proposals(sampler, tag, storage_dir=tmp_path):
+        study, dist = _pruned_look_good_study(sampler, storage_dir, tag)
         xs = []
         for _ in range(12):
             trial = study.ask(dist)
@@ -139,7 +139,7 @@ def test_tpe_never_takes_pruned_trials_into_its_good_set(tmp_path):
         return xs
 
     stock = proposals(optuna.samplers.TPESampler(seed=0, n_startup_trials=2, multivariate=True,
-                                                 constant_liar=True), "stock")
+                                                 constant_liar=True), "stock", None)
     ours = proposals(make_sampler("tpe", SPACE, seed=0, n_trials=30), "ours")
     assert sum(x > 0.7 for x in stock) >= 9  # the scenario does tell the two apart
     assert sum(x < 0.3 for x in ours) == 12

@@ -107,6 +107,7 @@ def _outsider(paths):
             pass
 
 
+@pytest.mark.integration  # three processes racing on real files
 def test_a_plain_optuna_reader_creating_the_schema_at_the_same_moment_does_not_fail_us(tmp_path):
     # Without the retry about half of these openings failed with "UNIQUE constraint failed:
     # alembic_version" or "table studies already exists" (9 of 20 measured).

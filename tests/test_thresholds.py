@@ -12,7 +12,7 @@ from automl.config import RunSpec
 from automl.demo import make_demo_dataset
 from automl.thresholds import RawCache, Replayer, cache_path_for, tune_thresholds
 from automl.trainer import train_once
-from tests.conftest import run_automl
+from tests.conftest import run_automl, run_cli
 
 METRICS = ("precision", "recall", "map50", "map75", "map50_95")
 
@@ -140,8 +140,8 @@ def test_weights_that_are_not_a_detection_model_are_one_line_exit_2(tmp_path):
              "junk.pt": "not an ultralytics YOLO checkpoint",
              "none.pt": "file not found"}
     for name, expected in cases.items():
-        result = run_automl("thresholds", "--weights", str(tmp_path / name), "--data", str(data),
-                            cwd=tmp_path, timeout=300)
+        result = run_cli("thresholds", "--weights", str(tmp_path / name), "--data", str(data),
+                         cwd=tmp_path)
         assert result.returncode == 2, result.stderr
         assert expected in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
