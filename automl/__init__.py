@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["search", "promote", "tune_thresholds", "export", "report", "SearchResult",
+__all__ = ["search", "validate", "promote", "tune_thresholds", "export", "report", "SearchResult",
            "__version__"]
 
 
 def __getattr__(name: str):
     # Lazy: `import automl` and `automl --help` stay instant (no torch, ray or ultralytics).
-    if name in ("search", "promote", "tune_thresholds", "export", "report", "SearchResult"):
+    if name in ("search", "validate", "promote", "tune_thresholds", "export", "report",
+                "SearchResult"):
         from automl import api
 
         return getattr(api, name)

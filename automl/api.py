@@ -6,7 +6,6 @@ modules below it never reach back up.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -34,22 +33,6 @@ class SearchResult:
     def to_dataframe(self):
         """All trials as a pandas DataFrame (Optuna's layout: params_*, user_attrs_*)."""
         return self.study.trials_dataframe()
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _gpu_count() -> int:
-    try:
-        import torch
-
-        return torch.cuda.device_count()
-    except Exception:
-        return 0
 
 
 def search(
@@ -138,7 +121,7 @@ def _plan(flags: SearchFlags, say: Callable[[str], None]):
     from automl.demo import ensure_demo_dataset
     from automl.execution.pruners import pruner_entry
     from automl.fitness import parse_fitness
-    from automl.planning import resolve_search
+    from automl.planning import machine_cpus, machine_gpus, resolve_search
     from automl.searchers import searcher_entry
     from automl.spaces import load_space, ultralytics_defaults
     from automl.study import STUDIES_DIR, check_storage, check_study_name
@@ -172,8 +155,8 @@ def _plan(flags: SearchFlags, say: Callable[[str], None]):
         dataset, report = usable(load_dataset(data_yaml))  # bad images stay out; none left: error
         say(report.headline() if report.clean else f"{report.details(limit=20)}\n{report.summary()}")
     return resolve_search(flags, dataset=dataset, space=space,
-                          ultralytics_defaults=ultralytics_defaults(), cpu_count=_cpu_count(),
-                          gpu_count=_gpu_count(), studies_dir=STUDIES_DIR)
+                          ultralytics_defaults=ultralytics_defaults(), cpu_count=machine_cpus(),
+                          gpu_count=machine_gpus(), studies_dir=STUDIES_DIR)
 
 
 def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
@@ -329,6 +312,15 @@ def promote(**kwargs):
     from automl.promote import promote as _promote
 
     return _promote(**kwargs)
+
+
+def validate(**kwargs):
+    """Train a study's top trials and plain training on the full data and judge the mini
+    ranking; see `automl.validate.validate`."""
+    from automl.validate import validate as _validate
+
+    kwargs.setdefault("live", kwargs.get("log") is None and sys.stdout.isatty())
+    return _validate(**kwargs)
 
 
 def tune_thresholds(**kwargs):

@@ -1,4 +1,5 @@
-"""`automl promote` and `automl thresholds`: thin CLI over automl.promote / automl.thresholds."""
+"""`automl validate`, `automl promote` and `automl thresholds`: the full-data steps after a
+search, a thin CLI over automl.validate / automl.promote / automl.thresholds."""
 
 from __future__ import annotations
 
@@ -45,6 +46,28 @@ def register(subparsers) -> None:
                    help="then tune NMS IoU and conf on best.pt (see automl thresholds)")
     _add_threshold_flags(p, metric_default=None)
 
+    v = subparsers.add_parser("validate", help="train a study's top trials and its plain training "
+                                               "on the full data: does the mini winner win?")
+    v.add_argument("--study", required=True, help="study name")
+    v.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/NAME.db); "
+                                     "the validation goes to the study NAME-validate there")
+    v.add_argument("--top", type=int, default=5,
+                   help="how many of the best trials (noise-aware where --repeats ran); the "
+                        "plain training #0 is added (default: %(default)s)")
+    v.add_argument("--seeds", type=int, default=2,
+                   help="training seeds per configuration (default: %(default)s)")
+    v.add_argument("--epochs", type=int, default=None, help="default: the study's epochs")
+    v.add_argument("--full-data", default="train", choices=FULL_DATA_CHOICES,
+                   help="train on train, or on train+val images (default: %(default)s)")
+    v.add_argument("--data", help="data.yaml (default: the data the study searched on, in full)")
+    v.add_argument("--device", default=None, help="ultralytics device, e.g. cpu, 0 (default: auto)")
+    v.add_argument("--concurrency", type=int, default=1, help="trainings at once (default: 1)")
+    v.add_argument("--cpus-per-trial", type=float, default=None,
+                   help="CPU cores per training (default: all cores / concurrency)")
+    v.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="GPUs per training, fractions share a GPU (default: GPUs / concurrency)")
+    v.add_argument("--address", default=None, help="join this Ray cluster (auto | HOST:PORT)")
+
     t = subparsers.add_parser("thresholds",
                               help="tune NMS IoU and confidence thresholds from cached predictions")
     t.add_argument("--weights", required=True, help="trained detection weights (.pt)")
@@ -57,7 +80,22 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run promote or thresholds; AutoMLError (user mistakes) propagates to automl.cli (exit 2)."""
+    """Run validate, promote or thresholds; AutoMLError (user mistakes) propagates to
+    automl.cli (exit 2)."""
+    if args.command == "validate":
+        from automl.api import validate
+
+        try:
+            validate(study=args.study, storage=args.storage, top=args.top, seeds=args.seeds,
+                     epochs=args.epochs, full_data=args.full_data, data=args.data,
+                     device=args.device, concurrency=args.concurrency,
+                     cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                     address=args.address)
+        except KeyboardInterrupt:
+            print("\nautoml validate: interrupted; finished runs are kept. Run the same command "
+                  "again to continue.", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        return 0
     if args.command == "thresholds":
         from automl.api import tune_thresholds
 

@@ -98,16 +98,10 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
         trials = min(trials, entry.max_trials(space) + (1 if flags.defaults_first else 0))
 
     out_dir = studies_dir / name
-    cpus = flags.cpus_per_trial or max(1, cpu_count // flags.concurrency)
-    gpus = (flags.gpus_per_trial if flags.gpus_per_trial is not None
-            else min(1.0, gpu_count / flags.concurrency) if gpu_count else 0.0)
-    if gpus > 0 and not gpu_count and not flags.address and not flags.replay:
-        # Ray would wait for ever for a GPU that is not there
-        raise ConfigError(f"--gpus-per-trial {gpus:g}: this machine has no GPU that torch can "
-                          "use; leave the flag out (or 0) to train on the CPU, or join a cluster "
-                          "with GPUs (--address)")
-    if flags.device and not flags.address and not flags.replay:
-        _check_device(flags.device, gpu_count)
+    cpus, gpus = trial_resources(
+        concurrency=flags.concurrency, cpus_per_trial=flags.cpus_per_trial,
+        gpus_per_trial=flags.gpus_per_trial, device=flags.device, cpu_count=cpu_count,
+        gpu_count=gpu_count, local=not flags.address and not flags.replay)
     config = StudyConfig(
         space=space.name, space_source=space.source, space_keys=tuple(space.keys), fixed=fixed,
         baseline_fixed=plain, auto_optimizer={**auto.as_args(), "iterations": auto.iterations},
@@ -139,6 +133,49 @@ def outside_space(space, fixed: Mapping[str, Any], plain: Mapping[str, Any],
         if p.clip(value) != value:
             return f"{p.name}={value!r} is outside the space's range"
     return None
+
+
+def machine_cpus() -> int:
+    """CPU cores this process may use."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def machine_gpus() -> int:
+    """GPUs torch can use here (0 without torch's CUDA)."""
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
+
+
+def trial_resources(*, concurrency: int, cpus_per_trial: float | None,
+                    gpus_per_trial: float | None, device: str | None, cpu_count: int,
+                    gpu_count: int, local: bool) -> tuple[float, float]:
+    """CPUs and GPUs per trial: the flags', else this machine's shared by `concurrency`.
+
+    `local`: the trials run on this machine (no --address), so a GPU or CUDA device it lacks
+    is refused here instead of Ray waiting for it for ever.
+
+    Raises:
+        ConfigError: GPUs asked for on a machine without one, or a CUDA index it lacks.
+    """
+    cpus = cpus_per_trial or max(1, cpu_count // concurrency)
+    gpus = (gpus_per_trial if gpus_per_trial is not None
+            else min(1.0, gpu_count / concurrency) if gpu_count else 0.0)
+    if gpus > 0 and not gpu_count and local:
+        raise ConfigError(f"--gpus-per-trial {gpus:g}: this machine has no GPU that torch can "
+                          "use; leave the flag out (or 0) to train on the CPU, or join a cluster "
+                          "with GPUs (--address)")
+    if device and local:
+        _check_device(device, gpu_count)
+    return cpus, gpus
 
 
 def _check_device(device: str, gpu_count: int) -> None:

@@ -9,7 +9,6 @@ interrupted promotion continues from its last.pt when the same command runs agai
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -42,17 +41,30 @@ class PromoteResult:
     thresholds: Any = None  # a ThresholdsResult with --tune-thresholds
 
 
-def _pick_trial(study, number: int | None):
+def _pick_trial(study, number: int | None, say: Callable[[str], None]):
+    """The trial to promote: `number`, else the full-data winner of `automl validate`, else the
+    best COMPLETE trial of the search."""
     from optuna.trial import TrialState
 
-    from automl.study import best_trial
+    from automl.study import best_trial, validation
 
     if number is None:
         best = best_trial(study)
         if best is None:
             raise StudyError(f"study '{study.study_name}' has no COMPLETE trial to promote; run "
                              f"`automl search --study {study.study_name}` until one completes")
-        return best
+        verdict = validation(study) or {}
+        winner = verdict.get("full_winner")
+        validated = {r["number"]: r for r in verdict.get("rows", [])}
+        if winner is not None and winner in validated:
+            row = validated[winner]
+            say(f"promoting the validated full-data winner #{winner} (full-data fitness "
+                f"{row['full_mean']:.4f} +- {row['full_std']:.4f} over {len(row['full'])} seeds; "
+                f"automl validate)" + ("" if winner == best.number else
+                                       f" instead of the best mini-data trial #{best.number}"))
+            number = winner
+        else:
+            return best
     for t in study.get_trials(deepcopy=False):
         if t.number == number:
             if t.state != TrialState.COMPLETE:
@@ -90,13 +102,6 @@ def _resumable(last: Path) -> bool:
     return isinstance(ckpt, dict) and ckpt.get("epoch", -1) >= 0 and ckpt.get("optimizer") is not None
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def promote(
     *,
     study: str,
@@ -120,7 +125,8 @@ def promote(
 
     Args:
         study, storage: the study (default storage sqlite:///studies/NAME.db).
-        trial: trial number to promote; None takes the best COMPLETE trial.
+        trial: trial number to promote; None takes the full-data winner when the study was
+            validated (`automl validate`), else the best COMPLETE trial.
         data: data.yaml (default: the data the study searched on, in full, not the mini split).
         full_data: 'train' trains on train; 'train+val' trains on train and val images
             (val metrics are then measured on images the model saw).
@@ -150,7 +156,7 @@ def promote(
         if value is not None and value < 1:
             raise ConfigError(f"{flag} {value}: must be at least 1")
     the_study = studies.open_study(study, storage, create=False)
-    chosen = _pick_trial(the_study, trial)
+    chosen = _pick_trial(the_study, trial, say)
     config = studies.study_config(the_study)
     plan = resolve_promotion(config, study=study, trial_number=chosen.number,
                              params=studies.trial_args(the_study, chosen), data=data,
@@ -246,6 +252,7 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
     from automl import study as studies
     from automl.config import RunSpec
     from automl.fitness import METRICS
+    from automl.planning import machine_cpus
     from automl.trainer import train_once
 
     train_yaml = full_data_yaml(plan.data, plan.full_data, plan.run_dir / "data")
@@ -253,7 +260,7 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
     params = dict(plan.params)
     run = RunSpec(data=str(train_yaml), model=str(plan.last) if resumed else plan.model,
                   epochs=plan.epochs, imgsz=plan.imgsz, batch=plan.batch, device=plan.device,
-                  fitness=fit.spec, project=str(plan.project), threads=_cpu_count(), save=True,
+                  fitness=fit.spec, project=str(plan.project), threads=machine_cpus(), save=True,
                   final_eval=True)
     if resumed:
         params["resume"] = True  # ultralytics restores args, optimizer and epoch

@@ -56,6 +56,50 @@ def _top_table(study, n: int = 10):
     return fig
 
 
+def _validation(study):
+    """`automl validate`'s result: full-data mean (error bars: std over seeds) against mini
+    fitness per configuration, the plain training marked; None when the study was not validated."""
+    import plotly.graph_objects as go
+
+    from automl.study import validation
+
+    verdict = validation(study)
+    rows = [r for r in (verdict or {}).get("rows", []) if r.get("full")]
+    if not rows:
+        return None
+    fig = go.Figure()
+    for baseline, name, symbol in ((False, "searched trials", "circle"),
+                                   (True, "plain training", "diamond")):
+        part = [r for r in rows if bool(r["baseline"]) == baseline]
+        if part:
+            fig.add_trace(go.Scatter(
+                x=[r["mini"] for r in part], y=[r["full_mean"] for r in part],
+                error_y={"type": "data", "array": [r["full_std"] for r in part]},
+                mode="markers+text", name=name, marker={"symbol": symbol, "size": 11},
+                text=[f"#{r['number']}" for r in part], textposition="top center"))
+    fig.update_layout(title="Mini data against full data (automl validate; error bars: std "
+                            "over training seeds)", xaxis_title="mini-data fitness (search)",
+                      yaxis_title="full-data fitness (mean over seeds)", height=480)
+    return fig
+
+
+def _validation_text(study) -> str | None:
+    from automl.study import validation
+
+    verdict = validation(study)
+    if not verdict:
+        return None
+    rho, (lo, hi) = verdict["spearman"], verdict["spearman_ci"]
+    lines = [f"Spearman {_fmt(rho)} (90% interval {_fmt(lo)}..{_fmt(hi)}), Kendall "
+             f"{_fmt(verdict['kendall'])}; mini winner #{verdict['mini_winner']}, full winner "
+             f"#{verdict['full_winner']}" + (" (the same)" if verdict.get("same_winner") else "")]
+    if verdict.get("baseline") is not None and verdict.get("gain") is not None:
+        lines.append(f"gain of the full winner over the plain training #{verdict['baseline']}: "
+                     f"{_fmt(verdict['gain'])} (wins {verdict['wins']} of {verdict['compared']} "
+                     "seeds)")
+    return "".join(f"<p>{html.escape(line)}</p>" for line in [*lines, *verdict.get("advice", [])])
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -88,6 +132,8 @@ def figures(study) -> list[tuple[str, Any]]:
     add("Slices", lambda: vis.plot_slice(study))
     add("Fitness against each parameter", lambda: _fitness_scatter(study))
     add("Top trials", lambda: _top_table(study))
+    if _validation(study) is not None:  # only for a validated study
+        add("Mini against full data (automl validate)", lambda: _validation(study))
     return sections
 
 
@@ -114,6 +160,8 @@ def write_report(study, out: str | Path) -> Path:
             parts.append(f"<h2>{html.escape(title)}</h2><p class='na'>{html.escape(reason)}</p>")
             continue
         parts.append(f"<h2>{html.escape(title)}</h2>")
+        if title.startswith("Mini against full data"):
+            parts.append(_validation_text(study) or "")
         parts.append(fig.to_html(full_html=False, include_plotlyjs=plotly_js))
         plotly_js = False  # one copy of plotly.js serves every figure
     for number, record in sorted(promotions(study).items()):  # left by `automl promote`

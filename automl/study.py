@@ -32,6 +32,8 @@ ERROR_ATTR = "error"
 BASELINE_ATTR = "automl:baseline"    # the trial that trains the user's plain `yolo train`
 OUTSIDE_ATTR = "automl:outside_space"  # why a baseline is not a point of the space (no GA parent)
 PROMOTIONS_ATTR = "automl:promotions"  # {trial number: record} of `automl promote` runs
+VALIDATES_ATTR = "automl:validates"  # on a trial of NAME-validate: the searched trial it trains
+VALIDATION_ATTR = "automl:validation"  # on the searched study: `automl validate`'s verdict
 
 
 def check_study_name(study_name: str) -> str:
@@ -352,7 +354,7 @@ def mark_interrupted(study, trial, message: str) -> None:
     study.tell(trial.number, state=TrialState.FAIL)
     if RETRY_OF_ATTR not in trial.user_attrs:  # retry each configuration once, not forever
         kept = {k: v for k, v in trial.user_attrs.items()
-                if k in (BASELINE_ATTR, OUTSIDE_ATTR, REPEAT_OF_ATTR, SEED_ATTR)}
+                if k in (BASELINE_ATTR, OUTSIDE_ATTR, REPEAT_OF_ATTR, SEED_ATTR, VALIDATES_ATTR)}
         study.enqueue_trial(dict(trial.params), user_attrs={**kept, RETRY_OF_ATTR: trial.number})
 
 
@@ -463,6 +465,17 @@ def best_trial(study):
     return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
 
 
+def ranked_trials(study) -> list[tuple[Any, float]]:
+    """Every COMPLETE trial (repeats folded into their original) with what it is worth, best
+    first, as best_trial judges: trials trained again (`--repeats`) first, by the mean of their
+    trainings, then the others by their fitness; ties go to the earlier trial."""
+    means = repeat_means(study)
+    complete = [t for t in _complete(study) if REPEAT_OF_ATTR not in t.user_attrs]
+    scored = [(t, means[t.number][0] if t.number in means else t.value) for t in complete]
+    return sorted(scored, key=lambda pair: (pair[0].number not in means, -pair[1],
+                                            pair[0].number))
+
+
 def top_trials(study, n: int = 5) -> list:
     """The `n` best COMPLETE trials by fitness (repeats of a trial left out: see repeat_means)."""
     complete = [t for t in _complete(study) if REPEAT_OF_ATTR not in t.user_attrs]
@@ -564,6 +577,11 @@ def record_promotion(study, record: Mapping[str, Any]) -> None:
 def promotions(study) -> dict[int, dict[str, Any]]:
     """The study's promotions by trial number (empty when none)."""
     return {int(k): v for k, v in (study.user_attrs.get(PROMOTIONS_ATTR) or {}).items()}
+
+
+def validation(study) -> dict[str, Any] | None:
+    """The verdict `automl validate` stored on the study (automl.validate.Verdict.as_dict), or None."""
+    return study.user_attrs.get(VALIDATION_ATTR)
 
 
 def latest_promotion(study) -> dict[str, Any] | None:
