@@ -16,7 +16,6 @@ An interrupted validation continues when the same command runs again: finished r
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -113,15 +112,26 @@ class Verdict:
         return out + self.advice
 
 
-def _rank_corr(kind: str, x: Sequence[float], y: Sequence[float]) -> float:
-    from scipy import stats
+def rank_correlations(x, y):
+    """Spearman's rho and Kendall's tau-b (as scipy.stats computes them, ties included) of each
+    row of `x` against the same row of `y` (arrays (n,) or (draws, n)); NaN where a row is
+    constant or shorter than 3. Vectorised: a bootstrap's thousands of draws at once."""
+    import numpy as np
+    from scipy.stats import rankdata
 
-    if len(x) < 3:
-        return math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a constant input: no correlation (NaN)
-        value = (stats.spearmanr(x, y) if kind == "spearman" else stats.kendalltau(x, y))[0]
-    return float(value)
+    x, y = np.atleast_2d(np.asarray(x, float)), np.atleast_2d(np.asarray(y, float))
+    if x.shape[1] < 3:
+        nan = np.full(x.shape[0], np.nan)
+        return nan, nan
+    rx, ry = rankdata(x, axis=1), rankdata(y, axis=1)
+    rx, ry = rx - rx.mean(axis=1, keepdims=True), ry - ry.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (rx * ry).sum(axis=1) / np.sqrt((rx ** 2).sum(axis=1) * (ry ** 2).sum(axis=1))
+        sx = np.sign(x[:, :, None] - x[:, None, :])
+        sy = np.sign(y[:, :, None] - y[:, None, :])
+        tau = (sx * sy).sum(axis=(1, 2)) / np.sqrt(np.abs(sx).sum(axis=(1, 2))
+                                                   * np.abs(sy).sum(axis=(1, 2)))
+    return rho, tau
 
 
 def judge(rows: Sequence[Row], *, resamples: int = 2000, seed: int = 0) -> Verdict:
@@ -130,30 +140,26 @@ def judge(rows: Sequence[Row], *, resamples: int = 2000, seed: int = 0) -> Verdi
     Rank correlations between mini fitness and full-data mean over the configurations with at
     least one full-data result; their 90% intervals from a bootstrap that redraws the
     configurations and, within each, its seeds (both are samples: of the space, of the noise).
+    A draw whose ranks are all tied says nothing and counts as no correlation (0).
     """
     import numpy as np
 
     rows = [r for r in rows if r.full and math.isfinite(r.mini)]
-    mini = [r.mini for r in rows]
-    full = [r.mean for r in rows]
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {"spearman": [], "kendall": []}
+    mini = np.array([r.mini for r in rows])
+    full = np.array([r.mean for r in rows])
+    rho, tau = (float(v[0]) for v in rank_correlations(mini, full))
+    intervals = [(math.nan, math.nan)] * 2
     if len(rows) >= 3:
-        seeds = [np.array(list(r.full.values())) for r in rows]
-        for _ in range(resamples):
-            pick = rng.integers(0, len(rows), len(rows))
-            x = [mini[i] for i in pick]
-            y = [float(rng.choice(seeds[i], len(seeds[i])).mean()) for i in pick]
-            for kind in draws:
-                draws[kind].append(_rank_corr(kind, x, y))
-
-    def interval(values: list[float]) -> tuple[float, float]:
-        finite = [v for v in values if math.isfinite(v)]
-        if not finite:
-            return (math.nan, math.nan)
-        # a resample whose ranks are all tied says nothing: it counts as no correlation
-        values = [v if math.isfinite(v) else 0.0 for v in values]
-        return (float(np.percentile(values, 5)), float(np.percentile(values, 95)))
+        rng = np.random.default_rng(seed)
+        pick = rng.integers(0, len(rows), (resamples, len(rows)))
+        runs = [np.array(list(r.full.values())) for r in rows]
+        means = np.empty((resamples, len(rows)))
+        for j, values in enumerate(runs):  # every configuration's seeds redrawn per draw
+            means[:, j] = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
+        draws = rank_correlations(mini[pick], np.take_along_axis(means, pick, axis=1))
+        intervals = [tuple(float(q) for q in np.percentile(np.nan_to_num(d, nan=0.0), [5, 95]))
+                     for d in draws]
+    spearman_ci, kendall_ci = intervals
 
     by_mini = max(rows, key=lambda r: (r.mini, -r.number), default=None)
     by_full = max(rows, key=lambda r: (r.mean, -r.number), default=None)
@@ -164,7 +170,6 @@ def judge(rows: Sequence[Row], *, resamples: int = 2000, seed: int = 0) -> Verdi
         common = sorted(set(by_full.full) & set(base.full))
         compared = len(common)
         wins = sum(by_full.full[s] > base.full[s] for s in common)
-    spearman_ci = interval(draws["spearman"])
     advice = []
     if len(rows) < 3:
         advice.append(f"too few configurations ({len(rows)}) to judge the ranking: validate "
@@ -177,10 +182,8 @@ def judge(rows: Sequence[Row], *, resamples: int = 2000, seed: int = 0) -> Verdi
         advice.append(f"the plain training #{base.number} wins on the full data: the search "
                       "found nothing better there; keep ultralytics' defaults, or search again "
                       "with a larger --fraction, more --epochs or another --space")
-    return Verdict(rows=list(rows), spearman=_rank_corr("spearman", mini, full),
-                   spearman_ci=spearman_ci, kendall=_rank_corr("kendall", mini, full),
-                   kendall_ci=interval(draws["kendall"]),
-                   mini_winner=by_mini.number if by_mini else None,
+    return Verdict(rows=list(rows), spearman=rho, spearman_ci=spearman_ci, kendall=tau,
+                   kendall_ci=kendall_ci, mini_winner=by_mini.number if by_mini else None,
                    full_winner=by_full.number if by_full else None,
                    baseline=base.number if base else None, gain=gain, wins=wins,
                    compared=compared, advice=advice)

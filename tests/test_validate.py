@@ -27,7 +27,7 @@ from automl.study import (
     default_storage,
     get_storage,
 )
-from automl.validate import Row, candidates, judge, validate
+from automl.validate import Row, candidates, judge, rank_correlations, validate
 from tests.conftest import run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -95,6 +95,21 @@ def test_noise_wider_than_the_differences_widens_the_interval_below_the_threshol
     assert v.spearman_ci[0] < 0.3 and any("does not reliably predict" in a for a in v.advice)
 
 
+def test_rank_correlations_are_scipys_ties_included():
+    import numpy as np
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 4, (50, 7)).astype(float)  # many ties
+    y = x + rng.integers(-2, 3, (50, 7))
+    rho, tau = rank_correlations(x, y)
+    for i in range(50):
+        want_rho, want_tau = stats.spearmanr(x[i], y[i])[0], stats.kendalltau(x[i], y[i])[0]
+        assert rho[i] == pytest.approx(want_rho, nan_ok=True)
+        assert tau[i] == pytest.approx(want_tau, nan_ok=True)
+    assert np.isnan(rank_correlations([1, 1, 1], [1, 2, 3])[0][0])  # constant: undefined
+
+
 def test_too_few_configurations_are_not_judged():
     v = judge(rows([(0.1, [0.1]), (0.2, [0.2])]))
     assert math.isnan(v.spearman) and "too few configurations (2)" in v.advice[0]
@@ -121,17 +136,31 @@ def test_candidates_are_the_top_trials_and_the_plain_training(in_tmp, tiny_data)
     (["--study", "missing"], "--study missing: no such study"),
     (["--study", "failed"], "study 'failed' has no COMPLETE trial to validate"),
 ])
-def test_bad_validate_flags_fail_before_training(in_tmp, tiny_data, args, expected):
-    make_study("v", tiny_data, SIX)
-    make_study("failed", tiny_data, [SIX[3]])
+def test_bad_validate_flags_fail_before_training(two_studies, args, expected):
     argv = ["validate", "--study", "v", *args] if args[0] != "--study" else ["validate", *args]
-    result = run_cli(*argv, cwd=in_tmp)
+    result = run_cli(*argv, cwd=two_studies)
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
-    assert not (in_tmp / "runs").exists()
-    study = optuna.load_study(study_name="v", storage=default_storage("v"))
+    assert not (two_studies / "runs").exists()
+    study = optuna.load_study(study_name="v",
+                              storage=default_storage("v", two_studies / "studies"))
     assert VALIDATION_ATTR not in study.user_attrs
+    assert optuna.get_all_study_names(default_storage("v", two_studies / "studies")) == ["v"]
+
+
+@pytest.fixture(scope="module")
+def two_studies(tmp_path_factory, tiny_data):
+    """A working folder with a searched study `v` and a study `failed` without a COMPLETE trial."""
+    work = tmp_path_factory.mktemp("bad-validate")
+    before = os.getcwd()
+    os.chdir(work)
+    try:
+        make_study("v", tiny_data, SIX)
+        make_study("failed", tiny_data, [SIX[3]])
+    finally:
+        os.chdir(before)
+    return work
 
 
 def test_promote_takes_the_validated_winner_and_says_so(in_tmp, tiny_data):
