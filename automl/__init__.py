@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["search", "validate", "promote", "tune_thresholds", "export", "report", "SearchResult",
-           "__version__"]
+__all__ = ["search", "validate", "promote", "deploy", "tune_thresholds", "export", "report",
+           "SearchResult", "__version__"]
 
 
 def __getattr__(name: str):
     # Lazy: `import automl` and `automl --help` stay instant (no torch, ray or ultralytics).
-    if name in ("search", "validate", "promote", "tune_thresholds", "export", "report",
+    if name in ("search", "validate", "promote", "deploy", "tune_thresholds", "export", "report",
                 "SearchResult"):
         from automl import api
 

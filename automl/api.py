@@ -280,7 +280,7 @@ def export(study: str, *, storage: str | None = None, out: str | Path | None = N
 
 def report(study: str, *, storage: str | None = None, out: str | Path | None = None) -> Path:
     """Write the study's HTML report (default studies/NAME/report.html) and return its path."""
-    from automl.report import write_report
+    from automl.reporting import write_report
     from automl.study import open_study, study_dir
 
     the_study = open_study(study, storage, create=False)
@@ -308,19 +308,27 @@ def status(study: str, *, storage: str | None = None) -> str:
 
 
 def promote(**kwargs):
-    """Train a study's best (or chosen) trial on the full data; see `automl.promote.promote`."""
-    from automl.promote import promote as _promote
+    """Train a study's best (or chosen) trial on the full data; see `automl.promotion.promote`."""
+    from automl.promotion import promote as _promote
 
     return _promote(**kwargs)
 
 
 def validate(**kwargs):
     """Train a study's top trials and plain training on the full data and judge the mini
-    ranking; see `automl.validate.validate`."""
-    from automl.validate import validate as _validate
+    ranking; see `automl.validation.validate`."""
+    from automl.validation import validate as _validate
 
     kwargs.setdefault("live", kwargs.get("log") is None and sys.stdout.isatty())
     return _validate(**kwargs)
+
+
+def deploy(**kwargs):
+    """Export weights (ONNX/OpenVINO, fp32/int8) and measure each artifact; see
+    `automl.deployment.deploy`."""
+    from automl.deployment import deploy as _deploy
+
+    return _deploy(**kwargs)
 
 
 def tune_thresholds(**kwargs):

@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     if args.command in cli_data.COMMANDS:
         return cli_data.run(args)
-    if args.command in ("validate", "promote", "thresholds"):
+    if args.command in ("validate", "promote", "thresholds", "deploy"):
         return cli_promote.run(args)
     if args.command == "search":
         from automl.api import search

@@ -1,5 +1,5 @@
 """`automl validate`, `automl promote` and `automl thresholds`: the full-data steps after a
-search, a thin CLI over automl.validate / automl.promote / automl.thresholds."""
+search, a thin CLI over automl.validation / automl.promotion / automl.thresholds."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _add_threshold_flags(p: argparse.ArgumentParser, *, metric_default: str | No
 
 def register(subparsers) -> None:
     """Add the promote and thresholds subcommands to automl's subparsers."""
-    from automl.promote import FULL_DATA_CHOICES
+    from automl.promotion import FULL_DATA_CHOICES
 
     p = subparsers.add_parser("promote", help="train a study's best trial on the full data")
     p.add_argument("--study", required=True, help="study name")
@@ -68,6 +68,25 @@ def register(subparsers) -> None:
                    help="GPUs per training, fractions share a GPU (default: GPUs / concurrency)")
     v.add_argument("--address", default=None, help="join this Ray cluster (auto | HOST:PORT)")
 
+    dp = subparsers.add_parser("deploy", help="export weights (ONNX, OpenVINO; fp32 and int8) and "
+                                              "measure size, CPU latency and accuracy of each")
+    dp.add_argument("--weights", required=True, help="trained detection weights (.pt)")
+    dp.add_argument("--formats", default="onnx", help="onnx, openvino or both: onnx,openvino "
+                                                      "(default: %(default)s)")
+    dp.add_argument("--int8", action="store_true",
+                    help="also export int8, calibrated on the data's training images")
+    dp.add_argument("--data", default=None,
+                    help="data.yaml: val measures accuracy, train calibrates int8 (default: the "
+                         "data the weights were trained on)")
+    dp.add_argument("--imgsz", type=int, default=None, help="default: the weights' training imgsz")
+    dp.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for the latency runs (default: all cores)")
+    dp.add_argument("--runs", type=int, default=50, help="timed runs per artifact (default: 50)")
+    dp.add_argument("--study", default=None,
+                    help="record the table on this study's promotion of the weights (default: "
+                         "from the run folder's name, runs/promote/STUDY-trialN)")
+    dp.add_argument("--storage", default=None, help="the study's storage URL")
+
     t = subparsers.add_parser("thresholds",
                               help="tune NMS IoU and confidence thresholds from cached predictions")
     t.add_argument("--weights", required=True, help="trained detection weights (.pt)")
@@ -96,6 +115,13 @@ def run(args: argparse.Namespace) -> int:
                   "again to continue.", file=sys.stderr)
             return EXIT_INTERRUPTED
         return 0
+    if args.command == "deploy":
+        from automl.api import deploy
+
+        deploy(weights=args.weights, formats=args.formats, int8=args.int8, data=args.data,
+               imgsz=args.imgsz, threads=args.threads, runs=args.runs, study=args.study,
+               storage=args.storage)
+        return 0
     if args.command == "thresholds":
         from automl.api import tune_thresholds
 
@@ -104,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                         batch=args.batch, device=args.device)
         return 0
     from automl.api import promote
-    from automl.promote import PromoteError
+    from automl.promotion import PromoteError
 
     try:
         promote(study=args.study, storage=args.storage, trial=args.trial, data=args.data,

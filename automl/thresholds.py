@@ -27,6 +27,7 @@ import yaml
 from automl.errors import ConfigError
 from automl.fitness import parse_fitness
 from automl.trainer import quiet_ultralytics
+from automl.weights import check_classes, load_detection_model
 
 # 10 x 10 by default: conf from ultralytics' val default (0.001) up to its predict default (0.25)
 # and beyond; IoU around ultralytics' val default 0.7 (the seed project won with 0.68).
@@ -103,45 +104,6 @@ def metric_fitness(metric: str):
     """The scoring function of --metric: a preset, 'fitness' (ultralytics' 0.1*mAP50+0.9*mAP50-95),
     or any automl fitness expression."""
     return parse_fitness("v5" if metric.strip().lower() == "fitness" else metric)
-
-
-def load_detection_model(weights: str | Path):
-    """YOLO(weights) for a local detection checkpoint.
-
-    Raises:
-        ConfigError: the file is missing, is not an ultralytics checkpoint, or is not a detection
-            (task 'detect') model.
-    """
-    path = Path(weights)
-    if not path.is_file():
-        raise ConfigError(f"--weights {weights}: file not found; pass a trained .pt such as "
-                          "runs/promote/NAME-trialN/weights/best.pt")
-    if path.suffix != ".pt":
-        raise ConfigError(f"--weights {weights}: expected PyTorch weights (.pt) from a YOLO training")
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    from ultralytics import YOLO
-
-    from automl.weights import UnsafeWeightsError, check_weights
-
-    try:
-        check_weights(path)  # a crafted pickle must not run its code
-    except UnsafeWeightsError:
-        raise
-    except ConfigError:
-        raise ConfigError(f"--weights {weights}: not an ultralytics YOLO checkpoint (not a torch "
-                          "file); pass the best.pt or last.pt of a training") from None
-    try:
-        model = YOLO(str(path))
-    except Exception as e:  # not a torch file, or a torch file without an ultralytics model
-        raise ConfigError(f"--weights {weights}: not an ultralytics YOLO checkpoint "
-                          f"({type(e).__name__}); pass the best.pt or last.pt of a training") from None
-    if model.task != "detect":
-        raise ConfigError(f"--weights {weights}: a '{model.task}' model, not a detection model; "
-                          "thresholds tunes detection (task 'detect') weights only")
-    if getattr(model.model, "end2end", False):
-        raise ConfigError(f"--weights {weights}: an end-to-end (NMS-free) model; it has no NMS IoU "
-                          "threshold to tune")
-    return model
 
 
 def _cache_key(weights: Path, data: Path, split: str, images: Sequence[Path],
@@ -410,14 +372,10 @@ def tune_thresholds(
         if value is not None and value < 1:
             raise ConfigError(f"{flag} {value}: must be at least 1")
     weights, data = Path(weights), Path(data)
-    model = load_detection_model(weights)
-    classes = tuple(str(v) for _, v in sorted(dict(model.names).items()))
-    if classes != tuple(dataset.names):
-        # the matching would pair the model's class ids with another data set's: every
-        # number of the sweep would be about the wrong classes
-        raise ConfigError(f"--data {data}: its classes {list(dataset.names)} are not the model's "
-                          f"{list(classes)} ({weights}); tune the thresholds on the data the "
-                          "model was trained for")
+    # the matching would pair the model's class ids with another data set's: every number of
+    # the sweep would be about the wrong classes
+    model = load_detection_model(weights, "thresholds tunes", nms=True)
+    check_classes(model, dataset, data, weights, "tune the thresholds on")
 
     timings: dict[str, float] = {}
     key = _cache_key(weights, data, split, images, imgsz, batch, device)

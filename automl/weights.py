@@ -103,3 +103,58 @@ def _trusted(name: str, path: Path, flag: str):
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def load_detection_model(weights: str | Path, purpose: str, *, nms: bool = False):
+    """YOLO(weights) for a local detection checkpoint, checked first (see check_weights).
+
+    `purpose` ends the refusal of another task ("thresholds tunes", "deploy exports"); `nms`:
+    refuse end-to-end (NMS-free) models too.
+
+    Raises:
+        ConfigError: the file is missing, is not an ultralytics checkpoint, or is not a detection
+            (task 'detect') model.
+    """
+    import os
+
+    path = Path(weights)
+    if not path.is_file():
+        raise ConfigError(f"--weights {weights}: file not found; pass a trained .pt such as "
+                          "runs/promote/NAME-trialN/weights/best.pt")
+    if path.suffix != ".pt":
+        raise ConfigError(f"--weights {weights}: expected PyTorch weights (.pt) from a YOLO training")
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics import YOLO
+
+    try:
+        check_weights(path)  # a crafted pickle must not run its code
+    except UnsafeWeightsError:
+        raise
+    except ConfigError:
+        raise ConfigError(f"--weights {weights}: not an ultralytics YOLO checkpoint (not a torch "
+                          "file); pass the best.pt or last.pt of a training") from None
+    try:
+        model = YOLO(str(path))
+    except Exception as e:  # not a torch file, or a torch file without an ultralytics model
+        raise ConfigError(f"--weights {weights}: not an ultralytics YOLO checkpoint "
+                          f"({type(e).__name__}); pass the best.pt or last.pt of a training") from None
+    if model.task != "detect":
+        raise ConfigError(f"--weights {weights}: a '{model.task}' model, not a detection model; "
+                          f"{purpose} detection (task 'detect') weights only")
+    if nms and getattr(model.model, "end2end", False):
+        raise ConfigError(f"--weights {weights}: an end-to-end (NMS-free) model; it has no NMS IoU "
+                          "threshold to tune")
+    return model
+
+
+def check_classes(model, dataset, data: str | Path, weights: str | Path, fix: str) -> None:
+    """Refuse a data set whose class names are not the model's (ids would pair wrongly).
+
+    Raises:
+        ConfigError: naming the data.yaml, both class lists, and `fix` (what to do on instead).
+    """
+    classes = tuple(str(v) for _, v in sorted(dict(model.names).items()))
+    if classes != tuple(dataset.names):
+        raise ConfigError(f"--data {data}: its classes {list(dataset.names)} are not "
+                          f"the model's {list(classes)} ({weights}); {fix} the data the model "
+                          "was trained for")

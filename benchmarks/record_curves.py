@@ -77,6 +77,9 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="default: benchmarks/records/REGIME.npz")
     parser.add_argument("--epochs", type=int, default=None, help="default: the regime's")
     parser.add_argument("--imgsz", type=int, default=None, help="default: the regime's")
+    parser.add_argument("--no-train", action="store_true",
+                        help="write the record from the trainings finished so far (configurations "
+                             "with every seed) without training more: a partial record")
     args = parser.parse_args()
     os.environ.setdefault("YOLO_VERBOSE", "False")
 
@@ -123,6 +126,8 @@ def main() -> None:
                 job_run = replace(base, fixed={**base.fixed, "seed": seed})
                 jobs.append({"config": i, "seed": seed, "run": job_run,
                              "params": {} if i == 0 else params})
+        if args.no_train:
+            jobs = []
         print(f"{args.regime}: {len(configs)} configurations x {len(args.seeds)} seeds, "
               f"{len(done)} trainings recorded before, {len(jobs)} to go; {run.epochs} epochs at "
               f"{run.imgsz} px on {plan.config.fraction:g} of {len(dataset.train)} images, "
@@ -145,18 +150,27 @@ def main() -> None:
                       f"{time.perf_counter() - start:.0f} s in all)", flush=True)
 
     keys = plan.space.keys
-    curves = np.full((len(configs), len(args.seeds), run.epochs, len(FIELDS)), np.nan, np.float32)
+    # configurations every seed trained (all of them once the recording is complete)
+    kept = [i for i in range(len(configs)) if all((i, s) in done for s in args.seeds)]
+    if not kept:
+        raise SystemExit(f"{partial}: no configuration has every seed recorded yet")
+    curves = np.full((len(kept), len(args.seeds), run.epochs, len(FIELDS)), np.nan, np.float32)
     seconds = 0.0
     for (i, seed), row in done.items():
         seconds += row["seconds"]
+        if i not in kept:
+            continue
         for e in row["epochs"]:
             if e["epoch"] <= run.epochs:
-                curves[i, args.seeds.index(seed), e["epoch"] - 1] = [e[f] for f in FIELDS]
+                curves[kept.index(i), args.seeds.index(seed), e["epoch"] - 1] = \
+                    [e[f] for f in FIELDS]
     import ultralytics
 
     meta = {
         "regime": args.regime, "configs": "0: the plain training, 1: ultralytics' default values, "
         f"2+: scrambled Sobol (seed {args.design_seed})",
+        "recorded": f"{len(kept)} of {len(configs)} configurations"
+        + ("" if len(kept) == len(configs) else " (partial: --no-train before the end)"),
         "flags": {k: v for k, v in flags.__dict__.items() if k in ("epochs", "imgsz", "batch")}
         | {"data": None if flags.demo else "data.yaml"},
         "dataset": {"yaml": "data.yaml", "names": list(dataset.names),
@@ -167,10 +181,10 @@ def main() -> None:
         "ultralytics": ultralytics.__version__,
     }
     bounds = {p.name: (p.low, p.high, p.log) for p in plan.space.params}
-    params = np.array([[float(c[k]) for k in keys] for c in configs])
+    params = np.array([[float(configs[i][k]) for k in keys] for i in kept])
     path = Record(keys=tuple(keys), params=params, seeds=tuple(args.seeds), curves=curves,
                   bounds=bounds, meta=meta).save(out)
-    print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB): {len(done)} trainings, "
+    print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB): {meta['recorded']}, {len(done)} trainings, "
           f"{seconds / 3600:.2f} h of training")
 
 

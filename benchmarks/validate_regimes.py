@@ -1,7 +1,8 @@
 """Does the mini-data winner win on the full data? `automl validate` on two regimes (issue 17).
 
 For each regime, in a fresh working folder: the default search as a user runs it
-(`automl.search` with its defaults, `--trials`, `--seed`), then `automl.validate` of that study
+(`automl.search` with its defaults, `--trials`, `--seed`; `--pruner none` unless told: every
+trial then has a full-length mini fitness to rank), then `automl.validate` of that study
 (its `--top` trials and the plain training, `--seeds` training seeds each, on the full data).
 Prints each step's output, the verdict and the time each step took.
 
@@ -27,6 +28,10 @@ def main() -> None:
     parser.add_argument("--regimes", nargs="+", default=["demo", "small"], choices=["demo", "small"])
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0, help="the search's seed")
+    parser.add_argument("--pruner", default="none",
+                        help="the search's pruner (default none: every trial trains its full "
+                             "length, so each has a mini fitness to rank; asha would leave only "
+                             "the few that pass its rungs)")
     parser.add_argument("--top", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2, help="validation runs at once")
@@ -48,9 +53,11 @@ def main() -> None:
             if regime == "small":
                 flags = {"data": str(make_small_dataset(work / "data", seed=0)), **SMALL_TRAINING}
             print(f"\n=== {regime}: automl search --trials {args.trials} --seed {args.seed} "
+                  f"--pruner {args.pruner} "
                   f"({', '.join(f'{k}={v}' for k, v in flags.items()) or 'demo data'})", flush=True)
             start = time.perf_counter()
             result = automl.search(trials=args.trials, seed=args.seed, study=f"{regime}-v",
+                                   pruner=args.pruner,
                                    log=lambda line: print(line, flush=True), **flags)
             searched = time.perf_counter() - start
             print(f"\n=== {regime}: automl validate --study {regime}-v --top {args.top} --seeds "

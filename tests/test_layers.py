@@ -90,3 +90,17 @@ def test_only_the_facade_and_the_cli_import_the_api():
 def test_the_cycle_finder_finds_one():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_submodule_shadows_a_function_of_the_api():
+    # importing automl.X sets the package's attribute X to the module: a module named like an
+    # API function (promote, validate, report, ...) would replace automl.X() once imported
+    import importlib
+
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "__main__.py":  # runs the command
+            importlib.import_module(module_name(path))
+    for name in automl.__all__:
+        if name != "__version__":
+            assert callable(getattr(automl, name)) and not isinstance(
+                getattr(automl, name), type(automl)), name

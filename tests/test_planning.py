@@ -10,7 +10,7 @@ from automl.config import SearchFlags, StudyConfig
 from automl.data import Dataset
 from automl.errors import ConfigError
 from automl.planning import resolve_search
-from automl.promote import resolve_promotion
+from automl.promotion import resolve_promotion
 from automl.spaces import load_space, parse_space, ultralytics_defaults
 
 

@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from automl.config import StudyConfig
-from automl.report import figures, write_report
+from automl.reporting import figures, write_report
 from automl.spaces import load_space
 from automl.study import check_config, open_study, record_promotion
 from tests.conftest import run_cli

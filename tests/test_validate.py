@@ -15,8 +15,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from automl.promote import _pick_trial
-from automl.report import write_report
+from automl.promotion import _pick_trial
+from automl.reporting import write_report
 from automl.study import (
     BASELINE_ATTR,
     CONFIG_ATTR,
@@ -27,7 +27,7 @@ from automl.study import (
     default_storage,
     get_storage,
 )
-from automl.validate import Row, candidates, judge, rank_correlations, validate
+from automl.validation import Row, candidates, judge, rank_correlations, validate
 from tests.conftest import run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -108,6 +108,12 @@ def test_rank_correlations_are_scipys_ties_included():
         assert rho[i] == pytest.approx(want_rho, nan_ok=True)
         assert tau[i] == pytest.approx(want_tau, nan_ok=True)
     assert np.isnan(rank_correlations([1, 1, 1], [1, 2, 3])[0][0])  # constant: undefined
+
+
+def test_when_the_search_used_every_image_the_advice_is_about_noise():
+    noisy = [(0.1, [0.0, 0.4]), (0.2, [0.05, 0.45]), (0.3, [0.1, 0.5]), (0.4, [0.15, 0.55])]
+    v = judge(rows(noisy), fraction=1.0)
+    assert len(v.advice) == 1 and "--repeats K" in v.advice[0] and "--fraction" not in v.advice[0]
 
 
 def test_too_few_configurations_are_not_judged():
@@ -228,6 +234,10 @@ def test_validate_trains_six_configurations_twice_resumes_and_judges(in_tmp, tin
                                                                        -r["number"]))["number"]
     assert stored["settings"]["companion"] == "v-validate" and stored["settings"]["epochs"] == 1
     assert any(line.startswith("mini vs full ranking over 6 configurations") for line in lines)
+
+    status = run_cli("status", "--study", "v-validate", "--storage", default_storage("v"),
+                     cwd=in_tmp)
+    assert status.returncode == 0 and "12" in status.stdout, status.stdout + status.stderr
 
     lines.clear()  # the same command once more: nothing left to train
     again = validate(study="v", top=5, seeds=2, log=lines.append)

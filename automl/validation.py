@@ -134,12 +134,15 @@ def rank_correlations(x, y):
     return rho, tau
 
 
-def judge(rows: Sequence[Row], *, resamples: int = 2000, seed: int = 0) -> Verdict:
+def judge(rows: Sequence[Row], *, fraction: float = 0.5, resamples: int = 2000,
+          seed: int = 0) -> Verdict:
     """The verdict on validated configurations (pure: reads only its arguments).
 
     Rank correlations between mini fitness and full-data mean over the configurations with at
     least one full-data result; their 90% intervals from a bootstrap that redraws the
     configurations and, within each, its seeds (both are samples: of the space, of the noise).
+    `fraction`: the share of the data the search trained on (the advice differs when it was all
+    of it: then only training noise and the schedule can tell mini and full apart).
     A draw whose ranks are all tied says nothing and counts as no correlation (0).
     """
     import numpy as np
@@ -174,10 +177,15 @@ def judge(rows: Sequence[Row], *, resamples: int = 2000, seed: int = 0) -> Verdi
     if len(rows) < 3:
         advice.append(f"too few configurations ({len(rows)}) to judge the ranking: validate "
                       "with --top 3 or more")
-    elif not spearman_ci[0] >= MIN_RHO:  # NaN too
+    elif not spearman_ci[0] >= MIN_RHO and fraction < 1:  # NaN too
         advice.append(f"the mini split's ranking does not reliably predict the full data's "
                       f"(Spearman's interval reaches {spearman_ci[0]:.2f} < {MIN_RHO}): search "
                       "with a larger --fraction (e.g. 1), more --epochs, or a smaller space")
+    elif not spearman_ci[0] >= MIN_RHO:
+        advice.append(f"the search's ranking does not hold on other training seeds (Spearman's "
+                      f"interval reaches {spearman_ci[0]:.2f} < {MIN_RHO}; it trained on all "
+                      "images, so this is training noise): pick by the mean of several seeds "
+                      "(automl search --repeats K), or train longer (--epochs)")
     if base is not None and by_full is not None and (by_full is base or gain <= 0):
         advice.append(f"the plain training #{base.number} wins on the full data: the search "
                       "found nothing better there; keep ultralytics' defaults, or search again "
@@ -288,7 +296,7 @@ def validate(
     from automl.data import load_dataset
     from automl.execution.ray_runner import Resources, run_search
     from automl.planning import machine_cpus, machine_gpus, trial_resources
-    from automl.promote import FULL_DATA_CHOICES, full_data_yaml
+    from automl.promotion import FULL_DATA_CHOICES, full_data_yaml
 
     say = log or (lambda line: print(line, flush=True))
     for flag, value, low in (("--top", top, 1), ("--seeds", seeds, 1), ("--epochs", epochs, 1),
@@ -335,6 +343,7 @@ def validate(
         + ", ".join(f"#{c.number}" + (" (plain training)" if c.baseline else "") for c in picks)
         + f" x {seeds} seeds, {run.epochs} epochs at {run.imgsz} px; {finished}/{total} runs "
         f"finished before, {len(queued)} queued now -> study '{name}' ({url})")
+    companion.set_user_attr(studies.BUDGET_ATTR, {"trials": total, "concurrency": concurrency})
     progress = LiveProgress(companion, total, say, live=live)
     distributions = {k: v for c in picks
                      for k, v in _distributions(searched, c.number).items()}
@@ -344,7 +353,10 @@ def validate(
                    address=address, pruner="none", storage_url=url)
     finally:
         progress.close()
-    verdict = judge(results(companion, picks))
+    # a search on every image with the same epochs differs from its validation only by noise
+    same_schedule = settings["epochs"] == config.epochs
+    verdict = judge(results(companion, picks),
+                    fraction=float(config.fraction or 1.0) if same_schedule else 0.0)
     searched.set_user_attr(studies.VALIDATION_ATTR, {
         **verdict.as_dict(), "settings": {k: v for k, v in settings.items() if k != "fixed"}
         | {"top": top, "seeds": seeds, "companion": name},

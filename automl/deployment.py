@@ -1,0 +1,379 @@
+"""`automl deploy`: export trained weights for small devices and measure what each artifact costs
+and keeps.
+
+ultralytics' own exporter writes the artifacts beside the weights: ONNX (fp32, and int8 by ONNX
+Runtime static quantisation) and OpenVINO (fp32, and int8 by NNCF), the int8 ones calibrated on
+the data's training images. Each artifact (and the .pt itself) is then measured on this
+machine: file size, CPU latency at batch 1 (median and p90 over `runs` timed runs after a
+warm-up, on a stated number of threads, the model alone: no pre- or post-processing), and
+accuracy on the val split through ultralytics' validator loading the exported file (mAP50,
+mAP75, mAP50-95 and the drop against the .pt, all at batch 1). One table is printed,
+`deploy.yaml` written beside the weights, and when the weights are a promotion's
+(runs/promote/STUDY-trialN) the table is added to that promotion's record on the study.
+
+Nothing is installed or downloaded: the exporters' packages come from automl's `deploy` extra,
+and ultralytics' auto-install is switched off.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import platform
+import re
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from automl.errors import ConfigError
+
+EXTRA = 'pip install -e ".[deploy]"'
+FORMATS = ("onnx", "openvino")
+# the packages each export needs (import names), beyond automl's own
+NEEDS = {("onnx", False): ("onnx", "onnxslim"), ("onnx", True): ("onnx", "onnxslim", "onnxruntime"),
+         ("openvino", False): ("openvino",), ("openvino", True): ("openvino", "nncf")}
+RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino"}  # what runs the artifact here
+
+
+@dataclass
+class Artifact:
+    """One deployable file and what it measured."""
+
+    name: str  # e.g. "onnx int8"
+    path: str
+    size_mb: float
+    latency_ms: float  # median at batch 1
+    latency_p90_ms: float
+    metrics: dict[str, float]  # map50, map75, map50_95
+    drop: dict[str, float] = field(default_factory=dict)  # the .pt's minus this one's
+    export_seconds: float | None = None
+
+
+@dataclass
+class DeployResult:
+    weights: Path
+    yaml: Path
+    artifacts: list[Artifact]
+    threads: int
+    runs: int
+    study: str | None = None  # the promotion's study the table was recorded on
+
+
+def parse_formats(formats: str | Sequence[str]) -> list[str]:
+    """`--formats onnx,openvino` (or a list) -> known format names, in order, once each.
+
+    Raises:
+        ConfigError: an unknown format, naming the known ones.
+    """
+    items = [formats] if isinstance(formats, str) else list(formats)
+    names = [f.strip().lower() for item in items for f in str(item).split(",") if f.strip()]
+    for name in names:
+        if name not in FORMATS:
+            raise ConfigError(f"--formats {name}: unknown format; choose from {', '.join(FORMATS)}")
+    if not names:
+        raise ConfigError(f"--formats: name at least one of {', '.join(FORMATS)}")
+    return list(dict.fromkeys(names))
+
+
+def check_installed(formats: Sequence[str], int8: bool) -> None:
+    """Every package the exports and their runtimes need is importable (nothing installs later).
+
+    Raises:
+        ConfigError: naming the missing packages and the extra that brings them.
+    """
+    needed = []
+    for fmt in formats:
+        needed += [*NEEDS[(fmt, int8)], RUNTIME[fmt]]
+    missing = [m for m in dict.fromkeys(needed) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"--formats {','.join(formats)}{' --int8' if int8 else ''}: needs "
+                          f"{', '.join(missing)}, not installed; install automl's deploy extra: "
+                          f"{EXTRA}")
+
+
+def _no_autoinstall() -> None:
+    """ultralytics' exporter pip-installs what it misses: never here (offline, reproducible)."""
+    os.environ["YOLO_AUTOINSTALL"] = "False"
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics.utils import checks
+
+    checks.AUTOINSTALL = False  # read at import: set it on the loaded module too
+
+
+def size_mb(path: Path) -> float:
+    """A file's size, or a folder's (OpenVINO's .xml + .bin), in MB (10^6 bytes)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+    return path.stat().st_size / 1e6
+
+
+def _runner(path: Path, imgsz: int, threads: int) -> Callable[[], Any]:
+    """One batch-1 forward pass of the artifact on the CPU with `threads` threads."""
+    import numpy as np
+
+    image = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    if path.suffix == ".pt":
+        import torch
+        from ultralytics.nn.autobackend import AutoBackend
+
+        torch.set_num_threads(threads)
+        backend = AutoBackend(str(path), device=torch.device("cpu"), fuse=True, verbose=False)
+        backend.eval()
+        tensor = torch.from_numpy(image)
+
+        def run() -> Any:
+            with torch.inference_mode():
+                return backend(tensor)
+        return run
+    if path.suffix == ".onnx":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda: session.run(None, {name: image})
+    import openvino as ov  # an OpenVINO model folder
+
+    core = ov.Core()
+    xml = next(path.glob("*.xml"))
+    compiled = core.compile_model(core.read_model(xml), "CPU",
+                                  {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1})
+    request = compiled.create_infer_request()
+    return lambda: request.infer({0: image})
+
+
+def latency(path: Path, imgsz: int, *, threads: int, runs: int, warmup: int) -> tuple[float, float]:
+    """Median and p90 milliseconds of a batch-1 forward pass after `warmup` untimed ones."""
+    import numpy as np
+
+    run = _runner(path, imgsz, threads)
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times)), float(np.percentile(times, 90))
+
+
+def accuracy(path: Path, data: Path, imgsz: int) -> dict[str, float]:
+    """mAP50, mAP75, mAP50-95 on the val split: ultralytics' validator loading the file, batch 1."""
+    from ultralytics import YOLO
+
+    from automl.epochs import box_metrics
+    from automl.trainer import quiet_ultralytics
+
+    with quiet_ultralytics():
+        results = YOLO(str(path), task="detect").val(
+            data=str(data), imgsz=imgsz, batch=1, device="cpu", split="val", plots=False,
+            verbose=False, save_json=False, project=str(path.parent / ".deploy-val"), exist_ok=True)
+    m = box_metrics(results.box)
+    return {k: m[k] for k in ("map50", "map75", "map50_95")}
+
+
+def export(model_path: Path, fmt: str, *, int8: bool, data: Path, imgsz: int) -> Path:
+    """ultralytics' exporter, fp32 or int8 calibrated on the training images; the artifact's path."""
+    import logging
+
+    from ultralytics import YOLO
+
+    from automl.trainer import quiet_ultralytics
+
+    args = {"format": fmt, "imgsz": imgsz, "device": "cpu", "batch": 1, "dynamic": False}
+    if fmt == "onnx":
+        args["simplify"] = True
+    if int8:
+        args |= {"quantize": 8, "data": str(data), "split": "train"}
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # ONNX Runtime's quantiser warns through the root logger
+    try:
+        with quiet_ultralytics(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit's deprecation notes while tracing
+            out = YOLO(str(model_path)).export(**args)
+    finally:
+        root.setLevel(level)
+    return Path(out).resolve()
+
+
+def _promotion_of(weights: Path, study: str | None, storage: str | None):
+    """(study, trial number) when `weights` are the best.pt of a recorded promotion, else None."""
+    from automl import study as studies
+
+    name, number = study, None
+    match = re.fullmatch(r"(.+)-trial(\d+)", weights.resolve().parent.parent.name)
+    if match:
+        name = name or match.group(1)
+        number = int(match.group(2))
+    if name is None:
+        return None
+    url = storage or studies.default_storage(name)
+    path = studies.storage_file(url)
+    if path is not None and not path.exists():
+        return None
+    try:
+        the_study = studies.open_study(name, url, create=False)
+    except Exception:  # not a study of ours: nothing to record on
+        return None
+    for trial, record in studies.promotions(the_study).items():
+        if record.get("weights") == str(weights.resolve()) and (number is None or trial == number):
+            return the_study, trial
+    return None
+
+
+def deploy(
+    *,
+    weights: str | Path,
+    formats: str | Sequence[str] = "onnx",
+    int8: bool = False,
+    data: str | Path | None = None,
+    imgsz: int | None = None,
+    threads: int | None = None,
+    runs: int = 50,
+    warmup: int = 10,
+    study: str | None = None,
+    storage: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> DeployResult:
+    """Export `weights` to each format (fp32, and int8 with `int8`) and measure every artifact.
+
+    Args:
+        weights: a trained detection .pt (e.g. a promotion's best.pt).
+        formats: onnx and/or openvino (a list or "onnx,openvino").
+        int8: also export int8 artifacts, calibrated on the data's training images.
+        data: data.yaml (default: the one the weights were trained on); its val split measures
+            accuracy, its train split calibrates int8.
+        imgsz: export and measure size (default: the weights' training imgsz).
+        threads: CPU threads for the latency runs (default: all cores).
+        runs, warmup: timed and untimed batch-1 runs per artifact.
+        study, storage: the study whose promotion these weights are (default: from the run
+            folder's name STUDY-trialN); the table is added to that promotion's record.
+        log: where lines go (default: stdout).
+
+    Raises:
+        ConfigError: a bad flag, weights that are not a detection model, a missing extra, data
+            whose classes are not the model's; all before anything is written.
+    """
+    from automl.console import text_table
+    from automl.data import load_dataset
+    from automl.planning import machine_cpus
+    from automl.weights import check_classes, load_detection_model
+
+    say = log or (lambda line: print(line, flush=True))
+    names = parse_formats(formats)
+    for flag, value, low in (("--runs", runs, 1), ("--warmup", warmup, 0), ("--imgsz", imgsz, 32),
+                             ("--threads", threads, 1)):
+        if value is not None and value < low:
+            raise ConfigError(f"{flag} {value}: must be at least {low}")
+    check_installed(names, int8)
+    weights = Path(weights)
+    _no_autoinstall()
+    model = load_detection_model(weights, "deploy exports")
+    train_args = dict(getattr(model, "ckpt", {}).get("train_args") or {})
+    data_path = data or train_args.get("data")
+    if not data_path:
+        raise ConfigError(f"--weights {weights}: no training data recorded in it; pass --data "
+                          "path/to/data.yaml")
+    dataset = load_dataset(Path(data_path))
+    check_classes(model, dataset, data_path, weights, "deploy with")
+    size = int(imgsz or train_args.get("imgsz") or 640)
+    threads = threads or machine_cpus()
+    promotion = _promotion_of(weights, study, storage)
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        say(f"note: the machine is busy (load {load:.1f}); latencies are only comparable when "
+            "measured on a quiet one, and threads beyond the idle cores slow torch down a lot")
+    say(f"deploying {weights} ({size} px) with data {data_path}: formats {', '.join(names)}"
+        f"{' fp32 + int8 (calibrated on the train images)' if int8 else ' fp32'}; latency: batch "
+        f"1, {threads} CPU threads, median/p90 of {runs} runs after {warmup} warm-up runs")
+
+    artifacts = [_measure("pytorch", weights.resolve(), None, data_path, size, threads, runs, warmup)]
+    say(_line(artifacts[0]))
+    # int8 first: ultralytics' ONNX int8 export removes the fp32 .onnx it quantised from
+    for fmt in names:
+        for quantised in ((True, False) if int8 else (False,)):
+            start = time.perf_counter()
+            path = export(weights, fmt, int8=quantised, data=Path(data_path), imgsz=size)
+            spent = time.perf_counter() - start
+            artifact = _measure(f"{fmt} {'int8' if quantised else 'fp32'}", path, spent,
+                                data_path, size, threads, runs, warmup)
+            artifact.drop = {k: artifacts[0].metrics[k] - v for k, v in artifact.metrics.items()}
+            artifacts.append(artifact)
+            say(_line(artifact))
+    say(text_table(["artifact", "size MB", "latency ms", "p90 ms", "mAP50", "mAP75", "mAP50-95",
+                    "drop mAP50-95"],
+                   [[a.name, f"{a.size_mb:.2f}", f"{a.latency_ms:.1f}", f"{a.latency_p90_ms:.1f}",
+                     f"{a.metrics['map50']:.4f}", f"{a.metrics['map75']:.4f}",
+                     f"{a.metrics['map50_95']:.4f}",
+                     f"{a.drop['map50_95']:+.4f}" if a.drop else "-"] for a in artifacts]))
+    record = _record(weights, data_path, size, threads, runs, warmup, artifacts)
+    out = weights.parent / "deploy.yaml"
+    import yaml
+
+    out.write_text(yaml.safe_dump(record, sort_keys=False))
+    say(f"wrote {out}")
+    recorded = None
+    if promotion is not None:
+        from automl import study as studies
+
+        the_study, number = promotion
+        entry = dict(studies.promotions(the_study)[number])
+        entry["deploy"] = record
+        studies.record_promotion(the_study, entry)
+        recorded = the_study.study_name
+        say(f"recorded on the promotion of trial #{number} of study '{recorded}'")
+    return DeployResult(weights=weights, yaml=out, artifacts=artifacts, threads=threads,
+                        runs=runs, study=recorded)
+
+
+def _measure(name: str, path: Path, export_seconds: float | None, data, imgsz: int,
+             threads: int, runs: int, warmup: int) -> Artifact:
+    median, p90 = latency(path, imgsz, threads=threads, runs=runs, warmup=warmup)
+    return Artifact(name=name, path=str(path), size_mb=size_mb(path), latency_ms=median,
+                    latency_p90_ms=p90, metrics=accuracy(path, Path(data), imgsz),
+                    export_seconds=export_seconds)
+
+
+def _line(a: Artifact) -> str:
+    made = f", exported in {a.export_seconds:.0f} s" if a.export_seconds is not None else ""
+    return (f"{a.name}: {a.size_mb:.2f} MB, {a.latency_ms:.1f} ms (p90 {a.latency_p90_ms:.1f}), "
+            f"mAP50-95 {a.metrics['map50_95']:.4f}{made}  ({a.path})")
+
+
+def _record(weights: Path, data, imgsz: int, threads: int, runs: int, warmup: int,
+            artifacts: list[Artifact]) -> dict[str, Any]:
+    import ultralytics
+
+    versions = {"ultralytics": ultralytics.__version__}
+    for module in ("onnx", "onnxruntime", "openvino", "nncf", "torch"):
+        if importlib.util.find_spec(module) is not None:
+            versions[module] = str(getattr(__import__(module), "__version__", "?"))
+    return {
+        "weights": str(weights.resolve()), "data": str(data), "imgsz": imgsz,
+        "latency": {"batch": 1, "threads": threads, "runs": runs, "warmup": warmup,
+                    "what": "the model's forward pass alone (no pre/post-processing)",
+                    "cpu": _cpu_name(), "machine": platform.machine(),
+                    "load_before": round(os.getloadavg()[0], 2)},
+        "accuracy": "val split through ultralytics' validator, batch 1",
+        "versions": versions,
+        "artifacts": [{k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v)
+                       for k, v in asdict(a).items()} for a in artifacts],
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
