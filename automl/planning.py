@@ -91,8 +91,12 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
         space = space.for_optimizer(auto.optimizer if named == D.AUTO else named)
     fixed = {**trial_fixed(space.fixed, space.keys, auto), **run_args}
     plain = {**auto.as_args(), **run_args}
-    baseline = {k: plain.get(k, ultralytics_defaults.get(k)) for k in space.keys}
-    start = {k: ultralytics_defaults[k] for k in space.keys if k in ultralytics_defaults}
+    # a searched model or imgsz starts, for the plain training and trial #1 alike, at the flag's
+    run_values = {"model": flags.model, "imgsz": imgsz}
+    baseline = {k: run_values[k] if k in run_values else plain.get(k, ultralytics_defaults.get(k))
+                for k in space.keys}
+    start = {k: run_values[k] if k in run_values else ultralytics_defaults[k]
+             for k in space.keys if k in run_values or k in ultralytics_defaults}
     trials = flags.trials
     if entry.max_trials is not None:
         trials = min(trials, entry.max_trials(space) + (1 if flags.defaults_first else 0))

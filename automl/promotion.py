@@ -222,11 +222,15 @@ def resolve_promotion(config, *, study: str, trial_number: int, params: dict[str
     if not str(data_path or ""):
         raise ConfigError(f"study '{study}' does not record its data; pass --data path/to/data.yaml")
     name = f"{study}-trial{trial_number}"
+    params = dict(params)
+    searched = {k: params.pop(k) for k in ("model", "imgsz") if k in params}  # the trial's own
     return PromotionPlan(
         name=name, run_dir=(Path(project) / name).resolve(), data=Path(data_path),
-        full_data=full_data, params=dict(params), model=model or config.model or D.MODEL,
+        full_data=full_data, params=params,
+        model=model or searched.get("model") or config.model or D.MODEL,
         epochs=int(epochs or config.epochs or D.EPOCHS),
-        imgsz=int(imgsz or config.imgsz or D.IMGSZ), batch=batch or config.batch,
+        imgsz=int(imgsz or searched.get("imgsz") or config.imgsz or D.IMGSZ),
+        batch=batch or config.batch,
         device=device, project=Path(project).resolve())
 
 

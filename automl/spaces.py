@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from automl.errors import SearchSpaceError
+from automl.errors import ConfigError, SearchSpaceError
 
 KINDS = ("float", "int", "categorical")
 _FIELDS = {
@@ -41,6 +41,8 @@ OPTIMIZERS = ("SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSp
 # Args that are run plumbing, not hyperparameters: a space must not vary or fix them.
 _RESERVED = {"data", "model", "epochs", "imgsz", "device", "project", "name", "exist_ok", "mode",
              "task", "resume", "save_dir", "fraction", "plots", "save", "val", "verbose"}
+# ... but these two a space may search (under params, never fixed: --model and --imgsz fix them)
+SEARCHABLE_RUN_KEYS = ("model", "imgsz")
 
 
 @dataclass(frozen=True)
@@ -210,9 +212,12 @@ def _fail(source: str, key: str, msg: str) -> SearchSpaceError:
     return SearchSpaceError(f"{source}: {key}: {msg}")
 
 
-def _check_known_key(source: str, key: str) -> None:
+def _check_known_key(source: str, key: str, *, searched: bool = False) -> None:
     defaults = ultralytics_defaults()
-    if key in _RESERVED:
+    if key in SEARCHABLE_RUN_KEYS and not searched:
+        raise _fail(source, key, f"is fixed by automl's --{key} flag; list it under 'params' to "
+                                 "search it")
+    if key in _RESERVED and key not in SEARCHABLE_RUN_KEYS:
         raise _fail(source, key, "is set by automl's own flags, not by a search space; remove it")
     if key not in defaults:
         hint = difflib.get_close_matches(key, list(defaults), n=1)
@@ -327,8 +332,11 @@ def parse_space(raw: Any, *, source: str = "<space>", name: str = "custom") -> S
     params = []
     for key, spec in params_raw.items():
         key = str(key)
-        _check_known_key(source, key)
-        params.append(_parse_param(source, key, spec))
+        _check_known_key(source, key, searched=True)
+        param = _parse_param(source, key, spec)
+        if key in SEARCHABLE_RUN_KEYS:
+            _check_run_key(source, param)
+        params.append(param)
 
     fixed_raw = raw.get("fixed") or {}
     if not isinstance(fixed_raw, Mapping):
@@ -349,6 +357,28 @@ def parse_space(raw: Any, *, source: str = "<space>", name: str = "custom") -> S
         description=str(raw.get("description", "")),
         by_optimizer=_parse_by_optimizer(raw.get("by_optimizer"), source, params_raw),
     )
+
+
+def _check_run_key(source: str, param: Param) -> None:
+    """`model`: choices of model YAMLs or local .pt weights (each checked as --model is);
+    `imgsz`: sizes of at least 32 px."""
+    if param.name == "model":
+        from automl.config import check_model
+
+        if param.kind != "categorical" or not all(isinstance(c, str) for c in param.choices):
+            raise _fail(source, "model", "must be choices of model files, e.g. choices: "
+                                         "[yolo11n.yaml, yolo11s.yaml]")
+        for choice in param.choices:
+            try:
+                check_model(choice)
+            except ConfigError as e:
+                raise _fail(source, "model", str(e).replace("--model ", "choice ")) from None
+        return
+    values = param.choices if param.kind == "categorical" else (param.low, param.high)
+    if param.kind == "float" or any(isinstance(v, bool) or not isinstance(v, int) or v < 32
+                                    for v in values):
+        raise _fail(source, "imgsz", "must be whole pixel sizes of at least 32, e.g. choices: "
+                                     "[320, 480, 640] or {low: 320, high: 640, step: 32}")
 
 
 def _parse_by_optimizer(raw: Any, source: str, params_raw: Mapping[str, Any]

@@ -89,10 +89,11 @@ def train_args(params: Mapping[str, Any], run: RunSpec, *, name: str) -> dict[st
     """The keyword arguments for `YOLO.train`: fixed args, then the trial's params, then plumbing."""
     args: dict[str, Any] = dict(run.fixed)
     args.update(params)
+    args.pop("model", None)  # a searched model is built by train_once (run_model)
     args.update(
         data=run.data,
         epochs=int(run.epochs),
-        imgsz=int(run.imgsz),
+        imgsz=int(params.get("imgsz", run.imgsz)),  # a searched imgsz, else the run's
         project=str(run.project),
         name=name,
         exist_ok=True,
@@ -108,6 +109,11 @@ def train_args(params: Mapping[str, Any], run: RunSpec, *, name: str) -> dict[st
     if run.workers is not None:
         args["workers"] = run.workers
     return args
+
+
+def run_model(params: Mapping[str, Any], run: RunSpec) -> str:
+    """The model a training builds: the trial's own when the space searches `model`."""
+    return str(params.get("model") or run.model)
 
 
 def train_once(
@@ -134,7 +140,7 @@ def train_once(
         from ultralytics import YOLO
 
         start = time.perf_counter()  # train_seconds: the training's own time, model build on
-        model = YOLO(str(run.model))
+        model = YOLO(run_model(params, run))
         model.add_callback("on_pretrain_routine_start", _trainer_setup(
             threads=run.threads, final_eval=run.final_eval))
 

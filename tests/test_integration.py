@@ -96,3 +96,32 @@ def test_finished_trials_keep_their_weights_only_as_asked(in_tmp, tiny_data, kee
         # one file (best.pt, or last.pt where the final epoch was not ultralytics' best), stripped
         assert kept.parent.name == "weights" and kept.name in ("best.pt", "last.pt")
         assert sorted(kept.parent.iterdir()) == [kept] and kept.stat().st_size < 10e6
+
+
+def test_a_space_searching_model_and_imgsz_trains_and_promotes_each_trials_own(in_tmp,
+                                                                                tiny_data):
+    import yaml
+
+    from tests.conftest import write
+
+    space = write(in_tmp / "sizes.yaml", "params:\n"
+                  "  model: {choices: [yolo11n.yaml, yolov8n.yaml]}\n"
+                  "  imgsz: {choices: [32, 64]}\n"
+                  "  lr0: {choices: [0.01]}\n")
+    tiny_search(tiny_data, space=str(space), searcher="grid", trials=5, epochs=1,
+                keep_weights="all", study="sizes")
+    study = optuna.load_study(study_name="sizes", storage="sqlite:///studies/sizes.db")
+    assert study.user_attrs["automl:config"]["space_keys"] == ["model", "imgsz", "lr0"]
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert {(t.params["model"], t.params["imgsz"]) for t in done[1:]} == {
+        ("yolo11n.yaml", 32), ("yolo11n.yaml", 64), ("yolov8n.yaml", 32), ("yolov8n.yaml", 64)}
+    for t in done:  # ultralytics trained each trial's own model at its own size
+        args = yaml.safe_load((in_tmp / "studies" / "sizes" / "trials" / f"trial_{t.number:04d}"
+                               / "args.yaml").read_text())
+        assert (args["model"], args["imgsz"]) == (t.params["model"], t.params["imgsz"])
+    pick = next(t for t in done[1:] if t.params == {"model": "yolov8n.yaml", "imgsz": 32,
+                                                    "lr0": 0.01})
+    promoted = automl.promote(study="sizes", trial=pick.number, epochs=1, log=lambda line: None)
+    assert (promoted.record["model"], promoted.record["imgsz"]) == ("yolov8n.yaml", 32)
+    args = yaml.safe_load((promoted.run_dir / "args.yaml").read_text())
+    assert (args["model"], args["imgsz"]) == ("yolov8n.yaml", 32)

@@ -83,6 +83,38 @@ def test_a_grid_is_capped_at_its_points_plus_the_baseline():
     assert p.trials == 4
 
 
+def test_a_searched_model_and_imgsz_start_at_the_flags():
+    space = parse_space({"params": {"model": {"choices": ["yolov8n.yaml", "yolo11n.yaml"]},
+                                    "imgsz": {"choices": [64, 96, 128]},
+                                    "lr0": {"low": 1e-4, "high": 1e-1, "log": True}}})
+    p = plan(SearchFlags(data="/data/mydata.yaml", epochs=20, imgsz=96, batch=16), space=space)
+    assert p.baseline["model"] == p.start["model"] == "yolo11n.yaml"  # --model's default
+    assert p.baseline["imgsz"] == p.start["imgsz"] == 96 and p.outside is None
+    assert p.config.space_keys == ("model", "imgsz", "lr0")  # recorded as searched
+
+
+def test_a_promotion_and_a_training_use_the_trials_model_and_imgsz():
+    from automl.config import RunSpec
+    from automl.trainer import run_model, train_args
+
+    config = StudyConfig.from_dict({"data": "/d.yaml", "model": "yolo11n.yaml", "imgsz": 96,
+                                    "epochs": 5})
+    trial = {"model": "yolov8n.yaml", "imgsz": 128, "lr0": 0.01}
+    p = resolve_promotion(config, study="s", trial_number=2, params=trial, data=None,
+                          full_data="train", epochs=None, model=None, device=None, imgsz=None,
+                          batch=None, project="runs/promote")
+    assert (p.model, p.imgsz, p.params) == ("yolov8n.yaml", 128, {"lr0": 0.01})
+    flagged = resolve_promotion(config, study="s", trial_number=2, params=trial, data=None,
+                                full_data="train", epochs=None, model="yolo11s.yaml",
+                                device=None, imgsz=160, batch=None, project="runs/promote")
+    assert (flagged.model, flagged.imgsz) == ("yolo11s.yaml", 160)  # the flags still win
+    run = RunSpec(data="/d.yaml", model="yolo11n.yaml", epochs=5, imgsz=96, batch=4)
+    args = train_args(trial, run, name="t")
+    assert args["imgsz"] == 128 and "model" not in args and run_model(trial, run) == "yolov8n.yaml"
+    assert train_args({"lr0": 0.01}, run, name="t")["imgsz"] == 96
+    assert run_model({}, run) == "yolo11n.yaml"
+
+
 @pytest.mark.parametrize(("flags", "message"), [
     (SearchFlags(searcher="hyperband"), "--searcher hyperband: unknown searcher; choose one of tpe"),
     (SearchFlags(pruner="hyperband"), "--pruner hyperband: unknown pruner; choose one of asha"),

@@ -76,6 +76,14 @@ def test_space_by_path(tmp_path):
         ("params:\n  lr0: {low: 0.001, high: 0.1, gain: -1}\n", "lr0: gain must be a number >= 0"),
         ("params:\n  lr0: {low: 0.001, high: 0.1, log: true, step: 0.01}\n", "lr0: log and step cannot be combined"),
         ("params:\n  epochs: {low: 1, high: 9}\n", "epochs: is set by automl's own flags"),
+        ("fixed:\n  imgsz: 320\nparams:\n  lr0: {low: 0.001, high: 0.1}\n",
+         "imgsz: is fixed by automl's --imgsz flag; list it under 'params' to search it"),
+        ("params:\n  model: {choices: [yolo11n.yaml, nosuch.yaml]}\n",
+         "model: choice nosuch.yaml: no such model YAML"),
+        ("params:\n  model: {choices: [yolo11n.yaml, missing.pt]}\n",
+         "model: choice missing.pt: weights file not found"),
+        ("params:\n  imgsz: {choices: [16, 64]}\n", "imgsz: must be whole pixel sizes of at least 32"),
+        ("params:\n  imgsz: {low: 64.0, high: 320.5}\n", "imgsz: must be whole pixel sizes"),
         ("params:\n  lr0: {type: float, low: x, high: 0.1}\n", "lr0: 'low' must be a finite number"),
         ("prams:\n  lr0: {low: 0.001, high: 0.1}\n", "unknown top-level key(s) prams"),
         ("params: {}\n", "'params' must map at least one"),
@@ -91,6 +99,14 @@ def test_bad_space_names_file_and_key(tmp_path, body, expected):
     assert message.startswith(str(path)), message
     assert expected in message, message
     assert "\n" not in message
+
+
+def test_model_and_imgsz_can_be_searched():
+    space = parse_space({"params": {"model": {"choices": ["yolo11n.yaml", "yolov8n.yaml"]},
+                                    "imgsz": {"low": 320, "high": 640, "step": 32},
+                                    "lr0": {"low": 1e-3, "high": 1e-1, "log": True}}})
+    assert space.keys == ("model", "imgsz", "lr0")
+    assert space["model"].choices == ("yolo11n.yaml", "yolov8n.yaml") and space["imgsz"].kind == "int"
 
 
 def test_unknown_builtin_name_suggests():
