@@ -444,6 +444,10 @@ def run_search(
             ),
         )
         message = "interrupted: the search was stopped (Ctrl-C) during this trial"
+        # Tune's own SIGINT handler ends fit() quietly; between two trials nothing was running
+        # to show it, and the interrupt was lost (the run went on to its summary, exit 0). Off,
+        # Ctrl-C raises KeyboardInterrupt here wherever Tune is.
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         stop = threading.Event()
         beats = threading.Thread(target=_beat, args=(searcher, stop), daemon=True)
         beats.start()
