@@ -457,12 +457,8 @@ def best_trial(study):
     the best mean fitness (what the configuration is worth, not its luckiest run); otherwise
     the one with the highest fitness.
     """
-    means = repeat_means(study)
-    complete = [t for t in _complete(study) if REPEAT_OF_ATTR not in t.user_attrs]
-    if means:
-        repeated = [t for t in complete if t.number in means]
-        return max(repeated, key=lambda t: (means[t.number][0], -t.number))
-    return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+    ranked = ranked_trials(study)
+    return ranked[0][0] if ranked else None
 
 
 def ranked_trials(study) -> list[tuple[Any, float]]:

@@ -336,8 +336,9 @@ def validate(
     with studies.trial_slot_lock(url):
         studies.recover_interrupted(companion)
         queued = _queue(companion, picks, seeds)
-    total = len(_jobs_done(companion))
-    finished = total - len([t for t in _jobs_done(companion).values() if not t.state.is_finished()])
+    jobs = _jobs_done(companion)
+    total = len(jobs)
+    finished = sum(t.state.is_finished() for t in jobs.values())
     say(f"validating study '{study}' on the full data ({dataset.yaml_path}, {full_data}: "
         f"{len(dataset.train)} train images): trials "
         + ", ".join(f"#{c.number}" + (" (plain training)" if c.baseline else "") for c in picks)
