@@ -7,6 +7,7 @@ here, in the driver, so trials never touch the storage themselves.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -448,6 +449,7 @@ def run_search(
         # to show it, and the interrupt was lost (the run went on to its summary, exit 0). Off,
         # Ctrl-C raises KeyboardInterrupt here wherever Tune is.
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        drop_lost_state_syncs()
         stop = threading.Event()
         beats = threading.Thread(target=_beat, args=(searcher, stop), daemon=True)
         beats.start()
@@ -462,6 +464,29 @@ def run_search(
         # complete were cut short and must not stay RUNNING (or pass for COMPLETE).
         if searcher.fail_live(message):
             raise KeyboardInterrupt
+
+
+class LostStateSync(logging.Filter):
+    """Drops Ray Tune's log of a failed upload of its own experiment state.
+
+    Tune saves its experiment state (tmp file, then rename) while its previous background upload
+    of the same folder may still be copying; the copy then finds the tmp file gone and Tune logs
+    the FileNotFoundError with a traceback. automl never reads that state (a search resumes from
+    the study, and the state lives in a temporary folder deleted after the run), so the record is
+    noise on the user's console. Every other record passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        lost = (record.exc_info is not None and record.exc_info[0] is not None
+                and issubclass(record.exc_info[0], FileNotFoundError))
+        return not (lost and record.getMessage().startswith("Saving experiment state to storage"))
+
+
+def drop_lost_state_syncs() -> None:
+    """Installs `LostStateSync` on Tune's experiment-state logger (once)."""
+    state_log = logging.getLogger("ray.tune.execution.experiment_state")
+    if not any(isinstance(f, LostStateSync) for f in state_log.filters):
+        state_log.addFilter(LostStateSync())
 
 
 def _beat(searcher, stop) -> None:
