@@ -37,7 +37,7 @@ def test_small_data_trains_every_image_with_the_optimizer_auto_picks():
     assert p.run.fixed == {"optimizer": "AdamW", "warmup_bias_lr": 0.0, "batch": 16}
     assert p.baseline == {"lr0": 0.001667, "lrf": 0.01, "momentum": 0.9} and p.outside is None
     assert p.start == {"lr0": 0.01, "lrf": 0.01, "momentum": 0.937}
-    assert (p.space["lr0"].low, p.space["lr0"].high) == (1e-4, 0.1)  # Adam-type range
+    assert (p.space["lr0"].low, p.space["lr0"].high) == (1e-3, 0.1)  # AdamW's, as SGD's
     assert p.config.searcher == "tpe" and p.config.pruner == "asha"
     assert p.run.data == str((Path("studies") / "mydata-lr_momentum" / "mini" / "data.yaml")
                              .resolve())
