@@ -14,6 +14,7 @@ from typing import Any
 
 from automl import defaults as D
 from automl.config import SearchFlags
+from automl.errors import ConfigError
 
 
 @dataclass
@@ -62,6 +63,9 @@ def search(
     repeats: int = 0,
     keep_weights: str = "best",
     replay: str | Path | None = None,
+    objectives: str | None = None,
+    max_size_mb: float | None = None,
+    max_latency_ms: float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Run (or continue) a hyperparameter search whose every trial is an ultralytics training.
@@ -96,6 +100,13 @@ def search(
             reports the recorded epochs of its nearest recorded configuration instead of
             training (searcher and pruner benchmarks, tests); the data then comes from the
             record, and `data` only names it.
+        objectives: "fitness" (default), or "fitness,latency", "fitness,size", ...: a
+            multi-objective study over fitness and the trained weights' CPU latency (batch 1) or
+            size, whose Pareto front the summary and the report show (tpe, nsga2, gp, random,
+            grid; no pruning). See automl.objectives.
+        max_size_mb, max_latency_ms: caps on a trial's own trained weights (size in MB, median
+            CPU latency at batch 1 in ms, measured after its final epoch): a trial over a cap is
+            infeasible, never the best and never a GA parent.
         log: where progress lines go (default: stdout).
 
     Returns:
@@ -166,7 +177,8 @@ def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
     from automl.searchers import make_sampler, queue_first_trials
 
     storage_url = flags.storage or studies.default_storage(plan.name)
-    the_study = studies.open_study(plan.name, flags.storage)
+    goals = plan.config.goals
+    the_study = studies.open_study(plan.name, flags.storage, directions=goals.directions)
     seed = flags.seed
     if seed is not None:
         # the n-th driver of a study (a resume, a second process) draws from its own stream:
@@ -222,6 +234,10 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     say(f"{plan.concurrency} at a time, {plan.cpus:g} CPU / {plan.gpus:g} GPU each; pruner "
         f"{config.pruner}" + (f" ({rungs_text(run.epochs)})" if config.pruner == "asha" else "")
         + (f"; no new trial after {flags.timeout:g} s" if flags.timeout else ""))
+    if config.goals.measures:
+        say(f"{config.goals.describe()}: each trial's trained weights are measured after its "
+            f"final epoch (size of the stripped .pt; median CPU latency at batch 1, "
+            f"{max(1, int(plan.cpus))} thread(s), {run.imgsz} px)")
     searching = plan.trials - flags.repeats
     # a redrawn table on a terminal when automl prints itself; plain lines into logs and `log`
     progress = LiveProgress(the_study, plan.trials, say, live=live)
@@ -229,7 +245,8 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
                                                   "concurrency": plan.concurrency})
     options = dict(resources=Resources(plan.concurrency, plan.cpus, plan.gpus),
                    on_event=progress, address=flags.address, pruner=config.pruner,
-                   storage_url=storage_url, timeout=flags.timeout, **trainable)
+                   storage_url=storage_url, timeout=flags.timeout, goals=config.goals,
+                   **trainable)
     try:
         run_search(the_study, plan.space.distributions(), run, n_trials=searching, **options)
         if flags.repeats and len(studies.finished_trials(the_study)) >= searching:
@@ -249,15 +266,24 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
 
 
 def _summarise(plan, the_study, say: Callable[[str], None]) -> SearchResult:
-    """The top trials, the gain over the plain training, best_hyperparameters.yaml."""
+    """The top trials, the gain over the plain training, best_hyperparameters.yaml.
+
+    Raises:
+        ConfigError: trials completed but none met the caps (names the closest one).
+    """
     from automl import study as studies
-    from automl.console import baseline_verdict, top_table
+    from automl.console import baseline_verdict, front_table, no_feasible_trial, top_table
 
     result = SearchResult(the_study)
+    problem = no_feasible_trial(the_study, plan.config.goals)
+    if problem:
+        raise ConfigError(problem)
     if result.best is not None:
         result.best_hyperparameters_path = studies.write_best_hyperparameters(
             the_study, studies.study_dir(plan.name) / "best_hyperparameters.yaml")
     say(top_table(the_study))
+    if plan.config.goals.multi:
+        say(front_table(the_study, plan.config.goals))
     verdict = baseline_verdict(the_study)
     if verdict:
         say(verdict)

@@ -80,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-weights", default="best",
                    help="which finished trials keep their weights: best (default: only the "
                         "study's best trial, replaced when a better one completes), all, none")
+    s.add_argument("--objectives", default=None,
+                   help="fitness (default), or fitness,latency | fitness,size | "
+                        "fitness,latency,size: a multi-objective study over fitness and the "
+                        "trained weights' CPU latency or size (searchers tpe, nsga2, gp, random, "
+                        "grid; no pruning); the summary and the report show its Pareto front")
+    s.add_argument("--max-size-mb", type=float, default=None,
+                   help="trials whose trained weights (stripped .pt) are larger are infeasible: "
+                        "never the best, never a GA parent (e.g. 100, an edge device's cap)")
+    s.add_argument("--max-latency-ms", type=float, default=None,
+                   help="trials whose median CPU latency at batch 1 (measured after the final "
+                        "epoch, on the trial's threads) is higher are infeasible")
     s.add_argument("--repeats", type=int, default=0,
                    help="the last K trials train the K best once more with another training "
                         "seed; the best mean wins (default: 0)")
@@ -133,7 +144,8 @@ def _run(args: argparse.Namespace) -> int:
             epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
             ga_parent=args.ga_parent, pruner=args.pruner, address=args.address, timeout=args.timeout,
             defaults_first=args.defaults_first, repeats=args.repeats,
-            keep_weights=args.keep_weights,
+            keep_weights=args.keep_weights, objectives=args.objectives,
+            max_size_mb=args.max_size_mb, max_latency_ms=args.max_latency_ms,
         )
         if result.best is None:
             # scripts must be able to tell: nothing to promote, nothing learned

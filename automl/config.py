@@ -36,6 +36,9 @@ class RunSpec:
         replay: a record of learning curves (automl.replay): trials replay it, nothing trains.
         keep_weights: which trials keep their weights once finished: all, best (the study's best
             COMPLETE trial only), none.
+        measure: after the final epoch, measure the trained weights' size and CPU latency
+            (automl.footprint) and report them with that epoch (a search with caps or
+            objectives on them, automl.objectives).
     """
 
     data: str
@@ -54,6 +57,8 @@ class RunSpec:
     workers: int | None = None
     replay: str | None = None
     keep_weights: str = "best"
+    measure: bool = False  # size and CPU latency of the final weights (a cap or objective needs them)
+    replay_neighbours: int = 1  # a replay blends this many nearest recorded configurations
 
     def for_baseline(self) -> RunSpec:
         """The same run training the plain training's args instead of the space's fixed ones."""
@@ -65,6 +70,9 @@ KEEP_WEIGHTS = ("best", "all", "none")
 # What a study measures: continuing it with other values would mix incomparable trials.
 DEFINING = ("space_keys", "fixed", "fitness", "data", "model", "epochs", "imgsz", "fraction",
             "batch")
+# ... and what it optimises: another objective or cap changes which trials count (and a
+# multi-objective study cannot become a single-objective one)
+GOALS = ("objectives", "max_size_mb", "max_latency_ms")
 
 
 @dataclass(frozen=True)
@@ -90,10 +98,16 @@ class StudyConfig:
     space_source: str | None = None
     baseline_fixed: Mapping[str, Any] | None = None  # the plain training's args (trial #0)
     auto_optimizer: Mapping[str, Any] | None = None  # what optimizer=auto resolved to, and why
+    # automl.objectives.Goals: None for a single-objective study without caps (older studies too)
+    objectives: tuple[str, ...] | None = None
+    max_size_mb: float | None = None
+    max_latency_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["space_keys"] = list(self.space_keys)
+        if self.objectives is not None:
+            out["objectives"] = list(self.objectives)
         return {k: v for k, v in out.items() if v is not None}
 
     @classmethod
@@ -102,6 +116,8 @@ class StudyConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in raw.items() if k in known}
         values["space_keys"] = tuple(values.get("space_keys") or ())
+        if values.get("objectives") is not None:
+            values["objectives"] = tuple(values["objectives"])
         values.setdefault("fixed", {})
         for name in ("space", "fitness", "data", "model"):
             values.setdefault(name, "")
@@ -110,11 +126,20 @@ class StudyConfig:
         values.setdefault("fraction", 1.0)
         return cls(**values)
 
+    @property
+    def goals(self):
+        """The study's objectives and caps (automl.objectives.Goals)."""
+        from automl.objectives import Goals
+
+        return Goals.from_dict({"objectives": self.objectives, "max_size_mb": self.max_size_mb,
+                                "max_latency_ms": self.max_latency_ms})
+
     def conflict(self, stored: Mapping[str, Any]) -> str | None:
         """The first defining setting where a stored config differs from this one, as a message."""
         mine = self.to_dict()
-        for key in DEFINING:
-            if key in stored and stored.get(key) != mine.get(key):
+        for key in (*DEFINING, *GOALS):
+            # a goal missing from a stored config is its absence (no cap, fitness alone)
+            if (key in stored or key in GOALS) and stored.get(key) != mine.get(key):
                 return (f"was created with {key}={stored.get(key)!r}, not {mine.get(key)!r}; use "
                         "the original value to resume, or a new --study NAME")
         return None
@@ -149,6 +174,9 @@ class SearchFlags:
     repeats: int = 0  # the best trials trained once more with another seed; pick the best mean
     keep_weights: str = "best"  # all | best | none: which finished trials keep their weights
     replay: str | None = None  # replay recorded learning curves instead of training (automl.replay)
+    objectives: str | None = None  # "fitness,latency" etc. (automl.objectives); None: fitness
+    max_size_mb: float | None = None  # trials whose weights are larger are infeasible
+    max_latency_ms: float | None = None  # ... or whose CPU latency (batch 1) is higher
 
     @property
     def demo(self) -> bool:

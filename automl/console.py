@@ -48,15 +48,20 @@ class TrialLines:
         self._study, self._total, self._say = study, total, say
 
     def line(self, event) -> str:
-        from automl.study import best_trial, finished_trials
+        from automl.study import best_trial, finished_trials, fitness_of
 
         done = len(finished_trials(self._study))
         best = best_trial(self._study)
-        best_text = f"best {best.value:.4f} (#{best.number})" if best else "best -"
+        best_text = f"best {fitness_of(best):.4f} (#{best.number})" if best else "best -"
         if event.state == "COMPLETE":
             m = event.metrics
             outcome = (f"fitness {event.value:.4f}  mAP50 {m.get('map50', math.nan):.3f}  "
                        f"mAP50-95 {m.get('map50_95', math.nan):.3f}")
+            measured = getattr(event, "measured", None) or {}
+            if measured:
+                outcome += "  " + measured_text(measured)
+            if getattr(event, "over_cap", None):
+                outcome += f"  OVER THE CAP ({event.over_cap}): infeasible"
         elif event.state == "PRUNED":
             outcome = f"PRUNED after {event.epochs} epochs (fitness {event.value:.4f})"
         else:
@@ -142,7 +147,7 @@ class LiveProgress(TrialLines):
         return left / (self._epochs_done / elapsed)
 
     def status_line(self) -> str:
-        from automl.study import best_trial, finished_trials
+        from automl.study import best_trial, finished_trials, fitness_of
 
         best = best_trial(self._study)
         eta = self.eta_seconds()
@@ -150,7 +155,7 @@ class LiveProgress(TrialLines):
                             f"{r.seconds_per_epoch:.1f}s/epoch"
                             for n, r in sorted(self._running.items()))
         return (f"progress: {len(finished_trials(self._study))}/{self._total} trials done, best "
-                + (f"{best.value:.4f} (#{best.number})" if best else "-")
+                + (f"{fitness_of(best):.4f} (#{best.number})" if best else "-")
                 + (f", ETA {_duration(eta)}" if eta is not None else "")
                 + (f"; running {running}" if running else ""))
 
@@ -202,21 +207,79 @@ def top_rows(study, n: int, metric: Callable[[Any], str] = lambda v: f"{v:.3f}",
 
     The plain training is marked `#N plain`. `metric` and `param` format the cells.
     """
-    from automl.fitness import METRIC_LABELS
-    from automl.study import BASELINE_ATTR, repeat_means, top_trials
+    from automl.study import top_trials
 
-    top = top_trials(study, n)
+    return trial_rows(study, top_trials(study, n), metric, param)
+
+
+MEASURED_LABELS = {"size_mb": "MB", "latency_ms": "CPU ms"}
+
+
+def measured_text(measured: Mapping[str, float]) -> str:
+    """`5.42 MB  3.1 ms` of a trial's measured footprint."""
+    return "  ".join(f"{measured[k]:.2f} MB" if k == "size_mb" else f"{measured[k]:.1f} ms"
+                     for k in MEASURED_LABELS if k in measured)
+
+
+def trial_rows(study, trials: list, metric: Callable[[Any], str] = lambda v: f"{v:.3f}",
+               param: Callable[[Any], str] = fmt) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of `trials`: trial, fitness, metrics, measured size/latency, params."""
+    from automl.fitness import METRIC_LABELS
+    from automl.study import BASELINE_ATTR, fitness_of, repeat_means
+
     means = repeat_means(study)
-    keys = list(dict.fromkeys(k for t in top for k in t.params))
+    keys = list(dict.fromkeys(k for t in trials for k in t.params))
+    measured = [k for k in MEASURED_LABELS if any(k in t.user_attrs for t in trials)]
     header = ["trial", "fitness", *(["mean (runs)"] if means else []), *METRIC_LABELS.values(),
-              *keys]
+              *(MEASURED_LABELS[k] for k in measured), *keys]
     rows = [[f"#{t.number}" + (" plain" if t.user_attrs.get(BASELINE_ATTR) else ""),
-             f"{t.value:.4f}",
+             f"{fitness_of(t):.4f}",
              *([f"{means[t.number][0]:.4f} ({means[t.number][1]})" if t.number in means else "-"]
                if means else []),
              *(metric(t.user_attrs.get(k, math.nan)) for k in METRIC_LABELS),
-             *(param(t.params.get(k)) for k in keys)] for t in top]
+             *(f"{t.user_attrs[k]:.2f}" if k in t.user_attrs else "-" for k in measured),
+             *(param(t.params.get(k)) for k in keys)] for t in trials]
     return header, rows
+
+
+def front_table(study, goals) -> str:
+    """A multi-objective study's Pareto front (feasible trials only) as a text table."""
+    from automl.study import pareto_trials
+
+    front = pareto_trials(study)
+    if not front:
+        return "Pareto front: no COMPLETE trial yet"
+    header, rows = trial_rows(study, front)
+    return (f"Pareto front of study '{study.study_name}' ({goals.describe()}): {len(front)} "
+            "trials no other beats on every objective; promote any with `automl promote --trial "
+            "N`\n" + text_table(header, rows))
+
+
+def no_feasible_trial(study, goals) -> str | None:
+    """One line when trials completed but none met the caps, naming the closest one."""
+    from optuna.trial import TrialState
+
+    from automl.objectives import feasible
+    from automl.study import fitness_of
+
+    if not goals.caps:
+        return None
+    measured = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.constraints]
+    if not measured or any(feasible(t) for t in measured):
+        return None
+    caps = sorted(goals.caps.items())
+
+    def excess(t) -> float:  # how far over its caps, relative to each cap
+        return sum(max(0.0, t.constraints.get(k, 0.0)) / cap for k, cap in caps)
+
+    closest = min(measured, key=lambda t: (excess(t), t.number))
+    limits = " and ".join(f"{'--max-size-mb' if k == 'size_mb' else '--max-latency-ms'} {cap:g}"
+                          for k, cap in caps)
+    return (f"no trial met {limits}: {len(measured)} completed, all over; the closest is "
+            f"#{closest.number} ({measured_text(closest.user_attrs)}, fitness "
+            f"{fitness_of(closest):.4f}); raise the cap, or search smaller models or images "
+            "(model and imgsz as keys of the space)")
 
 
 def top_table(study, n: int = 5) -> str:
@@ -231,7 +294,8 @@ def baseline_verdict(study) -> str | None:
     """One line: how much the best trial beats the plain training (trial #0), or that it does not."""
     from optuna.trial import TrialState
 
-    from automl.study import BASELINE_ATTR, REPEAT_OF_ATTR, best_trial, repeat_means
+    from automl.objectives import feasible
+    from automl.study import BASELINE_ATTR, REPEAT_OF_ATTR, best_trial, fitness_of, repeat_means
 
     plain = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
              if t.user_attrs.get(BASELINE_ATTR) and REPEAT_OF_ATTR not in t.user_attrs]
@@ -239,10 +303,14 @@ def baseline_verdict(study) -> str | None:
     if not plain or best is None:
         return None
     base = plain[-1]
+    if not feasible(base):
+        return (f"the plain training (#{base.number}, fitness {fitness_of(base):.4f}) is over "
+                f"a cap ({measured_text(base.user_attrs)}); best within the caps: "
+                f"#{best.number} {fitness_of(best):.4f}")
     means = repeat_means(study)
     # with repeats, a trial is worth its mean; the plain training too when it was repeated
-    best_value = means[best.number][0] if best.number in means else best.value
-    base_value = means[base.number][0] if base.number in means else base.value
+    best_value = means[best.number][0] if best.number in means else fitness_of(best)
+    base_value = means[base.number][0] if base.number in means else fitness_of(base)
     what = "mean " if means else ""
     if best.number == base.number or best_value <= base_value:
         return (f"the plain training (#{base.number}, {what}fitness {base_value:.4f}) is the best: "
@@ -288,7 +356,14 @@ def status_text(study) -> str:
     """
     from optuna.trial import TrialState
 
-    from automl.study import BUDGET_ATTR, best_trial, finished_trials, study_config
+    from automl.study import (
+        BUDGET_ATTR,
+        LATEST_FITNESS_ATTR,
+        best_trial,
+        finished_trials,
+        fitness_of,
+        study_config,
+    )
 
     config = study_config(study)
     budget = study.user_attrs.get(BUDGET_ATTR) or {}
@@ -299,7 +374,7 @@ def status_text(study) -> str:
     best = best_trial(study)
     lines = [f"study '{study.study_name}': {len(done)}/{total or '?'} trials done, "
              f"{len(running)} running, best "
-             + (f"{best.value:.4f} (#{best.number})" if best else "-")]
+             + (f"{fitness_of(best):.4f} (#{best.number})" if best else "-")]
     timed = [t for t in done if t.user_attrs.get("epochs") and t.user_attrs.get("train_seconds")]
     per_epoch = (sum(t.user_attrs["train_seconds"] for t in timed)
                  / sum(t.user_attrs["epochs"] for t in timed)) if timed else None
@@ -308,7 +383,8 @@ def status_text(study) -> str:
     for t in sorted(running, key=lambda t: t.number):
         e = int(t.user_attrs.get("epochs") or len(t.intermediate_values))
         seconds = t.user_attrs.get("train_seconds")
-        latest = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
+        latest = (t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values
+                  else t.user_attrs.get(LATEST_FITNESS_ATTR))
         rows.append(running_cells(t.number, e, epochs, latest,
                                   seconds / e if seconds and e else None))
         at.append((e, epochs))

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.errors import ConfigError
+from automl.footprint import latency, size_mb
 
 EXTRA = 'pip install -e ".[deploy]"'
 FORMATS = ("onnx", "openvino")
@@ -103,64 +104,6 @@ def _no_autoinstall() -> None:
     from ultralytics.utils import checks
 
     checks.AUTOINSTALL = False  # read at import: set it on the loaded module too
-
-
-def size_mb(path: Path) -> float:
-    """A file's size, or a folder's (OpenVINO's .xml + .bin), in MB (10^6 bytes)."""
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
-    return path.stat().st_size / 1e6
-
-
-def _runner(path: Path, imgsz: int, threads: int) -> Callable[[], Any]:
-    """One batch-1 forward pass of the artifact on the CPU with `threads` threads."""
-    import numpy as np
-
-    image = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
-    if path.suffix == ".pt":
-        import torch
-        from ultralytics.nn.autobackend import AutoBackend
-
-        torch.set_num_threads(threads)
-        backend = AutoBackend(str(path), device=torch.device("cpu"), fuse=True, verbose=False)
-        backend.eval()
-        tensor = torch.from_numpy(image)
-
-        def run() -> Any:
-            with torch.inference_mode():
-                return backend(tensor)
-        return run
-    if path.suffix == ".onnx":
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        return lambda: session.run(None, {name: image})
-    import openvino as ov  # an OpenVINO model folder
-
-    core = ov.Core()
-    xml = next(path.glob("*.xml"))
-    compiled = core.compile_model(core.read_model(xml), "CPU",
-                                  {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1})
-    request = compiled.create_infer_request()
-    return lambda: request.infer({0: image})
-
-
-def latency(path: Path, imgsz: int, *, threads: int, runs: int, warmup: int) -> tuple[float, float]:
-    """Median and p90 milliseconds of a batch-1 forward pass after `warmup` untimed ones."""
-    import numpy as np
-
-    run = _runner(path, imgsz, threads)
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times)), float(np.percentile(times, 90))
 
 
 def accuracy(path: Path, data: Path, imgsz: int) -> dict[str, float]:

@@ -30,6 +30,9 @@ class EpochReport:
         val_loss: summed validation losses (box + cls + dfl for detection), NaN when unknown.
         train_seconds: seconds since the training started (model build included).
         node: the Ray node the trial runs on ("" outside Ray).
+        size_mb, latency_ms: the trained weights' size and median CPU latency at batch 1
+            (automl.footprint), on the final epoch of a run that measures them (RunSpec.measure);
+            NaN on every other epoch.
     """
 
     epoch: int
@@ -43,10 +46,17 @@ class EpochReport:
     val_loss: float = math.nan
     train_seconds: float = math.nan
     node: str = ""
+    size_mb: float = math.nan
+    latency_ms: float = math.nan
 
     def metrics(self) -> dict[str, float]:
         """The validation metrics by canonical name (METRICS)."""
         return {name: getattr(self, name) for name in METRICS}
+
+    def measured(self) -> dict[str, float]:
+        """size_mb and latency_ms, where measured."""
+        return {k: getattr(self, k) for k in ("size_mb", "latency_ms")
+                if math.isfinite(getattr(self, k))}
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

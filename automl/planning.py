@@ -64,13 +64,23 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     from automl.data import auto_fraction, mini_size
     from automl.execution.pruners import default_pruner, pruner_entry
     from automl.fitness import parse_fitness
-    from automl.searchers import searcher_entry
+    from automl.searchers import SEARCHERS, searcher_entry
 
     entry = searcher_entry(flags.searcher)
     fit = parse_fitness(flags.fitness)
     epochs, imgsz, batch = training_profile(flags)
     check_flags(flags, epochs=epochs, imgsz=imgsz, batch=batch)
-    pruner = pruner_entry(flags.pruner).name if flags.pruner is not None else default_pruner(epochs)
+    goals = resolve_goals(flags)
+    if goals.multi and not entry.multi_objective:
+        raise ConfigError(f"--searcher {flags.searcher}: cannot drive a multi-objective study "
+                          f"(--objectives {','.join(goals.objectives)}); use one of "
+                          f"{', '.join(n for n, e in SEARCHERS.items() if e.multi_objective)} "
+                          "(tpe: multi-objective TPE, nsga2: NSGA-II)")
+    if goals.multi and flags.pruner not in (None, "none"):
+        raise ConfigError(f"--pruner {flags.pruner}: pruning judges fitness alone, so a "
+                          "multi-objective study runs every trial to its end; leave --pruner out")
+    pruner = ("none" if goals.multi else pruner_entry(flags.pruner).name
+              if flags.pruner is not None else default_pruner(epochs))
 
     name = flags.study or f"{'demo' if flags.demo else Path(dataset.yaml_path).stem}-{space.name}"
     # run-level args every trial shares, the plain training included (see DEMO_PROFILE)
@@ -111,18 +121,40 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
         baseline_fixed=plain, auto_optimizer={**auto.as_args(), "iterations": auto.iterations},
         fitness=fit.spec, searcher=flags.searcher, data=str(dataset.yaml_path), model=flags.model,
         epochs=epochs, imgsz=imgsz, fraction=fraction, batch=batch, seed=flags.seed,
-        pruner=pruner)
+        pruner=pruner, objectives=goals.objectives if goals.multi else None,
+        max_size_mb=goals.max_size_mb, max_latency_ms=goals.max_latency_ms)
     run = RunSpec(
         data=str((out_dir / "mini" / "data.yaml").resolve()), model=flags.model, epochs=epochs,
         imgsz=imgsz, batch=batch, device=flags.device, fitness=fit.spec, fixed=fixed,
         baseline_fixed=plain, project=str((out_dir / "trials").resolve()),
-        threads=max(1, int(cpus)), keep_weights=flags.keep_weights,
+        threads=max(1, int(cpus)), keep_weights=flags.keep_weights, measure=bool(goals.measures),
         replay=str(Path(flags.replay).resolve()) if flags.replay else None)
     return SearchPlan(name=name, config=config, run=run, space=space, dataset=dataset,
                       trials=trials,
                       fraction_why=why, mini_dir=out_dir / "mini", baseline=baseline, start=start,
                       outside=outside_space(space, fixed, plain, baseline, ultralytics_defaults),
                       concurrency=flags.concurrency, cpus=cpus, gpus=gpus)
+
+
+def resolve_goals(flags: SearchFlags):
+    """The search's objectives and caps (automl.objectives.Goals), checked.
+
+    Raises:
+        ConfigError: an unknown objective, a cap that is not positive, or goals a replayed search
+            or `--repeats` cannot serve.
+    """
+    from automl.objectives import Goals, check_caps, parse_objectives
+
+    check_caps(flags.max_size_mb, flags.max_latency_ms)
+    goals = Goals(objectives=parse_objectives(flags.objectives), max_size_mb=flags.max_size_mb,
+                  max_latency_ms=flags.max_latency_ms)
+    if goals.measures and flags.replay:
+        raise ConfigError("--replay: a record holds no sizes or latencies; leave out "
+                          "--objectives, --max-size-mb and --max-latency-ms")
+    if goals.multi and flags.repeats:
+        raise ConfigError(f"--repeats {flags.repeats}: repeats rank trials by fitness alone; "
+                          "a multi-objective study keeps its whole front (leave --repeats out)")
+    return goals
 
 
 def outside_space(space, fixed: Mapping[str, Any], plain: Mapping[str, Any],

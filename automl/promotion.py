@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.errors import AutoMLError, ConfigError, StudyError
+from automl.study import fitness_of
 
 PROMOTE_DIR = Path("runs/promote")
 FULL_DATA_CHOICES = ("train", "train+val")
@@ -46,13 +47,19 @@ def _pick_trial(study, number: int | None, say: Callable[[str], None]):
     best COMPLETE trial of the search."""
     from optuna.trial import TrialState
 
-    from automl.study import best_trial, validation
+    from automl.objectives import feasible
+    from automl.study import best_trial, multi_objective, pareto_trials, validation
 
     if number is None:
         best = best_trial(study)
         if best is None:
-            raise StudyError(f"study '{study.study_name}' has no COMPLETE trial to promote; run "
-                             f"`automl search --study {study.study_name}` until one completes")
+            raise StudyError(f"study '{study.study_name}' has no COMPLETE trial (within its caps) "
+                             f"to promote; run `automl search --study {study.study_name}` until "
+                             "one completes")
+        if multi_objective(study):
+            front = ", ".join(f"#{t.number}" for t in pareto_trials(study))
+            say(f"multi-objective study: promoting the Pareto front's fittest trial #{best.number}"
+                f"; the front is {front} (pick one with --trial N)")
         verdict = validation(study) or {}
         winner = verdict.get("full_winner")
         validated = {r["number"]: r for r in verdict.get("rows", [])}
@@ -70,6 +77,10 @@ def _pick_trial(study, number: int | None, say: Callable[[str], None]):
             if t.state != TrialState.COMPLETE:
                 raise StudyError(f"--trial {number}: trial is {t.state.name}, not COMPLETE; "
                                  "promote a COMPLETE trial (omit --trial for the best one)")
+            if not feasible(t):
+                say(f"note: trial #{number} is over the study's caps (size_mb "
+                    f"{t.user_attrs.get('size_mb', '?')}, latency_ms "
+                    f"{t.user_attrs.get('latency_ms', '?')}); promoting it as asked")
             return t
     raise StudyError(f"--trial {number}: study '{study.study_name}' has no trial {number} "
                      f"(trials 0..{len(study.trials) - 1})")
@@ -271,8 +282,8 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
         say(f"resuming {plan.name} from {plan.last}")
     shown = ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}"
                       for k, v in chosen.params.items())
-    say(f"promoting trial #{chosen.number} of study '{study}' (search fitness {chosen.value:.4f}): "
-        f"{shown}")
+    say(f"promoting trial #{chosen.number} of study '{study}' (search fitness "
+        f"{fitness_of(chosen):.4f}): {shown}")
     say(f"full data {train_yaml} ({plan.full_data}), model {plan.model}, {plan.epochs} epochs at "
         f"{plan.imgsz} px, batch {plan.batch}, device {plan.device or 'auto'} -> {plan.run_dir}")
 
@@ -297,7 +308,7 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
     value = fit(metrics)
     record: dict[str, Any] = {
         "trial": chosen.number, "params": plan.params,
-        "search_fitness": chosen.value, "fitness_spec": fit.spec,
+        "search_fitness": fitness_of(chosen), "fitness_spec": fit.spec,
         "fitness": value if math.isfinite(value) else None, "metrics": metrics,
         "weights": str(plan.best.resolve()), "last": str(plan.last.resolve()),
         "run_dir": str(plan.run_dir), "data": str(train_yaml), "full_data": plan.full_data,

@@ -28,8 +28,10 @@ import numpy as np
 from automl.epochs import EpochReport
 from automl.errors import ConfigError
 
-# EpochReport fields a record stores per epoch, in this order (node is not recorded)
-FIELDS = tuple(f.name for f in fields(EpochReport) if f.name not in ("epoch", "node"))
+# EpochReport fields a record stores per epoch, in this order (node, size and latency are not
+# recorded: a replayed search has no caps or objectives on them)
+FIELDS = tuple(f.name for f in fields(EpochReport)
+               if f.name not in ("epoch", "node", "size_mb", "latency_ms"))
 
 
 @dataclass(frozen=True)
@@ -71,14 +73,54 @@ class Record:
             out[:, j] = (column - low) / (high - low) if high > low else 0.0
         return out
 
-    def nearest(self, params: Mapping[str, Any]) -> int:
-        """Index of the recorded configuration closest to `params` (normalised distance)."""
+    def _distances(self, params: Mapping[str, Any]) -> np.ndarray:
         missing = [k for k in self.keys if k not in params]
         if missing:
             raise ConfigError(f"replay: the configuration lacks {', '.join(missing)}; the record "
                               f"covers the keys {', '.join(self.keys)}")
         point = self.unit(np.array([[float(params[k]) for k in self.keys]]))
-        return int(np.argmin(((self.units - point) ** 2).sum(axis=1)))
+        return np.sqrt(((self.units - point) ** 2).sum(axis=1))
+
+    def nearest(self, params: Mapping[str, Any]) -> int:
+        """Index of the recorded configuration closest to `params` (normalised distance)."""
+        return int(np.argmin(self._distances(params)))
+
+    def neighbours(self, params: Mapping[str, Any], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The `k` recorded configurations closest to `params` and their inverse-squared-distance
+        weights (summing to 1; a recorded configuration itself gets all the weight)."""
+        distances = self._distances(params)
+        order = np.argsort(distances, kind="stable")[:max(1, k)]
+        near = distances[order]
+        if near[0] < 1e-9:
+            return order[:1], np.ones(1)
+        weights = 1.0 / near**2
+        return order, weights / weights.sum()
+
+    def blended_curve(self, params: Mapping[str, Any], seed: int, k: int) -> list[EpochReport]:
+        """The recorded epochs for `params` and training seed `seed`: the nearest recorded
+        configuration's (k = 1, a tabular replay), or the inverse-distance-weighted mean of the
+        `k` nearest ones' epoch by epoch (a surrogate: the landscape between recorded points is
+        continuous, so small steps such as a GA's change the outcome)."""
+        if k <= 1:
+            return self.curve(self.nearest(params), seed)
+        index, weights = self.neighbours(params, k)
+        rows = _blend(weights, self.curves[index, seed % len(self.seeds)].astype(float))
+        out = []
+        for epoch, row in enumerate(rows, start=1):
+            values = dict(zip(FIELDS, (float(v) for v in row), strict=True))
+            if math.isnan(values["fitness"]) and math.isnan(values["map50_95"]):
+                break
+            out.append(EpochReport(epoch=epoch, **values))
+        return out
+
+    def worth(self, params: Mapping[str, Any], k: int = 1, fitness: str | None = None) -> float:
+        """What a configuration is worth in the record: the training seeds' mean final fitness
+        of its nearest recorded configuration (k = 1) or of the k nearest, blended as
+        `blended_curve` blends them."""
+        finals = np.nanmean(self.final(fitness), axis=1)
+        index, weights = (np.array([self.nearest(params)]), np.ones(1)) if k <= 1 else \
+            self.neighbours(params, k)
+        return float(_blend(weights, finals[index]))
 
     def curve(self, index: int, seed: int) -> list[EpochReport]:
         """The recorded epochs of configuration `index` for training seed `seed` (seeds beyond
@@ -120,6 +162,17 @@ class Record:
         np.savez_compressed(path, params=self.params, curves=self.curves.astype(np.float32),
                             meta=np.array(json.dumps(meta)))
         return path
+
+
+def _blend(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The weighted mean over the first axis, NaN ignored (the weights of the values present
+    renormalised); NaN only where every value is NaN (a neighbour whose training stopped early
+    does not cut the blend short)."""
+    present = ~np.isnan(values)
+    w = np.where(present, weights.reshape((-1,) + (1,) * (values.ndim - 1)), 0.0)
+    total = w.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (w * np.nan_to_num(values)).sum(axis=0) / total, np.nan)
 
 
 @lru_cache(maxsize=4)
@@ -175,7 +228,7 @@ def replayed_epochs(config: Mapping[str, Any]) -> list[EpochReport]:
     record = load_record(run.replay)
     params = {**config["params"], **run.baseline_fixed} if config.get("baseline") else \
         {**run.fixed, **config["params"]}
-    return record.curve(record.nearest(params), trial_seed(run, config))
+    return record.blended_curve(params, trial_seed(run, config), run.replay_neighbours)
 
 
 def record_dataset(record: Record):
@@ -257,7 +310,8 @@ def replay_plan(record_path: str | Path, **flags: Any):
 
 
 def simulate_search(record_path: str | Path, *, storage=None, training_seed: int = 0,
-                    sampler_factory: Callable[[Any], Any] | None = None, **flags: Any):
+                    sampler_factory: Callable[[Any], Any] | None = None, neighbours: int = 1,
+                    **flags: Any):
     """A whole replayed search in this process (see `simulate`); returns its Optuna study.
 
     Args:
@@ -267,6 +321,8 @@ def simulate_search(record_path: str | Path, *, storage=None, training_seed: int
             value replays another recorded seed: another draw of the training noise.
         sampler_factory: SearchPlan -> an Optuna sampler, instead of the `searcher` flag's
             (benchmarks: a baseline that automl does not ship).
+        neighbours: 1 replays the nearest recorded configuration; more blend the k nearest
+            (Record.blended_curve).
         flags: `automl.search` flags (searcher, trials, seed, pruner, ...).
     """
     import optuna
@@ -280,6 +336,8 @@ def simulate_search(record_path: str | Path, *, storage=None, training_seed: int
         plan = replace(plan, run=replace(plan.run, fixed={**plan.run.fixed, "seed": training_seed},
                                          baseline_fixed={**plan.run.baseline_fixed,
                                                          "seed": training_seed}))
+    if neighbours > 1:
+        plan = replace(plan, run=replace(plan.run, replay_neighbours=neighbours))
     search_flags = plan.config
     sampler = sampler_factory(plan) if sampler_factory else make_sampler(
         search_flags.searcher, plan.space, seed=search_flags.seed, n_trials=plan.trials,

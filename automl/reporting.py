@@ -16,25 +16,27 @@ def _fitness_scatter(study):
     from optuna.trial import TrialState
     from plotly.subplots import make_subplots
 
+    from automl.study import fitness_of
+
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)]
+            if fitness_of(t) is not None and math.isfinite(fitness_of(t))]
     keys = list(dict.fromkeys(k for t in done for k in t.params))
     if not done or not keys:
         return None
     cols = min(4, len(keys))
     rows = math.ceil(len(keys) / cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=keys)
-    best = max(done, key=lambda t: t.value)
+    best = max(done, key=fitness_of)
     for i, key in enumerate(keys):
         r, c = i // cols + 1, i % cols + 1
         have = [t for t in done if key in t.params]
         fig.add_trace(go.Scatter(
-            x=[t.params[key] for t in have], y=[t.value for t in have], mode="markers",
-            marker={"color": [t.value for t in have], "colorscale": "Viridis", "size": 8},
+            x=[t.params[key] for t in have], y=[fitness_of(t) for t in have], mode="markers",
+            marker={"color": [fitness_of(t) for t in have], "colorscale": "Viridis", "size": 8},
             text=[f"trial {t.number}" for t in have], showlegend=False), row=r, col=c)
         if key in best.params:
             fig.add_trace(go.Scatter(
-                x=[best.params[key]], y=[best.value], mode="markers", showlegend=False,
+                x=[best.params[key]], y=[fitness_of(best)], mode="markers", showlegend=False,
                 marker={"symbol": "star", "size": 16, "color": "red"},
                 text=[f"best: trial {best.number}"]), row=r, col=c)
     fig.update_layout(title="Fitness against each parameter (best trial starred)",
@@ -116,7 +118,13 @@ def figures(study) -> list[tuple[str, Any]]:
     """(section title, plotly figure or None with the reason) for every section of the report."""
     from optuna import visualization as vis
 
+    from automl.objectives import MEASURES
+    from automl.study import fitness_of, multi_objective
+
     sections: list[tuple[str, Any]] = []
+    goals = study_config(study).goals
+    # Optuna's plots take one objective; a multi-objective study's is its fitness (values[0])
+    one = {"target": fitness_of, "target_name": "fitness"} if multi_objective(study) else {}
 
     def add(title: str, make) -> None:
         try:
@@ -124,12 +132,16 @@ def figures(study) -> list[tuple[str, Any]]:
         except (ValueError, RuntimeError, ZeroDivisionError) as e:  # too few trials for this plot
             sections.append((title, f"not available: {e}"))
 
-    add("Optimization history", lambda: vis.plot_optimization_history(study))
+    if multi_objective(study):
+        names = [o if o == "fitness" else f"{o} ({MEASURES[o][2]})" for o in goals.objectives]
+        add("Pareto front (fitness against " + ", ".join(goals.objectives[1:]) + "; trials over "
+            "a cap in grey)", lambda: vis.plot_pareto_front(study, target_names=names))
+    add("Optimization history", lambda: vis.plot_optimization_history(study, **one))
     add("Learning curves (fitness per epoch; pruned trials included)",
         lambda: vis.plot_intermediate_values(study))
-    add("Parameter importances", lambda: vis.plot_param_importances(study))
-    add("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study))
-    add("Slices", lambda: vis.plot_slice(study))
+    add("Parameter importances", lambda: vis.plot_param_importances(study, **one))
+    add("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study, **one))
+    add("Slices", lambda: vis.plot_slice(study, **one))
     add("Fitness against each parameter", lambda: _fitness_scatter(study))
     add("Top trials", lambda: _top_table(study))
     if _validation(study) is not None:  # only for a validated study
@@ -150,7 +162,8 @@ def write_report(study, out: str | Path) -> Path:
         f"<h1>automl study '{html.escape(study.study_name)}'</h1>",
         "<p>" + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + " trials; "
         + html.escape(", ".join(f"{k} {config[k]}" for k in (
-            "space", "fitness", "searcher", "data", "model", "epochs", "imgsz", "fraction")
+            "space", "fitness", "searcher", "data", "model", "epochs", "imgsz", "fraction",
+            "objectives", "max_size_mb", "max_latency_ms")
             if config.get(k) not in (None, ""))) + "</p>",
     ]
     plotly_js: str | bool = "inline"

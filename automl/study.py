@@ -19,6 +19,7 @@ import yaml
 from automl.config import StudyConfig
 from automl.errors import ConfigError, StudyError
 from automl.fitness import METRICS
+from automl.objectives import feasible
 
 STUDIES_DIR = Path("studies")
 CONFIG_ATTR = "automl:config"
@@ -34,6 +35,8 @@ OUTSIDE_ATTR = "automl:outside_space"  # why a baseline is not a point of the sp
 PROMOTIONS_ATTR = "automl:promotions"  # {trial number: record} of `automl promote` runs
 VALIDATES_ATTR = "automl:validates"  # on a trial of NAME-validate: the searched trial it trains
 VALIDATION_ATTR = "automl:validation"  # on the searched study: `automl validate`'s verdict
+# a running trial's latest fitness where the study takes no intermediate values (multi-objective)
+LATEST_FITNESS_ATTR = "automl:latest_fitness"
 
 
 def check_study_name(study_name: str) -> str:
@@ -257,8 +260,10 @@ def _check_storage_file(url: str, path: Path) -> None:
                           "(nothing was written to it); pass a new path, or sqlite:///NAME.db")
 
 
-def open_study(study_name: str, storage: str | None, sampler=None, *, create: bool = True):
-    """Load a study (creating it, direction maximize, when `create`)."""
+def open_study(study_name: str, storage: str | None, sampler=None, *, create: bool = True,
+               directions: list[str] | None = None):
+    """Load a study (creating it when `create`: direction maximize, or `directions` for a
+    multi-objective one, fitness first)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress line says what matters
@@ -270,7 +275,7 @@ def open_study(study_name: str, storage: str | None, sampler=None, *, create: bo
     if create:
         return optuna.create_study(
             study_name=study_name, storage=store, sampler=sampler,
-            direction="maximize", load_if_exists=True,
+            directions=directions or ["maximize"], load_if_exists=True,
         )
     try:
         return optuna.load_study(study_name=study_name, storage=store, sampler=sampler)
@@ -427,11 +432,37 @@ def finished_trials(study) -> list:
     ]
 
 
+def fitness_of(trial) -> float | None:
+    """A trial's fitness: its value, or its first value in a multi-objective study."""
+    values = trial.values
+    return float(values[0]) if values else None
+
+
+def multi_objective(study) -> bool:
+    return len(study.directions) > 1
+
+
 def _complete(study) -> list:
     from optuna.trial import TrialState
 
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)]
+            if fitness_of(t) is not None and math.isfinite(fitness_of(t))]
+
+
+def _rankable(study) -> list:
+    """COMPLETE trials that met the study's caps (automl.objectives), repeats left out."""
+    return [t for t in _complete(study) if REPEAT_OF_ATTR not in t.user_attrs and feasible(t)]
+
+
+def pareto_trials(study) -> list:
+    """The Pareto front of a multi-objective study's feasible COMPLETE trials (Optuna's
+    `best_trials`, which leaves out trials over a cap), by number, repeats left out; for a
+    single-objective study, its best trial."""
+    if not multi_objective(study):
+        best = best_trial(study)
+        return [best] if best else []
+    front = [t for t in study.best_trials if REPEAT_OF_ATTR not in t.user_attrs]
+    return sorted(front, key=lambda t: t.number)
 
 
 def repeat_means(study) -> dict[int, tuple[float, int]]:
@@ -439,24 +470,28 @@ def repeat_means(study) -> dict[int, tuple[float, int]]:
 
     The mean is over the original's fitness and its COMPLETE repeats'.
     """
-    complete = _complete(study)
+    complete = [t for t in _complete(study) if feasible(t)]
     groups: dict[int, list[float]] = {}
     for t in complete:
         original = t.user_attrs.get(REPEAT_OF_ATTR)
         if original is not None:
-            groups.setdefault(int(original), []).append(t.value)
-    originals = {t.number: t.value for t in complete}
+            groups.setdefault(int(original), []).append(fitness_of(t))
+    originals = {t.number: fitness_of(t) for t in complete}
     return {n: ((originals[n] + sum(v)) / (len(v) + 1), len(v) + 1)
             for n, v in groups.items() if n in originals}
 
 
 def best_trial(study):
-    """The best COMPLETE trial, or None.
+    """The best COMPLETE trial, or None. Trials over a cap of the study (--max-size-mb,
+    --max-latency-ms) never are; in a multi-objective study it is the front's fittest.
 
     Where trials were trained again with other seeds (`--repeats`), the one whose trainings have
     the best mean fitness (what the configuration is worth, not its luckiest run); otherwise
     the one with the highest fitness.
     """
+    if multi_objective(study):  # on a fitness tie, the one the other does not dominate
+        front = pareto_trials(study)
+        return max(front, key=lambda t: (fitness_of(t), -t.number)) if front else None
     ranked = ranked_trials(study)
     return ranked[0][0] if ranked else None
 
@@ -466,16 +501,16 @@ def ranked_trials(study) -> list[tuple[Any, float]]:
     first, as best_trial judges: trials trained again (`--repeats`) first, by the mean of their
     trainings, then the others by their fitness; ties go to the earlier trial."""
     means = repeat_means(study)
-    complete = [t for t in _complete(study) if REPEAT_OF_ATTR not in t.user_attrs]
-    scored = [(t, means[t.number][0] if t.number in means else t.value) for t in complete]
+    scored = [(t, means[t.number][0] if t.number in means else fitness_of(t))
+              for t in _rankable(study)]
     return sorted(scored, key=lambda pair: (pair[0].number not in means, -pair[1],
                                             pair[0].number))
 
 
 def top_trials(study, n: int = 5) -> list:
-    """The `n` best COMPLETE trials by fitness (repeats of a trial left out: see repeat_means)."""
-    complete = [t for t in _complete(study) if REPEAT_OF_ATTR not in t.user_attrs]
-    return sorted(complete, key=lambda t: (-t.value, t.number))[:n]
+    """The `n` best COMPLETE trials by fitness (repeats of a trial left out: see repeat_means;
+    trials over a cap left out)."""
+    return sorted(_rankable(study), key=lambda t: (-fitness_of(t), t.number))[:n]
 
 
 def queue_repeats(study, count: int, seed: int = 1) -> list[int]:
@@ -536,7 +571,7 @@ def write_best_hyperparameters(study, path: str | Path) -> Path:
             if best.number in means else "")
     header = [
         f"# best of study '{study.study_name}': trial {best.number}{plain}, fitness "
-        f"{best.value:.5f}{mean} ({config.fitness})",
+        f"{fitness_of(best):.5f}{mean} ({config.fitness})",
         "# " + ", ".join(
             f"{k} {attrs[k]:.4f}" for k in METRICS if isinstance(attrs.get(k), (int, float))
         ),
@@ -610,7 +645,7 @@ def list_studies(storage: str | None = None, studies_dir: Path = STUDIES_DIR) ->
                 "pruned": counts[TrialState.PRUNED],
                 "fail": counts[TrialState.FAIL],
                 "running": counts[TrialState.RUNNING],
-                "best_fitness": best.value if best else None,
+                "best_fitness": fitness_of(best) if best else None,
                 "best_trial": best.number if best else None,
             })
     return rows

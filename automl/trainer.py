@@ -147,12 +147,18 @@ def train_once(
         def on_epoch_end(trainer) -> None:
             metrics = epoch_metrics(trainer)
             value = fitness(metrics)
+            epoch = int(trainer.epoch) + 1
+            seconds = time.perf_counter() - start
+            measured = {}
+            if run.measure and epoch == int(run.epochs):
+                measured = footprint(trainer, int(train_args(params, run, name=name)["imgsz"]))
             report(EpochReport(
-                epoch=int(trainer.epoch) + 1,
+                epoch=epoch,
                 fitness=value if math.isfinite(value) else float("nan"),
                 val_loss=validation_loss(trainer),
-                train_seconds=time.perf_counter() - start,
+                train_seconds=seconds,
                 **metrics,
+                **measured,
             ))
 
         model.add_callback("on_fit_epoch_end", on_epoch_end)
@@ -174,6 +180,25 @@ def train_once(
         gc.collect()
         _free_cuda()
         _freeze_survivors()
+
+
+def footprint(trainer, imgsz: int) -> dict[str, float]:
+    """Size and CPU latency of the weights the trainer just saved at its final epoch (last.pt,
+    stripped as a deployment would be), on the threads the training used.
+
+    Raises:
+        RuntimeError: the weights could not be measured (the trial fails with this message).
+    """
+    import torch
+
+    from automl.footprint import measure_checkpoint
+
+    try:
+        size, latency = measure_checkpoint(trainer.last, imgsz, threads=torch.get_num_threads())
+    except Exception as e:
+        raise RuntimeError(f"measuring the trained weights' size and latency failed: "
+                           f"{type(e).__name__}: {e}") from e
+    return {"size_mb": size, "latency_ms": latency}
 
 
 _frozen = False

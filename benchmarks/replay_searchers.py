@@ -11,6 +11,8 @@ and Ray Tune scheduler as a real search, without training). For each searcher x 
   again with another seed, as `automl search --repeats K` does): what the pick is worth, not
   its luckiest run;
 - regret: the best worth in the record minus the pick's worth;
+  (with --neighbours k > 1 every trial replays, and every pick is worth, the inverse-distance
+  blend of the k nearest recorded configurations: Record.blended_curve / Record.worth);
 - epochs: the epochs the search trained (pruned trials count the epochs they ran).
 
 `peer` is ultralytics 8.4's tuner mutation (benchmarks/peer_sampler.py) starting from
@@ -50,7 +52,7 @@ def one_search(job: dict) -> dict:
     worth = worth_table(record)
     flags = {"searcher": job["searcher"] if job["searcher"] != "peer" else "random",
              "pruner": job["pruner"], "trials": job["budget"], "seed": job["rep"],
-             "repeats": job["repeats"]}
+             "repeats": job["repeats"], "space": job.get("space", "lr_momentum")}
     factory = None
     if job["searcher"] == "peer":
         from peer_sampler import PeerSampler
@@ -62,14 +64,14 @@ def one_search(job: dict) -> dict:
 
         flags["defaults_first"] = False  # model.tune() starts from the defaults by itself
     start = time.perf_counter()
+    k = job.get("neighbours", 1)
     study = simulate_search(job["record"], training_seed=job["rep"] % len(record.seeds),
-                            sampler_factory=factory, **flags)
+                            sampler_factory=factory, neighbours=k, **flags)
     pick = best_trial(study)  # with repeats: the best mean (automl.study.best_trial)
-    index = record.nearest(pick.params) if pick is not None else None
+    value = record.worth(pick.params, k) if pick is not None else 0.0
     epochs = sum(len(t.intermediate_values) for t in study.trials)
     return {**{k: job[k] for k in ("searcher", "pruner", "budget", "rep", "repeats")},
-            "worth": float(worth[index]) if index is not None else 0.0,
-            "regret": float(np.nanmax(worth) - (worth[index] if index is not None else 0.0)),
+            "worth": value, "regret": float(np.nanmax(worth) - value),
             "epochs": epochs, "seconds": time.perf_counter() - start}
 
 
@@ -84,6 +86,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, nargs="+", default=[0],
                         help="noise-aware pick: the last K trials of the budget train the best "
                              "K again (0: none)")
+    parser.add_argument("--space", default="lr_momentum",
+                        help="the searched space (its keys must be the record's)")
+    parser.add_argument("--neighbours", type=int, default=1,
+                        help="1: replay the nearest recorded configuration (tabular); k > 1: "
+                             "blend the k nearest by inverse squared distance (a surrogate "
+                             "whose landscape is continuous between recorded points)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--csv", default=None, help="write every search's row here")
     parser.add_argument("--png", default=None,
@@ -97,7 +105,7 @@ def main() -> None:
     record = load_record(args.record)
     worth = worth_table(record)
     jobs = [{"record": args.record, "searcher": s, "pruner": p, "budget": b, "rep": r,
-             "repeats": k}
+             "repeats": k, "neighbours": args.neighbours, "space": args.space}
             for s in args.searchers for p in args.pruners for b in args.budgets
             for k in args.repeats for r in range(args.reps)]
     print(f"{len(jobs)} replayed searches on {args.record} ({len(worth)} configurations x "

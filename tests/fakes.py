@@ -100,3 +100,14 @@ def fake_record(path, *, configs: int = 40, epochs: int = 20, seed: int = 0):
     bounds = {"lr0": (1e-4, 1e-1, True), "lrf": (0.01, 1.0, False), "momentum": (0.6, 0.98, False)}
     return Record(keys=("lr0", "lrf", "momentum"), params=params, seeds=(0, 1), curves=curves,
                   bounds=bounds, meta=meta).save(path)
+
+
+def fake_measured_trainer(config):
+    """`fake_trainer` whose final epoch also reports a measured footprint, as a real trial with
+    caps or objectives does: latency 100 * lr0 ms, size 5 MB."""
+    lr0 = config["params"]["lr0"]
+    epochs = config["run"].epochs
+    for epoch in range(1, epochs + 1):
+        value = lr0 * epoch
+        extra = {"latency_ms": 100 * lr0, "size_mb": 5.0} if epoch == epochs else {}
+        _report(epoch, value, map50=value, map50_95=value, **extra)

@@ -125,3 +125,47 @@ def test_a_space_searching_model_and_imgsz_trains_and_promotes_each_trials_own(i
     assert (promoted.record["model"], promoted.record["imgsz"]) == ("yolov8n.yaml", 32)
     args = yaml.safe_load((promoted.run_dir / "args.yaml").read_text())
     assert (args["model"], args["imgsz"]) == ("yolov8n.yaml", 32)
+
+
+def test_a_multi_objective_search_measures_each_trials_own_weights(in_tmp, tiny_data):
+    # model x imgsz x lr0 against latency, under the edge device's 100 MB cap: every trial's own
+    # trained weights measured, both values told to the study, the front shown and reported
+    from automl.reporting import write_report
+    from automl.study import pareto_trials
+    from tests.conftest import write
+
+    space = write(in_tmp / "edge.yaml", "params:\n"
+                  "  model: {choices: [yolo11n.yaml, yolov8n.yaml]}\n"
+                  "  imgsz: {choices: [32, 64]}\n"
+                  "  lr0: {low: 0.001, high: 0.02, log: true}\n")
+    lines = []
+    tiny_search(tiny_data, space=str(space), searcher="tpe", trials=3, epochs=1, study="edge",
+                objectives="fitness,latency", max_size_mb=100.0, log=lines.append)
+    study = optuna.load_study(study_name="edge", storage="sqlite:///studies/edge.db")
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 3 and [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    for t in done:
+        assert 1.0 < t.user_attrs["size_mb"] < 10.0  # a stripped nano model: ~3-6 MB
+        assert 0.0 < t.user_attrs["latency_ms"] < 60_000.0  # ms; a starved CPU is slow
+        assert t.values[1] == t.user_attrs["latency_ms"]
+        assert t.constraints == {"size_mb": t.user_attrs["size_mb"] - 100.0}
+    text = "\n".join(lines)
+    assert "objectives fitness (maximize), latency (minimize); weights <= 100 MB" in text
+    assert "Pareto front of study 'edge'" in text and " MB " in text
+    front = pareto_trials(study)
+    assert front and all(f"#{t.number}" in text.split("Pareto front")[1] for t in front)
+    html = write_report(study, in_tmp / "edge.html").read_text()
+    assert "Pareto front (fitness against latency" in html
+
+
+def test_a_latency_cap_no_trial_meets_exits_2_naming_the_closest_trial(in_tmp, tiny_data):
+    from tests.conftest import run_cli
+
+    result = run_cli("search", "--data", tiny_data, "--trials", "1", "--epochs", "1",
+                     "--imgsz", "32", "--batch", "4", "--fraction", "0.5", "--study", "tight",
+                     "--max-latency-ms", "0.001", cwd=in_tmp)
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip()
+    assert line.startswith("automl search: error: no trial met --max-latency-ms 0.001: 1 "
+                           "completed, all over; the closest is #0 (") and "\n" not in line
+    assert not (in_tmp / "studies" / "tight" / "best_hyperparameters.yaml").exists()

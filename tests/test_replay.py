@@ -38,6 +38,39 @@ def test_a_record_round_trips_and_finds_the_nearest_configuration(record_path):
     assert record.final().shape == (40, 2)
 
 
+def test_a_blended_replay_is_continuous_between_recorded_configurations(record_path):
+    import numpy as np
+
+    record = load_record(record_path)
+    at = {k: float(v) for k, v in zip(record.keys, record.params[1], strict=True)}
+    # on a recorded configuration the blend is that configuration's own curve and worth
+    assert record.blended_curve(at, 0, 4) == record.curve(1, 0)
+    assert record.worth(at, 4) == pytest.approx(np.nanmean(record.final()[1]))
+    index, weights = record.neighbours({**at, "lr0": at["lr0"] * 1.05}, 4)
+    assert len(index) == 4 and weights.sum() == pytest.approx(1.0) and index[0] == 1
+    assert weights[0] == weights.max()  # the closest weighs most
+    # two nearby points between recorded ones: the nearest-neighbour replay gives the same
+    # curve, the blend two different ones (small steps change the outcome)
+    a, b = {**at, "lr0": at["lr0"] * 1.05}, {**at, "lr0": at["lr0"] * 1.10}
+    assert record.curve(record.nearest(a), 0) == record.curve(record.nearest(b), 0)
+    assert record.blended_curve(a, 0, 4)[-1].fitness != record.blended_curve(b, 0, 4)[-1].fitness
+    assert record.worth(a, 1) == record.worth(b, 1) != record.worth(a, 4)
+    blended = simulate_search(record_path, searcher="ga", trials=4, seed=0, neighbours=4,
+                              pruner="none")
+    assert len([t for t in blended.trials if t.state == TrialState.COMPLETE]) == 4
+
+
+def test_a_blend_ignores_a_neighbour_that_stopped_early():
+    import numpy as np
+
+    from automl.replay import _blend
+
+    values = np.array([[0.2, 0.4, np.nan], [0.4, np.nan, np.nan]])  # epochs in columns
+    blended = _blend(np.array([0.75, 0.25]), values)
+    assert blended[0] == pytest.approx(0.25) and blended[1] == pytest.approx(0.4)
+    assert np.isnan(blended[2])  # only where every neighbour is missing
+
+
 def test_a_bad_record_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no such record"):
         load_record(tmp_path / "none.npz")

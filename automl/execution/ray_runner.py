@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,16 @@ from automl.config import RunSpec
 from automl.epochs import FITNESS, EpochReport, error_report
 from automl.errors import ConfigError
 from automl.execution.pruners import make_scheduler
+from automl.objectives import Goals
 from automl.study import (
     BASELINE_ATTR,
     ERROR_ATTR,
+    LATEST_FITNESS_ATTR,
     OWNER_ATTR,
     SEED_ATTR,
     best_trial,
     finished_trials,
+    fitness_of,
     heartbeat_settings,
     owner_tag,
     record_heartbeat,
@@ -60,6 +63,8 @@ class TrialEvent:
     seconds: float
     epochs: int = 0
     baseline: bool = False  # the user's plain training (trial #0 of a new study)
+    measured: dict[str, float] = field(default_factory=dict)  # size_mb, latency_ms (if measured)
+    over_cap: str | None = None  # which cap a COMPLETE trial exceeded (it is infeasible)
 
 
 @dataclass
@@ -149,7 +154,8 @@ def keep_weights(study, run: RunSpec, number: int, value: float | None) -> str |
     project = Path(run.project)
     mine = project / f"trial_{number:04d}" / "weights"
     best = best_trial(study)
-    if run.keep_weights == "best" and value is not None and (best is None or value > best.value):
+    if run.keep_weights == "best" and value is not None and (best is None
+                                                             or value > fitness_of(best)):
         # the previous best's (and strays); never a running trial's, which may still write them
         for t in finished_trials(study):
             if t.number != number:
@@ -196,8 +202,10 @@ def _make_searcher_class():
             on_event: Callable[[TrialEvent | EpochEvent], None] | None = None,
             storage_url: str = "",
             deadline: float | None = None,
+            goals: Goals | None = None,
         ) -> None:
             super().__init__(metric=FITNESS, mode="max")
+            self._goals = goals or Goals()
             self._deadline = deadline  # time.monotonic() after which no trial starts
             self._waiting_since: float | None = None
             self._study = study
@@ -263,8 +271,10 @@ def _make_searcher_class():
             if history and history[-1].epoch >= epoch.epoch:
                 return  # already recorded
             history.append(epoch)
-            if math.isfinite(epoch.fitness):
+            if math.isfinite(epoch.fitness) and not self._goals.multi:
                 trial.report(epoch.fitness, step=epoch.epoch)
+            elif math.isfinite(epoch.fitness):  # Optuna takes no report() on several objectives
+                trial.set_user_attr(LATEST_FITNESS_ATTR, epoch.fitness)
             # for `automl status` elsewhere: how far the trial is and how fast it goes
             trial.set_user_attr("epochs", epoch.epoch)
             trial.set_user_attr("train_seconds", epoch.train_seconds)
@@ -305,6 +315,19 @@ def _make_searcher_class():
                 if math.isfinite(last.val_loss):  # the last epoch's: a fingerprint of the weights
                     trial.set_user_attr("val_loss", last.val_loss)
             last_epoch = history[-1].epoch if history else 0
+            measured = history[-1].measured() if history else {}
+            for key, value in measured.items():
+                trial.set_user_attr(key, value)
+            missing = [k for k in self._goals.measures if k not in measured]
+            if message is None and last_epoch >= int(self._run.epochs) and missing:
+                message = f"the trained weights' {' and '.join(missing)} could not be measured"
+            over_cap = None
+            if message is None and self._goals.caps and not missing:
+                violations = self._goals.violations(measured)
+                for key, value in violations.items():  # Optuna's own record of feasibility
+                    trial.set_constraint(key, value)
+                over_cap = ", ".join(f"{k} {measured[k]:.4g} > {self._goals.caps[k]:g}"
+                                     for k, v in violations.items() if v > 0) or None
             if message is not None:
                 trial.set_user_attr(ERROR_ATTR, message)
                 self._study.tell(trial, state=TrialState.FAIL)
@@ -316,16 +339,20 @@ def _make_searcher_class():
                 state, value = "PRUNED", best.fitness
             else:
                 trial.set_user_attr(FITNESS, best.fitness)
-                kept = keep_weights(self._study, self._run, trial.number, best.fitness)
+                # a trial over a cap is never the best, so it never displaces the kept weights
+                kept = keep_weights(self._study, self._run, trial.number,
+                                    None if over_cap else best.fitness)
                 if kept:
                     trial.set_user_attr("weights", kept)
-                self._study.tell(trial, best.fitness)
+                self._study.tell(trial, self._goals.values(best.fitness, measured)
+                                 if self._goals.multi else best.fitness)
                 state, value = "COMPLETE", best.fitness
-            if state != "COMPLETE":
+            if state != "COMPLETE" or over_cap:
                 keep_weights(self._study, self._run, trial.number, None)
             if self._on_event:
                 self._on_event(TrialEvent(trial.number, state, value, metrics, message, seconds,
-                                          last_epoch, bool(trial.user_attrs.get(BASELINE_ATTR))))
+                                          last_epoch, bool(trial.user_attrs.get(BASELINE_ATTR)),
+                                          measured, over_cap))
 
         def fail_live(self, message: str) -> list[int]:
             """Mark every trial still running as interrupted (FAIL, queued again once)."""
@@ -405,10 +432,12 @@ def run_search(
     trainable: Callable[[dict[str, Any]], None] = run_trial,
     storage_url: str = "",
     timeout: float | None = None,
+    goals: Goals | None = None,
 ) -> None:
     """Run trials through Ray Tune until the study holds `n_trials` finished trials.
 
     With `timeout` (seconds), no trial starts after that time; the running ones finish.
+    `goals`: the study's objectives and caps (automl.objectives; default fitness alone).
 
     KeyboardInterrupt propagates after the running trials are marked FAIL (interrupted).
     `trainable` is the Ray function run per trial (tests pass a fake trainer here);
@@ -422,7 +451,7 @@ def run_search(
         return
     init_ray(address=address)
     searcher = StudySearcher(study, distributions, run, n_trials, on_event, storage_url,
-                             deadline)
+                             deadline, goals)
     trainable = tune.with_resources(
         trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
     )

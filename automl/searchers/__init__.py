@@ -46,6 +46,7 @@ class SearcherEntry:
             it (searchers with no start of their own; the GA mutates its best trials, a grid
             visits its own points).
         max_trials: the most trials it can propose for a space (None: no limit).
+        multi_objective: whether it can drive a multi-objective study (--objectives).
     """
 
     name: str
@@ -53,6 +54,7 @@ class SearcherEntry:
     build: Callable[[SamplerArgs], Any]
     queue_defaults: bool = True
     max_trials: Callable[[SearchSpace], int] | None = None
+    multi_objective: bool = True
 
 
 def _startup_trials(n_trials: int | None) -> int:
@@ -152,8 +154,12 @@ def _tpe_sampler_class():
             return min(math.ceil(0.1 * n), 25, self._n_complete)  # Optuna's default, capped
 
         def before_trial(self, study, trial) -> None:
-            self._n_complete = len(study.get_trials(deepcopy=False,
-                                                    states=(TrialState.COMPLETE,)))
+            from automl.objectives import feasible
+
+            # within the study's caps: Optuna files trials over a cap apart, and a count with
+            # them would let PRUNED trials fill the places they cannot take
+            self._n_complete = sum(1 for t in study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE,)) if feasible(t))
             super().before_trial(study, trial)
 
     return TPESampler
@@ -238,9 +244,9 @@ def _grid(a: SamplerArgs):
 SEARCHERS: dict[str, SearcherEntry] = {e.name: e for e in (
     SearcherEntry("tpe", "Optuna's TPE, multivariate; PRUNED trials never in its good set", _tpe),
     SearcherEntry("ga", "YOLOv5 evolve: mutation of the best trials, restricted to the space",
-                  _ga, queue_defaults=False),
+                  _ga, queue_defaults=False, multi_objective=False),
     SearcherEntry("gp", "Optuna's Gaussian-process Bayesian optimisation", _gp),
-    SearcherEntry("cmaes", "Optuna's CMA-ES", _cmaes),
+    SearcherEntry("cmaes", "Optuna's CMA-ES", _cmaes, multi_objective=False),
     SearcherEntry("random", "uniform draws from the space (log where the space says log)", _random),
     SearcherEntry("grid", "every combination of the space's steps and choices", _grid,
                   queue_defaults=False, max_trials=lambda space: grid_size(space)),

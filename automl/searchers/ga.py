@@ -25,10 +25,10 @@ class GASampler(BaseSampler):
 
     - With no trial yet, the first is `defaults` (automl passes the plain training's values for
       the space's keys, and queues that training itself as trial #0).
-    - Later trials take a parent from the `top_k` COMPLETE trials (never a baseline trained outside
-      the space, see automl.searchers.queue_first_trials): one drawn with probability
-      proportional to its fitness above the worst of them (`single`), or their fitness-weighted
-      mean (`weighted`). Until a trial completes, the parent is `defaults`.
+    - Later trials take a parent from the `top_k` COMPLETE trials (never a baseline trained
+      outside the space, see automl.searchers.queue_first_trials, nor a trial over a cap): one
+      drawn with probability proportional to its fitness above the worst of them (`single`), or
+      their fitness-weighted mean (`weighted`). Until a trial completes, the parent is `defaults`.
     - Each key mutates with probability `mutation_prob`, by the factor
       `gain * randn * rand * sigma + 1` clipped to [0.3, 3.0] (one `rand` per generation, as in
       YOLOv5), then is clipped to the key's bounds and step. The child always differs from
@@ -134,12 +134,14 @@ class GASampler(BaseSampler):
         return np.random.default_rng([self._seed, trial.number])
 
     def _parent_pool(self, study: Study) -> list[FrozenTrial]:
+        from automl.objectives import feasible
         from automl.study import OUTSIDE_ATTR
 
-        complete = [
+        complete = [  # never a trial over the study's caps (--max-size-mb, --max-latency-ms)
             t
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if t.value is not None and math.isfinite(t.value) and OUTSIDE_ATTR not in t.user_attrs
+            and feasible(t)
         ]
         reverse = study.direction == StudyDirection.MAXIMIZE
         complete.sort(key=lambda t: (t.value, -t.number), reverse=reverse)
