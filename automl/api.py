@@ -237,7 +237,8 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     if config.goals.measures:
         say(f"{config.goals.describe()}: each trial's trained weights are measured after its "
             f"final epoch (size of the stripped .pt; median CPU latency at batch 1, "
-            f"{max(1, int(plan.cpus))} thread(s), {run.imgsz} px)")
+            f"{max(1, int(plan.cpus))} thread(s), "
+            + ("the trial's imgsz)" if "imgsz" in plan.space.keys else f"{run.imgsz} px)"))
     searching = plan.trials - flags.repeats
     # a redrawn table on a terminal when automl prints itself; plain lines into logs and `log`
     progress = LiveProgress(the_study, plan.trials, say, live=live)
