@@ -48,13 +48,14 @@ def _pick_trial(study, number: int | None, say: Callable[[str], None]):
     from optuna.trial import TrialState
 
     from automl.objectives import feasible
-    from automl.study import best_trial, multi_objective, pareto_trials, validation
+    from automl.study import best_trial, multi_objective, pareto_trials, study_config, validation
 
     if number is None:
         best = best_trial(study)
         if best is None:
-            raise StudyError(f"study '{study.study_name}' has no COMPLETE trial (within its caps) "
-                             f"to promote; run `automl search --study {study.study_name}` until "
+            within = " within its caps" if study_config(study).goals.caps else ""
+            raise StudyError(f"study '{study.study_name}' has no COMPLETE trial{within} to "
+                             f"promote; run `automl search --study {study.study_name}` until "
                              "one completes")
         if multi_objective(study):
             front = ", ".join(f"#{t.number}" for t in pareto_trials(study))
