@@ -57,10 +57,9 @@ class TrialLines:
             m = event.metrics
             outcome = (f"fitness {event.value:.4f}  mAP50 {m.get('map50', math.nan):.3f}  "
                        f"mAP50-95 {m.get('map50_95', math.nan):.3f}")
-            measured = getattr(event, "measured", None) or {}
-            if measured:
-                outcome += "  " + measured_text(measured)
-            if getattr(event, "over_cap", None):
+            if event.measured:
+                outcome += "  " + measured_text(event.measured)
+            if event.over_cap:
                 outcome += f"  OVER THE CAP ({event.over_cap}): infeasible"
         elif event.state == "PRUNED":
             outcome = f"PRUNED after {event.epochs} epochs (fitness {event.value:.4f})"

@@ -151,7 +151,7 @@ def train_once(
             seconds = time.perf_counter() - start
             measured = {}
             if run.measure and epoch == int(run.epochs):
-                measured = footprint(trainer, int(train_args(params, run, name=name)["imgsz"]))
+                measured = footprint(trainer, int(trainer.args.imgsz))  # the size it trained at
             report(EpochReport(
                 epoch=epoch,
                 fitness=value if math.isfinite(value) else float("nan"),

@@ -339,9 +339,9 @@ def _make_searcher_class():
                 state, value = "PRUNED", best.fitness
             else:
                 trial.set_user_attr(FITNESS, best.fitness)
-                # a trial over a cap is never the best, so it never displaces the kept weights
-                kept = keep_weights(self._study, self._run, trial.number,
-                                    None if over_cap else best.fitness)
+                # a trial over a cap is never the best: its weights go below, with the others'
+                kept = None if over_cap else keep_weights(self._study, self._run, trial.number,
+                                                          best.fitness)
                 if kept:
                     trial.set_user_attr("weights", kept)
                 self._study.tell(trial, self._goals.values(best.fitness, measured)
