@@ -12,6 +12,14 @@ benchmark, tests).
     python benchmarks/record_curves.py --regime small --configs 96 --seeds 0 1 --workers 2
     python benchmarks/record_curves.py --regime demo --configs 96 --seeds 0 1 --workers 2
 
+`--set KEY=VALUE` trains every configuration with that training arg changed, and `--like
+RECORD` trains that record's configurations (ultralytics' defaults and the first `--configs`
+others that lie in the space as it is now) instead of a new design, so the two records pair up
+(`compare_records.py`); the plain training, whose args are ultralytics' own, is then left out:
+
+    python benchmarks/record_curves.py --like benchmarks/records/small.npz --configs 32 \
+        --seeds 0 --set warmup_bias_lr=0.1 --out benchmarks/records/small_wb01.npz
+
 Trainings run `--workers` at a time, each on `--threads` torch threads (the record is exact for
 that thread count: CPU training repeats exactly at a fixed count). Finished trainings are kept
 in OUT.partial.jsonl, so an interrupted recording continues where it stopped.
@@ -29,6 +37,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
+
+import yaml
 
 
 def design(space, n: int, seed: int) -> list[dict]:
@@ -77,10 +87,21 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="default: benchmarks/records/REGIME.npz")
     parser.add_argument("--epochs", type=int, default=None, help="default: the regime's")
     parser.add_argument("--imgsz", type=int, default=None, help="default: the regime's")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training arg every configuration trains with (not the plain "
+                             "training, which is then left out)")
+    parser.add_argument("--like", metavar="RECORD",
+                        help="train this record's configurations (those in the space) instead")
     parser.add_argument("--no-train", action="store_true",
                         help="write the record from the trainings finished so far (configurations "
                              "with every seed) without training more: a partial record")
     args = parser.parse_args()
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item}: write KEY=VALUE, e.g. --set warmup_bias_lr=0.1")
+        overrides[key] = yaml.safe_load(value)
     os.environ.setdefault("YOLO_VERBOSE", "False")
 
     import numpy as np
@@ -89,7 +110,7 @@ def main() -> None:
     from automl.data import load_dataset, make_mini_dataset
     from automl.demo import SMALL_TRAINING, make_demo_dataset, make_small_dataset
     from automl.planning import resolve_search
-    from automl.replay import FIELDS, Record
+    from automl.replay import FIELDS, Record, load_record
     from automl.spaces import load_space, ultralytics_defaults
 
     out = Path(args.out or Path(__file__).parent / "records" / f"{args.regime}.npz")
@@ -108,9 +129,17 @@ def main() -> None:
                               gpu_count=0, studies_dir=Path(tmp) / "studies")
         train_yaml = make_mini_dataset(dataset, plan.config.fraction, Path(tmp) / "mini", seed=0)
         run = replace(plan.run, data=str(train_yaml), project=str(Path(tmp) / "runs"),
-                      threads=args.threads, device="cpu")
-        configs = [dict(plan.baseline), dict(plan.start),
-                   *design(plan.space, args.configs, args.design_seed)]
+                      threads=args.threads, device="cpu", fixed={**plan.run.fixed, **overrides})
+        if args.like:  # #0 of a record is its plain training, #1 ultralytics' defaults
+            like = load_record(args.like)
+            inside = [dict(zip(like.keys, map(float, row), strict=True)) for row in like.params[2:]
+                      if all(p.clip(v) == v for p, v in zip(plan.space.params, row, strict=True))]
+            configs = [dict(plan.baseline), dict(plan.start), *inside[:args.configs]]
+        else:
+            configs = [dict(plan.baseline), dict(plan.start),
+                       *design(plan.space, args.configs, args.design_seed)]
+        # with --set the plain training (ultralytics' own args) is not one of these configurations
+        first = 1 if overrides else 0
         done = {}
         if partial.is_file():  # an interrupted recording: keep what finished
             for line in partial.read_text().splitlines():
@@ -118,7 +147,7 @@ def main() -> None:
                 if row["params"] == configs[row["config"]] and not row["error"]:
                     done[(row["config"], row["seed"])] = row
         jobs = []
-        for i, params in enumerate(configs):
+        for i, params in enumerate(configs[first:], start=first):
             for seed in args.seeds:
                 if (i, seed) in done:
                     continue
@@ -167,10 +196,13 @@ def main() -> None:
     import ultralytics
 
     meta = {
-        "regime": args.regime, "configs": "0: the plain training, 1: ultralytics' default values, "
-        f"2+: scrambled Sobol (seed {args.design_seed})",
-        "recorded": f"{len(kept)} of {len(configs)} configurations"
-        + ("" if len(kept) == len(configs) else " (partial: --no-train before the end)"),
+        "regime": args.regime, "configs": ("" if overrides else "0: the plain training, ")
+        + "1: ultralytics' default values, 2+: "
+        + (f"those of {Path(args.like).name} in the space" if args.like
+           else f"scrambled Sobol (seed {args.design_seed})"),
+        "set": overrides,
+        "recorded": f"{len(kept)} of {len(configs) - first} configurations"
+        + ("" if len(kept) == len(configs) - first else " (partial: --no-train before the end)"),
         "flags": {k: v for k, v in flags.__dict__.items() if k in ("epochs", "imgsz", "batch")}
         | {"data": None if flags.demo else "data.yaml"},
         "dataset": {"yaml": "data.yaml", "names": list(dataset.names),

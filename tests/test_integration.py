@@ -47,7 +47,7 @@ def test_two_trial_search_records_complete_trials_with_metrics(in_tmp, tiny_data
     assert trials[0].params == {"lr0": 0.001429, "lrf": 0.01, "momentum": 0.9}
     assert trials[0].user_attrs["automl:baseline"] is True
     assert study.user_attrs["automl:config"]["fixed"] == {
-        "optimizer": "AdamW", "warmup_bias_lr": 0.0, "batch": 4}
+        "optimizer": "AdamW", "batch": 4}
     best_yaml = in_tmp / "studies" / "data-lr_momentum" / "best_hyperparameters.yaml"
     assert result.best_hyperparameters_path == best_yaml.relative_to(in_tmp)
     assert best_yaml.read_text().count("lr0:") == 1
