@@ -46,7 +46,7 @@ def search(
     study: str | None = None,
     storage: str | None = None,
     seed: int | None = None,
-    concurrency: int = 1,
+    concurrency: int | None = None,
     cpus_per_trial: float | None = None,
     gpus_per_trial: float | None = None,
     fraction: float | str = D.FRACTION,
@@ -231,7 +231,8 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     say(f"data {dataset.yaml_path}: trials train on {share} ({plan.fraction_why}), model "
         f"{run.model}, {run.epochs} epochs at {run.imgsz} px, batch {run.batch}, nbs "
         f"{run.fixed.get('nbs', 64)}; optimizer {run.fixed.get('optimizer', 'from the space')}")
-    say(f"{plan.concurrency} at a time, {plan.cpus:g} CPU / {plan.gpus:g} GPU each; pruner "
+    say(f"{plan.concurrency} at a time ({plan.concurrency_why}), {plan.cpus:g} CPU / "
+        f"{plan.gpus:g} GPU each; pruner "
         f"{config.pruner}" + (f" ({rungs_text(run.epochs)})" if config.pruner == "asha" else "")
         + (f"; no new trial after {flags.timeout:g} s" if flags.timeout else ""))
     if config.goals.measures:

@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/NAME.db)")
     s.add_argument("--seed", type=int, default=None,
                    help="makes searchers and the mini split reproducible")
-    s.add_argument("--concurrency", type=int, default=1, help="trials at once (default: 1)")
+    s.add_argument("--concurrency", type=int, default=None,
+                   help="trials at once (default: one per core on the CPU, one per GPU, at most a "
+                        "quarter of --trials and 4)")
     s.add_argument("--cpus-per-trial", type=float, default=None,
                    help="CPU cores per trial (default: all cores / concurrency)")
     s.add_argument(

@@ -59,6 +59,7 @@ class RunSpec:
     keep_weights: str = "best"
     measure: bool = False  # size and CPU latency of the final weights (a cap or objective needs them)
     replay_neighbours: int = 1  # a replay blends this many nearest recorded configurations
+    replay_bandwidth: float = 0.0  # ... or, > 0, all of them by a Gaussian kernel this wide
 
     def for_baseline(self) -> RunSpec:
         """The same run training the plain training's args instead of the space's fixed ones."""
@@ -157,7 +158,7 @@ class SearchFlags:
     study: str | None = None
     storage: str | None = None
     seed: int | None = None
-    concurrency: int = 1
+    concurrency: int | None = None  # None: automl.planning.auto_concurrency
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
     fraction: float | str = D.FRACTION
@@ -211,7 +212,8 @@ def check_flags(flags: SearchFlags, *, epochs: int, imgsz: int, batch: int) -> N
         (0 <= flags.repeats < flags.trials,
          f"--repeats {flags.repeats}: must be >= 0 and below --trials ({flags.trials}): the "
          "repeats are the last trials of the budget"),
-        (flags.concurrency >= 1, f"--concurrency {flags.concurrency}: must be at least 1"),
+        (flags.concurrency is None or flags.concurrency >= 1,
+         f"--concurrency {flags.concurrency}: must be at least 1 (leave it out for one per core)"),
         (flags.cpus_per_trial is None or flags.cpus_per_trial > 0,
          f"--cpus-per-trial {flags.cpus_per_trial}: must be > 0"),
         (flags.gpus_per_trial is None or flags.gpus_per_trial >= 0,

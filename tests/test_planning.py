@@ -34,7 +34,7 @@ def test_small_data_trains_every_image_with_the_optimizer_auto_picks():
     assert p.config.fraction == 1.0 and "all images" in p.fraction_why
     assert p.config.baseline_fixed == {"optimizer": "AdamW", "lr0": 0.001667, "momentum": 0.9,
                                        "warmup_bias_lr": 0.0, "batch": 16}
-    assert p.run.fixed == {"optimizer": "AdamW", "warmup_bias_lr": 0.0, "batch": 16}
+    assert p.run.fixed == {"optimizer": "AdamW", "batch": 16}
     assert p.baseline == {"lr0": 0.001667, "lrf": 0.01, "momentum": 0.9} and p.outside is None
     assert p.start == {"lr0": 0.01, "lrf": 0.01, "momentum": 0.937}
     assert (p.space["lr0"].low, p.space["lr0"].high) == (1e-3, 0.1)  # AdamW's, as SGD's
@@ -155,3 +155,27 @@ def test_a_promotion_takes_each_flag_else_the_study_setting_else_the_default(tmp
         resolve_promotion(StudyConfig.from_dict({}), study="s", trial_number=0, params={},
                           data=None, full_data="train", epochs=None, model=None, device=None,
                           imgsz=None, batch=None, project=tmp_path)
+
+
+@pytest.mark.parametrize(("flags", "cpus", "gpus", "expected"), [
+    # CPU: one 1-thread trial per core, at most a quarter of the budget and 4
+    (dict(trials=8), 2, 0, (2, 1.0, 0.0)),
+    (dict(trials=7), 2, 0, (1, 2.0, 0.0)),
+    (dict(trials=64), 16, 0, (4, 4.0, 0.0)),
+    (dict(trials=64, cpus_per_trial=8), 16, 0, (2, 8.0, 0.0)),
+    # GPU: one trial per GPU (or per --gpus-per-trial share), the cores shared among them
+    (dict(trials=64), 16, 2, (2, 8.0, 1.0)),
+    (dict(trials=64, gpus_per_trial=0.5), 16, 1, (2, 8.0, 0.5)),
+    (dict(trials=64, device="cpu"), 16, 1, (4, 4.0, None)),
+    # a cluster's size is not known here; a replay stays deterministic
+    (dict(trials=64, address="ray://head:10001"), 16, 0, (1, 16.0, 0.0)),
+    # the flag wins
+    (dict(trials=64, concurrency=3), 16, 0, (3, 5.0, 0.0)),
+])
+def test_concurrency_left_out_is_one_trial_per_core_or_gpu_within_a_quarter_of_the_budget(
+        flags, cpus, gpus, expected):
+    p = plan(SearchFlags(data="/data/d.yaml", **flags), cpus=cpus, gpus=gpus)
+    concurrency, cpus_each, gpus_each = expected
+    assert (p.concurrency, p.cpus) == (concurrency, cpus_each)
+    assert gpus_each is None or p.gpus == gpus_each
+    assert p.concurrency_why.startswith("--concurrency" if "concurrency" in flags else "auto: ")
