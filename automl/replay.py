@@ -85,54 +85,51 @@ class Record:
         """Index of the recorded configuration closest to `params` (normalised distance)."""
         return int(np.argmin(self._distances(params)))
 
-    def neighbours(self, params: Mapping[str, Any], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The `k` recorded configurations closest to `params` and their inverse-squared-distance
-        weights (summing to 1; a recorded configuration itself gets all the weight)."""
+    def neighbours(self, params: Mapping[str, Any], k: int = 1,
+                   bandwidth: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Which recorded configurations stand in for `params`, and their weights (summing to 1).
+
+        - `bandwidth` > 0: every recorded configuration, weighted by a Gaussian kernel of that
+          width in the normalised space (a smooth surrogate: any step, however small, changes
+          the outcome a little, as in a real training; fit the width with
+          `benchmarks/replay_searchers.py --fit-bandwidth`);
+        - else `k` <= 1: the nearest one alone (a tabular replay);
+        - else the `k` nearest by inverse squared distance (a recorded configuration itself gets
+          all the weight).
+        """
         distances = self._distances(params)
+        if bandwidth > 0:
+            weights = np.exp(-0.5 * (distances / bandwidth) ** 2)
+            if weights.sum() <= 0:  # far from every point: the nearest one
+                return np.array([int(np.argmin(distances))]), np.ones(1)
+            return np.arange(len(distances)), weights / weights.sum()
         order = np.argsort(distances, kind="stable")[:max(1, k)]
         near = distances[order]
-        if near[0] < 1e-9:
+        if k <= 1 or near[0] < 1e-9:
             return order[:1], np.ones(1)
         weights = 1.0 / near**2
         return order, weights / weights.sum()
 
-    def blended_curve(self, params: Mapping[str, Any], seed: int, k: int) -> list[EpochReport]:
-        """The recorded epochs for `params` and training seed `seed`: the nearest recorded
-        configuration's (k = 1, a tabular replay), or the inverse-distance-weighted mean of the
-        `k` nearest ones' epoch by epoch (a surrogate: the landscape between recorded points is
-        continuous, so small steps such as a GA's change the outcome)."""
-        if k <= 1:
-            return self.curve(self.nearest(params), seed)
-        index, weights = self.neighbours(params, k)
-        rows = _blend(weights, self.curves[index, seed % len(self.seeds)].astype(float))
-        out = []
-        for epoch, row in enumerate(rows, start=1):
-            values = dict(zip(FIELDS, (float(v) for v in row), strict=True))
-            if math.isnan(values["fitness"]) and math.isnan(values["map50_95"]):
-                break
-            out.append(EpochReport(epoch=epoch, **values))
-        return out
+    def blended_curve(self, params: Mapping[str, Any], seed: int, k: int = 1,
+                      bandwidth: float = 0.0) -> list[EpochReport]:
+        """The epochs replayed for `params` and training seed `seed`: the recorded epochs of the
+        configurations `neighbours` picks, their weighted mean epoch by epoch (seeds beyond the
+        recorded ones wrap around)."""
+        index, weights = self.neighbours(params, k, bandwidth)
+        return _epochs(_blend(weights, self.curves[index, seed % len(self.seeds)].astype(float)))
 
-    def worth(self, params: Mapping[str, Any], k: int = 1, fitness: str | None = None) -> float:
+    def worth(self, params: Mapping[str, Any], k: int = 1, fitness: str | None = None,
+              bandwidth: float = 0.0) -> float:
         """What a configuration is worth in the record: the training seeds' mean final fitness
-        of its nearest recorded configuration (k = 1) or of the k nearest, blended as
-        `blended_curve` blends them."""
+        of the configurations `neighbours` picks, blended as `blended_curve` blends them."""
         finals = np.nanmean(self.final(fitness), axis=1)
-        index, weights = (np.array([self.nearest(params)]), np.ones(1)) if k <= 1 else \
-            self.neighbours(params, k)
+        index, weights = self.neighbours(params, k, bandwidth)
         return float(_blend(weights, finals[index]))
 
     def curve(self, index: int, seed: int) -> list[EpochReport]:
         """The recorded epochs of configuration `index` for training seed `seed` (seeds beyond
         the recorded ones wrap around)."""
-        rows = self.curves[index, seed % len(self.seeds)]
-        out = []
-        for epoch, row in enumerate(rows, start=1):
-            values = dict(zip(FIELDS, (float(v) for v in row), strict=True))
-            if math.isnan(values["fitness"]) and math.isnan(values["map50_95"]):
-                break  # the training stopped (or failed) here
-            out.append(EpochReport(epoch=epoch, **values))
-        return out
+        return _epochs(self.curves[index, seed % len(self.seeds)])
 
     def final(self, fitness: str | None = None) -> np.ndarray:
         """(configs, seeds) fitness at each training's last recorded epoch, under `fitness`
@@ -162,6 +159,17 @@ class Record:
         np.savez_compressed(path, params=self.params, curves=self.curves.astype(np.float32),
                             meta=np.array(json.dumps(meta)))
         return path
+
+
+def _epochs(rows: np.ndarray) -> list[EpochReport]:
+    """EpochReports of one curve's rows, up to the first epoch the training did not reach."""
+    out = []
+    for epoch, row in enumerate(rows, start=1):
+        values = dict(zip(FIELDS, (float(v) for v in row), strict=True))
+        if math.isnan(values["fitness"]) and math.isnan(values["map50_95"]):
+            break  # the training stopped (or failed) here
+        out.append(EpochReport(epoch=epoch, **values))
+    return out
 
 
 def _blend(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -228,7 +236,8 @@ def replayed_epochs(config: Mapping[str, Any]) -> list[EpochReport]:
     record = load_record(run.replay)
     params = {**config["params"], **run.baseline_fixed} if config.get("baseline") else \
         {**run.fixed, **config["params"]}
-    return record.blended_curve(params, trial_seed(run, config), run.replay_neighbours)
+    return record.blended_curve(params, trial_seed(run, config), run.replay_neighbours,
+                                run.replay_bandwidth)
 
 
 def record_dataset(record: Record):
@@ -311,7 +320,7 @@ def replay_plan(record_path: str | Path, **flags: Any):
 
 def simulate_search(record_path: str | Path, *, storage=None, training_seed: int = 0,
                     sampler_factory: Callable[[Any], Any] | None = None, neighbours: int = 1,
-                    **flags: Any):
+                    bandwidth: float = 0.0, **flags: Any):
     """A whole replayed search in this process (see `simulate`); returns its Optuna study.
 
     Args:
@@ -321,8 +330,9 @@ def simulate_search(record_path: str | Path, *, storage=None, training_seed: int
             value replays another recorded seed: another draw of the training noise.
         sampler_factory: SearchPlan -> an Optuna sampler, instead of the `searcher` flag's
             (benchmarks: a baseline that automl does not ship).
-        neighbours: 1 replays the nearest recorded configuration; more blend the k nearest
-            (Record.blended_curve).
+        neighbours, bandwidth: 1 and 0 replay the nearest recorded configuration; more
+            neighbours blend the k nearest, a bandwidth blends all by a Gaussian kernel
+            (Record.neighbours).
         flags: `automl.search` flags (searcher, trials, seed, pruner, ...).
     """
     import optuna
@@ -336,8 +346,8 @@ def simulate_search(record_path: str | Path, *, storage=None, training_seed: int
         plan = replace(plan, run=replace(plan.run, fixed={**plan.run.fixed, "seed": training_seed},
                                          baseline_fixed={**plan.run.baseline_fixed,
                                                          "seed": training_seed}))
-    if neighbours > 1:
-        plan = replace(plan, run=replace(plan.run, replay_neighbours=neighbours))
+    plan = replace(plan, run=replace(plan.run, replay_neighbours=neighbours,
+                                     replay_bandwidth=bandwidth))
     search_flags = plan.config
     sampler = sampler_factory(plan) if sampler_factory else make_sampler(
         search_flags.searcher, plan.space, seed=search_flags.seed, n_trials=plan.trials,

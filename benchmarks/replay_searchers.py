@@ -37,9 +37,33 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))  # peer_sampler.py, beside this script
 
 
-def worth_table(record) -> np.ndarray:
-    """Each recorded configuration's worth: its final fitness averaged over the training seeds."""
-    return np.nanmean(record.final(), axis=1)
+def worth_table(record, neighbours: int = 1, bandwidth: float = 0.0) -> np.ndarray:
+    """Each recorded configuration's worth: its final fitness averaged over the training seeds,
+    through the replay's blend (a kernel smooths it; the nearest/inverse-distance blends keep
+    a recorded configuration's own)."""
+    if bandwidth <= 0:
+        return np.nanmean(record.final(), axis=1)
+    return np.array([record.worth(dict(zip(record.keys, row, strict=True)), neighbours,
+                                  bandwidth=bandwidth) for row in record.params])
+
+
+def fit_bandwidth(record, widths) -> list[tuple[float, float]]:
+    """Leave-one-out error of the kernel's worth for each width: each recorded configuration's
+    seed-mean final fitness predicted from all the others (mean absolute error). With the
+    configuration itself at weight w of the blend b, the others' blend is (b - w f) / (1 - w)."""
+    finals = np.nanmean(record.final(), axis=1)
+    out = []
+    for h in widths:
+        errors = []
+        for i, row in enumerate(record.params):
+            index, weights = record.neighbours(dict(zip(record.keys, row, strict=True)),
+                                               bandwidth=h)
+            w = float(weights[index == i].sum())
+            if w < 1 - 1e-12:
+                others = (float(weights @ finals[index]) - w * finals[i]) / (1 - w)
+                errors.append(abs(others - finals[i]))
+        out.append((h, float(np.mean(errors)) if errors else float("nan")))
+    return out
 
 
 def one_search(job: dict) -> dict:
@@ -49,7 +73,6 @@ def one_search(job: dict) -> dict:
     from automl.study import best_trial
 
     record = load_record(job["record"])
-    worth = worth_table(record)
     flags = {"searcher": job["searcher"] if job["searcher"] != "peer" else "random",
              "pruner": job["pruner"], "trials": job["budget"], "seed": job["rep"],
              "repeats": job["repeats"], "space": job.get("space", "lr_momentum")}
@@ -64,14 +87,15 @@ def one_search(job: dict) -> dict:
 
         flags["defaults_first"] = False  # model.tune() starts from the defaults by itself
     start = time.perf_counter()
-    k = job.get("neighbours", 1)
+    blend = {"neighbours": job.get("neighbours", 1), "bandwidth": job.get("bandwidth", 0.0)}
     study = simulate_search(job["record"], training_seed=job["rep"] % len(record.seeds),
-                            sampler_factory=factory, neighbours=k, **flags)
+                            sampler_factory=factory, **blend, **flags)
     pick = best_trial(study)  # with repeats: the best mean (automl.study.best_trial)
-    value = record.worth(pick.params, k) if pick is not None else 0.0
+    value = record.worth(pick.params, blend["neighbours"], bandwidth=blend["bandwidth"]) \
+        if pick is not None else 0.0
     epochs = sum(len(t.intermediate_values) for t in study.trials)
     return {**{k: job[k] for k in ("searcher", "pruner", "budget", "rep", "repeats")},
-            "worth": value, "regret": float(np.nanmax(worth) - value),
+            "worth": value, "regret": job["best"] - value,
             "epochs": epochs, "seconds": time.perf_counter() - start}
 
 
@@ -92,6 +116,11 @@ def main() -> None:
                         help="1: replay the nearest recorded configuration (tabular); k > 1: "
                              "blend the k nearest by inverse squared distance (a surrogate "
                              "whose landscape is continuous between recorded points)")
+    parser.add_argument("--bandwidth", type=float, default=0.0,
+                        help="> 0: blend every recorded configuration by a Gaussian kernel this "
+                             "wide in the normalised space (smooth: small steps count)")
+    parser.add_argument("--fit-bandwidth", type=float, nargs="+", metavar="WIDTH",
+                        help="print each width's leave-one-out error of the kernel and stop")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--csv", default=None, help="write every search's row here")
     parser.add_argument("--png", default=None,
@@ -103,9 +132,17 @@ def main() -> None:
     from automl.replay import load_record
 
     record = load_record(args.record)
-    worth = worth_table(record)
+    if args.fit_bandwidth:
+        finals = np.nanmean(record.final(), axis=1)
+        print(f"{len(finals)} configurations, worth sd {finals.std():.4f}, mean absolute "
+              f"deviation {np.abs(finals - finals.mean()).mean():.4f}")
+        for h, error in fit_bandwidth(record, args.fit_bandwidth):
+            print(f"bandwidth {h:<6g} leave-one-out mean absolute error {error:.4f}")
+        return
+    worth = worth_table(record, args.neighbours, args.bandwidth)
     jobs = [{"record": args.record, "searcher": s, "pruner": p, "budget": b, "rep": r,
-             "repeats": k, "neighbours": args.neighbours, "space": args.space}
+             "repeats": k, "neighbours": args.neighbours, "bandwidth": args.bandwidth,
+             "space": args.space, "best": float(np.nanmax(worth))}
             for s in args.searchers for p in args.pruners for b in args.budgets
             for k in args.repeats for r in range(args.reps)]
     print(f"{len(jobs)} replayed searches on {args.record} ({len(worth)} configurations x "

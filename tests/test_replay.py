@@ -60,6 +60,50 @@ def test_a_blended_replay_is_continuous_between_recorded_configurations(record_p
     assert len([t for t in blended.trials if t.state == TrialState.COMPLETE]) == 4
 
 
+def test_a_kernel_replay_weighs_every_configuration_and_smooths_a_recorded_one(record_path):
+    import numpy as np
+
+    record = load_record(record_path)
+    at = {k: float(v) for k, v in zip(record.keys, record.params[1], strict=True)}
+    index, weights = record.neighbours(at, bandwidth=0.1)
+    assert len(index) == len(record.params) and weights.sum() == pytest.approx(1.0)
+    assert weights[1] == weights.max() < 1.0  # itself weighs most, its neighbours count too
+    finals = np.nanmean(record.final(), axis=1)
+    assert record.worth(at, bandwidth=0.1) == pytest.approx(float(weights @ finals))
+    # a narrow kernel is the recorded configuration itself; a wide one the record's mean
+    assert record.worth(at, bandwidth=1e-4) == pytest.approx(finals[1])
+    assert record.worth(at, bandwidth=100.0) == pytest.approx(finals.mean(), rel=1e-3)
+    # every small step moves the outcome
+    a, b = {**at, "lr0": at["lr0"] * 1.05}, {**at, "lr0": at["lr0"] * 1.10}
+    assert record.worth(a, bandwidth=0.1) != record.worth(b, bandwidth=0.1)
+    kernel = simulate_search(record_path, searcher="tpe", trials=4, seed=0, bandwidth=0.1,
+                             pruner="none")
+    last = kernel.trials[1]  # trial #1: ultralytics' default values, replayed through the kernel
+    assert last.intermediate_values[20] == pytest.approx(
+        record.blended_curve(last.params, 0, bandwidth=0.1)[-1].fitness)
+
+
+def test_the_bandwidth_fit_predicts_each_configuration_from_the_others_only(record_path):
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from replay_searchers import fit_bandwidth
+
+    record = load_record(record_path)
+    finals = np.nanmean(record.final(), axis=1)
+    h = 0.2
+    (width, error), = fit_bandwidth(record, [h])
+    by_hand = []
+    for i, u in enumerate(record.units):
+        w = np.exp(-0.5 * (np.sqrt(((record.units - u) ** 2).sum(axis=1)) / h) ** 2)
+        w[i] = 0.0
+        by_hand.append(abs(w @ finals / w.sum() - finals[i]))
+    assert width == h and error == pytest.approx(float(np.mean(by_hand)))
+
+
 def test_a_blend_ignores_a_neighbour_that_stopped_early():
     import numpy as np
 
