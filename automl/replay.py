@@ -262,6 +262,7 @@ class _Trial:
     """What Ray Tune's schedulers read of a trial."""
 
     trial_id: str
+    config: dict = field(default_factory=dict)
 
 
 def simulate(study, plan, *, n_trials: int | None = None, on_event=None) -> None:
@@ -286,7 +287,7 @@ def simulate(study, plan, *, n_trials: int | None = None, on_event=None) -> None
         config = searcher.suggest(trial_id)
         if config is None or config == Searcher.FINISHED:
             return
-        trial = _Trial(trial_id)
+        trial = _Trial(trial_id, config)
         scheduler.on_trial_add(controller, trial)
         last = None
         for epoch in replayed_epochs(config):

@@ -94,6 +94,27 @@ def test_no_trial_is_stopped_where_every_fitness_is_still_zero(in_tmp, pruner):
     assert best.state == TrialState.COMPLETE
 
 
+@pytest.mark.parametrize("pruner", ["asha", "median"])
+def test_the_plain_training_is_never_stopped(in_tmp, pruner):
+    """Trial #0 is the reference the verdict compares with; at concurrency > 1 it meets other
+    trials at the rungs, and even the weakest must then train to the end."""
+    from automl.searchers import make_sampler
+    from automl.study import BASELINE_ATTR
+
+    study = open_study(f"plain-{pruner}", None, make_sampler("random", SPACE, seed=1))
+    for lr0 in (0.1, 0.09, 0.08, 0.07, 0.06):
+        study.enqueue_trial({"lr0": lr0})
+    # here the plain training comes after stronger trials, as it meets them at concurrency > 1
+    study.enqueue_trial({"lr0": 0.0011}, user_attrs={BASELINE_ATTR: True})
+    study.enqueue_trial({"lr0": 0.0012})  # the same weak configuration, not the plain training
+    run_search(study, SPACE.distributions(), fake_run(EPOCHS), n_trials=7,
+               resources=Resources(1, 1, 0), pruner=pruner, trainable=fake_trainer)
+    plain, other = study.trials[5], study.trials[6]
+    assert plain.user_attrs[BASELINE_ATTR] and plain.state == TrialState.COMPLETE
+    assert sorted(plain.intermediate_values) == list(range(1, EPOCHS + 1))
+    assert other.state == TrialState.PRUNED
+
+
 def test_no_trial_starts_after_the_timeout_and_running_ones_finish(in_tmp):
     from automl.searchers import make_sampler
 

@@ -56,7 +56,9 @@ def informative(values: list[float]) -> bool:
 
 
 def _guarded(scheduler_class):
-    """A subclass of a Ray Tune scheduler that never stops a trial at an uninformative epoch."""
+    """A subclass of a Ray Tune scheduler that never stops a trial at an uninformative epoch,
+    nor the plain training (trial #0: the reference the search's verdict compares with; at
+    concurrency > 1 it meets other trials at the rungs). Its results still count at the rungs."""
     from ray.tune.schedulers import TrialScheduler
 
     class Guarded(scheduler_class):
@@ -71,9 +73,10 @@ def _guarded(scheduler_class):
             if isinstance(epoch, int):
                 self._seen.setdefault(epoch, {})[trial.trial_id] = result.get(FITNESS)
             action = super().on_trial_result(tune_controller, trial, result)
-            if (action == TrialScheduler.STOP and isinstance(epoch, int)
-                    and epoch < self._max_epoch
-                    and not informative(list(self._seen[epoch].values()))):
+            if action == TrialScheduler.STOP and isinstance(epoch, int) and (
+                    trial.config.get("baseline") or (
+                        epoch < self._max_epoch
+                        and not informative(list(self._seen[epoch].values())))):
                 self.kept.append((trial.trial_id, epoch))
                 # the median rule remembers whom it stopped (and asserts on them later); the
                 # tests of both pruners fail if this private set goes away
