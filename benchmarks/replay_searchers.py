@@ -205,7 +205,8 @@ def plot(table, best: float, png: Path) -> None:
         raise SystemExit("--png needs Debian's chromium (apt-get install chromium)")
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "plot.html"
-        page.write_text(fig.to_html(include_plotlyjs="inline", full_html=True))
+        page.write_text(fig.to_html(include_plotlyjs="inline", full_html=True,
+                                    config={"displayModeBar": False}))
         subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
                         "--disable-background-networking", "--no-first-run",
                         f"--user-data-dir={tmp}/profile", "--hide-scrollbars",
