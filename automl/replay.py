@@ -83,7 +83,7 @@ class Record:
 
     def nearest(self, params: Mapping[str, Any]) -> int:
         """Index of the recorded configuration closest to `params` (normalised distance)."""
-        return int(np.argmin(self._distances(params)))
+        return int(self.neighbours(params)[0][0])
 
     def neighbours(self, params: Mapping[str, Any], k: int = 1,
                    bandwidth: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

@@ -38,11 +38,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # peer_sampler.py, beside this s
 
 
 def worth_table(record, neighbours: int = 1, bandwidth: float = 0.0) -> np.ndarray:
-    """Each recorded configuration's worth: its final fitness averaged over the training seeds,
-    through the replay's blend (a kernel smooths it; the nearest/inverse-distance blends keep
-    a recorded configuration's own)."""
-    if bandwidth <= 0:
-        return np.nanmean(record.final(), axis=1)
+    """Each recorded configuration's worth through the replay's blend (Record.worth): its own
+    seed-mean final fitness for the nearest and inverse-distance blends, smoothed by a kernel."""
     return np.array([record.worth(dict(zip(record.keys, row, strict=True)), neighbours,
                                   bandwidth=bandwidth) for row in record.params])
 
