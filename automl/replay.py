@@ -276,7 +276,7 @@ def simulate(study, plan, *, n_trials: int | None = None, on_event=None) -> None
     from ray.tune.search import Searcher
 
     from automl.execution.pruners import make_scheduler
-    from automl.execution.ray_runner import StudySearcher
+    from automl.execution.study_searcher import StudySearcher
 
     n_trials = n_trials or plan.trials
     searcher = StudySearcher(study, plan.space.distributions(), plan.run, n_trials, on_event)

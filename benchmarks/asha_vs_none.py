@@ -25,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import automl
-    from automl.execution.ray_runner import asha_rungs
+    from automl.execution.pruners import asha_rungs
 
     rows = []
     for seed in args.seeds:

@@ -7,7 +7,7 @@ from optuna.distributions import FloatDistribution
 
 from automl.config import StudyConfig
 from automl.console import LiveProgress, status_text
-from automl.execution.ray_runner import EpochEvent, TrialEvent
+from automl.execution.events import EpochEvent, TrialEvent
 from automl.study import BUDGET_ATTR, CONFIG_ATTR
 
 DIST = {"lr0": FloatDistribution(1e-4, 0.1)}

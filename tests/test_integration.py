@@ -158,6 +158,23 @@ def test_a_multi_objective_search_measures_each_trials_own_weights(in_tmp, tiny_
     assert "Pareto front (fitness against latency" in html
 
 
+def test_an_nsga2_search_of_fitness_and_size_completes(in_tmp, tiny_data):
+    # issue 26: on optuna 5.1 this ended in "cannot pickle '_thread.lock'" before any trial
+    from tests.conftest import run_cli
+
+    result = run_cli("search", "--space", "lr_momentum", "--data", tiny_data, "--searcher",
+                     "nsga2", "--objectives", "fitness,size", "--trials", "2", "--epochs", "2",
+                     "--imgsz", "64", "--batch", "4", "--study", "nsga", cwd=in_tmp)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    study = optuna.load_study(study_name="nsga", storage="sqlite:///studies/nsga.db")
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 2 and "searcher nsga2" in result.stdout
+    for t in done:
+        assert len(t.values) == 2 and t.values[1] == t.user_attrs["size_mb"] > 1.0
+    assert "Pareto front of study 'nsga'" in result.stdout
+
+
 def test_a_latency_cap_no_trial_meets_exits_2_naming_the_closest_trial(in_tmp, tiny_data):
     from tests.conftest import run_cli
 

@@ -11,8 +11,9 @@ import pytest
 from optuna.trial import TrialState
 
 from automl.errors import ConfigError
+from automl.execution.events import EpochEvent, TrialEvent
 from automl.execution.pruners import asha_rungs, default_pruner, informative, make_scheduler
-from automl.execution.ray_runner import EpochEvent, Resources, TrialEvent, run_search, stop_event
+from automl.execution.ray_runner import Resources, run_search, stop_event
 from automl.spaces import parse_space
 from automl.study import finished_trials, open_study
 from tests.fakes import (

@@ -1,0 +1,297 @@
+"""The Ray Tune searcher that asks the Optuna study for each trial and records it there.
+
+`StudySearcher` asks the study for each trial's params, reports each epoch's fitness as an
+intermediate value and tells the study the outcome. All study writes happen here, in the driver,
+so trials never touch the storage themselves.
+
+Imports Ray at import time: the runner and the replay import this module inside the functions
+that need it, so `automl --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from automl.config import RunSpec
+from automl.epochs import FITNESS, EpochReport
+from automl.execution.events import EpochEvent, TrialEvent
+from automl.objectives import Goals
+from automl.study import (
+    BASELINE_ATTR,
+    ERROR_ATTR,
+    LATEST_FITNESS_ATTR,
+    OWNER_ATTR,
+    SEED_ATTR,
+    best_trial,
+    finished_trials,
+    fitness_of,
+    mark_interrupted,
+    owner_tag,
+    record_heartbeat,
+    recover_interrupted,
+    trial_slot_lock,
+)
+from automl.trainer import quiet_ultralytics
+
+
+def _best_epoch(history: list[EpochReport]) -> EpochReport | None:
+    scored = [h for h in history if math.isfinite(h.fitness)]
+    return max(scored, key=lambda h: (h.fitness, -h.epoch)) if scored else None
+
+
+def keep_weights(study, run: RunSpec, number: int, value: float | None) -> str | None:
+    """Apply `--keep-weights` to a finished trial's ultralytics run folder (called before the
+    trial is told, so the study's best is still the best before it).
+
+    `all` keeps every trial's weights; `none` deletes them; `best` (the default) keeps the best
+    COMPLETE trial's best.pt only (stripped to inference weights by ultralytics), deleting the
+    previous best's when a better trial completes. Trials that ran on another machine keep
+    their folders there.
+
+    Returns:
+        The kept best.pt's path (None when nothing was kept).
+    """
+    import shutil
+
+    if run.keep_weights == "all" or run.replay:
+        return None
+    project = Path(run.project)
+    mine = project / f"trial_{number:04d}" / "weights"
+    best = best_trial(study)
+    if run.keep_weights == "best" and value is not None and (best is None
+                                                             or value > fitness_of(best)):
+        # the previous best's (and strays); never a running trial's, which may still write them
+        for t in finished_trials(study):
+            if t.number != number:
+                shutil.rmtree(project / f"trial_{t.number:04d}" / "weights", ignore_errors=True)
+        # a trial saves at its final epoch only: best.pt when that epoch was ultralytics' best
+        # so far, last.pt always; keep one (best.pt, else last.pt), the other duplicates it
+        kept = next((f for f in (mine / "best.pt", mine / "last.pt") if f.is_file()), None)
+        if kept is None:
+            return None
+        for other in mine.iterdir():
+            if other != kept:
+                other.unlink(missing_ok=True)
+        try:  # ultralytics' own strip drops the optimizer and EMA state and halves the floats
+            # (26 MB -> 5 MB for yolo11n): the weights a promotion or deploy needs
+            from ultralytics.utils.torch_utils import strip_optimizer
+
+            with quiet_ultralytics():  # its "Optimizer stripped" line
+                strip_optimizer(kept)
+        except Exception:  # keeping a bigger file is no reason to fail the trial
+            pass
+        return str(kept)
+    shutil.rmtree(mine, ignore_errors=True)
+    return None
+
+
+class StudySearcher(Searcher):
+    """Ray Tune's search algorithm for a study: ask on suggest, report per epoch, tell at the end.
+
+    Ray Tune pickles its search algorithm (into `tuner.pkl` when the Tuner is made, and into its
+    experiment state while it runs) so that a Tune run could be restored. automl never restores
+    one: a search resumes from its study. So only the plain description of the search pickles
+    (distributions, RunSpec, budget, goals, storage URL, study name); the live study with its
+    sampler, storage, locks and connections, the trials in flight and the progress callback stay
+    on the driver (`DRIVER_ONLY`). optuna 5.1's NSGAIISampler, for one, holds a threading.Lock
+    and no longer pickles at all. A searcher unpickled from Tune's state refuses to run.
+    """
+
+    # attribute -> what a pickled copy holds instead (the trials in flight hold the study too)
+    DRIVER_ONLY: Mapping[str, Callable[[], Any]] = {
+        "_study": lambda: None, "_on_event": lambda: None, "_live": dict, "_history": dict,
+        "_started": dict}
+
+    def __init__(
+        self,
+        study,
+        distributions: Mapping[str, Any],
+        run: RunSpec,
+        n_trials: int,
+        on_event: Callable[[TrialEvent | EpochEvent], None] | None = None,
+        storage_url: str = "",
+        deadline: float | None = None,
+        goals: Goals | None = None,
+    ) -> None:
+        super().__init__(metric=FITNESS, mode="max")
+        self._goals = goals or Goals()
+        self._deadline = deadline  # time.monotonic() after which no trial starts
+        self._waiting_since: float | None = None
+        self._study = study
+        self._study_name = study.study_name
+        self._storage_url = storage_url
+        self._distributions = dict(distributions)
+        self._run = run
+        self._n_trials = n_trials
+        self._on_event = on_event
+        self._live: dict[str, Any] = {}
+        self._history: dict[str, list[EpochReport]] = {}
+        self._started: dict[str, float] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, **{key: empty() for key, empty in self.DRIVER_ONLY.items()}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def _attached(self):
+        """The live study; a searcher unpickled from Ray Tune's saved state has none."""
+        if self._study is None:
+            raise RuntimeError(
+                f"this searcher of study '{self._study_name}' was restored from Ray Tune's saved "
+                "state, which automl never resumes from: run the same automl search again, it "
+                "continues from the study")
+        return self._study
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # the space comes from the study, not from Tune's config
+
+    def _others_running(self) -> bool:
+        mine = {t.number for t in self._live.values()}
+        return any(t.number not in mine for t in self._study.get_trials(
+            deepcopy=False, states=(TrialState.RUNNING,)))
+
+    def beat(self) -> None:
+        """Record a heartbeat for every trial this driver runs (a thread calls this)."""
+        try:
+            for trial in list(self._live.values()):
+                record_heartbeat(self._study, trial)
+        except Exception:  # a trial just finished, a storage hiccup: the next beat retries
+            pass
+
+    def _budget_left(self) -> int:
+        running = len(self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        return self._n_trials - len(finished_trials(self._study)) - running
+
+    def suggest(self, trial_id: str):
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            return Searcher.FINISHED  # the time budget: running trials still finish
+        if self._waiting_since is not None and time.monotonic() - self._waiting_since < 2:
+            return None  # waiting on other drivers' trials: look again in a moment
+        study = self._attached()
+        with trial_slot_lock(self._storage_url):
+            recover_interrupted(study)  # a dead driver's trials, on any machine
+            if self._budget_left() <= 0:
+                if self._others_running():
+                    # another driver's trial may still die: wait to take over its retry
+                    self._waiting_since = time.monotonic()
+                    return None
+                return Searcher.FINISHED
+            self._waiting_since = None
+            trial = study.ask(self._distributions)
+            trial.set_user_attr(OWNER_ATTR, owner_tag())
+            record_heartbeat(study, trial)
+        self._live[trial_id] = trial
+        self._history[trial_id] = []
+        self._started[trial_id] = time.perf_counter()
+        return {"params": dict(trial.params), "number": trial.number, "run": self._run,
+                "baseline": bool(trial.user_attrs.get(BASELINE_ATTR)),
+                "seed": trial.user_attrs.get(SEED_ATTR)}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        trial = self._live.get(trial_id)
+        epoch = EpochReport.from_result(result)
+        if trial is None or epoch is None:
+            return
+        history = self._history[trial_id]
+        if history and history[-1].epoch >= epoch.epoch:
+            return  # already recorded
+        history.append(epoch)
+        if math.isfinite(epoch.fitness) and not self._goals.multi:
+            trial.report(epoch.fitness, step=epoch.epoch)
+        elif math.isfinite(epoch.fitness):  # Optuna takes no report() on several objectives
+            trial.set_user_attr(LATEST_FITNESS_ATTR, epoch.fitness)
+        # for `automl status` elsewhere: how far the trial is and how fast it goes
+        trial.set_user_attr("epochs", epoch.epoch)
+        trial.set_user_attr("train_seconds", epoch.train_seconds)
+        if self._on_event:
+            self._on_event(EpochEvent(trial.number, epoch.epoch, int(self._run.epochs),
+                                      epoch.fitness, epoch.train_seconds))
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        if trial_id not in self._live:
+            return
+        if result and not error:
+            # a result the scheduler stopped the trial on reaches only this method
+            self.on_trial_result(trial_id, result)
+        trial = self._live.pop(trial_id)
+        history = self._history.pop(trial_id, [])
+        seconds = time.perf_counter() - self._started.pop(trial_id)
+        message = None
+        if error or result is None:
+            message = ("the trial's process died (killed by the OS, e.g. out of memory) "
+                       "before it finished")
+        elif "error" in result:
+            message = str(result["error"])
+        best = _best_epoch(history)
+        if message is None and best is None:
+            message = "training finished without a validation result"
+        metrics = {}
+        if best is not None:
+            metrics = best.metrics()
+            for key, value in metrics.items():
+                trial.set_user_attr(key, value)
+            trial.set_user_attr("best_epoch", best.epoch)
+        if result and result.get("node"):  # which Ray node ran it (clusters: --address)
+            trial.set_user_attr("ray_node", result["node"])
+        if history:
+            last = history[-1]
+            trial.set_user_attr("epochs", last.epoch)
+            trial.set_user_attr("train_seconds", last.train_seconds)
+            if math.isfinite(last.val_loss):  # the last epoch's: a fingerprint of the weights
+                trial.set_user_attr("val_loss", last.val_loss)
+        last_epoch = history[-1].epoch if history else 0
+        measured = history[-1].measured() if history else {}
+        for key, value in measured.items():
+            trial.set_user_attr(key, value)
+        missing = [k for k in self._goals.measures if k not in measured]
+        if message is None and last_epoch >= int(self._run.epochs) and missing:
+            message = f"the trained weights' {' and '.join(missing)} could not be measured"
+        over_cap = None
+        if message is None and self._goals.caps and not missing:
+            violations = self._goals.violations(measured)
+            for key, value in violations.items():  # Optuna's own record of feasibility
+                trial.set_constraint(key, value)
+            over_cap = ", ".join(f"{k} {measured[k]:.4g} > {self._goals.caps[k]:g}"
+                                 for k, v in violations.items() if v > 0) or None
+        if message is not None:
+            trial.set_user_attr(ERROR_ATTR, message)
+            self._study.tell(trial, state=TrialState.FAIL)
+            state, value = "FAIL", None
+        elif last_epoch < int(self._run.epochs):
+            # the scheduler stopped it at a rung: PRUNED, never mistaken for COMPLETE
+            trial.set_user_attr(FITNESS, best.fitness)
+            self._study.tell(trial, state=TrialState.PRUNED)
+            state, value = "PRUNED", best.fitness
+        else:
+            trial.set_user_attr(FITNESS, best.fitness)
+            # a trial over a cap is never the best: its weights go below, with the others'
+            kept = None if over_cap else keep_weights(self._study, self._run, trial.number,
+                                                      best.fitness)
+            if kept:
+                trial.set_user_attr("weights", kept)
+            self._study.tell(trial, self._goals.values(best.fitness, measured)
+                             if self._goals.multi else best.fitness)
+            state, value = "COMPLETE", best.fitness
+        if state != "COMPLETE" or over_cap:
+            keep_weights(self._study, self._run, trial.number, None)
+        if self._on_event:
+            self._on_event(TrialEvent(trial.number, state, value, metrics, message, seconds,
+                                      last_epoch, bool(trial.user_attrs.get(BASELINE_ATTR)),
+                                      measured, over_cap))
+
+    def fail_live(self, message: str) -> list[int]:
+        """Mark every trial still running as interrupted (FAIL, queued again once)."""
+        numbers = []
+        for trial_id in list(self._live):
+            trial = self._live.pop(trial_id)
+            mark_interrupted(self._study, trial, message)
+            numbers.append(trial.number)
+        return numbers
