@@ -66,6 +66,7 @@ def search(
     objectives: str | None = None,
     max_size_mb: float | None = None,
     max_latency_ms: float | None = None,
+    drop_bad_images: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Run (or continue) a hyperparameter search whose every trial is an ultralytics training.
@@ -107,6 +108,9 @@ def search(
         max_size_mb, max_latency_ms: caps on a trial's own trained weights (size in MB, median
             CPU latency at batch 1 in ms, measured after its final epoch): a trial over a cap is
             infeasible, never the best and never a GA parent.
+        drop_bad_images: search even when ultralytics would leave out more than 5% of the
+            images (automl.checks.MAX_DROPPED_SHARE); without it such data stops the search
+            before the first trial, naming the main cause and its fix.
         log: where progress lines go (default: stdout).
 
     Returns:
@@ -126,7 +130,7 @@ def search(
 
 def _plan(flags: SearchFlags, say: Callable[[str], None]):
     """Check the flags, the space and the data, and decide everything (before any study exists)."""
-    from automl.checks import usable
+    from automl.checks import refuse_heavy_loss, usable
     from automl.config import check_flags, check_model, training_profile
     from automl.data import load_dataset
     from automl.demo import ensure_demo_dataset
@@ -163,8 +167,11 @@ def _plan(flags: SearchFlags, say: Callable[[str], None]):
         say(f"replaying {flags.replay}: nothing trains")
     else:
         data_yaml = ensure_demo_dataset() if flags.demo else Path(flags.data)
-        dataset, report = usable(load_dataset(data_yaml))  # bad images stay out; none left: error
+        # as ultralytics reads it: the images it leaves out stay out; none left: an error
+        dataset, report = usable(load_dataset(data_yaml))
         say(report.headline() if report.clean else f"{report.details(limit=20)}\n{report.summary()}")
+        if not flags.drop_bad_images:
+            refuse_heavy_loss(report)
     return resolve_search(flags, dataset=dataset, space=space,
                           ultralytics_defaults=ultralytics_defaults(), cpu_count=machine_cpus(),
                           gpu_count=machine_gpus(), studies_dir=STUDIES_DIR)
@@ -208,7 +215,7 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     """Write the mini split, print the header, run the trials through Ray Tune."""
     from automl import study as studies
     from automl.console import LiveProgress, ranges
-    from automl.data import make_mini_dataset
+    from automl.data import make_mini_dataset, mini_size
     from automl.execution.pruners import rungs_text
     from automl.execution.ray_runner import Resources, run_search
     from automl.fitness import parse_fitness
@@ -223,8 +230,14 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
         make_mini_dataset(dataset, config.fraction, plan.mini_dir, seed=flags.seed or 0)
     storage_url = flags.storage or studies.default_storage(plan.name)
     done_before = len(studies.finished_trials(the_study))
-    share = (f"all {len(dataset.train)} train images" if config.fraction >= 1 else
-             f"a stratified {config.fraction:g} of {len(dataset.train)} train images")
+    n_train, n_val = len(dataset.train), len(dataset.val)
+    share = (f"all {n_train} train and {n_val} val images" if config.fraction >= 1 else
+             f"a stratified {config.fraction:g}: {mini_size(n_train, config.fraction)} of "
+             f"{n_train} train and {mini_size(n_val, config.fraction)} of {n_val} val images")
+    if dataset.left_out:
+        n = len(dataset.left_out)
+        share += (f" ({n} listed image{'s are' if n > 1 else ' is'} left out, as ultralytics "
+                  "leaves them out; automl check says why)")
     say(f"study '{plan.name}' ({storage_url}): {done_before}/{plan.trials} trials finished; "
         f"searcher {flags.searcher}, space {plan.space.name} ({ranges(plan.space.params)}), "
         f"fitness {parse_fitness(config.fitness).describe()}")

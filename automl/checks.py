@@ -1,19 +1,21 @@
-"""`automl check`: validate every image and label the way ultralytics reads them.
+"""`automl check`: every image and label as ultralytics' detection trainer reads them.
 
-Errors (the image is left out of every split): missing, unreadable, truncated or tiny images,
-files that are not images, label files that are not text, rows without exactly 5 columns,
-non-numbers, non-integer or out-of-range class ids, coordinates outside [0, 1] (1% tolerance,
-as ultralytics allows). Warnings (reported, image kept): duplicate rows, which ultralytics drops.
-Counted only: images without a label file (background) and empty label files.
+ultralytics decides (automl.yolo_reader runs its own `verify_image_label`): an image it leaves out
+of training is an error here, and left out of every split and trial too; an image it trains on
+is kept, with a warning where something looks wrong. For each image left out, the check says why
+in its own terms (the kind below, the offending rows) and quotes ultralytics' reason.
 
-Images are checked like ultralytics' `check_image`: PIL reads the header and `verify()`s the
-file structure (PNG chunk CRCs, no pixel decode), and a JPEG must end with its end-of-image
-marker.
+Errors (ultralytics drops the image): missing, unreadable, tiny or non-image files; label files
+that are not UTF-8; rows that are neither a box (`class x y w h`) nor a polygon (`class x1 y1 x2
+y2 ...`); files that mix polygon and box rows; non-numbers, non-integer or out-of-range class
+ids; coordinates outside [0, 1] (1% tolerance). Warnings (kept): duplicate rows (ultralytics
+drops the copies), truncated JPEGs (ultralytics rewrites them in place when it trains; the check
+never writes). Counted only: polygon rows read as their boxes, images without a label file
+(background) and empty label files.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -22,28 +24,46 @@ from pathlib import Path
 
 import numpy as np
 
-from automl.data import Dataset, label_path
+from automl.data import Dataset
 from automl.errors import DataError
+from automl.yolo_reader import ImageLabels, read_images
 
 # Ultralytics' tolerance for normalized coordinates (labels from rounding tools reach 1.0049).
 COORD_TOLERANCE = 0.01
 MIN_IMAGE_PX = 10
 # PIL format names of the image types ultralytics trains on.
-_PIL_FORMATS = {"bmp", "dng", "jpeg", "jpeg2000", "mpo", "png", "tiff", "webp", "pfm", "heif", "avif"}
+_PIL_FORMATS = {"bmp", "dng", "jpeg", "jpeg2000", "mpo", "png", "tiff", "webp", "heif", "avif"}
 _ROWS_SHOWN = 3  # bad rows quoted per file and kind
+# `automl search` stops before its first trial when the check would leave out more than this
+# share of the images, unless --drop-bad-images says to go on without them
+MAX_DROPPED_SHARE = 0.05
 
-# kind -> (severity, what it means / what to do)
-KINDS: dict[str, tuple[str, str]] = {
-    "missing image": ("error", "listed image file does not exist"),
-    "not an image": ("error", "PIL cannot identify it, or a format ultralytics does not read"),
-    "unreadable image": ("error", "corrupt or truncated image file"),
-    "image too small": ("error", f"width or height under {MIN_IMAGE_PX} px"),
-    "unreadable label": ("error", "label file is not UTF-8 text"),
-    "wrong column count": ("error", "row without exactly 5 columns (class x y w h)"),
-    "not a number": ("error", "a value that is not a number"),
-    "bad class id": ("error", "class id not an integer in 0..nc-1"),
-    "out of bounds": ("error", f"coordinate outside [0, 1] (tolerance {COORD_TOLERANCE})"),
-    "duplicate rows": ("warning", "identical rows; ultralytics drops the copies"),
+# kind -> (severity, what it means, what to do)
+KINDS: dict[str, tuple[str, str, str]] = {
+    "missing image": ("error", "listed image file does not exist",
+                      "fix the paths in data.yaml or its list files"),
+    "not an image": ("error", "PIL cannot identify it, or a format ultralytics does not read",
+                     "convert or remove those files"),
+    "unreadable image": ("error", "corrupt or truncated image file", "replace or remove them"),
+    "image too small": ("error", f"width or height under {MIN_IMAGE_PX} px", "remove them"),
+    "unreadable label": ("error", "label file is not UTF-8 text", "save the labels as UTF-8"),
+    "mixed polygon and box rows": (
+        "error", "one label file holds polygon rows and box rows: ultralytics drops the image",
+        "write every row of a file as a polygon or every row as a box (export the boxes again "
+        "from your labelling tool, or turn the polygons into boxes)"),
+    "wrong column count": (
+        "error", "a row that is neither a box (class x y w h) nor a polygon (class x1 y1 x2 y2 "
+        "x3 y3 ...)", "fix those rows"),
+    "not a number": ("error", "a value that is not a number", "fix those rows"),
+    "bad class id": ("error", "class id not an integer in 0..nc-1",
+                     "fix the ids, or the names in data.yaml"),
+    "out of bounds": ("error", f"coordinate outside [0, 1] (tolerance {COORD_TOLERANCE})",
+                      "write coordinates as fractions of the image size (YOLO's normalized xywh)"),
+    "rejected by ultralytics": ("error", "ultralytics' own reason, quoted",
+                                "see automl check's list"),
+    "duplicate rows": ("warning", "identical rows; ultralytics drops the copies", ""),
+    "truncated JPEG": ("warning", "JPEG without its end marker: ultralytics rewrites the file in "
+                       "place (restored) when it trains", ""),
 }
 
 
@@ -72,10 +92,17 @@ class CheckReport:
     train: int = 0
     val: int = 0
     checked: int = 0  # distinct images
-    boxes: int = 0
+    n_boxes: int = 0  # in the images ultralytics trains on
     problems: list[Problem] = field(default_factory=list)
     background: list[Path] = field(default_factory=list)  # no label file
     empty: list[Path] = field(default_factory=list)  # label file without rows
+    polygons: list[Path] = field(default_factory=list)  # polygon rows read as their boxes
+    boxes: dict[Path, np.ndarray] = field(default_factory=dict)  # what ultralytics trains on
+
+    @property
+    def images(self) -> int:
+        """Distinct images of train and val that ultralytics trains on."""
+        return self.checked - len(self.bad)
 
     @property
     def bad(self) -> set[Path]:
@@ -99,19 +126,25 @@ class CheckReport:
         """One line: what was checked and the verdict."""
         bad = len(self.bad)
         verdict = ("clean" if self.clean else
-                   f"{bad} of {self.checked} images have errors and are left out of splits; "
+                   f"{bad} of {self.checked} images have errors and are left out (ultralytics "
+                   f"leaves them out of training too); "
                    f"{len({p.image for p in self.problems}) - bad} more have warnings only")
+        polygons = (f"polygon rows read as their boxes in {len(self.polygons)} files; "
+                    if self.polygons else "")
         return (f"{self.yaml_path}: {self.checked} images checked (train {self.train}, val "
-                f"{self.val}), {self.boxes} boxes, {len(self.background) + len(self.empty)} "
-                f"without boxes; {verdict}")
+                f"{self.val}), {self.n_boxes} boxes, {len(self.background) + len(self.empty)} "
+                f"without boxes; {polygons}{verdict}")
 
     def summary(self) -> str:
         """The headline, then every defect kind with its file count."""
         from automl.console import text_table
 
         files = Counter(p.kind for p in self.problems)
-        rows = [[kind, files.get(kind, 0), sev, meaning] for kind, (sev, meaning) in KINDS.items()]
+        rows = [[kind, files.get(kind, 0), sev, meaning]
+                for kind, (sev, meaning, _) in KINDS.items()]
         rows += [
+            ["polygon rows", len(self.polygons), "info", "rows class x1 y1 x2 y2 ...: "
+             "ultralytics trains on each polygon's box"],
             ["background (no label)", len(self.background), "info", "image without a label file"],
             ["empty label", len(self.empty), "info", "label file without rows (also background)"],
         ]
@@ -131,8 +164,8 @@ def pil_open():
     return getattr(sys.modules.get(getattr(opener, "__module__", "")), "_image_open", opener)
 
 
-def _check_image(image: Path) -> tuple[str, str] | None:
-    """(kind, detail) of the image's defect, or None when ultralytics would read it."""
+def _image_problem(image: Path) -> tuple[str, str] | None:
+    """(kind, detail) of why ultralytics cannot read the image, or None."""
     from PIL import UnidentifiedImageError
 
     try:
@@ -149,20 +182,28 @@ def _check_image(image: Path) -> tuple[str, str] | None:
         return "not an image", f"format {fmt.upper() or '?'} is not one ultralytics trains on"
     if min(w, h) < MIN_IMAGE_PX:
         return "image too small", f"{w}x{h} px"
-    if fmt in {"jpeg", "mpo"}:
-        with open(image, "rb") as f:
-            f.seek(-2, os.SEEK_END)
-            if f.read() != b"\xff\xd9":
-                return "unreadable image", "truncated JPEG (no end-of-image marker)"
     return None
 
 
 def _row_problems(rows: list[tuple[int, list[str]]], nc: int) -> dict[str, list[str]]:
-    """kind -> notes on the offending rows of one label file."""
+    """kind -> notes on the offending rows of one label file ultralytics refused.
+
+    A file with any row of more than 6 columns is a polygon file to ultralytics: every row must
+    then be class + x y pairs, and a box row beside polygon rows makes it refuse the file.
+    """
     found: dict[str, list[str]] = {}
-    values = []
+    polygon_file = any(len(parts) > 6 for _, parts in rows)
+    if polygon_file:
+        boxes = sum(1 for _, parts in rows if len(parts) == 5)
+        if boxes:
+            found["mixed polygon and box rows"] = [
+                f"{len(rows) - boxes} polygon rows, {boxes} box rows"]
     for line, parts in rows:
-        if len(parts) != 5:
+        if polygon_file and len(parts) != 5 and len(parts) % 2 == 0:
+            found.setdefault("wrong column count", []).append(
+                f"line {line}: {len(parts)} columns (a polygon row is class + x y pairs)")
+            continue
+        if not polygon_file and len(parts) != 5:
             found.setdefault("wrong column count", []).append(f"line {line}: {len(parts)} columns")
             continue
         try:
@@ -177,56 +218,66 @@ def _row_problems(rows: list[tuple[int, list[str]]], nc: int) -> dict[str, list[
         if cls % 1 or cls < 0 or cls >= nc:
             found.setdefault("bad class id", []).append(
                 f"line {line}: class {parts[0]} (nc {nc}: ids 0..{nc - 1})")
-        if (min(coords) < -COORD_TOLERANCE or max(coords) > 1 + COORD_TOLERANCE
-                or min(coords[2:]) < 0):
+        negative = min(coords[2:]) < 0 if len(coords) == 4 else False  # a box's w, h
+        if min(coords) < -COORD_TOLERANCE or max(coords) > 1 + COORD_TOLERANCE or negative:
             found.setdefault("out of bounds", []).append(f"line {line}: {' '.join(parts[1:])}")
-        values.append(tuple(v))
-    dup = len(values) - len(set(values))
-    if dup:
-        found["duplicate rows"] = [f"{dup} duplicate row{'s' * (dup > 1)}"]
     return found
 
 
-def check_one(image: Path, nc: int) -> tuple[list[Problem], str, int]:
-    """Check one image and its label: (problems, 'ok' | 'background' | 'empty', boxes)."""
-    problems: list[Problem] = []
-    bad_image = _check_image(image)
+def _why_left_out(read: ImageLabels, nc: int) -> list[Problem]:
+    """The problems of an image ultralytics leaves out, in automl's kinds, with its own reason."""
+    image, label = Path(read.image), Path(read.label)
+    reason = f" (ultralytics: {read.message})" if read.message else ""
+    bad_image = _image_problem(image)
     if bad_image:
-        problems.append(Problem(image, image, *bad_image))
-    label = label_path(image)
+        return [Problem(image, image, bad_image[0], bad_image[1] + reason)]
+    problems = []
     try:
         text = label.read_text(encoding="utf-8-sig")
-    except (FileNotFoundError, IsADirectoryError):
-        return problems, "background", 0
     except UnicodeDecodeError:
-        problems.append(Problem(image, label, "unreadable label", "not UTF-8 text"))
-        return problems, "ok", 0
+        return [Problem(image, label, "unreadable label", "not UTF-8 text" + reason)]
+    except OSError:
+        text = ""
     rows = [(i, s.split()) for i, s in enumerate(text.splitlines(), 1) if s.strip()]
-    if not rows:
-        return problems, "empty", 0
     for kind, notes in _row_problems(rows, nc).items():
         more = f" (+{len(notes) - _ROWS_SHOWN} more)" if len(notes) > _ROWS_SHOWN else ""
         problems.append(Problem(image, label, kind, "; ".join(notes[:_ROWS_SHOWN]) + more))
-    return problems, "ok", len(rows)
+    if problems:
+        problems[0] = Problem(image, label, problems[0].kind, problems[0].detail + reason)
+        return problems
+    return [Problem(image, label, "rejected by ultralytics", read.message or "no reason given")]
 
 
-def _check_chunk(args: tuple[list[str], int]) -> list[tuple[list[Problem], str, int]]:
-    files, nc = args
-    return [check_one(Path(f), nc) for f in files]
+def _duplicates(read: ImageLabels) -> int:
+    """How many duplicate rows ultralytics dropped from a kept image's label."""
+    words = read.message.split()
+    if "duplicate" in words and words[0].isdigit():
+        return int(words[0])
+    return 0
+
+
+def check_one(read: ImageLabels, nc: int) -> tuple[list[Problem], str, np.ndarray | None]:
+    """The problems of one image as ultralytics read it: (problems, label state, boxes or None
+    when ultralytics leaves it out)."""
+    if not read.kept:
+        return _why_left_out(read, nc), read.label_state, None
+    image = Path(read.image)
+    problems = []
+    if read.restored:
+        problems.append(Problem(image, image, "truncated JPEG", "no end-of-image marker"))
+    dup = _duplicates(read)
+    if dup:
+        problems.append(Problem(image, Path(read.label), "duplicate rows",
+                                f"{dup} duplicate row{'s' * (dup > 1)}"))
+    return problems, read.label_state, read.boxes
 
 
 def check_files(files: Sequence[Path], nc: int, *, workers: int | None = None
-                ) -> list[tuple[list[Problem], str, int]]:
-    """`check_one` over many files, in worker processes when there are thousands."""
-    workers = workers if workers is not None else (os.cpu_count() or 1)
-    if workers <= 1 or len(files) < 4000:
-        return [check_one(Path(f), nc) for f in files]
-    from concurrent.futures import ProcessPoolExecutor
-
-    size = 1000
-    chunks = [([str(f) for f in files[i:i + size]], nc) for i in range(0, len(files), size)]
-    with ProcessPoolExecutor(workers) as pool:
-        return [r for part in pool.map(_check_chunk, chunks) for r in part]
+                ) -> list[tuple[list[Problem], str, np.ndarray | None]]:
+    """`check_one` over many files (read by ultralytics' code, in worker processes when there
+    are thousands)."""
+    reads = read_images(files, nc, workers=workers)
+    return [(*check_one(r, nc), r.polygons) for r in reads]
 
 
 def check_dataset(dataset: Dataset, *, workers: int | None = None) -> CheckReport:
@@ -234,32 +285,64 @@ def check_dataset(dataset: Dataset, *, workers: int | None = None) -> CheckRepor
     files = list(dict.fromkeys((*dataset.train, *dataset.val)))
     report = CheckReport(dataset.yaml_path, train=len(dataset.train), val=len(dataset.val),
                          checked=len(files))
-    for image, (problems, status, boxes) in zip(files, check_files(files, dataset.nc,
-                                                                     workers=workers), strict=True):
+    for image, (problems, state, boxes, polygons) in zip(
+            files, check_files(files, dataset.nc, workers=workers), strict=True):
         report.problems += problems
-        report.boxes += boxes
-        if status == "background":
+        if boxes is None:
+            continue
+        report.boxes[image] = boxes
+        report.n_boxes += len(boxes)
+        if polygons:
+            report.polygons.append(image)
+        if state == "missing":
             report.background.append(image)
-        elif status == "empty":
+        elif state == "empty":
             report.empty.append(image)
     return report
 
 
-def usable(dataset: Dataset) -> tuple[Dataset, CheckReport]:
-    """The dataset without its images that have errors, and the check report.
+def usable(dataset: Dataset, *, workers: int | None = None) -> tuple[Dataset, CheckReport]:
+    """The dataset as ultralytics trains on it (the images it leaves out, left out; every
+    image's boxes as it reads them) and the check report.
 
     Raises:
         DataError: train or val has no usable image left.
     """
-    report = check_dataset(dataset)
+    report = check_dataset(dataset, workers=workers)
     bad = report.bad
-    if not bad:
-        return dataset, report
     train = tuple(f for f in dataset.train if f not in bad)
     val = tuple(f for f in dataset.val if f not in bad)
     for key, kept, listed in (("train", train, dataset.train), ("val", val, dataset.val)):
         if not kept:
             raise DataError(
                 f"{dataset.yaml_path}: no usable image left in {key} (all {len(listed)} have "
-                f"errors); run automl check --data {dataset.yaml_path} for the list and fix them")
-    return Dataset(dataset.yaml_path, dataset.names, train, val), report
+                f"errors, mostly {main_cause(report)[0]}); run automl check --data "
+                f"{dataset.yaml_path} for the list and fix them")
+    return Dataset(dataset.yaml_path, dataset.names, train, val, boxes=report.boxes,
+                   listed_train=dataset.train, listed_val=dataset.val), report
+
+
+def main_cause(report: CheckReport) -> tuple[str, int]:
+    """The kind of error that leaves the most images out, and how many it leaves out."""
+    first = {}
+    for p in report.problems:
+        if p.severity == "error":
+            first.setdefault(p.image, p.kind)
+    return Counter(first.values()).most_common(1)[0] if first else ("", 0)
+
+
+def refuse_heavy_loss(report: CheckReport, *, flag: str = "--drop-bad-images") -> None:
+    """Stop a search whose data would lose more than MAX_DROPPED_SHARE of its images.
+
+    Raises:
+        DataError: one line with the count, the main cause, its fix and the flag to go on.
+    """
+    bad, total = len(report.bad), report.checked
+    if not total or bad / total <= MAX_DROPPED_SHARE:
+        return
+    kind, count = main_cause(report)
+    _, meaning, fix = KINDS[kind]
+    raise DataError(
+        f"{report.yaml_path}: ultralytics would leave out {bad} of {total} images "
+        f"({bad / total:.0%}), {count} of them for {kind} ({meaning}); {fix}. `automl check "
+        f"--data {report.yaml_path}` lists them; {flag} searches on the other {total - bad}")

@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-latency-ms", type=float, default=None,
                    help="trials whose median CPU latency at batch 1 (measured after the final "
                         "epoch, on the trial's threads) is higher are infeasible")
+    s.add_argument("--drop-bad-images", action="store_true",
+                   help="search even when ultralytics would leave out more than 5%% of the "
+                        "images (automl check says why); without it the search stops first")
     s.add_argument("--repeats", type=int, default=0,
                    help="the last K trials train the K best once more with another training "
                         "seed; the best mean wins (default: 0)")
@@ -148,6 +151,7 @@ def _run(args: argparse.Namespace) -> int:
             defaults_first=args.defaults_first, repeats=args.repeats,
             keep_weights=args.keep_weights, objectives=args.objectives,
             max_size_mb=args.max_size_mb, max_latency_ms=args.max_latency_ms,
+            drop_bad_images=args.drop_bad_images,
         )
         if result.best is None:
             # scripts must be able to tell: nothing to promote, nothing learned

@@ -85,6 +85,7 @@ def _check(args: argparse.Namespace) -> int:
 def _split(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from automl.checks import usable
     from automl.data import fold_table, kfold_split, load_dataset, make_mini_dataset, write_folds
     from automl.errors import ConfigError
 
@@ -94,7 +95,10 @@ def _split(args: argparse.Namespace) -> int:
         raise ConfigError("nothing to write: pass --folds K, --mini F, or both")
     if args.mini is not None and not 0 < args.mini <= 1:
         raise ConfigError(f"--mini {args.mini}: must be in (0, 1]; 1 keeps every image")
-    dataset = load_dataset(args.data)
+    dataset, report = usable(load_dataset(args.data))  # as ultralytics reads it
+    if report.bad:
+        print(f"{len(report.bad)} of {report.checked} images left out, as ultralytics leaves them "
+              f"out of training (automl check --data {args.data} says why)")
     if args.folds is None:
         print(make_mini_dataset(dataset, args.mini, Path(args.out), seed=args.seed))
         return 0

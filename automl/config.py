@@ -178,6 +178,7 @@ class SearchFlags:
     objectives: str | None = None  # "fitness,latency" etc. (automl.objectives); None: fitness
     max_size_mb: float | None = None  # trials whose weights are larger are infeasible
     max_latency_ms: float | None = None  # ... or whose CPU latency (batch 1) is higher
+    drop_bad_images: bool = False  # search even when ultralytics would leave out > 5% of images
 
     @property
     def demo(self) -> bool:

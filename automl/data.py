@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,6 @@ import yaml
 
 from automl.errors import DataError
 
-IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp",
-                  ".pfm", ".heic", ".avif", ".jp2"}
 # Boxes-per-image buckets (the seed project's little / medium / many).
 BPI_BUCKETS = (("little", 1, 2), ("medium", 3, 5), ("many", 6, None))
 # Box aspect (w / h, in normalized coordinates) and size (sqrt of normalized area) buckets.
@@ -30,108 +29,116 @@ SIZE_NAMES = ("small", "medium", "large")
 
 @dataclass(frozen=True)
 class Dataset:
-    """A detection dataset as data.yaml describes it, with its image files resolved."""
+    """A detection dataset as ultralytics' detection trainer reads its data.yaml.
+
+    `train` and `val` are the image files ultralytics lists (absolute paths). `boxes`, once the
+    dataset is checked (automl.checks.usable), holds every image's boxes as ultralytics reads
+    them, so that splits need not read the labels again, and `listed_train`/`listed_val` the
+    images as listed, those ultralytics leaves out of training included.
+    """
 
     yaml_path: Path
     names: tuple[str, ...]
     train: tuple[Path, ...]
     val: tuple[Path, ...]
+    boxes: Mapping[Path, np.ndarray] | None = field(default=None, compare=False, repr=False)
+    # as listed, the images ultralytics leaves out included (a checked dataset; else train, val)
+    listed_train: tuple[Path, ...] | None = None
+    listed_val: tuple[Path, ...] | None = None
+
+    @property
+    def left_out(self) -> tuple[Path, ...]:
+        """Listed images ultralytics leaves out of training (automl check says why)."""
+        kept = {*self.train, *self.val}
+        listed = (*(self.listed_train or ()), *(self.listed_val or ()))
+        return tuple(f for f in dict.fromkeys(listed) if f not in kept)
 
     @property
     def nc(self) -> int:
         return len(self.names)
 
 
-def label_path(image: Path) -> Path:
-    """Where ultralytics looks for an image's label: the last /images/ becomes /labels/, .txt."""
-    return Path(_label_file(str(image)))
+def label_path(image: Path | str) -> Path:
+    """Where ultralytics looks for an image's labels (its img2label_paths)."""
+    return Path(label_paths([image])[0])
 
 
-def _label_file(image: str) -> str:
-    """label_path on strings (pathlib costs ~35 us a call: 3.5 s at 100,000 images)."""
-    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
-    if sa in image:
-        image = sb.join(image.rsplit(sa, 1))
-    return os.path.splitext(image)[0] + ".txt"
+def label_paths(images: Sequence[Path | str]) -> list[str]:
+    """label_path of many images at once, as strings (ultralytics' img2label_paths)."""
+    from automl.yolo_reader import label_files
+
+    return label_files(images)
 
 
-def _names(raw: dict, source: Path) -> tuple[str, ...]:
-    names = raw.get("names")
-    nc = raw.get("nc")
-    if names is None:
-        if isinstance(nc, int) and nc > 0:
-            return tuple(f"class{i}" for i in range(nc))
+def _raw_yaml(source: Path) -> dict:
+    """The data.yaml as a mapping, with the mistakes ultralytics would stumble on named here."""
+    if not source.is_file():
+        raise DataError(f"{source}: data.yaml not found; pass --data path/to/data.yaml")
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8-sig"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise DataError(f"{source}: is not valid YAML ({e.__class__.__name__})") from e
+    if not isinstance(raw, dict):
+        raise DataError(f"{source}: must be a mapping with train, val and names")
+    missing = [k for k in ("train", "val") if not raw.get(k) and not (k == "val"
+                                                                      and raw.get("validation"))]
+    if missing:
+        raise DataError(f"{source}: missing {' and '.join(missing)}; add the image folder or list")
+    names, nc = raw.get("names"), raw.get("nc")
+    if names is None and nc is None:
         raise DataError(f"{source}: needs 'names' (a list or a mapping id: name)")
-    if isinstance(names, dict):
-        ids = sorted(names)
-        if ids != list(range(len(ids))):
-            raise DataError(f"{source}: names ids must be 0..{len(ids) - 1}, got {ids}")
-        names = [names[i] for i in ids]
-    if not isinstance(names, list) or not names:
+    if names is not None and (not isinstance(names, (list, dict)) or not names):
         raise DataError(f"{source}: 'names' must be a non-empty list or mapping")
-    if nc is not None and nc != len(names):
+    if names is not None and isinstance(nc, int) and nc != len(names):
         raise DataError(f"{source}: nc is {nc} but names has {len(names)} entries; make them agree")
-    return tuple(str(n) for n in names)
+    return raw
 
 
-def _images_from(entry: str | list, root: Path, source: Path, key: str) -> tuple[Path, ...]:
-    entries = entry if isinstance(entry, list) else [entry]
-    files: list[Path] = []
-    for item in entries:
-        p = Path(str(item))
-        p = p if p.is_absolute() else root / p
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file() and p.suffix == ".txt":
-            for line in p.read_text().splitlines():
-                line = line.strip()
-                if not line:
-                    continue
-                f = Path(line)
-                files.append(f if f.is_absolute() else (p.parent / line).resolve())
-        else:
-            raise DataError(f"{source}: {key}: {p} does not exist; fix the path in data.yaml")
-    if not files:
-        raise DataError(f"{source}: {key}: no images found under {entries}")
-    for f in files:
+def _images_from(entry: str | list[str], source: Path, key: str) -> tuple[Path, ...]:
+    """The images ultralytics lists for a resolved entry, as absolute paths."""
+    from automl.yolo_reader import image_files
+
+    for item in entry if isinstance(entry, list) else [entry]:
+        if not os.path.exists(item):
+            raise DataError(f"{source}: {key}: {item} does not exist; fix the path in data.yaml")
+    try:
+        listed = image_files(entry)
+    except FileNotFoundError:
+        raise DataError(f"{source}: {key}: no images found under {entry} (ultralytics reads "
+                        "the suffixes jpg, jpeg, png, bmp, tif, tiff, webp, dng, mpo, heic, heif, "
+                        "avif, jp2 in any case)") from None
+    files = []
+    for f in listed:
         try:
-            str(f).encode("utf-8")
+            f.encode("utf-8")
         except UnicodeEncodeError:  # a file name in another encoding (surrogate-escaped bytes)
             raise DataError(f"{source}: {key}: the file name {os.fsencode(f)!r} is not UTF-8; "
                             "rename it (ultralytics reads image lists as UTF-8 text)") from None
+        # a relative line of a list file is relative to the working directory, as for
+        # ultralytics: made absolute here so that trials (run elsewhere) find the same file
+        files.append(Path(os.path.abspath(f)))
     return tuple(files)
 
 
 def load_dataset(data_yaml: str | Path) -> Dataset:
-    """Read data.yaml and resolve its train/val image files.
+    """Read data.yaml and list its train/val images as ultralytics' detection trainer does.
 
     Raises:
-        DataError: missing file or keys, names/nc disagreeing, paths that do not exist.
+        DataError: missing file or keys, names/nc disagreeing, paths that do not exist, or
+            anything ultralytics refuses (its reason in one line).
     """
+    from automl.yolo_reader import resolve_yaml
+
     source = Path(data_yaml)
-    if not source.is_file():
-        raise DataError(f"{source}: data.yaml not found; pass --data path/to/data.yaml")
-    try:
-        raw = yaml.safe_load(source.read_text())
-    except yaml.YAMLError as e:
-        raise DataError(f"{source}: is not valid YAML ({e.__class__.__name__})") from e
-    if not isinstance(raw, dict):
-        raise DataError(f"{source}: must be a mapping with train, val and names")
-    missing = [k for k in ("train", "val") if not raw.get(k)]
-    if missing:
-        raise DataError(f"{source}: missing {' and '.join(missing)}; add the image folder or list")
-    root = _root(raw, source)
+    _raw_yaml(source)
+    resolved = resolve_yaml(source)
+    names = resolved["names"]
     return Dataset(
         yaml_path=source.resolve(),
-        names=_names(raw, source),
-        train=_images_from(raw["train"], root, source, "train"),
-        val=_images_from(raw["val"], root, source, "val"),
+        names=tuple(str(names[i]) for i in range(len(names))),
+        train=_images_from(resolved["train"], source, "train"),
+        val=_images_from(resolved["val"], source, "val"),
     )
-
-
-def _root(raw: dict, source: Path) -> Path:
-    root = Path(raw.get("path") or source.parent)
-    return root if root.is_absolute() else (source.parent / root).resolve()
 
 
 def split_images(data_yaml: str | Path, split: str) -> tuple[Path, ...]:
@@ -140,11 +147,14 @@ def split_images(data_yaml: str | Path, split: str) -> tuple[Path, ...]:
     Raises:
         DataError: the split is missing or names paths that do not exist.
     """
+    from automl.yolo_reader import resolve_yaml
+
     source = Path(data_yaml)
-    raw = yaml.safe_load(source.read_text()) or {}
-    if not raw.get(split):
+    _raw_yaml(source)
+    resolved = resolve_yaml(source)
+    if not resolved.get(split):
         raise DataError(f"{source}: has no '{split}' entry; add it or choose another split")
-    return _images_from(raw[split], _root(raw, source), source, split)
+    return _images_from(resolved[split], source, split)
 
 
 def files_fingerprint(images: tuple[Path, ...] | list[Path]) -> str:
@@ -154,36 +164,14 @@ def files_fingerprint(images: tuple[Path, ...] | list[Path]) -> str:
     a file (~1 s at 100,000 images), nothing is read.
     """
     digest = hashlib.sha1()
-    for image in images:
-        for f in (str(image), _label_file(str(image))):
+    for image, label in zip(images, label_paths(images), strict=True):
+        for f in (str(image), label):
             try:
                 st = os.stat(f)
                 digest.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
             except OSError:
                 digest.update(f"{f}\0-\n".encode())
     return digest.hexdigest()[:16]
-
-
-def read_boxes(label_file: Path | str) -> np.ndarray:
-    """Rows (class, x, y, w, h) of a YOLO label file; an absent file means no boxes.
-
-    Rows that cannot be read are skipped here (`automl check` is where they get reported).
-    """
-    try:
-        with open(label_file) as f:
-            text = f.read()
-    except (FileNotFoundError, IsADirectoryError):
-        return np.zeros((0, 5))
-    rows = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) != 5:
-            continue
-        try:
-            rows.append([float(v) for v in parts])
-        except ValueError:
-            continue
-    return np.array(rows, dtype=float).reshape(-1, 5)
 
 
 def stratification_labels(boxes: list[np.ndarray], nc: int) -> np.ndarray:
@@ -215,13 +203,20 @@ def label_columns(names: tuple[str, ...] | list[str]) -> list[str]:
             *(f"aspect-{a}" for a in ASPECT_NAMES), *(f"size-{s}" for s in SIZE_NAMES)]
 
 
-def read_labels(files: tuple[Path, ...] | list[Path], nc: int) -> np.ndarray:
-    """Stratification labels of image files, read from their YOLO label files.
+def image_boxes(dataset: Dataset, files: Sequence[Path]) -> list[np.ndarray]:
+    """Each file's boxes as ultralytics reads them: the checked dataset's, else read now (an image
+    ultralytics leaves out has none)."""
+    if dataset.boxes is not None:
+        return [dataset.boxes[f] for f in files]
+    from automl.yolo_reader import no_boxes, read_images
 
-    One process: at 100,000 files, two worker processes measured no faster on the shared
-    2-core machine (string paths instead of pathlib were: ~12 s -> ~7 s).
-    """
-    return stratification_labels([read_boxes(_label_file(str(f))) for f in files], nc)
+    return [r.boxes if r.kept else no_boxes() for r in read_images(files, dataset.nc)]
+
+
+def read_labels(dataset: Dataset, files: Sequence[Path]) -> np.ndarray:
+    """Stratification labels of some of the dataset's image files (their boxes as ultralytics
+    reads them)."""
+    return stratification_labels(image_boxes(dataset, files), dataset.nc)
 
 
 def _stratify_target(labels: np.ndarray) -> np.ndarray:
@@ -349,6 +344,11 @@ def make_mini_dataset(
 ) -> Path:
     """Stratified `fraction` of train and of val, written as lists + data.yaml under out_dir.
 
+    At fraction 1 the lists are the images exactly as the user's data.yaml lists them, those
+    ultralytics leaves out included (it leaves them out again): its training consumes Python's
+    global random state by the listed count (a read-speed check samples files before the corrupt
+    ones go), so only the same list makes trial #0 the very training `yolo train` runs.
+
     Args:
         labels: the stratification labels of train and of val when the caller has them already.
 
@@ -357,9 +357,13 @@ def make_mini_dataset(
     """
     if not 0 < fraction <= 1:
         raise DataError(f"--fraction {fraction}: must be in (0, 1]; 1 uses all images")
+    if fraction >= 1:
+        train = dataset.train if dataset.listed_train is None else dataset.listed_train
+        val = dataset.val if dataset.listed_val is None else dataset.listed_val
+        return write_split(Path(out_dir), dataset.names, list(train), list(val))
     parts = []
     for j, files in enumerate((dataset.train, dataset.val)):
-        y = labels[j] if labels is not None else read_labels(files, dataset.nc)
+        y = labels[j] if labels is not None else read_labels(dataset, files)
         keep = stratified_subset(y, mini_size(len(files), fraction), seed=seed)
         parts.append([files[i] for i in keep])
     return write_split(Path(out_dir), dataset.names, parts[0], parts[1])
@@ -390,7 +394,7 @@ class FoldSplit:
 def kfold_split(dataset: Dataset, k: int, *, seed: int = 0) -> FoldSplit:
     """Stratified k folds over train and val together (an image listed in both counts once)."""
     files = tuple(dict.fromkeys((*dataset.train, *dataset.val)))
-    labels = read_labels(files, dataset.nc)
+    labels = read_labels(dataset, files)
     return FoldSplit(dataset.names, files, labels, stratified_folds(labels, k, seed=seed))
 
 

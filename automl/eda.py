@@ -1,9 +1,10 @@
 """`automl eda`: the statistics one looks at before splitting or training, as text and plotly HTML.
 
 Images and boxes per class, image sizes, boxes per image, box aspect, box area (with the count
-under a small-box threshold) and images without boxes, for train and val. Labels are read the
-way the mini split reads them (rows that `automl check` rejects are skipped); image sizes come
-from the image headers (no pixel decode).
+under a small-box threshold) and images without boxes, for train and val. Images and boxes are
+read by ultralytics' own code, as its trainer reads them (automl.yolo_reader: polygon rows as
+their boxes; images it leaves out are left out here too, and counted); image sizes come from the
+image headers, EXIF rotation applied (no pixel decode).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from automl.data import Dataset, label_path, load_dataset, read_boxes
+from automl.data import Dataset, load_dataset
+from automl.yolo_reader import ImageLabels, read_images
 
 SMALL_AREA = 32 * 32  # COCO's "small" object: under 32x32 px
 
@@ -29,6 +31,7 @@ class SplitStats:
     classes: np.ndarray  # (boxes,) class id
     image_of_box: np.ndarray  # (boxes,) index into the images
     wh_px: np.ndarray  # (boxes, 2) box width, height in px
+    left_out: int = 0  # images ultralytics leaves out (automl check says why)
 
     @property
     def areas(self) -> np.ndarray:
@@ -39,25 +42,16 @@ class SplitStats:
         return self.wh_px[:, 0] / np.clip(self.wh_px[:, 1], 1e-9, None)
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    from automl.checks import pil_open
-
-    try:
-        with pil_open()(path) as im:
-            return im.size
-    except Exception:  # `automl check` reports these; here they just have no size
-        return 0, 0
-
-
-def split_stats(name: str, files: tuple[Path, ...]) -> SplitStats:
-    """Read the sizes and labels of one split's images."""
-    sizes = np.array([_image_size(f) for f in files], dtype=float).reshape(-1, 2)
-    boxes = [read_boxes(label_path(f)) for f in files]
-    counts = np.array([len(b) for b in boxes], dtype=int)
-    allb = np.concatenate([np.zeros((0, 5)), *boxes])
-    image = np.repeat(np.arange(len(files)), counts)
+def split_stats(name: str, reads: list[ImageLabels]) -> SplitStats:
+    """The sizes and boxes of one split's images that ultralytics trains on."""
+    kept = [r for r in reads if r.kept]
+    sizes = np.array([r.shape[::-1] for r in kept], dtype=float).reshape(-1, 2)  # (w, h)
+    counts = np.array([len(r.boxes) for r in kept], dtype=int)
+    allb = np.concatenate([np.zeros((0, 5)), *(r.boxes for r in kept)]).astype(float)
+    image = np.repeat(np.arange(len(kept)), counts)
     wh = allb[:, 3:5] * sizes[image] if len(allb) else np.zeros((0, 2))
-    return SplitStats(name, sizes, counts, allb[:, 0].astype(int), image, wh)
+    return SplitStats(name, sizes, counts, allb[:, 0].astype(int), image, wh,
+                      left_out=len(reads) - len(kept))
 
 
 def summary_text(stats: list[SplitStats], names: tuple[str, ...], small_area: float) -> str:
@@ -77,6 +71,7 @@ def summary_text(stats: list[SplitStats], names: tuple[str, ...], small_area: fl
         return [label, *(f(s) for s in stats)]
     rows = [
         row("images", lambda s: len(s.sizes)),
+        row("left out by ultralytics", lambda s: s.left_out),
         row("boxes", lambda s: len(s.classes)),
         row("images without boxes", lambda s: int((s.boxes_per_image == 0).sum())),
         row("boxes per image (median / max)", lambda s: (
@@ -137,7 +132,8 @@ def write_eda(data_yaml: str | Path, out: str | Path, *, small_area: float | Non
     """
     dataset: Dataset = load_dataset(data_yaml)
     small_area = SMALL_AREA if small_area is None else small_area
-    stats = [split_stats("train", dataset.train), split_stats("val", dataset.val)]
+    stats = [split_stats(name, read_images(files, dataset.nc))
+             for name, files in (("train", dataset.train), ("val", dataset.val))]
     text = summary_text(stats, dataset.names, small_area)
     body = figure(stats, dataset.names, small_area).to_html(full_html=False, include_plotlyjs=True)
     from html import escape

@@ -51,6 +51,13 @@ def ray_fakes(ray_session):
     cloudpickle.unregister_pickle_by_value(fakes)
 
 
+def boxes_of(image, nc: int = 1000):
+    """An image's boxes as ultralytics reads them for training (None when it leaves it out)."""
+    from automl.yolo_reader import read_images
+
+    return read_images([image], nc)[0].boxes
+
+
 def run_automl(*args, cwd, timeout: float = 120) -> subprocess.CompletedProcess:
     """`python -m automl ARGS` in `cwd`, output captured as text: the installed command as a
     user runs it (a new process: import-time warnings and logging included)."""

@@ -44,25 +44,29 @@ def test_an_auto_space_trains_the_resolved_optimizer_with_auto_values_for_unsear
     assert trial_fixed({}, ("optimizer", "lr0"), auto) == {}
 
 
-@pytest.mark.integration
-def test_trial_0_equals_a_plain_yolo_train_with_the_same_arguments(in_tmp):
-    """Deterministic CPU training at one thread (ultralytics' own count on this 2-core machine,
-    --cpus-per-trial 1 for the trial): the same weights, so the same metrics and val loss."""
+def _trial_0_is_the_plain_training(data, project, study_name: str, trials: int = 2):
+    """Search `data`, train `yolo train` on it with the same flags; trial #0 must be that training:
+    the same images (counted by ultralytics in both), the same weights (val loss and metrics).
+
+    Deterministic CPU training at one thread (ultralytics' own count on this 2-core machine,
+    --cpus-per-trial 1 for the trial). Returns the study.
+    """
     from ultralytics import YOLO
 
     from automl.trainer import epoch_metrics, validation_loss
 
-    data = make_demo_dataset(in_tmp / "data", n_train=24, n_val=8, seed=3, nc=2,
-                             image_sizes=((160, 90), (128, 96)), boxes_per_image=(1, 2, 3))
     flags = dict(epochs=3, imgsz=64, batch=4)
-    automl.search(data=str(data), trials=2, seed=0, cpus_per_trial=1, pruner="none",
-                  log=lambda line: None, **flags)
-    study = optuna.load_study(study_name="data-lr_momentum",
-                              storage="sqlite:///studies/data-lr_momentum.db")
-    trial, other = study.trials
-    assert trial.user_attrs[BASELINE_ATTR] is True and BASELINE_ATTR not in other.user_attrs
-    # trial #1 is ultralytics' default values with the same optimizer: another training
-    assert other.params == {"lr0": 0.01, "lrf": 0.01, "momentum": 0.937}
+    seen = {}
+
+    def on_train_start(trainer):  # in the trial's process too: ultralytics' counts, reported back
+        seen.setdefault("plain", (len(trainer.train_loader.dataset),
+                                  sum(len(lb["cls"]) for lb in trainer.train_loader.dataset.labels)))
+
+    automl.search(data=str(data), trials=trials, seed=0, cpus_per_trial=1, pruner="none",
+                  study=study_name, log=lambda line: None, **flags)
+    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///studies/{study_name}.db")
+    trial = study.trials[0]
+    assert trial.user_attrs[BASELINE_ATTR] is True
 
     per_epoch, used = {}, {}
 
@@ -74,17 +78,48 @@ def test_trial_0_equals_a_plain_yolo_train_with_the_same_arguments(in_tmp):
 
     model = YOLO("yolo11n.yaml")
     model.add_callback("on_fit_epoch_end", on_epoch_end)
-    model.train(data=str(data), plots=False, project=str(in_tmp / "plain"), name="run", **flags)
+    model.add_callback("on_train_start", on_train_start)
+    model.train(data=str(data), plots=False, project=str(project), name="run", **flags)
 
     config = study.user_attrs[CONFIG_ATTR]
-    assert config["fraction"] == 1.0  # 24 images: a split would starve the training
     plain = config["baseline_fixed"]
     assert {k: plain[k] for k in used} == used  # what ultralytics' auto chose, as automl resolved it
     last = per_epoch[3]
     assert math.isfinite(last["val_loss"]) and last["val_loss"] > 0
     # ultralytics rounds losses to 5 decimals; another configuration lands far from it
     assert trial.user_attrs["val_loss"] == pytest.approx(last["val_loss"], abs=1e-6)
-    assert abs(other.user_attrs["val_loss"] - last["val_loss"]) > 1e-3
     best_epoch = trial.user_attrs["best_epoch"]
     for key in ("precision", "recall", "map50", "map50_95"):
         assert trial.user_attrs[key] == pytest.approx(per_epoch[best_epoch][key], abs=1e-6)
+    return study, seen["plain"]
+
+
+@pytest.mark.integration
+def test_trial_0_equals_a_plain_yolo_train_with_the_same_arguments(in_tmp):
+    data = make_demo_dataset(in_tmp / "data", n_train=24, n_val=8, seed=3, nc=2,
+                             image_sizes=((160, 90), (128, 96)), boxes_per_image=(1, 2, 3))
+    study, _ = _trial_0_is_the_plain_training(data, in_tmp / "plain", "data-lr_momentum")
+    assert study.user_attrs[CONFIG_ATTR]["fraction"] == 1.0  # 24 images: a split would starve it
+    trial, other = study.trials
+    assert BASELINE_ATTR not in other.user_attrs
+    # trial #1 is ultralytics' default values with the same optimizer: another training
+    assert other.params == {"lr0": 0.01, "lrf": 0.01, "momentum": 0.937}
+    assert abs(other.user_attrs["val_loss"] - trial.user_attrs["val_loss"]) > 1e-3
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("layout", ["roboflow", "cvat"])
+def test_trial_0_is_the_plain_training_on_data_as_exported(in_tmp, monkeypatch, layout):
+    # issue 27: polygons, a mixed file ultralytics drops, `../train/images`, lists relative to
+    # the working directory: trial #0 trains the same images and boxes as `yolo train`
+    from automl.checks import usable
+    from automl.data import load_dataset
+    from tests import exports
+
+    data, cwd = exports.build(layout, in_tmp / "export")
+    monkeypatch.chdir(cwd)
+    study, (images, boxes) = _trial_0_is_the_plain_training(data, in_tmp / "plain", layout,
+                                                            trials=1)
+    dataset, _ = usable(load_dataset(data))
+    assert images == len(dataset.train)
+    assert boxes == sum(len(dataset.boxes[f]) for f in dataset.train)

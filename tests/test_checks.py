@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -70,7 +71,6 @@ DEFECTS = [
     (_not_an_image, "not an image"),
     (_gif, "not an image"),
     (_truncated_png, "unreadable image"),
-    (_truncated_jpeg, "unreadable image"),
     (_tiny_image, "image too small"),
     (_missing_image, "missing image"),
     (_not_utf8, "unreadable label"),
@@ -121,13 +121,15 @@ def test_clean_data_background_and_empty_labels(demo, capsys):
     assert main(["check", "--data", str(demo)]) == 0
     out = capsys.readouterr().out
     assert "2 without boxes; clean" in out
-    assert "background (no label)  1" in out and "empty label            1" in out
+    assert "background (no label)       1" in out and "empty label                 1" in out
 
 
 def test_all_rows_of_a_file_are_quoted_up_to_three(demo):
     _label(demo, 1, "".join(f"9 0.5 0.5 0.1 0.{i + 1}\n" for i in range(5)))
     (problem,) = check_dataset(load_dataset(demo)).problems
-    assert problem.detail.count("class 9") == 3 and problem.detail.endswith("(+2 more)")
+    assert problem.detail.count("(nc 3: ids 0..2)") == 3 and "(+2 more)" in problem.detail
+    # and ultralytics' own reason, quoted
+    assert "(ultralytics: Label class 9 exceeds dataset class count 3" in problem.detail
 
 
 def test_worker_processes_give_the_same_report(demo):
@@ -137,8 +139,11 @@ def test_worker_processes_give_the_same_report(demo):
     files = list(load_dataset(demo).train) * 400  # above the threshold for processes
     one = check_files(files, 3, workers=1)
     two = check_files(files, 3, workers=2)
-    assert [(len(p), s, b) for p, s, b in one] == [(len(p), s, b) for p, s, b in two]
-    assert sum(len(p) for p, _, _ in two) == 400
+    assert len(one) == len(two) == 4800
+    for (p1, s1, b1, n1), (p2, s2, b2, n2) in zip(one, two, strict=True):
+        assert ([q.kind for q in p1], s1, n1) == ([q.kind for q in p2], s2, n2)
+        assert (b1 is None and b2 is None) or np.array_equal(b1, b2)
+    assert sum(len(p) for p, *_ in two) == 400
 
 
 @pytest.mark.parametrize(("body", "match"), [
@@ -179,3 +184,38 @@ def test_check_ignores_ultralytics_image_open_patch(demo):
     _not_an_image(demo)
     (problem,) = check_dataset(load_dataset(demo)).problems
     assert problem.kind == "not an image"
+
+
+def test_a_truncated_jpeg_is_kept_with_a_warning_and_never_rewritten(demo):
+    # ultralytics trains on it after rewriting it in place ("restored"); a check never writes
+    _truncated_jpeg(demo)
+    jpeg = _train(demo, 1).with_suffix(".jpg")
+    before = jpeg.read_bytes()
+    report = check_dataset(load_dataset(demo))
+    assert [(p.kind, p.severity) for p in report.problems] == [("truncated JPEG", "warning")]
+    assert report.bad == set() and jpeg.read_bytes() == before
+    ds, _ = usable(load_dataset(demo))
+    assert jpeg in ds.train and len(ds.train) == 12
+
+
+def test_polygon_rows_are_read_as_their_boxes_and_counted(demo):
+    # a Roboflow/CVAT export of outlined objects: class x1 y1 x2 y2 ... (normalized)
+    _label(demo, 1, "0 0.1 0.2 0.5 0.2 0.5 0.6 0.1 0.6\n2 0.6 0.6 0.9 0.7 0.8 0.95\n")
+    report = check_dataset(load_dataset(demo))
+    assert report.clean and report.polygons == [_train(demo, 1)]
+    boxes = report.boxes[_train(demo, 1)]
+    assert np.allclose(boxes, [[0, 0.3, 0.4, 0.4, 0.4], [2, 0.75, 0.775, 0.3, 0.35]], atol=1e-6)
+    assert "polygon rows read as their boxes in 1 files" in report.headline()
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    # ultralytics refuses a file that mixes polygon rows and box rows: the image is dropped
+    ("0 0.1 0.2 0.5 0.2 0.5 0.6 0.1 0.6\n1 0.5 0.5 0.2 0.2\n", "mixed polygon and box rows"),
+    ("0 0.1 0.2 0.5 0.2 0.5 0.6 0.1\n", "wrong column count"),  # an x without its y
+])
+def test_polygon_files_ultralytics_refuses_are_errors(demo, text, kind):
+    _label(demo, 1, text)
+    report = check_dataset(load_dataset(demo))
+    assert [(p.kind, p.severity) for p in report.problems] == [(kind, "error")]
+    assert "(ultralytics: " in report.problems[0].detail
+    assert report.bad == {_train(demo, 1)} and _train(demo, 1) not in report.boxes

@@ -10,9 +10,10 @@ from PIL import Image
 from automl.checks import check_dataset
 from automl.cli import main
 from automl.coco import import_coco
-from automl.data import label_path, load_dataset, read_boxes
+from automl.data import load_dataset
 from automl.demo import CLASS_NAMES, make_demo_dataset
 from automl.errors import ConfigError, DataError
+from tests.conftest import boxes_of
 
 
 def _to_coco(demo, category_ids):
@@ -22,7 +23,7 @@ def _to_coco(demo, category_ids):
     for i, f in enumerate(ds.train):
         w, h = Image.open(f).size
         images.append({"id": 100 + i, "file_name": f"train/{f.name}", "width": w, "height": h})
-        for c, x, y, bw, bh in read_boxes(label_path(f)):
+        for c, x, y, bw, bh in boxes_of(f).tolist():
             annotations.append({"id": len(annotations) + 1, "image_id": 100 + i,
                                 "category_id": category_ids[int(c)], "iscrowd": 0,
                                 "bbox": [(x - bw / 2) * w, (y - bh / 2) * h, bw * w, bh * h]})
@@ -44,8 +45,8 @@ def test_round_trip_keeps_coco_categories(tmp_path, capsys):
     assert sorted(p.name for p in (*imported.train, *imported.val)) == sorted(f.name for f in ds.train)
     for f in (*imported.train, *imported.val):
         assert f.is_symlink() and f.resolve() == (demo.parent / "images" / "train" / f.name).resolve()
-        original = read_boxes(label_path(demo.parent / "images" / "train" / f.name))
-        assert np.allclose(read_boxes(label_path(f)), original, atol=2e-6)
+        original = boxes_of(demo.parent / "images" / "train" / f.name)
+        assert np.allclose(boxes_of(f), original, atol=2e-6)
     assert not any(p.is_file() and not p.is_symlink() for p in (out / "images").rglob("*.png"))
     assert check_dataset(imported).clean  # ultralytics would read every pair
 
@@ -80,9 +81,9 @@ def test_class_from_path_clips_and_reports(tmp_path):
     assert result.orphan_annotations == [5] and result.crowd == 1
     assert result.unclassified_images == ["horse/d.jpg"] and result.missing_images == ["pig/gone.jpg"]
     out = tmp_path / "out" / "images"
-    assert read_boxes(label_path(out / "cow" / "a.jpg")).tolist() == [[1, 0.2, 0.3, 0.2, 0.2]]
-    assert np.allclose(read_boxes(label_path(out / "cow" / "b.jpg")), [[1, 0.95, 0.9, 0.1, 0.2]])
-    assert np.allclose(read_boxes(label_path(out / "pig" / "c.jpg")), [[0, 0.25, 0.25, 0.5, 0.5]])
+    assert np.allclose(boxes_of(out / "cow" / "a.jpg"), [[1, 0.2, 0.3, 0.2, 0.2]])
+    assert np.allclose(boxes_of(out / "cow" / "b.jpg"), [[1, 0.95, 0.9, 0.1, 0.2]])
+    assert np.allclose(boxes_of(out / "pig" / "c.jpg"), [[0, 0.25, 0.25, 0.5, 0.5]])
     text = result.summary()
     for line in ("2 boxes reached outside their image and were clipped (annotation ids): 2, 4",
                  "1 annotations name an image_id that matches no image (ids): 5",

@@ -4,16 +4,14 @@ import numpy as np
 import pytest
 
 from automl.data import (
-    label_path,
     load_dataset,
     make_mini_dataset,
-    read_boxes,
     stratification_labels,
     stratified_subset,
 )
 from automl.demo import CLASS_NAMES, ensure_demo_dataset, make_demo_dataset
 from automl.errors import DataError
-from tests.conftest import write
+from tests.conftest import boxes_of, write
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +33,7 @@ def test_demo_is_deterministic(tmp_path, demo):
 def test_demo_has_classes_and_varied_boxes(demo):
     ds = load_dataset(demo)
     assert ds.names == CLASS_NAMES and len(ds.train) == 60 and len(ds.val) == 30
-    boxes = [read_boxes(label_path(f)) for f in ds.train]
+    boxes = [boxes_of(f) for f in ds.train]
     per_image = {len(b) for b in boxes}
     assert len(per_image) >= 4  # little, medium and many boxes per image
     allb = np.concatenate(boxes)

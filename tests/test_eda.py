@@ -3,9 +3,11 @@ from __future__ import annotations
 import numpy as np
 
 from automl.cli import main
-from automl.data import label_path, load_dataset, read_boxes
+from automl.data import load_dataset
 from automl.demo import make_demo_dataset
 from automl.eda import split_stats
+from automl.yolo_reader import read_images
+from tests.conftest import boxes_of
 
 
 def test_eda_numbers_match_the_labels(tmp_path, capsys):
@@ -13,8 +15,8 @@ def test_eda_numbers_match_the_labels(tmp_path, capsys):
     empty = demo.parent / "labels" / "train" / "train_00003.txt"
     empty.write_text("")
     ds = load_dataset(demo)
-    boxes = [read_boxes(label_path(f)) for f in ds.train]
-    stats = split_stats("train", ds.train)
+    boxes = [boxes_of(f) for f in ds.train]
+    stats = split_stats("train", read_images(ds.train, ds.nc))
     assert len(stats.classes) == sum(len(b) for b in boxes)
     assert (stats.boxes_per_image == 0).sum() == 1
     # pixel sizes: normalized w*h times the image's own size (demo images are 128x128 or 160x120)

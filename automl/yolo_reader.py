@@ -1,0 +1,187 @@
+"""A detection dataset read exactly as ultralytics' detection trainer reads it, by its own code.
+
+What `yolo train` trains on is what every automl command sees: the data.yaml is resolved by
+ultralytics' `check_det_dataset` (its `../` retry, `path:` rules, `names` as list or dict), image
+lists by its dataset's `get_img_files` (folders searched recursively, list files, its image
+suffixes in any case), label paths by `img2label_paths`, and every image with its label by
+`verify_image_label` (polygon rows become their boxes, duplicates dropped, corrupt pairs left out).
+Nothing here reimplements those rules, so a new ultralytics release moves automl with it;
+tests/test_parity.py compares the result with ultralytics' own dataset, image by image.
+
+Two things ultralytics does are held back, since reading must not change the user's files or
+machine: it rewrites a truncated JPEG in place ("restored"), and pip-installs pi-heif when PIL
+cannot identify a file. Here the rewrite is recorded, not done, and nothing is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from automl.errors import DataError
+
+_NO_BOXES = np.zeros((0, 5), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class ImageLabels:
+    """One image as ultralytics reads it for a detection training.
+
+    Attributes:
+        image: the image file, as listed.
+        label: its label file (ultralytics' img2label_paths).
+        boxes: (n, 5) float32 rows class, x, y, w, h as ultralytics trains on them (polygons as
+            their boxes, duplicates dropped); None when ultralytics leaves the image out.
+        shape: (height, width) in pixels after EXIF rotation; None when left out.
+        label_state: "found", "missing" (no label file: background) or "empty".
+        polygons: how many of the file's rows were polygons turned into boxes.
+        restored: a truncated JPEG that ultralytics rewrites in place when it trains.
+        message: ultralytics' own note: why it leaves the image out, or what it changed.
+    """
+
+    image: str
+    label: str
+    boxes: np.ndarray | None
+    shape: tuple[int, int] | None
+    label_state: str
+    polygons: int = 0
+    restored: bool = False
+    message: str = ""
+
+    @property
+    def kept(self) -> bool:
+        return self.boxes is not None
+
+
+def _ultralytics():
+    """ultralytics' data utilities, imported offline (nothing downloads or installs from here)."""
+    from automl.trainer import offline_env
+
+    for key, value in offline_env().items():
+        os.environ.setdefault(key, value)
+    import ultralytics.data.utils as data_utils
+
+    return data_utils
+
+
+@contextmanager
+def _read_only() -> Iterator[set[str]]:
+    """ultralytics' image check with its in-place repair of truncated JPEGs recorded, not done,
+    and its pi-heif auto-install off. Yields the set of files it would have rewritten."""
+    import ultralytics.utils.checks as checks
+
+    data_utils = _ultralytics()
+    rewrites: set[str] = set()
+    replace, install = data_utils._replace_image, checks.AUTOINSTALL
+
+    def record(im_file, write) -> None:
+        rewrites.add(str(im_file))
+
+    data_utils._replace_image, checks.AUTOINSTALL = record, False
+    try:
+        yield rewrites
+    finally:
+        data_utils._replace_image, checks.AUTOINSTALL = replace, install
+
+
+def resolve_yaml(data_yaml: str | Path) -> dict[str, Any]:
+    """The data.yaml as ultralytics' detection trainer resolves it (`check_det_dataset`).
+
+    Paths of train/val/test come back absolute, with ultralytics' fallbacks applied (a `../`
+    path that does not exist is retried inside the yaml's folder; a relative `path:` is taken
+    from the working directory, then from ultralytics' datasets folder); `names` as {id: name}.
+
+    Raises:
+        DataError: ultralytics refuses the file; its reason, in one line.
+    """
+    from automl.trainer import quiet_ultralytics
+
+    data_utils = _ultralytics()
+    try:
+        with quiet_ultralytics():
+            return data_utils.check_det_dataset(str(data_yaml), autodownload=False)
+    except Exception as e:  # SyntaxError, TypeError, KeyError, FileNotFoundError, ...: its words
+        reason = " ".join(str(e).replace("❌", "").split()) or type(e).__name__
+        missing = re.search(r"missing path '([^']+)'", reason)
+        if missing:  # its check of the val entry
+            raise DataError(f"{data_yaml}: val: {missing.group(1)} does not exist; fix the path "
+                            "in data.yaml") from None
+        raise DataError(f"{data_yaml}: ultralytics cannot read it: {reason}") from None
+
+
+def image_files(entry: str | list[str]) -> list[str]:
+    """The image files ultralytics' dataset lists for a resolved train/val/test entry.
+
+    Folders are searched recursively (hidden files skipped), list files read line by line
+    (`./x` relative to the list, other relative lines to the working directory), and only
+    ultralytics' image suffixes kept, in any case; sorted as ultralytics sorts them.
+
+    Raises:
+        FileNotFoundError: a path that does not exist, or no image at all (ultralytics' error).
+    """
+    from ultralytics.data.base import BaseDataset
+
+    from automl.trainer import quiet_ultralytics
+
+    _ultralytics()
+    # get_img_files reads only these two attributes of its dataset
+    stand_in = SimpleNamespace(prefix="", fraction=1.0)
+    with quiet_ultralytics():  # its read-speed check logs on slow disks
+        return BaseDataset.get_img_files(stand_in, entry)
+
+
+def label_files(images: Sequence[str | Path]) -> list[str]:
+    """Where ultralytics looks for each image's labels: the last /images/ -> /labels/, .txt."""
+    return _ultralytics().img2label_paths([str(i) for i in images])
+
+
+def read_one(image: str, label: str, nc: int) -> ImageLabels:
+    """One image and its label through ultralytics' `verify_image_label` (call inside _read_only)."""
+    data_utils = _ultralytics()
+    result = data_utils.verify_image_label((image, label, "", False, nc, 0, 0, False))
+    _, boxes, shape, segments, _, missing, _, empty, _, message = result
+    state = "missing" if missing else "empty" if empty else "found"
+    message = message.removeprefix(f"{image}: ").removeprefix("ignoring corrupt image/label: ")
+    if boxes is None:
+        return ImageLabels(image, label, None, None, state, message=message)
+    return ImageLabels(image, label, boxes, tuple(int(v) for v in shape), state,
+                       polygons=len(segments), message=message)
+
+
+def _read_chunk(args: tuple[list[str], list[str], int]) -> list[ImageLabels]:
+    images, labels, nc = args
+    with _read_only() as rewrites:
+        read = [read_one(i, lb, nc) for i, lb in zip(images, labels, strict=True)]
+    return [r if r.image not in rewrites else
+            ImageLabels(r.image, r.label, r.boxes, r.shape, r.label_state, r.polygons, True,
+                        r.message) for r in read]
+
+
+def read_images(images: Sequence[str | Path], nc: int, *, workers: int | None = None
+                ) -> list[ImageLabels]:
+    """Every image with its boxes as ultralytics reads them, in order; worker processes when
+    there are thousands (each opens its image's header: ~0.1-1 ms a file)."""
+    images = [str(i) for i in images]
+    labels = label_files(images)
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    if workers <= 1 or len(images) < 4000:
+        return _read_chunk((images, labels, nc))
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = 1000
+    chunks = [(images[i:i + size], labels[i:i + size], nc) for i in range(0, len(images), size)]
+    with ProcessPoolExecutor(workers) as pool:
+        return [r for part in pool.map(_read_chunk, chunks) for r in part]
+
+
+def no_boxes() -> np.ndarray:
+    """An image without boxes, as ultralytics holds it."""
+    return _NO_BOXES.copy()
