@@ -10,6 +10,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -388,11 +389,17 @@ def _beats(storage) -> bool:
     return bool(interval and interval())
 
 
+def _now() -> datetime:
+    """Local time, as Optuna stamps a trial's start."""
+    return datetime.now()
+
+
 def recover_interrupted(study) -> list[int]:
     """FAIL the RUNNING trials whose search process is gone, and queue each once more.
 
     Gone: a process of this host that no longer exists, or (SQLite and PostgreSQL) a driver on
-    any machine whose heartbeat for the trial stopped longer than the grace period ago.
+    any machine whose heartbeat for the trial stopped longer than the grace period ago, or a
+    trial that no driver took ownership of within the grace period after it was created.
 
     Returns:
         The numbers of the trials marked FAIL.
@@ -402,6 +409,7 @@ def recover_interrupted(study) -> list[int]:
 
     storage = study._storage
     stale = set(storage._get_stale_trial_ids(study._study_id)) if _beats(storage) else set()
+    orphaned_before = _now() - timedelta(seconds=heartbeat_settings()["grace_period"])
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         # a user attr since 0.2; studies of earlier releases kept it among the system attrs
@@ -411,6 +419,11 @@ def recover_interrupted(study) -> list[int]:
                        "its machine is down)")
         elif _owner_is_dead(owner):
             message = "interrupted: the search process stopped during this trial"
+        elif owner is None and t.datetime_start and t.datetime_start < orphaned_before:
+            # a driver takes ownership right after asking: one killed in between left this
+            # trial with no owner and no heartbeat, and nothing else would ever end it
+            message = ("interrupted: its search process stopped as it created this trial, "
+                       "before it took ownership")
         else:
             continue
         try:

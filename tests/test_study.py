@@ -54,6 +54,42 @@ def test_interrupted_trial_is_failed_and_retried_once(tmp_path):
     assert retry.user_attrs[studies.RETRY_OF_ATTR] == dead.number
 
 
+def test_a_trial_no_driver_took_ownership_of_is_recovered_after_the_grace_period(tmp_path,
+                                                                                monkeypatch):
+    # a driver killed between asking a trial and writing its owner left it RUNNING with no owner
+    # and no heartbeat: a resumed search waited for it forever (seen in the validate test)
+    from datetime import timedelta
+
+    study = make(tmp_path)
+    orphan = study.ask(DISTS)
+    assert studies.recover_interrupted(study) == []  # just created: a driver may be writing it
+    grace = studies.heartbeat_settings()["grace_period"]
+    later = studies._now() + timedelta(seconds=grace + 1)
+    monkeypatch.setattr(studies, "_now", lambda: later)
+    assert studies.recover_interrupted(study) == [orphan.number]
+    t = study.trials[orphan.number]
+    assert t.state == TrialState.FAIL and "before it took ownership" in t.user_attrs[
+        studies.ERROR_ATTR]
+    assert study.ask(DISTS).user_attrs[studies.RETRY_OF_ATTR] == orphan.number
+
+
+def test_a_search_interrupted_as_it_asks_fails_the_trial_it_asked(tmp_path, monkeypatch):
+    from automl.execution import study_searcher
+    from tests.fakes import fake_run
+
+    study = make(tmp_path)
+    searcher = study_searcher.StudySearcher(study, DISTS, fake_run(3), 4)
+
+    def interrupted() -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study_searcher, "owner_tag", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        searcher.suggest("t0")
+    assert searcher.fail_live("interrupted") == [0]  # what run_search does on Ctrl-C
+    assert study.trials[0].state == TrialState.FAIL
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     study = make(tmp_path)
     studies.check_config(study, StudyConfig.from_dict({"fitness": "v5", "space_keys": ["lr0"], "epochs": 30}))

@@ -186,9 +186,12 @@ class StudySearcher(Searcher):
                 return Searcher.FINISHED
             self._waiting_since = None
             trial = study.ask(self._distributions)
+            # live at once: a Ctrl-C from here on (a search or validate interrupted as it asks)
+            # reaches fail_live, which FAILs it; before, such a trial stayed RUNNING with no
+            # owner and no heartbeat, and a resumed run waited for it forever
+            self._live[trial_id] = trial
             trial.set_user_attr(OWNER_ATTR, owner_tag())
             record_heartbeat(study, trial)
-        self._live[trial_id] = trial
         self._history[trial_id] = []
         self._started[trial_id] = time.perf_counter()
         return {"params": dict(trial.params), "number": trial.number, "run": self._run,
