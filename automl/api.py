@@ -172,9 +172,14 @@ def _plan(flags: SearchFlags, say: Callable[[str], None]):
         say(report.headline() if report.clean else f"{report.details(limit=20)}\n{report.summary()}")
         if not flags.drop_bad_images:
             refuse_heavy_loss(report)
-    return resolve_search(flags, dataset=dataset, space=space,
+    plan = resolve_search(flags, dataset=dataset, space=space,
                           ultralytics_defaults=ultralytics_defaults(), cpu_count=machine_cpus(),
                           gpu_count=machine_gpus(), studies_dir=STUDIES_DIR)
+    if flags.replay:  # the record must have trained what this search's trials would
+        from automl.replay import check_record
+
+        check_record(load_record(flags.replay), plan.run)
+    return plan
 
 
 def _open(flags: SearchFlags, plan, say: Callable[[str], None]):

@@ -231,13 +231,90 @@ def replay_trial(config: dict[str, Any]) -> None:
 
 
 def replayed_epochs(config: Mapping[str, Any]) -> list[EpochReport]:
-    """What a trial with this Ray config reports when replayed (see replay_trial)."""
+    """What a trial with this Ray config reports when replayed (see replay_trial).
+
+    Each epoch's fitness is the search's fitness of the recorded metrics (a record made under
+    another fitness replays under this one: the metrics are what was measured).
+    """
+    from dataclasses import replace
+
+    from automl.fitness import parse_fitness
+
     run = config["run"]
     record = load_record(run.replay)
     params = {**config["params"], **run.baseline_fixed} if config.get("baseline") else \
         {**run.fixed, **config["params"]}
-    return record.blended_curve(params, trial_seed(run, config), run.replay_neighbours,
-                                run.replay_bandwidth)
+    epochs = record.blended_curve(params, trial_seed(run, config), run.replay_neighbours,
+                                  run.replay_bandwidth)
+    recorded = str(record.meta.get("fitness") or "v5")
+    if parse_fitness(run.fitness).weights == parse_fitness(recorded).weights:
+        return epochs
+    fit = parse_fitness(run.fitness)
+    return [replace(e, fitness=fit(e.metrics())) for e in epochs]
+
+
+# fixed args a record may differ in without changing what a training measures
+_BOOKKEEPING = frozenset({"batch"})
+
+
+def check_record(record: Record, run) -> None:
+    """Refuse a replay whose record was trained otherwise than this search's trials would be.
+
+    A replayed trial reports what a recorded training measured: it stands in for this search's
+    training only when the record has the same epochs and the same fixed args, for the searched
+    trials and for the plain training (warmup_bias_lr, optimizer, ...). The fitness may differ:
+    replayed epochs are scored under the search's fitness (replayed_epochs).
+
+    Raises:
+        ConfigError: one line naming the record, what differs, and the fix.
+    """
+    from automl.spaces import ultralytics_defaults
+
+    defaults = ultralytics_defaults()  # an arg left out trains at ultralytics' default
+    flags = record.meta.get("flags", {})
+    source = run.replay
+    if "epochs" in flags and int(flags["epochs"]) != int(run.epochs):
+        raise ConfigError(f"--replay {source}: recorded trainings of {flags['epochs']} epochs "
+                          f"cannot stand in for {run.epochs}-epoch trials; use --epochs "
+                          f"{flags['epochs']}")
+    for what, recorded, searched in (
+            ("searched trials", record.meta.get("fixed"), run.fixed),
+            ("the plain training", record.meta.get("baseline_fixed"), run.baseline_fixed)):
+        if recorded is None:
+            continue
+        keys = sorted((set(recorded) | set(searched)) - _BOOKKEEPING - set(record.keys))
+        was = {k: recorded.get(k, defaults.get(k)) for k in keys}
+        now = {k: searched.get(k, defaults.get(k)) for k in keys}
+        differ = [k for k in keys if _differs(was[k], now[k])]
+        if differ:
+            was = ", ".join(f"{k}={was[k]}" for k in differ)
+            now = ", ".join(f"{k}={now[k]}" for k in differ)
+            raise ConfigError(
+                f"--replay {source}: its {what} trained {was}, this search's would train {now}; "
+                f"replay with a space whose fixed: gives {was} (automl.replay.record_space), or "
+                "record the curves again")
+
+
+def _differs(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return not math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-12)
+    return a != b
+
+
+def record_space(record: Record, path: str | Path) -> Path:
+    """Write a space YAML over the record's keys and bounds, fixed as its searched trials were
+    trained: what a search must look like for the record to stand in for its trainings."""
+    import yaml
+
+    params = {k: {"type": "float", "low": lo, "high": hi, "log": bool(log)}
+              for k, (lo, hi, log) in record.bounds.items()}
+    fixed = {k: v for k, v in (record.meta.get("fixed") or {}).items()
+             if k not in _BOOKKEEPING}
+    path = Path(path)
+    path.write_text(yaml.safe_dump({
+        "description": f"the space recorded in {record.meta.get('regime', 'a record')}: its "
+                       "keys, bounds and fixed args", "fixed": fixed, "params": params}))
+    return path
 
 
 def record_dataset(record: Record):
@@ -313,10 +390,12 @@ def replay_plan(record_path: str | Path, **flags: Any):
     record = load_record(record_path)
     settings = {**record.meta["flags"], "replay": str(record_path), **flags}
     search_flags = SearchFlags(**settings)
-    return resolve_search(search_flags, dataset=record_dataset(record),
+    plan = resolve_search(search_flags, dataset=record_dataset(record),
                           space=load_space(search_flags.space),
                           ultralytics_defaults=ultralytics_defaults(), cpu_count=1, gpu_count=0,
                           studies_dir=Path("studies"))
+    check_record(record, plan.run)
+    return plan
 
 
 def simulate_search(record_path: str | Path, *, storage=None, training_seed: int = 0,

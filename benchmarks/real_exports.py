@@ -277,6 +277,8 @@ from ultralytics import YOLO
 m = YOLO("yolo11n.yaml")
 best = {}
 def on_fit_epoch_end(tr):
+    if tr.epoch + 1 > tr.epochs:  # the final re-validation of best.pt, not an epoch
+        return
     mets = tr.metrics
     f = 0.1 * mets["metrics/mAP50(B)"] + 0.9 * mets["metrics/mAP50-95(B)"]
     if f > best.get("fitness", -1):

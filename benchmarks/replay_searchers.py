@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -107,8 +108,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, nargs="+", default=[0],
                         help="noise-aware pick: the last K trials of the budget train the best "
                              "K again (0: none)")
-    parser.add_argument("--space", default="lr_momentum",
-                        help="the searched space (its keys must be the record's)")
+    parser.add_argument("--space", default="recorded",
+                        help="the searched space: recorded (default: the record's keys, bounds "
+                             "and fixed args, automl.replay.record_space), or a space whose "
+                             "keys and fixed args are the record's (a replay refuses others)")
     parser.add_argument("--neighbours", type=int, default=1,
                         help="1: replay the nearest recorded configuration (tabular); k > 1: "
                              "blend the k nearest by inverse squared distance (a surrogate "
@@ -129,6 +132,10 @@ def main() -> None:
     from automl.replay import load_record
 
     record = load_record(args.record)
+    if args.space == "recorded":
+        from automl.replay import record_space
+
+        args.space = str(record_space(record, Path(tempfile.mkdtemp()) / "recorded.yaml"))
     if args.fit_bandwidth:
         finals = np.nanmean(record.final(), axis=1)
         print(f"{len(finals)} configurations, worth sd {finals.std():.4f}, mean absolute "

@@ -172,3 +172,58 @@ def test_repeats_train_the_best_again_with_another_seed_and_the_best_mean_wins(r
     assert set(means) == {t.number for t in top}
     assert best_trial(study).number == max(means, key=lambda n: means[n][0])
     assert top_trials(study, 10) == sorted(originals, key=lambda t: (-t.value, t.number))
+
+
+def _variant(record_path, tmp_path, name, *, meta=None, scale_map50=None):
+    """The fake record with other meta (what it was trained with) or other map50 values."""
+    import dataclasses
+
+    from automl.replay import FIELDS, Record
+
+    record = load_record(record_path)
+    curves = record.curves.copy()
+    if scale_map50 is not None:
+        curves[..., FIELDS.index("map50")] *= scale_map50
+    return Record(keys=record.keys, params=record.params, seeds=record.seeds, curves=curves,
+                  bounds=record.bounds, meta={**record.meta, **(meta or {})}).save(
+        tmp_path / name) if dataclasses.is_dataclass(record) else None
+
+
+def test_a_replay_refuses_a_record_trained_otherwise_in_one_line(record_path, tmp_path):
+    from automl.replay import record_space
+
+    # recorded with auto's warmup_bias_lr 0; today's searched trials train 0.1
+    old = _variant(record_path, tmp_path, "old.npz", meta={
+        "fixed": {"optimizer": "AdamW", "warmup_bias_lr": 0.0, "batch": 16},
+        "baseline_fixed": {"optimizer": "AdamW", "lr0": 0.001667, "momentum": 0.9,
+                           "warmup_bias_lr": 0.0, "batch": 16}})
+    with pytest.raises(ConfigError) as info:
+        simulate_search(old, searcher="tpe", trials=4, seed=0)
+    line = str(info.value)
+    assert "\n" not in line and line.startswith(f"--replay {old}: its searched trials trained "
+                                                "warmup_bias_lr=0.0, this search's would train "
+                                                "warmup_bias_lr=0.1")
+    with pytest.raises(ConfigError, match="recorded trainings of 20 epochs cannot stand in for "
+                                          "10-epoch trials; use --epochs 20"):
+        simulate_search(old, searcher="tpe", trials=4, seed=0, epochs=10)
+    # a space fixed as the record was trained replays it
+    from automl.spaces import load_space
+
+    path = record_space(load_record(old), tmp_path / "recorded.yaml")
+    assert load_space(str(path)).fixed == {"optimizer": "AdamW", "warmup_bias_lr": 0.0}
+    study = simulate_search(old, searcher="tpe", trials=4, seed=0, space=str(path))
+    assert len(study.trials) == 4
+    # and through the API, before any trial
+    with pytest.raises(ConfigError, match="its searched trials trained warmup_bias_lr=0.0"):
+        automl.search(data="data.yaml", replay=str(old), trials=2, log=lambda line: None)
+
+
+def test_a_replay_scores_recorded_metrics_under_the_searchs_fitness(record_path, tmp_path):
+    doubled = _variant(record_path, tmp_path, "map50x2.npz", scale_map50=2.0)
+    v5 = simulate_search(doubled, searcher="random", trials=6, seed=0, pruner="none")
+    map50 = simulate_search(doubled, searcher="random", trials=6, seed=0, pruner="none",
+                            fitness="map50")
+    for a, b in zip(v5.trials, map50.trials, strict=True):
+        assert a.params == b.params
+        # fake curves: every metric equals the recorded fitness f, map50 now 2f; v5 unchanged
+        assert b.value == pytest.approx(2 * a.value)
