@@ -78,7 +78,9 @@ def search(
         trials: trials in the study in total (finished ones from earlier runs count).
         fitness: preset (v5, map50_95, map50, map75, f1) or a sum like "0.2*map50+0.8*map75".
         study: study name (default: DATA-SPACE); storage: Optuna URL (default sqlite under studies/).
-        seed: makes the searcher and the mini split reproducible.
+        seed: repeats the mini split and the searcher's random draws; a whole search repeats
+            exactly only one trial at a time (concurrency 1): with several at once, a proposal
+            depends on which trials finished before it.
         concurrency, cpus_per_trial, gpus_per_trial: trials at once and each one's resources.
         fraction: stratified share of train and of val each trial uses, or "auto" (half, unless
             that leaves a trial under 100 optimizer steps; see automl.data.auto_fraction).
@@ -253,12 +255,17 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
         f"{plan.gpus:g} GPU each; pruner "
         f"{config.pruner}" + (f" ({rungs_text(run.epochs)})" if config.pruner == "asha" else "")
         + (f"; no new trial after {flags.timeout:g} s" if flags.timeout else ""))
+    if flags.seed is not None and plan.concurrency > 1:
+        say(f"--seed {flags.seed}: the mini split, the first trials and the searcher's random "
+            f"draws repeat; with {plan.concurrency} trials at once, which results a proposal "
+            "sees depends on which trial finishes first, so a rerun may propose otherwise "
+            "(--concurrency 1 repeats a search exactly on the same machine and threads)")
     if config.goals.measures:
         say(f"{config.goals.describe()}: each trial's trained weights are measured after its "
             f"final epoch (size of the stripped .pt; median CPU latency at batch 1, "
             f"{max(1, int(plan.cpus))} thread(s), "
             + ("the trial's imgsz)" if "imgsz" in plan.space.keys else f"{run.imgsz} px)"))
-    searching = plan.trials - flags.repeats
+    searching = plan.trials - studies.repeat_slots(flags.repeats, flags.defaults_first)
     # a redrawn table on a terminal when automl prints itself; plain lines into logs and `log`
     progress = LiveProgress(the_study, plan.trials, say, live=live)
     the_study.set_user_attr(studies.BUDGET_ATTR, {"trials": plan.trials,
@@ -274,7 +281,8 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
                 again = studies.queue_repeats(the_study, flags.repeats)
             if again:
                 say(f"training trials {', '.join(f'#{n}' for n in again)} once more with "
-                    "training seed 1: the best mean wins, not the luckiest training")
+                    "training seed 1 (the plain training too, so that means are compared with "
+                    "means): the best mean wins, not the luckiest training")
             run_search(the_study, plan.space.distributions(), run, n_trials=plan.trials,
                        **options)
     finally:

@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--study", help="study name (default: DATA-SPACE, e.g. demo-lr_momentum)")
     s.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/NAME.db)")
     s.add_argument("--seed", type=int, default=None,
-                   help="makes searchers and the mini split reproducible")
+                   help="repeats the mini split and the searcher's draws; a whole search "
+                        "repeats exactly with --concurrency 1 (with trials at once, proposals "
+                        "depend on which trial finishes first)")
     s.add_argument("--concurrency", type=int, default=None,
                    help="trials at once (default: one per core on the CPU, one per GPU, at most a "
                         "quarter of --trials and 4)")

@@ -210,9 +210,9 @@ def check_flags(flags: SearchFlags, *, epochs: int, imgsz: int, batch: int) -> N
         (flags.trials >= 1, f"--trials {flags.trials}: must be at least 1"),
         (flags.keep_weights in KEEP_WEIGHTS,
          f"--keep-weights {flags.keep_weights}: choose one of {', '.join(KEEP_WEIGHTS)}"),
-        (0 <= flags.repeats < flags.trials,
-         f"--repeats {flags.repeats}: must be >= 0 and below --trials ({flags.trials}): the "
-         "repeats are the last trials of the budget"),
+        (flags.repeats == 0 or 0 < flags.repeats < flags.trials - 1,
+         f"--repeats {flags.repeats}: must be >= 0 and below --trials - 1 ({flags.trials - 1}): "
+         "the repeats, and the plain training's, are the last trials of the budget"),
         (flags.concurrency is None or flags.concurrency >= 1,
          f"--concurrency {flags.concurrency}: must be at least 1 (leave it out for one per core)"),
         (flags.cpus_per_trial is None or flags.cpus_per_trial > 0,

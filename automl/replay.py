@@ -438,8 +438,11 @@ def simulate_search(record_path: str | Path, *, storage=None, training_seed: int
     if flags.get("defaults_first", True):
         queue_first_trials(study, search_flags.searcher, plan.space, plan.baseline, plan.start,
                            outside=plan.outside, budget=plan.trials)
+    from automl.study import repeat_slots
+
     repeats = int(flags.get("repeats", 0))
-    simulate(study, plan, n_trials=plan.trials - repeats)
+    simulate(study, plan, n_trials=plan.trials - repeat_slots(
+        repeats, flags.get("defaults_first", True)))
     if repeats:  # as automl.search does: the budget's last trials train the best ones again
         from automl.study import queue_repeats
 

@@ -526,8 +526,16 @@ def top_trials(study, n: int = 5) -> list:
     return sorted(_rankable(study), key=lambda t: (-fitness_of(t), t.number))[:n]
 
 
+def repeat_slots(repeats: int, baseline: bool) -> int:
+    """Trials at the end of the budget that `--repeats K` takes: the K best searched trials and,
+    when the study has one, the plain training, so that the pick's mean is compared with the
+    plain training's mean (like with like)."""
+    return repeats + 1 if repeats and baseline else repeats
+
+
 def queue_repeats(study, count: int, seed: int = 1) -> list[int]:
-    """Queue the `count` best trials to train once more with training seed `seed` (`--repeats`).
+    """Queue the `count` best searched trials, and the plain training (trial #0) when the study
+    has one, to train once more with training seed `seed` (`--repeats`).
 
     A repeat is its own trial with the original's params, user attrs `automl:repeat_of` (the
     original's number) and `automl:seed`; a baseline's repeat is a baseline too. Trials already
@@ -540,8 +548,12 @@ def queue_repeats(study, count: int, seed: int = 1) -> list[int]:
 
     repeated = {t.user_attrs.get(REPEAT_OF_ATTR) for t in study.get_trials(deepcopy=False)
                 if t.state != TrialState.FAIL or not t.user_attrs.get(INTERRUPTED_ATTR)}
+    ranked = _rankable(study)
+    searched = sorted((t for t in ranked if not t.user_attrs.get(BASELINE_ATTR)),
+                      key=lambda t: (-fitness_of(t), t.number))[:count]
+    plain = [t for t in ranked if t.user_attrs.get(BASELINE_ATTR)][:1]
     queued = []
-    for t in top_trials(study, count):
+    for t in [*searched, *plain]:
         if t.number in repeated:
             continue
         kept = {k: v for k, v in t.user_attrs.items() if k in (BASELINE_ATTR, OUTSIDE_ATTR)}

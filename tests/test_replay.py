@@ -156,21 +156,44 @@ def test_the_ray_path_and_the_simulation_agree(record_path, in_tmp):
     assert best_trial(ray_study).number == best_trial(simulated).number
 
 
+@pytest.mark.integration
+def test_a_seeded_search_with_trials_at_once_says_what_its_seed_repeats(record_path, in_tmp):
+    lines = []
+    automl.search(data="data.yaml", replay=str(record_path), trials=4, seed=2, concurrency=2,
+                  study="s2", log=lines.append)
+    note = [line for line in lines if line.startswith("--seed 2:")]
+    assert len(note) == 1 and "with 2 trials at once" in note[0]
+    assert "--concurrency 1 repeats a search exactly" in note[0]
+    lines.clear()
+    automl.search(data="data.yaml", replay=str(record_path), trials=4, seed=2, concurrency=1,
+                  study="s1", log=lines.append)
+    assert not [line for line in lines if line.startswith("--seed")]
+
+
 def test_repeats_train_the_best_again_with_another_seed_and_the_best_mean_wins(record_path):
     study = simulate_search(record_path, searcher="random", trials=10, seed=0, pruner="none",
                             repeats=3)
     originals = [t for t in study.trials if REPEAT_OF_ATTR not in t.user_attrs]
     repeats = [t for t in study.trials if REPEAT_OF_ATTR in t.user_attrs]
-    assert len(originals) == 7 and len(repeats) == 3  # the budget's last 3 trials
-    top = sorted(originals, key=lambda t: -t.value)[:3]
-    assert [t.user_attrs[REPEAT_OF_ATTR] for t in repeats] == [t.number for t in top]
+    # the budget's last 4 trials: the 3 best searched ones and the plain training (#0), so that
+    # the pick's mean meets the plain training's mean, like with like
+    assert len(originals) == 6 and len(repeats) == 4
+    searched = [t for t in originals if not t.user_attrs.get(BASELINE_ATTR)]
+    top = sorted(searched, key=lambda t: -t.value)[:3]
+    assert [t.user_attrs[REPEAT_OF_ATTR] for t in repeats] == [t.number for t in top] + [0]
+    assert repeats[-1].user_attrs[BASELINE_ATTR] is True
     assert all(t.user_attrs[SEED_ATTR] == 1 for t in repeats)
     for r in repeats:  # the same configuration, another recorded training: another value
         original = study.trials[r.user_attrs[REPEAT_OF_ATTR]]
-        assert r.params == original.params and r.value != original.value
+        # (the fake record's configuration 0, the plain training's, has no seed noise)
+        assert r.params == original.params and (r.value != original.value or original.number == 0)
     means = repeat_means(study)
-    assert set(means) == {t.number for t in top}
+    assert set(means) == {t.number for t in top} | {0}
     assert best_trial(study).number == max(means, key=lambda n: means[n][0])
+    from automl.console import baseline_verdict
+
+    verdict = baseline_verdict(study)
+    assert f"#0 {means[0][0]:.4f}" in verdict or f"mean fitness {means[0][0]:.4f}" in verdict
     assert top_trials(study, 10) == sorted(originals, key=lambda t: (-t.value, t.number))
 
 
