@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,12 @@ def _raw_yaml(source: Path) -> dict:
         raise DataError(f"{source}: 'names' must be a non-empty list or mapping")
     if names is not None and isinstance(nc, int) and nc != len(names):
         raise DataError(f"{source}: nc is {nc} but names has {len(names)} entries; make them agree")
+    root = raw.get("path")
+    if (isinstance(root, str) and os.sep == "/" and re.match(r"^(\\\\\?\\)?[A-Za-z]:[\\/]", root)
+            and not os.path.exists(root)):  # exporters that ran on Windows write their own path
+        raise DataError(f"{source}: path: {root} is a Windows folder, not one of this machine's; "
+                        "delete the path: line (paths are then read from the data.yaml's "
+                        "folder) or set it to the dataset's folder here")
     return raw
 
 

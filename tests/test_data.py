@@ -90,6 +90,9 @@ def test_stratification_labels_columns():
     ("train: nowhere\nval: nowhere\nnames: [a]\n", "does not exist"),
     ("train: .\nval: .\nnc: 3\nnames: [a, b]\n", "nc is 3 but names has 2"),
     ("train: [\n", "not valid YAML"),
+    # labelme2yolo run on Windows writes its own folder as path:
+    ("path: \\\\?\\C:\\Users\\me\\YOLODataset\ntrain: images\nval: images\nnames: [a]\n",
+     "is a Windows folder, not one of this machine's; delete the path: line"),
 ])
 def test_bad_data_yaml(tmp_path, body, match):
     path = write(tmp_path / "data.yaml", body)
