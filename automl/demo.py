@@ -17,7 +17,20 @@ import yaml
 CLASS_NAMES = ("ellipse", "rectangle", "triangle")
 # Class frequencies are uneven on purpose (like real data); hue bands make classes learnable fast.
 _CLASS_PROBS = (0.45, 0.35, 0.20)
-_CLASS_HUES = ((0, 20), (85, 130), (200, 250))
+# More classes (a many-class regime, up to 12): each a (shape, hue band) pair; the first three are
+# the demo's own (so nc <= 3 draws exactly what it always drew), a fourth band adds yellow.
+_SHAPES = ("ellipse", "rectangle", "triangle")
+_BANDS = (("red", (0, 20)), ("green", (85, 130)), ("blue", (200, 250)), ("yellow", (45, 65)))
+_KINDS = ((0, 0), (1, 1), (2, 2), *((s, b) for b in range(4) for s in range(3)
+                                    if (s, b) not in ((0, 0), (1, 1), (2, 2))))
+MAX_CLASSES = len(_KINDS)
+
+
+def class_names(nc: int) -> tuple[str, ...]:
+    """The demo's class names for `nc` classes: its own three, then colour-shape pairs."""
+    if nc <= len(CLASS_NAMES):
+        return CLASS_NAMES[:nc]
+    return tuple(f"{_BANDS[b][0]}-{_SHAPES[s]}" for s, b in _KINDS[:nc])
 _BOXES_PER_IMAGE = (1, 1, 2, 2, 3, 3, 4, 5, 6)
 _IMAGE_SIZES = ((128, 128), (128, 128), (160, 120), (120, 160))
 DEMO_VERSION = 1
@@ -63,7 +76,9 @@ def _draw_image(rng: np.random.Generator, w: int, h: int, nc: int,
     img = Image.fromarray(_background(rng, w, h))
     draw = ImageDraw.Draw(img)
     n_target = int(rng.choice(boxes_per_image))
-    probs = _CLASS_PROBS if nc == len(CLASS_NAMES) else np.divide(_CLASS_PROBS[:nc], sum(_CLASS_PROBS[:nc]))
+    probs = (_CLASS_PROBS if nc == len(CLASS_NAMES) else
+             np.divide(_CLASS_PROBS[:nc], sum(_CLASS_PROBS[:nc])) if nc < len(CLASS_NAMES) else
+             np.full(nc, 1 / nc))
     placed: list[tuple[float, float, float, float]] = []
     labels: list[tuple[int, float, float, float, float]] = []
     for _ in range(n_target * 20):  # rejection sampling keeps overlaps small
@@ -79,11 +94,12 @@ def _draw_image(rng: np.random.Generator, w: int, h: int, nc: int,
         box = (x0, y0, x0 + bw, y0 + bh)
         if any(_iou(box, other) > 0.05 for other in placed):
             continue
-        hue = rng.uniform(*_CLASS_HUES[cls])
+        shape, band = _KINDS[cls]
+        hue = rng.uniform(*_BANDS[band][1])
         color = _hsv_to_rgb(hue, rng.uniform(0.75, 1.0), rng.uniform(0.7, 1.0))
-        if cls == 0:
+        if shape == 0:
             draw.ellipse(box, fill=color)
-        elif cls == 1:
+        elif shape == 1:
             draw.rectangle(box, fill=color)
         else:
             apex = x0 + rng.uniform(0.2, 0.8) * bw
@@ -101,12 +117,13 @@ def make_demo_dataset(
     """Write the demo dataset (YOLO layout + data.yaml) under `out` and return the data.yaml path.
 
     The same arguments always give the same images and labels. `nc` (1-3) keeps the first
-    classes, `image_sizes` are (width, height) choices, `boxes_per_image` the counts drawn from.
+    classes; more, up to MAX_CLASSES (12), adds colour-shape pairs (class_names). `image_sizes`
+    are (width, height) choices, `boxes_per_image` the counts drawn from.
     """
     from PIL import Image
 
-    if not 1 <= nc <= len(CLASS_NAMES):
-        raise ValueError(f"nc must be in 1..{len(CLASS_NAMES)} ({nc=})")
+    if not 1 <= nc <= MAX_CLASSES:
+        raise ValueError(f"nc must be in 1..{MAX_CLASSES} ({nc=})")
     out = Path(out).resolve()
     rng = np.random.default_rng(seed)
     for split, count in (("train", n_train), ("val", n_val)):
@@ -124,7 +141,7 @@ def make_demo_dataset(
         "path": str(out),
         "train": "images/train",
         "val": "images/val",
-        "names": dict(enumerate(CLASS_NAMES[:nc])),
+        "names": dict(enumerate(class_names(nc))),
     }
     data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
     return data_yaml

@@ -141,3 +141,17 @@ def test_stratification_labels_vectorised_matches_per_image():
         boxes.append(b)
     assert np.array_equal(stratification_labels(boxes, 4), _labels_one_image_at_a_time(boxes, 4))
     assert stratification_labels([np.zeros((0, 5))] * 3, 2).shape == (3, 11)
+
+
+def test_the_demo_draws_up_to_twelve_classes_as_colour_shape_pairs(tmp_path):
+    from automl.demo import MAX_CLASSES, class_names
+
+    assert class_names(3) == CLASS_NAMES and MAX_CLASSES == 12
+    names = class_names(12)
+    assert len(set(names)) == 12 and names[:3] == ("red-ellipse", "green-rectangle", "blue-triangle")
+    ds = load_dataset(make_demo_dataset(tmp_path / "many", n_train=40, n_val=8, seed=0, nc=12))
+    assert ds.names == names
+    classes = {int(c) for f in ds.train for c in boxes_of(f)[:, 0]}
+    assert classes == set(range(12))
+    with pytest.raises(ValueError, match="nc must be in 1..12"):
+        make_demo_dataset(tmp_path / "x", nc=13)
