@@ -71,11 +71,11 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
 
 
-def _spaced(items: list, n: int) -> list:
-    """n items evenly spaced over the list (all when it holds fewer)."""
+def _spaced(items: list, n: int, offset: int = 0) -> list:
+    """n items evenly spaced over the list (all when it holds fewer); another offset, others."""
     if len(items) <= n:
         return list(items)
-    return [items[int(i * len(items) / n)] for i in range(n)]
+    return [items[(int(i * len(items) / n) + offset) % len(items)] for i in range(n)]
 
 
 def _copy(image: Path, label: Path | None, image_dest: Path, label_dest: Path) -> None:
@@ -121,14 +121,18 @@ def full_yaml(name: str, root: Path, work: Path) -> tuple[Path, Path, str]:
     raise KeyError(name)
 
 
-def subset(name: str, root: Path, dest: Path, n_train: int, n_val: int) -> tuple[Path, Path]:
-    """A subset of the export in its own layout under dest: (data.yaml, folder to run from)."""
+def subset(name: str, root: Path, dest: Path, n_train: int, n_val: int, offset: int = 0
+           ) -> tuple[Path, Path]:
+    """A subset of the export in its own layout under dest: (data.yaml, folder to run from).
+
+    `offset` shifts the evenly spaced picks: another offset, (mostly) other images.
+    """
     src = root / EXPORTS[name].folder
     if dest.exists():
         shutil.rmtree(dest)
     if name == "roboflow-conescubes":
         for split, n in (("train", n_train), ("valid", n_val)):
-            for im in _spaced(_images(src / split / "images"), n):
+            for im in _spaced(_images(src / split / "images"), n, offset):
                 _copy(im, src / split / "labels" / f"{im.stem}.txt", dest / split / "images" /
                       im.name, dest / split / "labels" / f"{im.stem}.txt")
         shutil.copy2(src / "data.yaml", dest / "data.yaml")
@@ -140,7 +144,7 @@ def subset(name: str, root: Path, dest: Path, n_train: int, n_val: int) -> tuple
                       for im in images}
             polygons = [im for im in images if _has_polygon(labels[im])]
             rest = [im for im in images if im not in polygons]
-            for im in polygons + _spaced(rest, n - len(polygons)):
+            for im in polygons + _spaced(rest, n - len(polygons), offset):
                 _copy(im, labels[im], dest / "dataset_split" / split / "images" / im.name,
                       dest / "dataset_split" / split / "labels" / f"{im.stem}.txt")
         shutil.copy2(src / "data.yaml", dest / "data.yaml")
@@ -150,8 +154,8 @@ def subset(name: str, root: Path, dest: Path, n_train: int, n_val: int) -> tuple
         images = _images(src / "obj_train_data")
         labelled = [im for im in images if im.with_suffix(".txt").stat().st_size > 0]
         empty = [im for im in images if im not in labelled]
-        picked = (_spaced(labelled, (n_train + n_val) * 4 // 5)
-                  + _spaced(empty, (n_train + n_val) // 5))
+        picked = (_spaced(labelled, (n_train + n_val) * 4 // 5, offset)
+                  + _spaced(empty, (n_train + n_val) // 5, offset))
         picked.sort()
         val = set(_spaced(picked, n_val))
         lines = {"train.txt": [], "valid.txt": []}
@@ -170,7 +174,7 @@ def subset(name: str, root: Path, dest: Path, n_train: int, n_val: int) -> tuple
         return data / "data.yaml", dest  # CVAT's lines are relative to the folder above data/
     if name == "labelstudio-combatbots":
         images = _images(src / "images")
-        picked = _spaced(images, n_train + n_val)
+        picked = _spaced(images, n_train + n_val, offset)
         val = set(_spaced(picked, n_val))
         lines = {"train.txt": [], "val.txt": []}
         for im in picked:
@@ -187,7 +191,7 @@ def subset(name: str, root: Path, dest: Path, n_train: int, n_val: int) -> tuple
         return dest / "data.yaml", dest
     if name == "labelimg-roaddamage":
         for split, n in (("train", n_train), ("valid", n_val)):
-            for im in _spaced(_images(src / split), n):
+            for im in _spaced(_images(src / split), n, offset):
                 _copy(im, im.with_suffix(".txt"), dest / split / im.name,
                       dest / split / f"{im.stem}.txt")
             shutil.copy2(src / split / "classes.txt", dest / split / "classes.txt")
@@ -196,7 +200,7 @@ def subset(name: str, root: Path, dest: Path, n_train: int, n_val: int) -> tuple
         return dest / "data.yaml", dest
     if name == "labelme2yolo-traffic":
         for split, n in (("train", n_train), ("val", n_val)):
-            for im in _spaced(_images(src / "images" / split), n):
+            for im in _spaced(_images(src / "images" / split), n, offset):
                 _copy(im, src / "labels" / split / f"{im.stem}.txt",
                       dest / "images" / split / im.name, dest / "labels" / split / f"{im.stem}.txt")
         text = (src / "dataset.yaml").read_text()
