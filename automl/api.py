@@ -14,7 +14,16 @@ from typing import Any
 
 from automl import defaults as D
 from automl.config import SearchFlags
+from automl.deployment import deploy
 from automl.errors import ConfigError
+from automl.promotion import promote
+from automl.thresholds import tune_thresholds
+from automl.validation import validate
+
+# the steps after a search, re-exported as they are (typed, light to import: their heavy imports
+# wait inside them)
+__all__ = ["SearchResult", "deploy", "export", "promote", "report", "search", "status",
+           "studies_table", "tune_thresholds", "validate"]
 
 
 @dataclass
@@ -55,7 +64,7 @@ def search(
     imgsz: int | None = None,
     batch: int | None = None,
     device: str | None = None,
-    ga_parent: str = D.GA_PARENT,
+    ga_parent: str | None = None,
     pruner: str | None = None,
     address: str | None = None,
     defaults_first: bool = True,
@@ -86,7 +95,7 @@ def search(
             that leaves a trial under 100 optimizer steps; see automl.data.auto_fraction).
         model, epochs, imgsz, batch, device: the training of each trial (epochs, imgsz and
             batch default to 30, 640 and 16; on the demo data to its profile, DEMO_PROFILE).
-        ga_parent: GA parent selection, single or weighted.
+        ga_parent: GA parent selection, single (default) or weighted; --searcher ga only.
         pruner: asha, median or none; default asha when the epochs leave room for two rungs.
         address: join this Ray cluster instead of starting a local one.
         defaults_first: a new study's trial #0 is the user's plain training (`yolo train` with
@@ -133,33 +142,21 @@ def search(
 def _plan(flags: SearchFlags, say: Callable[[str], None]):
     """Check the flags, the space and the data, and decide everything (before any study exists)."""
     from automl.checks import refuse_heavy_loss, usable
-    from automl.config import check_flags, check_model, training_profile
+    from automl.config import check_model
     from automl.data import load_dataset
     from automl.demo import ensure_demo_dataset
-    from automl.execution.pruners import pruner_entry
-    from automl.fitness import parse_fitness
-    from automl.planning import machine_cpus, machine_gpus, resolve_search
-    from automl.searchers import searcher_entry
+    from automl.planning import check_search, machine_cpus, machine_gpus, resolve_search
     from automl.spaces import load_space, ultralytics_defaults
-    from automl.study import STUDIES_DIR, check_storage, check_study_name
+    from automl.study import STUDIES_DIR
 
+    # the flags first: a typo must not wait for torch to load or demo data to be generated
+    check_search(flags)
     if flags.replay:  # the recorded trainings' epochs, imgsz and batch unless the flags say
         from automl.replay import load_record
 
         recorded = load_record(flags.replay).meta["flags"]
         flags = replace(flags, **{k: recorded[k] for k in ("epochs", "imgsz", "batch")
                                   if getattr(flags, k) is None and k in recorded})
-    # the cheap checks first: a typo must not wait for torch to load or demo data to be generated
-    searcher_entry(flags.searcher)
-    parse_fitness(flags.fitness)
-    if flags.study is not None:
-        check_study_name(flags.study)
-    if flags.storage is not None:
-        check_storage(flags.storage)
-    if flags.pruner is not None:
-        pruner_entry(flags.pruner)
-    epochs, imgsz, batch = training_profile(flags)
-    check_flags(flags, epochs=epochs, imgsz=imgsz, batch=batch)
     space = load_space(flags.space)
     check_model(flags.model)
     if flags.replay:
@@ -200,7 +197,7 @@ def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
         with studies.trial_slot_lock(storage_url):
             seed = studies.driver_seed(the_study, seed)
     the_study.sampler = make_sampler(flags.searcher, plan.space, seed=seed, n_trials=plan.trials,
-                                     defaults=plan.baseline, ga_parent=flags.ga_parent)
+                                     defaults=plan.baseline, ga_parent=flags.ga_parent or D.GA_PARENT)
     studies.check_config(the_study, plan.config)
     recovered = studies.recover_interrupted(the_study)
     if recovered:
@@ -359,34 +356,3 @@ def status(study: str, *, storage: str | None = None) -> str:
     from automl.study import open_study
 
     return status_text(open_study(study, storage, create=False))
-
-
-def promote(**kwargs):
-    """Train a study's best (or chosen) trial on the full data; see `automl.promotion.promote`."""
-    from automl.promotion import promote as _promote
-
-    return _promote(**kwargs)
-
-
-def validate(**kwargs):
-    """Train a study's top trials and plain training on the full data and judge the mini
-    ranking; see `automl.validation.validate`."""
-    from automl.validation import validate as _validate
-
-    kwargs.setdefault("live", kwargs.get("log") is None and sys.stdout.isatty())
-    return _validate(**kwargs)
-
-
-def deploy(**kwargs):
-    """Export weights (ONNX/OpenVINO, fp32/int8) and measure each artifact; see
-    `automl.deployment.deploy`."""
-    from automl.deployment import deploy as _deploy
-
-    return _deploy(**kwargs)
-
-
-def tune_thresholds(**kwargs):
-    """Sweep NMS IoU x confidence on cached raw predictions; see `automl.thresholds.tune_thresholds`."""
-    from automl.thresholds import tune_thresholds as _tune
-
-    return _tune(**kwargs)

@@ -1,11 +1,19 @@
-"""The `automl` command: a thin layer over the Python API. User mistakes exit 2 with one line."""
+"""The `automl` command: a thin layer over the Python API. User mistakes exit 2 with one line.
+
+Its parsers are built from the declarations in automl.options (one per option: flag, type,
+default, help, check); the commands run through automl.api (search and the study commands),
+automl.cli_data (check, split, eda, import) and automl.cli_after (validate, promote, thresholds,
+deploy).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import Any
 
-from automl import cli_data, cli_promote
+from automl import cli_after, cli_data
 from automl.errors import AutoMLError
 
 EXIT_FAILED = 1
@@ -18,186 +26,140 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _choices(registry: dict) -> str:
-    """`name: help; name: help` from a registry (searchers, pruners)."""
-    return "; ".join(f"{name}: {entry.help}" for name, entry in registry.items())
+def _add_option(parser: argparse.ArgumentParser, option) -> None:
+    if option.switch:
+        parser.add_argument(option.cli_flag, dest=option.name, help=option.help_text(),
+                            action="store_true" if option.switch == "on" else "store_false")
+        return
+    parser.add_argument(option.cli_flag, dest=option.name, type=option.type,
+                        default=option.default, required=option.required, nargs=option.nargs,
+                        metavar=option.metavar, choices=option.choices, help=option.help_text())
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from automl import defaults as D
-    from automl.execution.pruners import PRUNERS
-    from automl.searchers import SEARCHERS
+    """The `automl` parser, one subparser per command of automl.options.COMMANDS."""
+    from automl.options import COMMANDS, GROUPS
 
     parser = _Parser(prog="automl", description="Hyperparameter search for YOLO detection training.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    s = sub.add_parser("search", help="run or continue a search (trials via Ray Tune, record in Optuna)")
-    s.add_argument("--data", help="data.yaml (default: the built-in demo data)")
-    s.add_argument("--space", default=D.SPACE,
-                   help=f"built-in space name or a YAML path (default: {D.SPACE})")
-    s.add_argument("--searcher", default=D.SEARCHER,
-                   help=f"{_choices(SEARCHERS)} (default: %(default)s)")
-    s.add_argument("--trials", type=int, default=D.TRIALS,
-                   help="trials in the study in total, earlier runs included (default: %(default)s)")
-    s.add_argument("--fitness", default=None,
-                   help="v5 (0.1*map50+0.9*map50_95, default) | map50_95 | map50 | map75 | f1 | "
-                        "a sum such as 0.2*map50+0.8*map75")
-    s.add_argument("--study", help="study name (default: DATA-SPACE, e.g. demo-lr_momentum)")
-    s.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/NAME.db)")
-    s.add_argument("--seed", type=int, default=None,
-                   help="repeats the mini split and the searcher's draws; a whole search "
-                        "repeats exactly with --concurrency 1 (with trials at once, proposals "
-                        "depend on which trial finishes first)")
-    s.add_argument("--concurrency", type=int, default=None,
-                   help="trials at once (default: one per core on the CPU, one per GPU, at most a "
-                        "quarter of --trials and 4)")
-    s.add_argument("--cpus-per-trial", type=float, default=None,
-                   help="CPU cores per trial (default: all cores / concurrency)")
-    s.add_argument(
-        "--gpus-per-trial", type=float, default=None,
-        help="GPUs per trial, fractions share a GPU (default: GPUs / concurrency, 0 without)")
-    s.add_argument("--fraction", default=D.FRACTION,
-                   help="stratified share of train and of val per trial, or auto (default): half, "
-                        "unless that leaves a trial under 100 optimizer steps (small data: more, "
-                        "up to all images)")
-    s.add_argument("--model", default=D.MODEL, help="model YAML or local .pt (default: %(default)s)")
-    s.add_argument("--epochs", type=int, default=None,
-                   help=f"epochs per trial (default: {D.EPOCHS}; demo data: {D.DEMO_PROFILE['epochs']})")
-    s.add_argument("--imgsz", type=int, default=None,
-                   help=f"training image size (default: {D.IMGSZ}; demo data: {D.DEMO_PROFILE['imgsz']})")
-    s.add_argument("--batch", type=int, default=None,
-                   help=f"batch size (default: {D.BATCH}; demo data: {D.DEMO_PROFILE['batch']})")
-    s.add_argument("--device", default=None, help="ultralytics device, e.g. cpu, 0 (default: auto)")
-    s.add_argument("--ga-parent", default=D.GA_PARENT,
-                   help="GA parent selection: single | weighted (default: %(default)s)")
-    s.add_argument("--no-baseline", dest="defaults_first", action="store_false",
-                   help="do not make your plain training (yolo train with these flags) trial #0 "
-                        "of a new study, nor ultralytics' default values trial #1")
-    s.add_argument("--timeout", type=float, default=None,
-                   help="seconds after which no new trial starts; running ones finish "
-                        "(--trials stays the cap)")
-    s.add_argument("--pruner", default=None,
-                   help=f"early stopping: {_choices(PRUNERS)} (default: asha when the epochs allow "
-                        "two rungs, else none; no pruner stops a trial while fitness cannot tell "
-                        "trials apart)")
-    s.add_argument("--address", default=None, help="join this Ray cluster (auto | HOST:PORT)")
-    s.add_argument("--keep-weights", default="best",
-                   help="which finished trials keep their weights: best (default: only the "
-                        "study's best trial, replaced when a better one completes), all, none")
-    s.add_argument("--objectives", default=None,
-                   help="fitness (default), or fitness,latency | fitness,size | "
-                        "fitness,latency,size: a multi-objective study over fitness and the "
-                        "trained weights' CPU latency or size (searchers tpe, nsga2, gp, random, "
-                        "grid; no pruning); the summary and the report show its Pareto front")
-    s.add_argument("--max-size-mb", type=float, default=None,
-                   help="trials whose trained weights (stripped .pt) are larger are infeasible: "
-                        "never the best, never a GA parent (e.g. 100, an edge device's cap)")
-    s.add_argument("--max-latency-ms", type=float, default=None,
-                   help="trials whose median CPU latency at batch 1 (measured after the final "
-                        "epoch, on the trial's threads) is higher are infeasible")
-    s.add_argument("--drop-bad-images", action="store_true",
-                   help="search even when ultralytics would leave out more than 5%% of the "
-                        "images (automl check says why); without it the search stops first")
-    s.add_argument("--repeats", type=int, default=0,
-                   help="the last K trials train the K best once more with another training "
-                        "seed; the best mean wins (default: 0)")
-
-    d = sub.add_parser("demo-data", help="write the deterministic demo dataset")
-    d.add_argument("--out", required=True, help="output folder (YOLO layout + data.yaml)")
-    d.add_argument("--seed", type=int, default=0)
-
-    st = sub.add_parser("studies", help="list studies with trial counts and best fitness")
-    st.add_argument("--storage", help="Optuna storage URL (default: every studies/*.db)")
-
-    sa = sub.add_parser("status", help="a study's progress (running trials, best, ETA), read from "
-                                       "its storage: works for a search running elsewhere")
-    sa.add_argument("--study", required=True)
-    sa.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/NAME.db)")
-
-    ex = sub.add_parser("export", help="write best_hyperparameters.yaml and trials.csv of a study")
-    ex.add_argument("--study", required=True)
-    ex.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/NAME.db)")
-    ex.add_argument("--out", help="output folder (default: studies/NAME/)")
-
-    db = sub.add_parser("dashboard", help="start optuna-dashboard on a study's storage")
-    db.add_argument("--study", help="study name (its default storage is opened)")
-    db.add_argument("--storage", help="Optuna storage URL")
-    db.add_argument("--host", default="127.0.0.1", help="default: loopback only")
-    db.add_argument("--port", type=int, default=8080)
-
-    rp = sub.add_parser("report", help="write a self-contained plotly HTML report of a study")
-    rp.add_argument("--study", required=True)
-    rp.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/NAME.db)")
-    rp.add_argument("--out", default=None, help="HTML file (default: studies/NAME/report.html)")
-
-    cli_data.register(sub)
-    cli_promote.register(sub)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for command in COMMANDS.values():
+        name, _, below = command.name.partition(" ")
+        if below:  # `import coco`: a subcommand of `import`
+            if name not in groups:
+                groups[name] = sub.add_parser(name, help=GROUPS[name]).add_subparsers(
+                    dest="subcommand", required=True, parser_class=_Parser)
+            p = groups[name].add_parser(below, help=command.help)
+        else:
+            p = sub.add_parser(name, help=command.help)
+        for option in command.options:
+            _add_option(p, option)
     return parser
 
 
-def _run(args: argparse.Namespace) -> int:
-    if args.command in cli_data.COMMANDS:
-        return cli_data.run(args)
-    if args.command in ("validate", "promote", "thresholds", "deploy"):
-        return cli_promote.run(args)
-    if args.command == "search":
-        from automl.api import search
+def command_of(args: argparse.Namespace) -> str:
+    """The command's name in automl.options.COMMANDS (`import coco` for `automl import coco`)."""
+    below = getattr(args, "subcommand", None)
+    return f"{args.command} {below}" if below else args.command
 
-        result = search(
-            data=args.data, space=args.space, searcher=args.searcher, trials=args.trials,
-            fitness=args.fitness, study=args.study, storage=args.storage, seed=args.seed,
-            concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
-            gpus_per_trial=args.gpus_per_trial, fraction=args.fraction, model=args.model,
-            epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
-            ga_parent=args.ga_parent, pruner=args.pruner, address=args.address, timeout=args.timeout,
-            defaults_first=args.defaults_first, repeats=args.repeats,
-            keep_weights=args.keep_weights, objectives=args.objectives,
-            max_size_mb=args.max_size_mb, max_latency_ms=args.max_latency_ms,
-            drop_bad_images=args.drop_bad_images,
-        )
-        if result.best is None:
-            # scripts must be able to tell: nothing to promote, nothing learned
-            print("automl search: no trial completed (every trial failed or was stopped); see the "
-                  f"errors above, or `automl studies`; study '{result.study.study_name}'",
-                  file=sys.stderr)
-            return EXIT_FAILED
-    elif args.command == "demo-data":
-        from automl.demo import make_demo_dataset
 
-        print(make_demo_dataset(args.out, seed=args.seed))
-    elif args.command == "studies":
-        from automl.api import studies_table
+def values_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed options of the command, by their API names."""
+    from automl.options import COMMANDS
 
-        print(studies_table(args.storage))
-    elif args.command == "status":
-        from automl.api import status
+    return {o.name: getattr(args, o.name) for o in COMMANDS[command_of(args)].options}
 
-        print(status(args.study, storage=args.storage))
-    elif args.command == "export":
-        from automl.api import export
 
-        for kind, path in export(args.study, storage=args.storage, out=args.out).items():
-            print(f"{kind}: {path}")
-    elif args.command == "report":
-        from automl.api import report
+def _search(values: dict[str, Any]) -> int:
+    from automl.api import search
 
-        print(report(args.study, storage=args.storage, out=args.out))
-    elif args.command == "dashboard":
-        from automl.dashboard import resolve_storage, serve
-
-        serve(resolve_storage(args.study, args.storage), host=args.host, port=args.port)
+    result = search(**values)
+    if result.best is None:
+        # scripts must be able to tell: nothing to promote, nothing learned
+        print("automl search: no trial completed (every trial failed or was stopped); see the "
+              f"errors above, or `automl studies`; study '{result.study.study_name}'",
+              file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 
+def _demo_data(values: dict[str, Any]) -> int:
+    from automl.demo import make_demo_dataset
+    from automl.outputs import output_folder
+
+    print(make_demo_dataset(output_folder(values["out"], new_or_empty=True), seed=values["seed"]))
+    return 0
+
+
+def _studies(values: dict[str, Any]) -> int:
+    from automl.api import studies_table
+
+    print(studies_table(values["storage"]))
+    return 0
+
+
+def _status(values: dict[str, Any]) -> int:
+    from automl.api import status
+
+    print(status(values["study"], storage=values["storage"]))
+    return 0
+
+
+def _export(values: dict[str, Any]) -> int:
+    from automl.api import export
+    from automl.outputs import output_folder
+
+    if values["out"] is not None:
+        output_folder(values["out"])
+    for kind, path in export(values["study"], storage=values["storage"],
+                             out=values["out"]).items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def _report(values: dict[str, Any]) -> int:
+    from automl.api import report
+    from automl.outputs import output_file
+
+    if values["out"] is not None:
+        output_file(values["out"])
+    print(report(values["study"], storage=values["storage"], out=values["out"]))
+    return 0
+
+
+def _dashboard(values: dict[str, Any]) -> int:
+    from automl.dashboard import resolve_storage, serve
+
+    serve(resolve_storage(values["study"], values["storage"]), host=values["host"],
+          port=values["port"])
+    return 0
+
+
+RUNNERS: dict[str, Callable[[dict[str, Any]], int]] = {
+    "search": _search, "demo-data": _demo_data, "studies": _studies, "status": _status,
+    "export": _export, "report": _report, "dashboard": _dashboard,
+    **cli_data.RUNNERS, **cli_after.RUNNERS,
+}
+# commands whose API function checks its own options (automl.options.check); the CLI checks the
+# others' before it runs them, so that every value is checked once
+CHECKED_BY_THE_API = {"search", "promote", "validate", "deploy", "thresholds"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    from automl.options import check
+
     args = build_parser().parse_args(argv)
+    command = command_of(args)
     try:
-        return _run(args)
+        values = values_of(args)
+        if command not in CHECKED_BY_THE_API:
+            check(command, values)
+        return RUNNERS[command](values)
     except AutoMLError as e:
-        print(f"automl {args.command}: error: {e}", file=sys.stderr)
+        print(f"automl {command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"\nautoml {args.command}: interrupted; finished trials are kept in the study. "
+        print(f"\nautoml {command}: interrupted; finished trials are kept in the study. "
               "Run the same command again to resume.", file=sys.stderr)
         return EXIT_INTERRUPTED
 

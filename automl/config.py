@@ -66,8 +66,6 @@ class RunSpec:
         return replace(self, fixed=dict(self.baseline_fixed))
 
 
-KEEP_WEIGHTS = ("best", "all", "none")
-
 # What a study measures: continuing it with other values would mix incomparable trials.
 DEFINING = ("space_keys", "fixed", "fitness", "data", "model", "epochs", "imgsz", "fraction",
             "batch")
@@ -167,7 +165,7 @@ class SearchFlags:
     imgsz: int | None = None
     batch: int | None = None
     device: str | None = None
-    ga_parent: str = D.GA_PARENT
+    ga_parent: str | None = None  # the GA's parent selection (None: D.GA_PARENT); ga only
     pruner: str | None = None
     address: str | None = None
     defaults_first: bool = True
@@ -183,52 +181,6 @@ class SearchFlags:
     @property
     def demo(self) -> bool:
         return self.data is None
-
-
-def fraction_flag(value: float | str) -> float | str:
-    """`--fraction`: a share in (0, 1], or 'auto'."""
-    if isinstance(value, str):
-        if value.strip().lower() == D.AUTO:
-            return D.AUTO
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"--fraction {value}: use a share in (0, 1] or 'auto'") from None
-    return float(value)
-
-
-def check_flags(flags: SearchFlags, *, epochs: int, imgsz: int, batch: int) -> None:
-    """Every numeric flag in its range, with the fix in the message.
-
-    Raises:
-        ConfigError: the first flag out of range.
-    """
-    fraction = fraction_flag(flags.fraction)
-    checks = [
-        (flags.timeout is None or flags.timeout > 0,
-         f"--timeout {flags.timeout}: must be > 0 seconds (leave it out for no time limit)"),
-        (flags.trials >= 1, f"--trials {flags.trials}: must be at least 1"),
-        (flags.keep_weights in KEEP_WEIGHTS,
-         f"--keep-weights {flags.keep_weights}: choose one of {', '.join(KEEP_WEIGHTS)}"),
-        (flags.repeats == 0 or 0 < flags.repeats < flags.trials - 1,
-         f"--repeats {flags.repeats}: must be >= 0 and below --trials - 1 ({flags.trials - 1}): "
-         "the repeats, and the plain training's, are the last trials of the budget"),
-        (flags.concurrency is None or flags.concurrency >= 1,
-         f"--concurrency {flags.concurrency}: must be at least 1 (leave it out for one per core)"),
-        (flags.cpus_per_trial is None or flags.cpus_per_trial > 0,
-         f"--cpus-per-trial {flags.cpus_per_trial}: must be > 0"),
-        (flags.gpus_per_trial is None or flags.gpus_per_trial >= 0,
-         f"--gpus-per-trial {flags.gpus_per_trial}: must be >= 0 (fractions such as 0.25 share "
-         "a GPU)"),
-        (fraction == D.AUTO or 0 < fraction <= 1,
-         f"--fraction {fraction}: must be in (0, 1] (1 uses all images) or auto"),
-        (epochs >= 1, f"--epochs {epochs}: must be at least 1"),
-        (imgsz >= 32, f"--imgsz {imgsz}: must be at least 32"),
-        (batch >= 1, f"--batch {batch}: must be at least 1"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
 
 
 def check_model(model: str) -> None:

@@ -18,8 +18,10 @@ EPOCHS = 30
 IMGSZ = 640
 BATCH = 16
 FRACTION = AUTO  # see automl.data.auto_fraction
-GA_PARENT = "single"
+GA_PARENT = "single"  # the GA's parent selection when --ga-parent is left out
 GA_PARENT_MODES = ("single", "weighted")
+KEEP_WEIGHTS = ("best", "all", "none")
+FULL_DATA = ("train", "train+val")  # what a promotion or validation trains on
 
 # The built-in demo data (160 + 64 images of 128 px) trains with its own profile, so that the
 # default search fits in minutes on a laptop CPU. Flags the user passes always win.

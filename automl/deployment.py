@@ -206,15 +206,15 @@ def deploy(
     """
     from automl.console import text_table
     from automl.data import load_dataset
+    from automl.options import check
     from automl.planning import machine_cpus
     from automl.weights import check_classes, load_detection_model
 
+    check("deploy", locals())
+    if warmup < 0:
+        raise ConfigError(f"warmup {warmup}: must be at least 0")
     say = log or (lambda line: print(line, flush=True))
     names = parse_formats(formats)
-    for flag, value, low in (("--runs", runs, 1), ("--warmup", warmup, 0), ("--imgsz", imgsz, 32),
-                             ("--threads", threads, 1)):
-        if value is not None and value < low:
-            raise ConfigError(f"{flag} {value}: must be at least {low}")
     check_installed(names, int8)
     weights = Path(weights)
     _no_autoinstall()

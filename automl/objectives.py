@@ -17,7 +17,6 @@ footprint (automl.footprint) only when a goal needs it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,14 +107,6 @@ def parse_objectives(text: str | Sequence[str] | None) -> tuple[str, ...]:
         raise ConfigError(f"--objectives {text}: start with fitness and name each objective "
                           "once, e.g. fitness,latency or fitness,size")
     return tuple(names)
-
-
-def check_caps(max_size_mb: float | None, max_latency_ms: float | None) -> None:
-    """Raises ConfigError for a cap that is not a positive number."""
-    for flag, value in (("--max-size-mb", max_size_mb), ("--max-latency-ms", max_latency_ms)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"{flag} {value}: must be a positive number "
-                              "(leave it out for no cap)")
 
 
 def feasible(trial) -> bool:

@@ -12,14 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from automl import defaults as D
-from automl.config import (
-    RunSpec,
-    SearchFlags,
-    StudyConfig,
-    check_flags,
-    fraction_flag,
-    training_profile,
-)
+from automl.config import RunSpec, SearchFlags, StudyConfig, training_profile
 from automl.errors import ConfigError
 
 
@@ -51,7 +44,7 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     Pure: reads only its arguments (and ultralytics' optimizer rule), writes nothing.
 
     Args:
-        flags: the user's flags.
+        flags: the user's flags, checked by `check_search`.
         dataset: the checked Dataset the search runs on (its usable images).
         space: the loaded SearchSpace.
         ultralytics_defaults: ultralytics' default training args (its default.yaml).
@@ -59,27 +52,19 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
         studies_dir: where per-study folders go.
 
     Raises:
-        ConfigError: a flag out of range or an unknown searcher or pruner.
+        ConfigError: a space that cannot serve these flags (a grid of a continuous key, ...).
     """
     from automl.baseline import resolve_auto, trial_fixed
     from automl.data import auto_fraction, mini_size
     from automl.execution.pruners import default_pruner, pruner_entry
     from automl.fitness import parse_fitness
-    from automl.searchers import SEARCHERS, searcher_entry
+    from automl.options import fraction_value
+    from automl.searchers import searcher_entry
 
     entry = searcher_entry(flags.searcher)
     fit = parse_fitness(flags.fitness)
     epochs, imgsz, batch = training_profile(flags)
-    check_flags(flags, epochs=epochs, imgsz=imgsz, batch=batch)
-    goals = resolve_goals(flags)
-    if goals.multi and not entry.multi_objective:
-        raise ConfigError(f"--searcher {flags.searcher}: cannot drive a multi-objective study "
-                          f"(--objectives {','.join(goals.objectives)}); use one of "
-                          f"{', '.join(n for n, e in SEARCHERS.items() if e.multi_objective)} "
-                          "(tpe: multi-objective TPE, nsga2: NSGA-II)")
-    if goals.multi and flags.pruner not in (None, "none"):
-        raise ConfigError(f"--pruner {flags.pruner}: pruning judges fitness alone, so a "
-                          "multi-objective study runs every trial to its end; leave --pruner out")
+    goals = search_goals(flags)
     pruner = ("none" if goals.multi else pruner_entry(flags.pruner).name
               if flags.pruner is not None else default_pruner(epochs))
 
@@ -89,7 +74,7 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     if "nbs" in space.fixed:
         run_args["nbs"] = space.fixed["nbs"]
     nbs = int(run_args.get("nbs", ultralytics_defaults["nbs"]))
-    fraction = fraction_flag(flags.fraction)
+    fraction = fraction_value(flags.fraction)
     if fraction == D.AUTO:
         fraction, why = auto_fraction(len(dataset.train), epochs=epochs, batch=batch, nbs=nbs)
     else:
@@ -146,25 +131,63 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
                       concurrency_why=concurrency_why)
 
 
-def resolve_goals(flags: SearchFlags):
-    """The search's objectives and caps (automl.objectives.Goals), checked.
+def search_goals(flags: SearchFlags):
+    """The search's objectives and caps (automl.objectives.Goals).
 
     Raises:
-        ConfigError: an unknown objective, a cap that is not positive, or goals a replayed search
-            or `--repeats` cannot serve.
+        ConfigError: an unknown objective.
     """
-    from automl.objectives import Goals, check_caps, parse_objectives
+    from automl.objectives import Goals, parse_objectives
 
-    check_caps(flags.max_size_mb, flags.max_latency_ms)
-    goals = Goals(objectives=parse_objectives(flags.objectives), max_size_mb=flags.max_size_mb,
-                  max_latency_ms=flags.max_latency_ms)
+    return Goals(objectives=parse_objectives(flags.objectives), max_size_mb=flags.max_size_mb,
+                 max_latency_ms=flags.max_latency_ms)
+
+
+def check_search(flags: SearchFlags) -> None:
+    """Every check of a search's flags, in one place, before anything is loaded or started:
+    each option's own (automl.options: ranges, types, registries' names) and those that involve
+    several options.
+
+    Raises:
+        ConfigError: the first problem, in one line naming the flag(s) and the fix.
+    """
+    from dataclasses import asdict
+
+    from automl.execution.pruners import pruner_entry
+    from automl.options import check
+    from automl.searchers import SEARCHERS, searcher_entry
+    from automl.study import check_storage, check_study_name
+
+    check("search", asdict(flags))
+    entry = searcher_entry(flags.searcher)
+    if flags.pruner is not None:
+        pruner_entry(flags.pruner)
+    if flags.study is not None:
+        check_study_name(flags.study)
+    if flags.storage is not None:
+        check_storage(flags.storage)
+    if flags.ga_parent is not None and flags.searcher != "ga":
+        raise ConfigError(f"--ga-parent {flags.ga_parent}: applies to --searcher ga only (this "
+                          f"search uses {flags.searcher}); leave it out")
+    if flags.repeats and not flags.repeats < flags.trials - 1:
+        raise ConfigError(f"--repeats {flags.repeats}: must be below --trials - 1 "
+                          f"({flags.trials - 1}): the repeats, and the plain training's, are the "
+                          "last trials of the budget")
+    goals = search_goals(flags)
     if goals.measures and flags.replay:
         raise ConfigError("--replay: a record holds no sizes or latencies; leave out "
                           "--objectives, --max-size-mb and --max-latency-ms")
     if goals.multi and flags.repeats:
         raise ConfigError(f"--repeats {flags.repeats}: repeats rank trials by fitness alone; "
                           "a multi-objective study keeps its whole front (leave --repeats out)")
-    return goals
+    if goals.multi and not entry.multi_objective:
+        raise ConfigError(f"--searcher {flags.searcher}: cannot drive a multi-objective study "
+                          f"(--objectives {','.join(goals.objectives)}); use one of "
+                          f"{', '.join(n for n, e in SEARCHERS.items() if e.multi_objective)} "
+                          "(tpe: multi-objective TPE, nsga2: NSGA-II)")
+    if goals.multi and flags.pruner not in (None, "none"):
+        raise ConfigError(f"--pruner {flags.pruner}: pruning judges fitness alone, so a "
+                          "multi-objective study runs every trial to its end; leave --pruner out")
 
 
 def outside_space(space, fixed: Mapping[str, Any], plain: Mapping[str, Any],

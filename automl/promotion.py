@@ -19,7 +19,6 @@ from automl.errors import AutoMLError, ConfigError, StudyError
 from automl.study import fitness_of
 
 PROMOTE_DIR = Path("runs/promote")
-FULL_DATA_CHOICES = ("train", "train+val")
 
 
 class PromoteError(AutoMLError, RuntimeError):
@@ -126,7 +125,7 @@ def promote(
     device: str | None = None,
     imgsz: int | None = None,
     batch: int | None = None,
-    project: str | Path = PROMOTE_DIR,
+    project: str | Path = str(PROMOTE_DIR),
     tune_thresholds: bool = False,
     metric: str | None = None,
     conf_grid: Iterable[str | float] | None = None,
@@ -160,13 +159,10 @@ def promote(
     from automl import study as studies
     from automl.config import check_model
     from automl.fitness import parse_fitness
+    from automl.options import check
 
+    check("promote", locals())
     say = log or (lambda line: print(line, flush=True))
-    if full_data not in FULL_DATA_CHOICES:
-        raise ConfigError(f"--full-data {full_data}: use one of {', '.join(FULL_DATA_CHOICES)}")
-    for flag, value in (("--epochs", epochs), ("--imgsz", imgsz), ("--batch", batch)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{flag} {value}: must be at least 1")
     the_study = studies.open_study(study, storage, create=False)
     chosen = _pick_trial(the_study, trial, say)
     config = studies.study_config(the_study)

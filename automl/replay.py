@@ -384,12 +384,13 @@ def replay_plan(record_path: str | Path, **flags: Any):
     Flags default to those the record was made with (epochs, imgsz, batch, data).
     """
     from automl.config import SearchFlags
-    from automl.planning import resolve_search
+    from automl.planning import check_search, resolve_search
     from automl.spaces import load_space, ultralytics_defaults
 
     record = load_record(record_path)
     settings = {**record.meta["flags"], "replay": str(record_path), **flags}
     search_flags = SearchFlags(**settings)
+    check_search(search_flags)
     plan = resolve_search(search_flags, dataset=record_dataset(record),
                           space=load_space(search_flags.space),
                           ultralytics_defaults=ultralytics_defaults(), cpu_count=1, gpu_count=0,
@@ -431,7 +432,7 @@ def simulate_search(record_path: str | Path, *, storage=None, training_seed: int
     search_flags = plan.config
     sampler = sampler_factory(plan) if sampler_factory else make_sampler(
         search_flags.searcher, plan.space, seed=search_flags.seed, n_trials=plan.trials,
-        defaults=plan.baseline, ga_parent=flags.get("ga_parent", "single"))
+        defaults=plan.baseline, ga_parent=flags.get("ga_parent") or "single")
     study = optuna.create_study(storage=storage, sampler=sampler, direction="maximize",
                                 study_name=plan.name)
     check_config(study, plan.config)

@@ -356,21 +356,18 @@ def tune_thresholds(
             not a detection model, a data.yaml that cannot be read.
     """
     from automl.data import load_dataset, split_images
+    from automl.options import check
 
+    check("thresholds", locals())
     say = log or (lambda line: print(line, flush=True))
     confs = parse_grid(conf_grid, "--conf-grid", DEFAULT_CONF_GRID)
     ious = parse_grid(iou_grid, "--iou-grid", DEFAULT_IOU_GRID)
     score_of = metric_fitness(metric)
-    if split not in ("train", "val", "test"):
-        raise ConfigError(f"--split {split}: use train, val or test")
     dataset = load_dataset(data)  # names the file and the fix when data.yaml is unusable
     if split == "test" and not (yaml.safe_load(Path(data).read_text()) or {}).get("test"):
         raise ConfigError(f"--split test: {data} has no 'test' entry; add one or use --split val")
     # the split's image files, resolved once (load_dataset has train and val already)
     images = split_images(data, split) if split == "test" else getattr(dataset, split)
-    for flag, value in (("--imgsz", imgsz), ("--batch", batch)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{flag} {value}: must be at least 1")
     weights, data = Path(weights), Path(data)
     # the matching would pair the model's class ids with another data set's: every number of
     # the sweep would be about the wrong classes

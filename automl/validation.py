@@ -271,7 +271,7 @@ def validate(
     address: str | None = None,
     project: str | Path = VALIDATE_DIR,
     log: Callable[[str], None] | None = None,
-    live: bool = False,
+    live: bool | None = None,
 ) -> ValidationResult:
     """Train the study's top configurations and its plain training on the full data; judge.
 
@@ -284,7 +284,8 @@ def validate(
             study searched (in full, not its mini split).
         device, concurrency, cpus_per_trial, gpus_per_trial, address: as for `automl search`.
         project: the trainings' run folders go to PROJECT/NAME-validate (weights not kept).
-        log: where progress lines go (default: stdout); live: redraw progress on a terminal.
+        log: where progress lines go (default: stdout); live: redraw progress (default: on a terminal when
+            automl prints itself).
 
     Raises:
         StudyError: no such study, or no COMPLETE trial.
@@ -295,16 +296,16 @@ def validate(
     from automl.console import LiveProgress
     from automl.data import load_dataset
     from automl.execution.ray_runner import Resources, run_search
+    from automl.options import check
     from automl.planning import machine_cpus, machine_gpus, trial_resources
-    from automl.promotion import FULL_DATA_CHOICES, full_data_yaml
+    from automl.promotion import full_data_yaml
 
+    check("validate", locals())
     say = log or (lambda line: print(line, flush=True))
-    for flag, value, low in (("--top", top, 1), ("--seeds", seeds, 1), ("--epochs", epochs, 1),
-                             ("--concurrency", concurrency, 1)):
-        if value is not None and value < low:
-            raise ConfigError(f"{flag} {value}: must be at least {low}")
-    if full_data not in FULL_DATA_CHOICES:
-        raise ConfigError(f"--full-data {full_data}: use one of {', '.join(FULL_DATA_CHOICES)}")
+    if live is None:  # redraw on a terminal when automl prints itself
+        import sys
+
+        live = log is None and sys.stdout.isatty()
     url = storage or studies.default_storage(study)
     searched = studies.open_study(study, url, create=False)
     config = studies.study_config(searched)

@@ -126,6 +126,7 @@ def test_no_feasible_trial_names_the_closest_one():
     (dict(objectives="fitness,latency", pruner="asha"), "--pruner asha: pruning judges fitness"),
     (dict(objectives="fitness,latency", repeats=2), "--repeats 2: repeats rank"),
     (dict(max_size_mb=0.0), "--max-size-mb 0.0: must be a positive number"),
+    (dict(max_size_mb=float("nan")), "--max-size-mb nan: must be a positive number"),
     (dict(max_latency_ms=-1.0), "--max-latency-ms -1.0: must be a positive number"),
     (dict(max_size_mb=100.0, replay="r.npz"), "--replay: a record holds no sizes"),
 ])

@@ -9,7 +9,7 @@ import pytest
 from automl.config import SearchFlags, StudyConfig
 from automl.data import Dataset
 from automl.errors import ConfigError
-from automl.planning import resolve_search
+from automl.planning import check_search, resolve_search
 from automl.promotion import resolve_promotion
 from automl.spaces import load_space, parse_space, ultralytics_defaults
 
@@ -22,6 +22,8 @@ def dataset(n_train: int, n_val: int = 10, nc: int = 2, name: str = "mydata") ->
 
 
 def plan(flags: SearchFlags, data: Dataset | None = None, space="lr_momentum", cpus=2, gpus=0):
+    """As automl.search plans: the flags checked once (check_search), then resolved."""
+    check_search(flags)
     return resolve_search(flags, dataset=data or dataset(120), space=load_space(space)
                           if isinstance(space, str) else space,
                           ultralytics_defaults=ultralytics_defaults(), cpu_count=cpus,

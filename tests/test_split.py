@@ -129,5 +129,5 @@ def test_split_cli_mini_only_and_errors(tmp_path, demo, capsys):
     assert main(["split", "--data", str(demo), "--folds", "1", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--folds K, --mini F" in err and "--fold 1: needs --folds" in err
-    assert "--mini 1.5" in err and "--folds 1: needs at least 2 folds" in err
+    assert "--mini 1.5" in err and "--folds 1: must be at least 2" in err
 

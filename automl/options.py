@@ -1,0 +1,425 @@
+"""Every option of every `automl` command, declared once: name, type, default, help and check.
+
+The command line's parsers are built from these declarations (automl.cli), the API's keyword
+arguments carry the same names and defaults (tests/test_options.py holds `automl.search`'s
+signature and SearchFlags to them), and `check` runs each option's own check in one place: a
+value out of range ends in one line naming the flag, the value and the fix. Help texts that list
+searchers, pruners, fitness presets or metrics read them from their registries.
+
+Checks that involve several options or the data (a searcher that cannot drive several
+objectives, --repeats against --trials) stay with the step that decides them (automl.planning).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from automl import defaults as D
+from automl.errors import ConfigError
+
+Check = Callable[[Any], "str | None"]  # value -> what is wrong with it ("must be ..."), or None
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of one command.
+
+    Attributes:
+        name: the keyword argument (`cpus_per_trial`); the flag is `--cpus-per-trial`.
+        help: the help text, or a function of nothing that writes it (registries).
+        type: what the command line parses the value with (None for a switch).
+        default: the value when the option is left out (the API's default too).
+        check: what must hold of a given value (None: anything the type accepts).
+        flag: the command-line flag when it is not derived from the name.
+        switch: "on" (--x sets True) or "off" (--no-x sets False) for boolean options.
+        required, nargs, metavar, choices: as argparse's.
+    """
+
+    name: str
+    help: str | Callable[[], str]
+    type: Callable[[str], Any] | None = str
+    default: Any = None
+    check: Check | None = None
+    flag: str | None = None
+    switch: str | None = None
+    required: bool = False
+    nargs: str | None = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    def help_text(self) -> str:
+        return self.help() if callable(self.help) else self.help
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    options: tuple[Option, ...]
+
+    def option(self, name: str) -> Option:
+        return next(o for o in self.options if o.name == name)
+
+
+# --- checks ------------------------------------------------------------------------------------
+
+def at_least(low: float) -> Check:
+    return lambda v: None if v is None or v >= low else f"must be at least {low:g}"
+
+
+def above(low: float, why: str = "") -> Check:
+    return lambda v: None if v is None or v > low else f"must be > {low:g}{why}"
+
+
+def cap(v: Any) -> str | None:
+    """A cap on a trial's size or latency."""
+    return (None if v is None or (math.isfinite(v) and v > 0) else
+            "must be a positive number (leave it out for no cap)")
+
+
+def share(v: Any) -> str | None:
+    """A share in (0, 1]."""
+    return None if v is None or 0 < v <= 1 else "must be in (0, 1]; 1 uses all images"
+
+
+def open_share(v: Any) -> str | None:
+    return None if v is None or 0 < v < 1 else "must be in (0, 1)"
+
+
+def not_empty(v: Any) -> str | None:
+    return None if v is None or str(v).strip() else "must not be empty"
+
+
+def number(text: str) -> float:
+    """A float the command line accepts: nan and inf mean nothing here."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def fraction_value(value: float | str) -> float | str:
+    """`--fraction`: a share in (0, 1], or 'auto'."""
+    if isinstance(value, str):
+        if value.strip().lower() == D.AUTO:
+            return D.AUTO
+        try:
+            return number(value)
+        except ValueError:
+            raise ConfigError(f"--fraction {value}: use a share in (0, 1] or 'auto'") from None
+    return float(value)
+
+
+def _fraction(v: Any) -> str | None:
+    try:
+        v = fraction_value(v)
+    except ConfigError:
+        return "use a share in (0, 1] or 'auto'"
+    return None if v == D.AUTO or 0 < v <= 1 else "must be in (0, 1] (1 uses all images) or auto"
+
+
+def _keep_weights(v: Any) -> str | None:
+    return None if v in D.KEEP_WEIGHTS else f"choose one of {', '.join(D.KEEP_WEIGHTS)}"
+
+
+def _fitness(v: Any) -> str | None:
+    if v is None:
+        return None
+    from automl.errors import FitnessError
+    from automl.fitness import parse_fitness
+
+    try:
+        parse_fitness(v)
+    except FitnessError as e:
+        return str(e)
+    return None
+
+
+def _registry_names(kind: str) -> str:
+    if kind == "searcher":
+        from automl.searchers import SEARCHERS as registry
+    else:
+        from automl.execution.pruners import PRUNERS as registry
+    return "; ".join(f"{name}: {entry.help}" for name, entry in registry.items())
+
+
+def _fitness_help() -> str:
+    from automl.fitness import DEFAULT, METRICS, PRESETS
+
+    def written(weights: Mapping[str, float]) -> str:
+        return "+".join(f"{w:g}*{m}" if w != 1 else m for m, w in weights.items())
+
+    presets = " | ".join(name if written(w) == name else f"{name} ({written(w)})"
+                         for name, w in PRESETS.items())
+    return (f"{presets} | a weighted sum of {', '.join(METRICS)} such as 0.2*map50+0.8*map75 "
+            f"(default: {DEFAULT})")
+
+
+def _metric_help() -> str:
+    from automl.fitness import METRICS
+
+    return (f"fitness (0.1*map50+0.9*map50_95) | {' | '.join(METRICS)} | an expression such as "
+            "0.5*map75+0.5*f1")
+
+
+# --- shared options ----------------------------------------------------------------------------
+
+STORAGE = Option("storage", "Optuna storage URL (default: sqlite:///studies/NAME.db)")
+STUDY = Option("study", "study name", required=True)
+DEVICE = Option("device", "ultralytics device, e.g. cpu, 0 (default: auto)")
+CONCURRENCY_HELP = ("trials at once (default: one per core on the CPU, one per GPU, at most a "
+                    "quarter of --trials and 4)")
+CPUS = Option("cpus_per_trial", "CPU cores per trial (default: all cores / concurrency)",
+              type=number, check=above(0))
+GPUS = Option("gpus_per_trial", "GPUs per trial, fractions share a GPU (default: GPUs / "
+              "concurrency, 0 without)", type=number,
+              check=lambda v: None if v is None or v >= 0 else
+              "must be >= 0 (fractions such as 0.25 share a GPU)")
+ADDRESS = Option("address", "join this Ray cluster (auto | HOST:PORT)", check=not_empty)
+FULL_DATA = Option("full_data", "train on train, or on train+val images (default: %(default)s)",
+                   default="train", choices=D.FULL_DATA)
+
+
+def _grid_option(name: str, help_text: str) -> Option:
+    return Option(name, help_text, nargs="+", metavar=name[0].upper())
+
+
+CONF_GRID = _grid_option("conf_grid", "confidence thresholds in (0, 1), e.g. 0.001 0.01 0.1 or "
+                         "0.001,0.01 (default: 10 values from 0.001 to 0.35)")
+IOU_GRID = _grid_option("iou_grid", "NMS IoU thresholds in (0, 1) (default: 0.4 to 0.85 in steps "
+                        "of 0.05)")
+
+# --- the commands ------------------------------------------------------------------------------
+
+SEARCH = Command("search", "run or continue a search (trials via Ray Tune, record in Optuna)", (
+    Option("data", "data.yaml (default: the built-in demo data)", check=not_empty),
+    Option("space", f"built-in space name or a YAML path (default: {D.SPACE})", default=D.SPACE,
+           check=not_empty),
+    Option("searcher", lambda: f"{_registry_names('searcher')} (default: {D.SEARCHER})",
+           default=D.SEARCHER),
+    Option("trials", "trials in the study in total, earlier runs included (default: %(default)s)",
+           type=int, default=D.TRIALS, check=at_least(1)),
+    Option("fitness", _fitness_help),
+    Option("study", "study name (default: DATA-SPACE, e.g. demo-lr_momentum)", check=not_empty),
+    Option("storage", "Optuna storage URL (default: sqlite:///studies/NAME.db)", check=not_empty),
+    Option("seed", "repeats the mini split and the searcher's draws; a whole search repeats "
+           "exactly with --concurrency 1 (with trials at once, proposals depend on which trial "
+           "finishes first)", type=int),
+    Option("concurrency", CONCURRENCY_HELP, type=int,
+           check=lambda v: None if v is None or v >= 1 else
+           "must be at least 1 (leave it out for one per core)"),
+    CPUS, GPUS,
+    Option("fraction", "stratified share of train and of val per trial, or auto (default): half, "
+           "unless that leaves a trial under 100 optimizer steps (small data: more, up to all "
+           "images)", default=D.FRACTION, check=_fraction),
+    Option("model", "model YAML or local .pt (default: %(default)s)", default=D.MODEL,
+           check=not_empty),
+    Option("epochs", f"epochs per trial (default: {D.EPOCHS}; demo data: "
+           f"{D.DEMO_PROFILE['epochs']})", type=int, check=at_least(1)),
+    Option("imgsz", f"training image size (default: {D.IMGSZ}; demo data: "
+           f"{D.DEMO_PROFILE['imgsz']})", type=int, check=at_least(32)),
+    Option("batch", f"batch size (default: {D.BATCH}; demo data: {D.DEMO_PROFILE['batch']})",
+           type=int, check=at_least(1)),
+    DEVICE,
+    Option("ga_parent", "GA parent selection: single | weighted (default: single; --searcher ga "
+           "only)", choices=D.GA_PARENT_MODES),
+    Option("pruner", lambda: f"early stopping: {_registry_names('pruner')} (default: asha when "
+           "the epochs allow two rungs, else none; no pruner stops a trial while fitness cannot "
+           "tell trials apart)"),
+    Option("address", "join this Ray cluster (auto | HOST:PORT)", check=not_empty),
+    Option("defaults_first", "do not make your plain training (yolo train with these flags) trial "
+           "#0 of a new study, nor ultralytics' default values trial #1", type=None, default=True,
+           switch="off", flag="--no-baseline"),
+    Option("timeout", "seconds after which no new trial starts; running ones finish (--trials "
+           "stays the cap)", type=number,
+           check=lambda v: None if v is None or v > 0 else
+           "must be > 0 seconds (leave it out for no time limit)"),
+    Option("repeats", "the last K trials train the K best, and the plain training, once more "
+           "with another training seed; the best mean wins (default: 0)", type=int, default=0,
+           check=at_least(0)),
+    Option("keep_weights", "which finished trials keep their weights: best (default: only the "
+           "study's best trial, replaced when a better one completes), all, none",
+           default="best", check=_keep_weights),
+    Option("replay", "replay a record of learning curves (benchmarks/records/*.npz) instead of "
+           "training: searcher and pruner studies in seconds", check=not_empty),
+    Option("objectives", "fitness (default), or fitness,latency | fitness,size | "
+           "fitness,latency,size: a multi-objective study over fitness and the trained weights' "
+           "CPU latency or size (no pruning); the summary and the report show its Pareto front"),
+    Option("max_size_mb", "trials whose trained weights (stripped .pt) are larger are "
+           "infeasible: never the best, never a GA parent (e.g. 100, an edge device's cap)",
+           type=number, check=cap),
+    Option("max_latency_ms", "trials whose median CPU latency at batch 1 (measured after the "
+           "final epoch, on the trial's threads) is higher are infeasible", type=number,
+           check=cap),
+    Option("drop_bad_images", "search even when ultralytics would leave out more than 5%% of "
+           "the images (automl check says why); without it the search stops first", type=None,
+           default=False, switch="on"),
+))
+
+PROMOTE = Command("promote", "train a study's best trial on the full data", (
+    STUDY, STORAGE,
+    Option("trial", "trial number to promote (default: the validated winner, else the best "
+           "COMPLETE trial)", type=int, check=at_least(0)),
+    Option("data", "data.yaml (default: the data the study searched on, in full)",
+           check=not_empty),
+    FULL_DATA,
+    Option("epochs", "default: the study's epochs", type=int, check=at_least(1)),
+    Option("model", "model YAML or local .pt (default: the study's)", check=not_empty),
+    Option("imgsz", "default: the study's imgsz", type=int, check=at_least(32)),
+    Option("batch", "default: the study's batch", type=int, check=at_least(1)),
+    DEVICE,
+    Option("project", "runs go to PROJECT/STUDY-trialN (default: %(default)s)",
+           default="runs/promote", check=not_empty),
+    Option("tune_thresholds", "then tune NMS IoU and conf on best.pt (see automl thresholds)",
+           type=None, default=False, switch="on"),
+    Option("metric", lambda: _metric_help() + " (default: the study's fitness)"),
+    CONF_GRID, IOU_GRID,
+))
+
+VALIDATE = Command("validate", "train a study's top trials and its plain training on the full "
+                               "data: does the mini winner win?", (
+    STUDY,
+    Option("storage", "Optuna storage URL (default: sqlite:///studies/NAME.db); the validation "
+           "goes to the study NAME-validate there"),
+    Option("top", "how many of the best trials (noise-aware where --repeats ran); the plain "
+           "training #0 is added (default: %(default)s)", type=int, default=5, check=at_least(1)),
+    Option("seeds", "training seeds per configuration (default: %(default)s)", type=int,
+           default=2, check=at_least(1)),
+    Option("epochs", "default: the study's epochs", type=int, check=at_least(1)),
+    FULL_DATA,
+    Option("data", "data.yaml (default: the data the study searched on, in full)",
+           check=not_empty),
+    DEVICE,
+    Option("concurrency", "trainings at once (default: 1)", type=int, default=1,
+           check=at_least(1)),
+    Option("cpus_per_trial", "CPU cores per training (default: all cores / concurrency)",
+           type=number, check=above(0)),
+    Option("gpus_per_trial", "GPUs per training, fractions share a GPU (default: GPUs / "
+           "concurrency)", type=number, check=GPUS.check),
+    ADDRESS,
+))
+
+DEPLOY = Command("deploy", "export weights (ONNX, OpenVINO; fp32 and int8) and measure size, CPU "
+                           "latency and accuracy of each", (
+    Option("weights", "trained detection weights (.pt)", required=True, check=not_empty),
+    Option("formats", "onnx, openvino or both: onnx,openvino (default: %(default)s)",
+           default="onnx"),
+    Option("int8", "also export int8, calibrated on the data's training images", type=None,
+           default=False, switch="on"),
+    Option("data", "data.yaml: val measures accuracy, train calibrates int8 (default: the data "
+           "the weights were trained on)", check=not_empty),
+    Option("imgsz", "default: the weights' training imgsz", type=int, check=at_least(32)),
+    Option("threads", "CPU threads for the latency runs (default: all cores)", type=int,
+           check=at_least(1)),
+    Option("runs", "timed runs per artifact (default: %(default)s)", type=int, default=50,
+           check=at_least(1)),
+    Option("study", "record the table on this study's promotion of the weights (default: from "
+           "the run folder's name, runs/promote/STUDY-trialN)", check=not_empty),
+    Option("storage", "the study's storage URL"),
+))
+
+THRESHOLDS = Command("thresholds", "tune NMS IoU and confidence thresholds from cached "
+                                   "predictions", (
+    Option("weights", "trained detection weights (.pt)", required=True, check=not_empty),
+    Option("data", "data.yaml", required=True, check=not_empty),
+    Option("split", "split to measure on (default: %(default)s)", default="val",
+           choices=("train", "val", "test")),
+    Option("imgsz", "default: the weights' training imgsz", type=int, check=at_least(32)),
+    Option("batch", "validation batch (default: 16, as model.val)", type=int, check=at_least(1)),
+    DEVICE,
+    Option("metric", lambda: _metric_help() + " (default: %(default)s)", default="fitness"),
+    CONF_GRID, IOU_GRID,
+))
+
+CHECK = Command("check", "validate every image and label as ultralytics reads them; exit 1 if "
+                         "anything is wrong", (
+    Option("data", "data.yaml", required=True),
+    Option("workers", "processes for large datasets (default: all cores)", type=int,
+           check=at_least(1)),
+))
+
+SPLIT = Command("split", "stratified k-fold and/or mini splits (image lists, no copies)", (
+    Option("data", "data.yaml (train and val are pooled for --folds)", required=True),
+    Option("folds", "K stratified folds: foldI/ per fold", type=int, check=at_least(2)),
+    Option("fold", "write only fold I (0-based)", type=int, check=at_least(0)),
+    Option("mini", "also write a stratified fraction F of train and of val (foldI/mini/, or OUT "
+           "itself without --folds); the same code as search --fraction", type=number,
+           check=share),
+    Option("seed", "seed of the stratified draws (default: %(default)s)", type=int, default=0),
+    Option("out", "output folder (new, or empty, or an earlier split's)", required=True),
+))
+
+EDA = Command("eda", "dataset statistics: a self-contained plotly HTML + text summary", (
+    Option("data", "data.yaml", required=True),
+    Option("out", "HTML report path (default: %(default)s)", default="eda.html"),
+    Option("small_area", "boxes under this area in pixels count as small (default: 32*32)",
+           type=number, check=above(0, " px")),
+))
+
+IMPORT_COCO = Command("import coco", "COCO JSON -> YOLO labels + data.yaml (images linked, not "
+                                     "copied)", (
+    Option("json", "COCO annotation file", required=True),
+    Option("images", "folder the JSON's file_name entries are under", required=True),
+    Option("out", "output folder (new or empty)", required=True),
+    Option("class_from", "take the class from the image path (group 1, else the whole match) "
+           "instead of category_id", metavar="REGEX"),
+    Option("names", "class names in id order, comma separated (with --class-from)"),
+    Option("val", "stratified share of images for val (default: %(default)s)",
+           type=number, default=0.2, check=open_share),
+    Option("seed", "seed of the stratified val draw (default: %(default)s)", type=int, default=0),
+))
+
+DEMO_DATA = Command("demo-data", "write the deterministic demo dataset", (
+    Option("out", "output folder (new or empty): YOLO layout + data.yaml", required=True),
+    Option("seed", "seed of the generated images (default: %(default)s)", type=int, default=0),
+))
+
+STUDIES = Command("studies", "list studies with trial counts and best fitness", (
+    Option("storage", "Optuna storage URL (default: every studies/*.db)"),
+))
+STATUS = Command("status", "a study's progress (running trials, best, ETA), read from its "
+                           "storage: works for a search running elsewhere", (STUDY, STORAGE))
+EXPORT = Command("export", "write best_hyperparameters.yaml and trials.csv of a study", (
+    STUDY, STORAGE, Option("out", "output folder (default: studies/NAME/)"),
+))
+DASHBOARD = Command("dashboard", "start optuna-dashboard on a study's storage", (
+    Option("study", "study name (its default storage is opened)"),
+    Option("storage", "Optuna storage URL"),
+    Option("host", "default: loopback only", default="127.0.0.1", check=not_empty),
+    Option("port", "default: %(default)s", type=int, default=8080,
+           check=lambda v: None if 1 <= v <= 65535 else "must be a port, 1..65535"),
+))
+REPORT = Command("report", "write a self-contained plotly HTML report of a study", (
+    STUDY, STORAGE, Option("out", "HTML file (default: studies/NAME/report.html)"),
+))
+
+# commands with subcommands of their own
+GROUPS = {"import": "convert annotations to YOLO labels"}
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    SEARCH, DEMO_DATA, STUDIES, STATUS, EXPORT, DASHBOARD, REPORT, CHECK, SPLIT, EDA, IMPORT_COCO,
+    PROMOTE, VALIDATE, DEPLOY, THRESHOLDS)}
+
+
+def check(command: str, values: Mapping[str, Any]) -> None:
+    """Run every option's own check on the given values (those left out are not checked).
+
+    Raises:
+        ConfigError: the first value that fails, in one line: flag, value, what must hold.
+    """
+    for option in COMMANDS[command].options:
+        if option.name not in values:
+            continue
+        value = values[option.name]
+        if option.choices and value is not None and value not in option.choices:
+            raise ConfigError(f"{option.cli_flag} {value}: choose one of "
+                              f"{', '.join(option.choices)}")
+        problem = option.check(value) if option.check else None
+        if problem:
+            raise ConfigError(f"{option.cli_flag} {value}: {problem}")
