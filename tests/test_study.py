@@ -11,6 +11,7 @@ import yaml
 from optuna.trial import TrialState
 
 from automl import study as studies
+from automl.study import storage
 from automl.config import StudyConfig
 from automl.errors import ConfigError, StudyError
 from automl.spaces import load_space
@@ -64,8 +65,10 @@ def test_a_trial_no_driver_took_ownership_of_is_recovered_after_the_grace_period
     orphan = study.ask(DISTS)
     assert studies.recover_interrupted(study) == []  # just created: a driver may be writing it
     grace = studies.heartbeat_settings()["grace_period"]
-    later = studies._now() + timedelta(seconds=grace + 1)
-    monkeypatch.setattr(studies, "_now", lambda: later)
+    from automl.study import recovery
+
+    later = recovery._now() + timedelta(seconds=grace + 1)
+    monkeypatch.setattr(recovery, "_now", lambda: later)
     assert studies.recover_interrupted(study) == [orphan.number]
     t = study.trials[orphan.number]
     assert t.state == TrialState.FAIL and "before it took ownership" in t.user_attrs[
@@ -172,7 +175,7 @@ def test_only_a_lost_schema_race_is_retried(tmp_path):
             raise IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE"))
         return "storage"
 
-    assert studies._retry_schema_race(lose_once) == "storage" and len(calls) == 2
+    assert storage._retry_schema_race(lose_once) == "storage" and len(calls) == 2
 
     def unreadable():
         calls.append(1)
@@ -180,5 +183,5 @@ def test_only_a_lost_schema_race_is_retried(tmp_path):
 
     calls.clear()
     with pytest.raises(OperationalError):
-        studies._retry_schema_race(unreadable)
+        storage._retry_schema_race(unreadable)
     assert len(calls) == 1

@@ -1,0 +1,53 @@
+"""The names automl stores on a study and its trials (user attrs), and where studies live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+STUDIES_DIR = Path("studies")
+
+
+CONFIG_ATTR = "automl:config"
+
+
+OWNER_ATTR = "automl:owner"          # host:pid of the process running a trial
+
+
+INTERRUPTED_ATTR = "automl:interrupted"  # FAIL because the search process died or was stopped
+
+
+RETRY_OF_ATTR = "automl:retry_of"    # number of the interrupted trial this one re-runs
+
+
+REPEAT_OF_ATTR = "automl:repeat_of"  # number of the trial this one trains again (--repeats)
+
+
+SEED_ATTR = "automl:seed"            # the training seed of a repeat (others train with seed 0)
+
+
+BUDGET_ATTR = "automl:budget"        # the latest run's --trials and --concurrency (status, ETA)
+
+
+ERROR_ATTR = "error"
+
+
+BASELINE_ATTR = "automl:baseline"    # the trial that trains the user's plain `yolo train`
+
+
+OUTSIDE_ATTR = "automl:outside_space"  # why a baseline is not a point of the space (no GA parent)
+
+
+PROMOTIONS_ATTR = "automl:promotions"  # {trial number: record} of `automl promote` runs
+
+
+VALIDATES_ATTR = "automl:validates"  # on a trial of NAME-validate: the searched trial it trains
+
+
+VALIDATION_ATTR = "automl:validation"  # on the searched study: `automl validate`'s verdict
+
+
+# a running trial's latest fitness where the study takes no intermediate values (multi-objective)
+LATEST_FITNESS_ATTR = "automl:latest_fitness"
+
+
+DRIVERS_ATTR = "automl:drivers"  # how many search processes have driven the study so far
