@@ -14,15 +14,15 @@ from typing import Any
 
 from automl import defaults as D
 from automl.config import SearchFlags
-from automl.deployment import deploy
 from automl.errors import ConfigError
-from automl.promotion import promote
-from automl.thresholds import tune_thresholds
-from automl.validation import validate
+from automl.results.deployment import deploy
+from automl.results.promotion import promote
+from automl.results.thresholds import tune_thresholds
+from automl.results.validation import validate
 
 # the steps after a search, re-exported as they are (typed, light to import: their heavy imports
 # wait inside them)
-__all__ = ["SearchResult", "deploy", "export", "promote", "report", "search", "status",
+__all__ = ["SearchResult", "deploy", "export_study", "promote", "report", "search", "status",
            "studies_table", "tune_thresholds", "validate"]
 
 
@@ -83,7 +83,7 @@ def search(
     Args:
         data: data.yaml; None uses the built-in demo data (generated once into the cache).
         space: built-in space name or path to a space YAML.
-        searcher: a name of automl.searchers.SEARCHERS (tpe, ga, gp, cmaes, random, grid, nsga2).
+        searcher: a name of automl.searching.searchers.SEARCHERS (tpe, ga, gp, cmaes, random, grid, nsga2).
         trials: trials in the study in total (finished ones from earlier runs count).
         fitness: preset (v5, map50_95, map50, map75, f1) or a sum like "0.2*map50+0.8*map75".
         study: study name (default: DATA-SPACE); storage: Optuna URL (default sqlite under studies/).
@@ -92,7 +92,7 @@ def search(
             depends on which trials finished before it.
         concurrency, cpus_per_trial, gpus_per_trial: trials at once and each one's resources.
         fraction: stratified share of train and of val each trial uses, or "auto" (half, unless
-            that leaves a trial under 100 optimizer steps; see automl.data.auto_fraction).
+            that leaves a trial under 100 optimizer steps; see automl.data.dataset.auto_fraction).
         model, epochs, imgsz, batch, device: the training of each trial (epochs, imgsz and
             batch default to 30, 640 and 16; on the demo data to its profile, DEMO_PROFILE).
         ga_parent: GA parent selection, single (default) or weighted; --searcher ga only.
@@ -120,7 +120,7 @@ def search(
             CPU latency at batch 1 in ms, measured after its final epoch): a trial over a cap is
             infeasible, never the best and never a GA parent.
         drop_bad_images: search even when ultralytics would leave out more than 5% of the
-            images (automl.checks.MAX_DROPPED_SHARE); without it such data stops the search
+            images (automl.data.checks.MAX_DROPPED_SHARE); without it such data stops the search
             before the first trial, naming the main cause and its fix.
         log: where progress lines go (default: stdout).
 
@@ -141,18 +141,18 @@ def search(
 
 def _plan(flags: SearchFlags, say: Callable[[str], None]):
     """Check the flags, the space and the data, and decide everything (before any study exists)."""
-    from automl.checks import refuse_heavy_loss, usable
     from automl.config import check_model
-    from automl.data import load_dataset
-    from automl.demo import ensure_demo_dataset
-    from automl.planning import check_search, machine_cpus, machine_gpus, resolve_search
-    from automl.spaces import load_space, ultralytics_defaults
+    from automl.data.checks import refuse_heavy_loss, usable
+    from automl.data.dataset import load_dataset
+    from automl.data.demo import ensure_demo_dataset
+    from automl.searching.planning import check_search, machine_cpus, machine_gpus, resolve_search
+    from automl.searching.spaces import load_space, ultralytics_defaults
     from automl.study import STUDIES_DIR
 
     # the flags first: a typo must not wait for torch to load or demo data to be generated
     check_search(flags)
     if flags.replay:  # the recorded trainings' epochs, imgsz and batch unless the flags say
-        from automl.replay import load_record
+        from automl.execution.replay import load_record
 
         recorded = load_record(flags.replay).meta["flags"]
         flags = replace(flags, **{k: recorded[k] for k in ("epochs", "imgsz", "batch")
@@ -160,7 +160,7 @@ def _plan(flags: SearchFlags, say: Callable[[str], None]):
     space = load_space(flags.space)
     check_model(flags.model)
     if flags.replay:
-        from automl.replay import record_dataset
+        from automl.execution.replay import record_dataset
 
         dataset = record_dataset(load_record(flags.replay))
         say(f"replaying {flags.replay}: nothing trains")
@@ -175,7 +175,7 @@ def _plan(flags: SearchFlags, say: Callable[[str], None]):
                           ultralytics_defaults=ultralytics_defaults(), cpu_count=machine_cpus(),
                           gpu_count=machine_gpus(), studies_dir=STUDIES_DIR)
     if flags.replay:  # the record must have trained what this search's trials would
-        from automl.replay import check_record
+        from automl.execution.replay import check_record
 
         check_record(load_record(flags.replay), plan.run)
     return plan
@@ -185,7 +185,7 @@ def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
     """Open (or create) the study, check it measures the same thing, queue its first trials."""
     from automl import study as studies
     from automl.console import shown
-    from automl.searchers import make_sampler, queue_first_trials
+    from automl.searching.searchers import make_sampler, queue_first_trials
 
     storage_url = flags.storage or studies.default_storage(plan.name)
     goals = plan.config.goals
@@ -219,7 +219,7 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     """Write the mini split, print the header, run the trials through Ray Tune."""
     from automl import study as studies
     from automl.console import LiveProgress, ranges
-    from automl.data import make_mini_dataset, mini_size
+    from automl.data.dataset import make_mini_dataset, mini_size
     from automl.execution.pruners import rungs_text
     from automl.execution.ray_runner import Resources, run_search
     from automl.fitness import parse_fitness
@@ -227,7 +227,7 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     config, run, dataset = plan.config, plan.run, plan.dataset
     trainable = {}
     if run.replay:
-        from automl.replay import replay_trial
+        from automl.execution.replay import replay_trial
 
         trainable = {"trainable": replay_trial}
     else:
@@ -317,7 +317,7 @@ def _summarise(plan, the_study, say: Callable[[str], None]) -> SearchResult:
     return result
 
 
-def export(study: str, *, storage: str | None = None, out: str | Path | None = None) -> dict:
+def export_study(study: str, *, storage: str | None = None, out: str | Path | None = None) -> dict:
     """Write best_hyperparameters.yaml (ultralytics `cfg=` form) and trials.csv of a study.
 
     Returns:
@@ -331,7 +331,7 @@ def export(study: str, *, storage: str | None = None, out: str | Path | None = N
 
 def report(study: str, *, storage: str | None = None, out: str | Path | None = None) -> Path:
     """Write the study's HTML report (default studies/NAME/report.html) and return its path."""
-    from automl.reporting import write_report
+    from automl.results.reporting import write_report
     from automl.study import open_study, study_dir
 
     the_study = open_study(study, storage, create=False)

@@ -84,7 +84,7 @@ def _search(values: dict[str, Any]) -> int:
 
 
 def _demo_data(values: dict[str, Any]) -> int:
-    from automl.demo import make_demo_dataset
+    from automl.data.demo import make_demo_dataset
     from automl.outputs import output_folder
 
     print(make_demo_dataset(output_folder(values["out"], new_or_empty=True), seed=values["seed"]))
@@ -106,12 +106,12 @@ def _status(values: dict[str, Any]) -> int:
 
 
 def _export(values: dict[str, Any]) -> int:
-    from automl.api import export
+    from automl.api import export_study
     from automl.outputs import output_folder
 
     if values["out"] is not None:
         output_folder(values["out"])
-    for kind, path in export(values["study"], storage=values["storage"],
+    for kind, path in export_study(values["study"], storage=values["storage"],
                              out=values["out"]).items():
         print(f"{kind}: {path}")
     return 0
@@ -128,7 +128,7 @@ def _report(values: dict[str, Any]) -> int:
 
 
 def _dashboard(values: dict[str, Any]) -> int:
-    from automl.dashboard import resolve_storage, serve
+    from automl.results.dashboard import resolve_storage, serve
 
     serve(resolve_storage(values["study"], values["storage"]), host=values["host"],
           port=values["port"])

@@ -1,6 +1,6 @@
 """The commands after a search: `automl validate`, `promote`, `thresholds` and `deploy`, a thin
-CLI over automl.validation, automl.promotion, automl.thresholds and automl.deployment (their
-options: automl.options; each API function checks its own)."""
+CLI over automl.results (validation, promotion, thresholds, deployment; their options:
+automl.options; each API function checks its own)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _thresholds(values: dict[str, Any]) -> int:
 
 def _promote(values: dict[str, Any]) -> int:
     from automl.api import promote
-    from automl.promotion import PromoteError
+    from automl.results.promotion import PromoteError
 
     try:
         promote(**values)

@@ -10,8 +10,8 @@ EXIT_PROBLEMS = 1  # `automl check` found defects (a bad data.yaml is a usage er
 
 
 def _check(values: dict[str, Any]) -> int:
-    from automl.checks import check_dataset
-    from automl.data import load_dataset
+    from automl.data.checks import check_dataset
+    from automl.data.dataset import load_dataset
 
     report = check_dataset(load_dataset(values["data"]), workers=values["workers"])
     if not report.clean:
@@ -21,8 +21,8 @@ def _check(values: dict[str, Any]) -> int:
 
 
 def _split(values: dict[str, Any]) -> int:
-    from automl.checks import usable
-    from automl.data import fold_table, kfold_split, load_dataset, make_mini_dataset, write_folds
+    from automl.data.checks import usable
+    from automl.data.dataset import fold_table, kfold_split, load_dataset, make_mini_dataset, write_folds
     from automl.errors import ConfigError
     from automl.outputs import SPLIT_MARKER, mark, output_folder
 
@@ -52,7 +52,7 @@ def _split(values: dict[str, Any]) -> int:
 
 
 def _eda(values: dict[str, Any]) -> int:
-    from automl.eda import write_eda
+    from automl.data.eda import write_eda
     from automl.outputs import output_file
 
     out = output_file(values["out"])
@@ -62,7 +62,7 @@ def _eda(values: dict[str, Any]) -> int:
 
 
 def _import_coco(values: dict[str, Any]) -> int:
-    from automl.coco import import_coco
+    from automl.data.coco import import_coco
     from automl.outputs import output_folder
 
     names = [n.strip() for n in values["names"].split(",")] if values["names"] else None

@@ -1,7 +1,7 @@
 """Typed configuration: the flags of a search, what a study records, what one training gets.
 
 - `SearchFlags`: what the user asked for (CLI flags / keyword arguments), defaults from
-  `automl.defaults` (`automl.planning.resolve_search` turns them into a plan).
+  `automl.defaults` (`automl.searching.planning.resolve_search` turns them into a plan).
 - `StudyConfig`: what a study measures, stored on it as a dict (`to_dict`/`from_dict`; studies
   written by earlier releases load too) and checked when a search continues it.
 - `RunSpec`: everything one training needs besides its params (trials, promotions).
@@ -33,11 +33,11 @@ class RunSpec:
         save, final_eval: write best.pt/last.pt every epoch; re-validate best.pt at the end
             (off for trials, on for promotions).
         workers: dataloader workers (None: ultralytics' default).
-        replay: a record of learning curves (automl.replay): trials replay it, nothing trains.
+        replay: a record of learning curves (automl.execution.replay): trials replay it, nothing trains.
         keep_weights: which trials keep their weights once finished: all, best (the study's best
             COMPLETE trial only), none.
         measure: after the final epoch, measure the trained weights' size and CPU latency
-            (automl.footprint) and report them with that epoch (a search with caps or
+            (automl.execution.footprint) and report them with that epoch (a search with caps or
             objectives on them, automl.objectives).
     """
 
@@ -71,7 +71,7 @@ DEFINING = ("space_keys", "fixed", "fitness", "data", "model", "epochs", "imgsz"
             "batch")
 # ... and what it optimises: another objective or cap changes which trials count (and a
 # multi-objective study cannot become a single-objective one)
-GOALS = ("objectives", "max_size_mb", "max_latency_ms")
+GOAL_FIELDS = ("objectives", "max_size_mb", "max_latency_ms")
 
 
 @dataclass(frozen=True)
@@ -136,9 +136,9 @@ class StudyConfig:
     def conflict(self, stored: Mapping[str, Any]) -> str | None:
         """The first defining setting where a stored config differs from this one, as a message."""
         mine = self.to_dict()
-        for key in (*DEFINING, *GOALS):
+        for key in (*DEFINING, *GOAL_FIELDS):
             # a goal missing from a stored config is its absence (no cap, fitness alone)
-            if (key in stored or key in GOALS) and stored.get(key) != mine.get(key):
+            if (key in stored or key in GOAL_FIELDS) and stored.get(key) != mine.get(key):
                 return (f"was created with {key}={stored.get(key)!r}, not {mine.get(key)!r}; use "
                         "the original value to resume, or a new --study NAME")
         return None
@@ -156,7 +156,7 @@ class SearchFlags:
     study: str | None = None
     storage: str | None = None
     seed: int | None = None
-    concurrency: int | None = None  # None: automl.planning.auto_concurrency
+    concurrency: int | None = None  # None: automl.searching.planning.auto_concurrency
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
     fraction: float | str = D.FRACTION
@@ -172,7 +172,7 @@ class SearchFlags:
     timeout: float | None = None
     repeats: int = 0  # the best trials trained once more with another seed; pick the best mean
     keep_weights: str = "best"  # all | best | none: which finished trials keep their weights
-    replay: str | None = None  # replay recorded learning curves instead of training (automl.replay)
+    replay: str | None = None  # replay recorded learning curves instead of training (automl.execution.replay)
     objectives: str | None = None  # "fitness,latency" etc. (automl.objectives); None: fitness
     max_size_mb: float | None = None  # trials whose weights are larger are infeasible
     max_latency_ms: float | None = None  # ... or whose CPU latency (batch 1) is higher

@@ -31,7 +31,7 @@ class EpochReport:
         train_seconds: seconds since the training started (model build included).
         node: the Ray node the trial runs on ("" outside Ray).
         size_mb, latency_ms: the trained weights' size and median CPU latency at batch 1
-            (automl.footprint), on the final epoch of a run that measures them (RunSpec.measure);
+            (automl.execution.footprint), on the final epoch of a run that measures them (RunSpec.measure);
             NaN on every other epoch.
     """
 

@@ -12,7 +12,7 @@
   every trial to its end; `--repeats` ranks by fitness alone and is refused too.
 
 `Goals` is the study's record of both (StudyConfig.goals); the trainer measures a trial's
-footprint (automl.footprint) only when a goal needs it.
+footprint (automl.execution.footprint) only when a goal needs it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from automl.epochs import FITNESS
 from automl.errors import ConfigError
 
-FITNESS = "fitness"
 # objective name -> (the trial's user attr holding its value, Optuna direction, unit)
 MEASURES = {"latency": ("latency_ms", "minimize", "ms"), "size": ("size_mb", "minimize", "MB")}
 OBJECTIVE_NAMES = (FITNESS, *MEASURES)

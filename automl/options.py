@@ -7,7 +7,7 @@ value out of range ends in one line naming the flag, the value and the fix. Help
 searchers, pruners, fitness presets or metrics read them from their registries.
 
 Checks that involve several options or the data (a searcher that cannot drive several
-objectives, --repeats against --trials) stay with the step that decides them (automl.planning).
+objectives, --repeats against --trials) stay with the step that decides them (automl.searching.planning).
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def _fitness(v: Any) -> str | None:
 
 def _registry_names(kind: str) -> str:
     if kind == "searcher":
-        from automl.searchers import SEARCHERS as registry
+        from automl.searching.searchers import SEARCHERS as registry
     else:
         from automl.execution.pruners import PRUNERS as registry
     return "; ".join(f"{name}: {entry.help}" for name, entry in registry.items())

@@ -37,8 +37,8 @@ def main() -> None:
     import numpy as np
     import pandas as pd
 
-    import automl.trainer as trainer_module
-    from automl.demo import make_demo_dataset
+    import automl.execution.trainer as trainer_module
+    from automl.data.demo import make_demo_dataset
 
     rng = np.random.default_rng(args.seed)
     configs = [{"lr0": 0.01, "lrf": 0.01, "momentum": 0.937}]

@@ -25,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import automl
-    from automl.demo import make_demo_dataset
+    from automl.data.demo import make_demo_dataset
 
     with tempfile.TemporaryDirectory(prefix="automl-overhead-") as tmp:
         os.chdir(tmp)

@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
-    from automl.demo import SMALL_TRAINING, make_small_dataset
+    from automl.data.demo import SMALL_TRAINING, make_small_dataset
 
     for key, value in SMALL_TRAINING.items():
         setattr(args, key, value)

@@ -232,8 +232,8 @@ def ultralytics_reads(data_yaml: Path) -> dict[str, dict[str, np.ndarray]]:
 
 def read_parity(data_yaml: Path, cwd: Path) -> dict:
     """What ultralytics trains on against what automl reads, and automl check's verdict."""
-    from automl.checks import main_cause, usable
-    from automl.data import load_dataset
+    from automl.data.checks import main_cause, usable
+    from automl.data.dataset import load_dataset
     from automl.errors import AutoMLError
 
     before = os.getcwd()

@@ -6,7 +6,7 @@ resolves it for the regime: the optimizer ultralytics' auto picks, its by_optimi
 drawn by a scrambled Sobol design over the space (log keys on a log scale), each with every
 `--seeds` training seed, to the full epoch count on the data a trial of the default search
 trains on. Every epoch's EpochReport (metrics, fitness, validation loss, seconds) goes into a
-compressed record that `automl.replay` reads (`automl.search(replay=...)`, the replay
+compressed record that `automl.execution.replay` reads (`automl.search(replay=...)`, the replay
 benchmark, tests).
 
     python benchmarks/record_curves.py --regime small --configs 96 --seeds 0 1 --workers 2
@@ -66,7 +66,7 @@ def design(space, n: int, seed: int) -> list[dict]:
 def _train(job: dict) -> dict:
     """One training in a worker process: its EpochReports as dicts, and its wall time."""
     os.environ.setdefault("YOLO_VERBOSE", "False")
-    from automl.trainer import train_once
+    from automl.execution.trainer import train_once
 
     reports = []
     start = time.perf_counter()
@@ -107,11 +107,11 @@ def main() -> None:
     import numpy as np
 
     from automl.config import SearchFlags
-    from automl.data import load_dataset, make_mini_dataset
-    from automl.demo import SMALL_TRAINING, make_demo_dataset, make_small_dataset
-    from automl.planning import resolve_search
-    from automl.replay import FIELDS, Record, load_record
-    from automl.spaces import load_space, ultralytics_defaults
+    from automl.data.dataset import load_dataset, make_mini_dataset
+    from automl.data.demo import SMALL_TRAINING, make_demo_dataset, make_small_dataset
+    from automl.execution.replay import FIELDS, Record, load_record
+    from automl.searching.planning import resolve_search
+    from automl.searching.spaces import load_space, ultralytics_defaults
 
     out = Path(args.out or Path(__file__).parent / "records" / f"{args.regime}.npz")
     partial = out.with_suffix(".partial.jsonl")

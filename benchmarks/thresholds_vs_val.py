@@ -1,4 +1,4 @@
-"""A 10 x 10 (IoU x conf) threshold sweep: automl's cached replay vs. one `model.val` per pair.
+"""A 10 x 10 (IoU x conf) threshold sweep: automl's cached sweep vs. one `model.val` per pair.
 
 Both sides use the same weights, data and split, in one run. The cached side includes its one
 inference pass (the cache file is deleted first); the reference calls ultralytics' `model.val`
@@ -22,8 +22,8 @@ METRICS = ("precision", "recall", "map50", "map75", "map50_95")
 
 
 def _train_demo(root: Path, n_val: int) -> tuple[Path, Path]:
-    from automl.demo import make_demo_dataset
-    from automl.trainer import train_once
+    from automl.data.demo import make_demo_dataset
+    from automl.execution.trainer import train_once
 
     data = make_demo_dataset(root / "data", n_train=48, n_val=n_val, seed=3)
     run = {"data": str(data), "model": "yolo11n.yaml", "epochs": 10, "imgsz": 128, "batch": 4,
@@ -47,7 +47,7 @@ def main() -> None:
     from ultralytics import YOLO
     from ultralytics.utils import LOGGER
 
-    from automl.thresholds import (
+    from automl.results.thresholds import (
         DEFAULT_CONF_GRID,
         DEFAULT_IOU_GRID,
         cache_path_for,
@@ -86,8 +86,8 @@ def main() -> None:
     cached = statistics.median(cached_times)
     rows = [
         ("model.val per pair", len(pairs), val_time, 1.0),
-        ("cache: 1 inference + replay (median)", len(pairs), cached, val_time / cached),
-        ("cache already on disk: replay only", len(pairs), hit_time, val_time / hit_time),
+        ("cache: 1 inference + sweep (median)", len(pairs), cached, val_time / cached),
+        ("cache already on disk: sweep only", len(pairs), hit_time, val_time / hit_time),
     ]
     print(f"weights {weights}, data {data} (val), grid {len(DEFAULT_IOU_GRID)} IoU x "
           f"{len(DEFAULT_CONF_GRID)} conf; cached side repeated {args.repeats}x: "

@@ -40,7 +40,7 @@ def main() -> None:
     os.environ.setdefault("YOLO_VERBOSE", "False")
 
     import automl
-    from automl.demo import SMALL_TRAINING, make_small_dataset
+    from automl.data.demo import SMALL_TRAINING, make_small_dataset
 
     summary = []
     with tempfile.TemporaryDirectory(prefix="automl-validate-") as tmp:

@@ -129,7 +129,7 @@ PRETRAIN_EPOCHS, PRETRAIN_IMAGES = 20, (1000, 200)
 
 def regime_data(args, seed: int, tmp: Path) -> Path:
     """The regime's data for one seed (a new draw, or another subset of a real export)."""
-    from automl.demo import SMALL_DATA, make_demo_dataset, make_small_dataset
+    from automl.data.demo import SMALL_DATA, make_demo_dataset, make_small_dataset
 
     folder = tmp / f"data{seed}"
     if args.regime in ("small", "long"):
@@ -329,7 +329,7 @@ def main() -> None:
                         help="training seeds to retrain each tool's pick with (default: 1 2 3 "
                              "demo, 1 2 the others)")
     args = parser.parse_args()
-    from automl.demo import make_demo_dataset
+    from automl.data.demo import make_demo_dataset
 
     for key, value in REGIMES[args.regime]["training"].items():
         if getattr(args, key) is None:

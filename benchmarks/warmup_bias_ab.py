@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--values", type=float, nargs="+", default=[0.0, 0.1])
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    from automl.demo import SMALL_TRAINING, make_small_dataset
+    from automl.data.demo import SMALL_TRAINING, make_small_dataset
 
     with tempfile.TemporaryDirectory(prefix="automl-wbl-") as tmp:
         root = Path(tmp)

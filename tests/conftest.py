@@ -25,7 +25,7 @@ def in_tmp(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """A tiny demo dataset (16 train, 8 val images of the demo shapes), made once per session."""
-    from automl.demo import make_demo_dataset
+    from automl.data.demo import make_demo_dataset
 
     return make_demo_dataset(tmp_path_factory.mktemp("tiny"), n_train=16, n_val=8, seed=1)
 
@@ -53,7 +53,7 @@ def ray_fakes(ray_session):
 
 def boxes_of(image, nc: int = 1000):
     """An image's boxes as ultralytics reads them for training (None when it leaves it out)."""
-    from automl.yolo_reader import read_images
+    from automl.data.yolo_reader import read_images
 
     return read_images([image], nc)[0].boxes
 

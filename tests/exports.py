@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from automl.demo import CLASS_NAMES, make_demo_dataset
+from automl.data.demo import CLASS_NAMES, make_demo_dataset
 
 NAMES = list(CLASS_NAMES)
 

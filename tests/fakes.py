@@ -72,12 +72,12 @@ def fake_trainer_killed_by_the_os(config):
 
 
 def fake_record(path, *, configs: int = 40, epochs: int = 20, seed: int = 0):
-    """A record (automl.replay) of made-up learning curves, in the shape of the small regime's
+    """A record (automl.execution.replay) of made-up learning curves, in the shape of the small regime's
     (lr_momentum for AdamW, 20 epochs): fitness 0 until epoch 8, then rising towards a
     closed-form value of lr0 and momentum, plus a per-seed offset (training noise)."""
     import numpy as np
 
-    from automl.replay import FIELDS, Record
+    from automl.execution.replay import FIELDS, Record
 
     rng = np.random.default_rng(seed)
     params = np.column_stack([10 ** rng.uniform(-4, -1, configs), rng.uniform(0.01, 1, configs),

@@ -61,7 +61,7 @@ def test_a_space_that_gives_a_key_twice_is_refused(in_tmp, capsys):
 
 
 def test_a_non_utf8_image_name_is_a_clear_error_before_any_study(in_tmp, capsys):
-    from automl.demo import make_demo_dataset
+    from automl.data.demo import make_demo_dataset
 
     data = make_demo_dataset(in_tmp / "d", n_train=4, n_val=2, seed=0)
     image = next((in_tmp / "d" / "images" / "train").iterdir())
@@ -96,7 +96,7 @@ def test_coco_file_names_that_leave_the_images_folder_are_refused(in_tmp, capsys
 
 
 def test_a_nan_in_a_coco_box_is_left_out_not_written(in_tmp):
-    from automl.coco import import_coco
+    from automl.data.coco import import_coco
 
     ann, images = _coco(in_tmp, "a.png", [1, float("nan"), 10, 10])
     result = import_coco(ann, images, in_tmp / "yolo")
@@ -110,7 +110,7 @@ class _Evil:
 
 
 def test_a_crafted_pt_is_refused_without_running_its_code(in_tmp, capsys):
-    from automl.demo import make_demo_dataset
+    from automl.data.demo import make_demo_dataset
 
     torch.save({"model": _Evil()}, in_tmp / "evil.pt")
     data = make_demo_dataset(in_tmp / "d", n_train=2, n_val=2, seed=0)
@@ -143,7 +143,7 @@ def test_an_unreachable_ray_address_is_one_line(in_tmp, tiny_data):
 def test_thresholds_on_a_data_yaml_with_other_classes_is_refused_before_the_sweep(tmp_path, capsys):
     from ultralytics import YOLO
 
-    from automl.demo import make_demo_dataset
+    from automl.data.demo import make_demo_dataset
 
     data = make_demo_dataset(tmp_path / "d", n_train=2, n_val=2)  # 3 named shape classes
     YOLO("yolo11n.yaml").save(tmp_path / "w.pt")  # 80 classes named "0".."79"

@@ -8,8 +8,8 @@ import optuna
 import pytest
 
 import automl
-from automl.baseline import optimizer_steps, resolve_auto, trial_fixed
-from automl.demo import make_demo_dataset
+from automl.data.demo import make_demo_dataset
+from automl.searching.baseline import optimizer_steps, resolve_auto, trial_fixed
 from automl.study import BASELINE_ATTR, CONFIG_ATTR
 
 
@@ -53,7 +53,7 @@ def _trial_0_is_the_plain_training(data, project, study_name: str, trials: int =
     """
     from ultralytics import YOLO
 
-    from automl.trainer import epoch_metrics, validation_loss
+    from automl.execution.trainer import epoch_metrics, validation_loss
 
     flags = dict(epochs=3, imgsz=64, batch=4)
     seen = {}
@@ -112,8 +112,8 @@ def test_trial_0_equals_a_plain_yolo_train_with_the_same_arguments(in_tmp):
 def test_trial_0_is_the_plain_training_on_data_as_exported(in_tmp, monkeypatch, layout):
     # issue 27: polygons, a mixed file ultralytics drops, `../train/images`, lists relative to
     # the working directory: trial #0 trains the same images and boxes as `yolo train`
-    from automl.checks import usable
-    from automl.data import load_dataset
+    from automl.data.checks import usable
+    from automl.data.dataset import load_dataset
     from tests import exports
 
     data, cwd = exports.build(layout, in_tmp / "export")

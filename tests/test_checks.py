@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from automl.checks import check_dataset, usable
 from automl.cli import main
-from automl.data import label_path, load_dataset
-from automl.demo import make_demo_dataset
+from automl.data.checks import check_dataset, usable
+from automl.data.dataset import label_path, load_dataset
+from automl.data.demo import make_demo_dataset
 from automl.errors import DataError
 
 
@@ -134,7 +134,7 @@ def test_all_rows_of_a_file_are_quoted_up_to_three(demo):
 
 def test_worker_processes_give_the_same_report(demo):
     _label(demo, 1, "7 0.5 0.5 0.1 0.1\n")
-    from automl.checks import check_files
+    from automl.data.checks import check_files
 
     files = list(load_dataset(demo).train) * 400  # above the threshold for processes
     one = check_files(files, 3, workers=1)

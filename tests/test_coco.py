@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from automl.checks import check_dataset
 from automl.cli import main
-from automl.coco import import_coco
-from automl.data import load_dataset
-from automl.demo import CLASS_NAMES, make_demo_dataset
+from automl.data.checks import check_dataset
+from automl.data.coco import import_coco
+from automl.data.dataset import load_dataset
+from automl.data.demo import CLASS_NAMES, make_demo_dataset
 from automl.errors import ConfigError, DataError
 from tests.conftest import boxes_of
 

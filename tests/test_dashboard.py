@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from automl.config import StudyConfig
-from automl.dashboard import resolve_storage
 from automl.errors import StudyError
-from automl.spaces import load_space
+from automl.results.dashboard import resolve_storage
+from automl.searching.spaces import load_space
 from automl.study import check_config, open_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

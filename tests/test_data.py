@@ -3,13 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from automl.data import (
+from automl.data.dataset import (
     load_dataset,
     make_mini_dataset,
     stratification_labels,
     stratified_subset,
 )
-from automl.demo import CLASS_NAMES, ensure_demo_dataset, make_demo_dataset
+from automl.data.demo import CLASS_NAMES, ensure_demo_dataset, make_demo_dataset
 from automl.errors import DataError
 from tests.conftest import boxes_of, write
 
@@ -113,7 +113,7 @@ def test_bad_fraction(tmp_path, demo):
 
 def _labels_one_image_at_a_time(boxes, nc):
     """The per-image definition that the vectorised stratification_labels must match."""
-    from automl.data import ASPECT_EDGES, BPI_BUCKETS, SIZE_EDGES
+    from automl.data.dataset import ASPECT_EDGES, BPI_BUCKETS, SIZE_EDGES
 
     rows = []
     for b in boxes:
@@ -144,7 +144,7 @@ def test_stratification_labels_vectorised_matches_per_image():
 
 
 def test_the_demo_draws_up_to_twelve_classes_as_colour_shape_pairs(tmp_path):
-    from automl.demo import MAX_CLASSES, class_names
+    from automl.data.demo import MAX_CLASSES, class_names
 
     assert class_names(3) == CLASS_NAMES and MAX_CLASSES == 12
     names = class_names(12)

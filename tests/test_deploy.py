@@ -12,8 +12,8 @@ import yaml
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from automl.deployment import parse_formats
 from automl.errors import ConfigError
+from automl.results.deployment import parse_formats
 from automl.study import CONFIG_ATTR, default_storage, get_storage, promotions, record_promotion
 from tests.conftest import run_cli
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 
 from automl.cli import main
-from automl.data import load_dataset
-from automl.demo import make_demo_dataset
-from automl.eda import split_stats
-from automl.yolo_reader import read_images
+from automl.data.dataset import load_dataset
+from automl.data.demo import make_demo_dataset
+from automl.data.eda import split_stats
+from automl.data.yolo_reader import read_images
 from tests.conftest import boxes_of
 
 

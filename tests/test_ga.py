@@ -7,8 +7,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from automl.searchers import GASampler
-from automl.spaces import load_space, parse_space
+from automl.searching.searchers import GASampler
+from automl.searching.spaces import load_space, parse_space
 from tests.fakes import fake_score
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

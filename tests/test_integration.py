@@ -12,7 +12,7 @@ import automl
 from automl.config import RunSpec
 from automl.execution.ray_runner import Resources, run_search
 from automl.fitness import parse_fitness
-from automl.spaces import load_space
+from automl.searching.spaces import load_space
 from automl.study import ERROR_ATTR, finished_trials, open_study
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
@@ -130,7 +130,7 @@ def test_a_space_searching_model_and_imgsz_trains_and_promotes_each_trials_own(i
 def test_a_multi_objective_search_measures_each_trials_own_weights(in_tmp, tiny_data):
     # model x imgsz x lr0 against latency, under the edge device's 100 MB cap: every trial's own
     # trained weights measured, both values told to the study, the front shown and reported
-    from automl.reporting import write_report
+    from automl.results.reporting import write_report
     from automl.study import pareto_trials
     from tests.conftest import write
 

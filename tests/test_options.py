@@ -53,7 +53,7 @@ def test_each_api_function_takes_its_commands_options_with_their_defaults(comman
 def test_help_texts_list_the_registries():
     from automl.execution.pruners import PRUNERS
     from automl.fitness import METRICS, PRESETS
-    from automl.searchers import SEARCHERS
+    from automl.searching.searchers import SEARCHERS
 
     search_help = run_cli("search", "--help", cwd=".").stdout
     for name in [*SEARCHERS, *PRUNERS, *PRESETS]:
@@ -139,7 +139,7 @@ def test_a_folder_holding_someone_elses_files_is_never_written_into(tmp_path, co
     folder.mkdir()
     (folder / "data.yaml").write_text("mine\n")
     if command == "split":  # split needs a dataset to get that far
-        from automl.demo import make_demo_dataset
+        from automl.data.demo import make_demo_dataset
 
         data = make_demo_dataset(tmp_path / "d", n_train=8, n_val=4, seed=0)
         args = ["split", "--data", str(data), "--folds", "2", "--out", str(folder)]
@@ -168,7 +168,7 @@ def test_a_file_output_that_is_a_folder_or_cannot_be_written_is_refused(tmp_path
 
 
 def test_a_split_writes_again_where_it_wrote_before(tmp_path):
-    from automl.demo import make_demo_dataset
+    from automl.data.demo import make_demo_dataset
 
     data = make_demo_dataset(tmp_path / "d", n_train=8, n_val=4, seed=0)
     args = ["split", "--data", str(data), "--folds", "2", "--out", str(tmp_path / "folds")]

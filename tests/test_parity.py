@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import yaml
 
-from automl.checks import check_dataset, usable
 from automl.cli import main
-from automl.data import load_dataset, make_mini_dataset
-from automl.eda import split_stats
-from automl.yolo_reader import read_images
+from automl.data.checks import check_dataset, usable
+from automl.data.dataset import load_dataset, make_mini_dataset
+from automl.data.eda import split_stats
+from automl.data.yolo_reader import read_images
 from tests import exports
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from automl.config import SearchFlags, StudyConfig
-from automl.data import Dataset
+from automl.data.dataset import Dataset
 from automl.errors import ConfigError
-from automl.planning import check_search, resolve_search
-from automl.promotion import resolve_promotion
-from automl.spaces import load_space, parse_space, ultralytics_defaults
+from automl.results.promotion import resolve_promotion
+from automl.searching.planning import check_search, resolve_search
+from automl.searching.spaces import load_space, parse_space, ultralytics_defaults
 
 
 def dataset(n_train: int, n_val: int = 10, nc: int = 2, name: str = "mydata") -> Dataset:
@@ -97,7 +97,7 @@ def test_a_searched_model_and_imgsz_start_at_the_flags():
 
 def test_a_promotion_and_a_training_use_the_trials_model_and_imgsz():
     from automl.config import RunSpec
-    from automl.trainer import run_model, train_args
+    from automl.execution.trainer import run_model, train_args
 
     config = StudyConfig.from_dict({"data": "/d.yaml", "model": "yolo11n.yaml", "imgsz": 96,
                                     "epochs": 5})

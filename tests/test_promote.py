@@ -11,7 +11,7 @@ from optuna.trial import TrialState, create_trial
 from automl.api import studies_table
 from automl.cli import main
 from automl.fitness import parse_fitness
-from automl.promotion import full_data_yaml, promote
+from automl.results.promotion import full_data_yaml, promote
 from automl.study import CONFIG_ATTR, default_storage, get_storage, promotions
 from tests.conftest import run_cli
 

@@ -1,4 +1,4 @@
-"""Replayed trainings (automl.replay): a record stands in for real trainings, through the same
+"""Replayed trainings (automl.execution.replay): a record stands in for real trainings, through the same
 search, study records and pruners; the in-process simulation equals the Ray Tune path."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 
 import automl
 from automl.errors import ConfigError
-from automl.replay import load_record, simulate_search
+from automl.execution.replay import load_record, simulate_search
 from automl.study import (
     BASELINE_ATTR,
     REPEAT_OF_ATTR,
@@ -107,7 +107,7 @@ def test_the_bandwidth_fit_predicts_each_configuration_from_the_others_only(reco
 def test_a_blend_ignores_a_neighbour_that_stopped_early():
     import numpy as np
 
-    from automl.replay import _blend
+    from automl.execution.replay import _blend
 
     values = np.array([[0.2, 0.4, np.nan], [0.4, np.nan, np.nan]])  # epochs in columns
     blended = _blend(np.array([0.75, 0.25]), values)
@@ -201,7 +201,7 @@ def _variant(record_path, tmp_path, name, *, meta=None, scale_map50=None):
     """The fake record with other meta (what it was trained with) or other map50 values."""
     import dataclasses
 
-    from automl.replay import FIELDS, Record
+    from automl.execution.replay import FIELDS, Record
 
     record = load_record(record_path)
     curves = record.curves.copy()
@@ -213,7 +213,7 @@ def _variant(record_path, tmp_path, name, *, meta=None, scale_map50=None):
 
 
 def test_a_replay_refuses_a_record_trained_otherwise_in_one_line(record_path, tmp_path):
-    from automl.replay import record_space
+    from automl.execution.replay import record_space
 
     # recorded with auto's warmup_bias_lr 0; today's searched trials train 0.1
     old = _variant(record_path, tmp_path, "old.npz", meta={
@@ -230,7 +230,7 @@ def test_a_replay_refuses_a_record_trained_otherwise_in_one_line(record_path, tm
                                           "10-epoch trials; use --epochs 20"):
         simulate_search(old, searcher="tpe", trials=4, seed=0, epochs=10)
     # a space fixed as the record was trained replays it
-    from automl.spaces import load_space
+    from automl.searching.spaces import load_space
 
     path = record_space(load_record(old), tmp_path / "recorded.yaml")
     assert load_space(str(path)).fixed == {"optimizer": "AdamW", "warmup_bias_lr": 0.0}

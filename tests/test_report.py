@@ -15,8 +15,8 @@ import pytest
 from optuna.trial import TrialState
 
 from automl.config import StudyConfig
-from automl.reporting import figures, write_report
-from automl.spaces import load_space
+from automl.results.reporting import figures, write_report
+from automl.searching.spaces import load_space
 from automl.study import check_config, open_study, record_promotion
 from tests.conftest import run_cli
 

@@ -6,8 +6,8 @@ import optuna
 import pytest
 
 from automl.errors import ConfigError, SearchSpaceError
-from automl.searchers import SEARCHERS, grid_size, grid_values, make_sampler, queue_first_trials
-from automl.spaces import parse_space
+from automl.searching.searchers import SEARCHERS, grid_size, grid_values, make_sampler, queue_first_trials
+from automl.searching.spaces import parse_space
 from tests.fakes import fake_score
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

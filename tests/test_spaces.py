@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from automl.errors import SearchSpaceError
-from automl.spaces import builtin_names, load_space, parse_space
+from automl.searching.spaces import builtin_names, load_space, parse_space
 from tests.conftest import write
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from automl.cli import main
-from automl.data import (
+from automl.data.dataset import (
     kfold_split,
     label_columns,
     load_dataset,
@@ -14,7 +14,7 @@ from automl.data import (
     stratified_folds,
     write_folds,
 )
-from automl.demo import make_demo_dataset
+from automl.data.demo import make_demo_dataset
 from automl.errors import DataError
 
 # Stated tolerance: on 2,000 images with realistic labels (3:1:0.5 classes, ~4 boxes per image,

@@ -11,10 +11,10 @@ import yaml
 from optuna.trial import TrialState
 
 from automl import study as studies
-from automl.study import storage
 from automl.config import StudyConfig
 from automl.errors import ConfigError, StudyError
-from automl.spaces import load_space
+from automl.searching.spaces import load_space
+from automl.study import storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 DISTS = load_space("lr_momentum").distributions()

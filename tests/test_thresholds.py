@@ -9,9 +9,9 @@ import yaml
 
 from automl.cli import main
 from automl.config import RunSpec
-from automl.demo import make_demo_dataset
-from automl.thresholds import RawCache, Replayer, cache_path_for, tune_thresholds
-from automl.trainer import train_once
+from automl.data.demo import make_demo_dataset
+from automl.execution.trainer import train_once
+from automl.results.thresholds import CachedSweep, RawCache, cache_path_for, tune_thresholds
 from tests.conftest import run_automl, run_cli
 
 METRICS = ("precision", "recall", "map50", "map75", "map50_95")
@@ -58,12 +58,12 @@ def test_metrics_from_the_cache_equal_model_val(trained, tmp_path, monkeypatch):
             assert ours[key] == pytest.approx(float(reference[key]), abs=1e-3), (iou, conf, key)
 
     # the sweep's shortcut (NMS + matching once per IoU, conf applied after) changes nothing:
-    # every pair equals a full NMS + matching replay at that pair
-    replayer = Replayer(RawCache.load(cache_path_for(weights, "val")))
+    # every pair equals a full NMS + matching run at that pair
+    sweeper = CachedSweep(RawCache.load(cache_path_for(weights, "val")))
     for (iou, conf), swept in result.table.items():
-        direct = replayer.metrics(iou, conf)
+        direct = sweeper.metrics(iou, conf)
         assert direct == pytest.approx({k: v for k, v in swept.items() if k != "score"}, abs=1e-12)
-    replayer.close()
+    sweeper.close()
 
     # the best pair is the argmax of the metric asked for, and is written beside the weights
     best = max(result.table, key=lambda k: result.table[k]["map75"])

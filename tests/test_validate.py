@@ -15,8 +15,9 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from automl.promotion import _pick_trial
-from automl.reporting import write_report
+from automl.results.promotion import _pick_trial
+from automl.results.reporting import write_report
+from automl.results.validation import Row, candidates, judge, rank_correlations, validate
 from automl.study import (
     BASELINE_ATTR,
     CONFIG_ATTR,
@@ -27,7 +28,6 @@ from automl.study import (
     default_storage,
     get_storage,
 )
-from automl.validation import Row, candidates, judge, rank_correlations, validate
 from tests.conftest import run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -22,9 +22,9 @@ from automl.epochs import EpochReport, error_report
 from automl.errors import ConfigError
 from automl.execution.events import EpochEvent, TrialEvent
 from automl.execution.pruners import make_scheduler
+from automl.execution.trainer import offline_env
 from automl.objectives import Goals
 from automl.study import finished_trials, heartbeat_settings
-from automl.trainer import offline_env
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def run_trial(config: dict[str, Any]) -> None:
     import ray
     from ray import tune
 
-    from automl.trainer import train_once
+    from automl.execution.trainer import train_once
 
     node = ray.get_runtime_context().get_node_id()
 

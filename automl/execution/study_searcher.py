@@ -22,6 +22,7 @@ from ray.tune.search import Searcher
 from automl.config import RunSpec
 from automl.epochs import FITNESS, EpochReport
 from automl.execution.events import EpochEvent, TrialEvent
+from automl.execution.trainer import quiet_ultralytics
 from automl.objectives import Goals
 from automl.study import (
     BASELINE_ATTR,
@@ -38,7 +39,6 @@ from automl.study import (
     recover_interrupted,
     trial_slot_lock,
 )
-from automl.trainer import quiet_ultralytics
 
 
 def _best_epoch(history: list[EpochReport]) -> EpochReport | None:

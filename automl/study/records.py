@@ -89,7 +89,8 @@ def promotions(study) -> dict[int, dict[str, Any]]:
 
 
 def validation(study) -> dict[str, Any] | None:
-    """The verdict `automl validate` stored on the study (automl.validation.Verdict.as_dict), or None."""
+    """The verdict `automl validate` stored on the study (automl.results.validation.Verdict
+    .as_dict), or None."""
     return study.user_attrs.get(VALIDATION_ATTR)
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.errors import ConfigError
-from automl.footprint import latency, size_mb
+from automl.execution.footprint import latency, size_mb
 
 EXTRA = 'pip install -e ".[deploy]"'
 FORMATS = ("onnx", "openvino")
@@ -111,7 +111,7 @@ def accuracy(path: Path, data: Path, imgsz: int) -> dict[str, float]:
     from ultralytics import YOLO
 
     from automl.epochs import box_metrics
-    from automl.trainer import quiet_ultralytics
+    from automl.execution.trainer import quiet_ultralytics
 
     with quiet_ultralytics():
         results = YOLO(str(path), task="detect").val(
@@ -121,13 +121,13 @@ def accuracy(path: Path, data: Path, imgsz: int) -> dict[str, float]:
     return {k: m[k] for k in ("map50", "map75", "map50_95")}
 
 
-def export(model_path: Path, fmt: str, *, int8: bool, data: Path, imgsz: int) -> Path:
+def export_model(model_path: Path, fmt: str, *, int8: bool, data: Path, imgsz: int) -> Path:
     """ultralytics' exporter, fp32 or int8 calibrated on the training images; the artifact's path."""
     import logging
 
     from ultralytics import YOLO
 
-    from automl.trainer import quiet_ultralytics
+    from automl.execution.trainer import quiet_ultralytics
 
     args = {"format": fmt, "imgsz": imgsz, "device": "cpu", "batch": 1, "dynamic": False}
     if fmt == "onnx":
@@ -205,9 +205,9 @@ def deploy(
             whose classes are not the model's; all before anything is written.
     """
     from automl.console import text_table
-    from automl.data import load_dataset
+    from automl.data.dataset import load_dataset
     from automl.options import check
-    from automl.planning import machine_cpus
+    from automl.searching.planning import machine_cpus
     from automl.weights import check_classes, load_detection_model
 
     check("deploy", locals())
@@ -243,7 +243,7 @@ def deploy(
     for fmt in names:
         for quantised in ((True, False) if int8 else (False,)):
             start = time.perf_counter()
-            path = export(weights, fmt, int8=quantised, data=Path(data_path), imgsz=size)
+            path = export_model(weights, fmt, int8=quantised, data=Path(data_path), imgsz=size)
             spent = time.perf_counter() - start
             artifact = _measure(f"{fmt} {'int8' if quantised else 'fp32'}", path, spent,
                                 data_path, size, threads, runs, warmup)

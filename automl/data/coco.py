@@ -21,7 +21,7 @@ from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
-from automl.data import label_path, mini_size, stratification_labels, stratified_subset, write_split
+from automl.data.dataset import label_path, mini_size, stratification_labels, stratified_subset, write_split
 from automl.errors import ConfigError, DataError
 
 _SHOWN = 5  # ids / names quoted per kind of problem
@@ -232,7 +232,7 @@ def _yolo_row(ann: dict, cls: int, im: dict, images_dir: Path, result: CocoImpor
     """One YOLO row (class cx cy w h, normalized) from a COCO [x, y, w, h] px box, clipped."""
     w_img, h_img = im.get("width"), im.get("height")
     if not w_img or not h_img:  # some exporters leave them out: read the header
-        from automl.checks import pil_open
+        from automl.data.checks import pil_open
 
         try:
             with pil_open()(images_dir / str(im["file_name"])) as pil:

@@ -2,7 +2,7 @@
 
 The model runs over the split ONCE, through ultralytics' own DetectionValidator (same letterbox,
 rect batches, batch size, max_det, single_cls and matching as `model.val`), and its raw pre-NMS
-outputs are cached on disk beside the weights. Every (IoU, conf) pair then replays only the
+outputs are cached on disk beside the weights. Every (IoU, conf) pair then re-runs only the
 validator's NMS + matching + metrics on the cache. Anchors whose best class score is at or below
 the smallest confidence of the grid can never survive NMS at any pair of the grid, so they are
 dropped from the cache; what NMS sees for each pair is exactly what it sees in `model.val`.
@@ -25,8 +25,8 @@ import numpy as np
 import yaml
 
 from automl.errors import ConfigError
+from automl.execution.trainer import quiet_ultralytics
 from automl.fitness import parse_fitness
-from automl.trainer import quiet_ultralytics
 from automl.weights import check_classes, load_detection_model
 
 # 10 x 10 by default: conf from ultralytics' val default (0.001) up to its predict default (0.25)
@@ -38,7 +38,7 @@ CACHE_VERSION = 1
 # ultralytics' non_max_suppression default (the validator does not change it): candidates per
 # image beyond this are cut by score before NMS.
 _MAX_NMS = 30000
-# Images replayed through NMS at once: bounds memory (images x anchors kept x channels).
+# Cached images sent through NMS at once: bounds memory (images x anchors kept x channels).
 _REPLAY_CHUNK = 32
 
 
@@ -115,7 +115,7 @@ def _cache_key(weights: Path, data: Path, split: str, images: Sequence[Path],
     """
     import ultralytics
 
-    from automl.data import files_fingerprint
+    from automl.data.dataset import files_fingerprint
 
     st = weights.stat()
     digest = hashlib.sha1(data.read_bytes()).hexdigest()[:16]
@@ -138,13 +138,13 @@ def _caching_validator_class():
 
     class CachingValidator(DetectionValidator):
         """DetectionValidator that records raw predictions and prepared ground truth per image,
-        and replays NMS + metrics from such records."""
+        and re-runs NMS + metrics from such records (a sweep)."""
 
         conf_floor = 0.0
         raw_records: list | None = None
 
         def postprocess(self, preds):
-            if self.raw_records is not None:  # the one inference pass (not a replay)
+            if self.raw_records is not None:  # the one inference pass (not a sweep)
                 raw = preds[0] if isinstance(preds, (list, tuple)) else preds
                 keep = raw[:, 4:].amax(1) > self.conf_floor  # (B, anchors); detect: all are classes
                 for i in range(raw.shape[0]):
@@ -152,8 +152,8 @@ def _caching_validator_class():
             return super().postprocess(preds)
 
         def _prepare_batch(self, si, batch):
-            if "replay" in batch:
-                return batch["replay"][si]
+            if "cached" in batch:
+                return batch["cached"][si]
             pbatch = super()._prepare_batch(si, batch)
             self.gt_records.append({
                 "cls": pbatch["cls"].cpu().numpy(), "bboxes": pbatch["bboxes"].cpu().numpy(),
@@ -173,7 +173,7 @@ class RawCache:
     preds: list[np.ndarray]
     gt: list[dict[str, Any]]
     names: dict[int, str]
-    args: dict[str, Any]  # resolved validator args the replay needs (max_det, single_cls, ...)
+    args: dict[str, Any]  # resolved validator args the sweep needs (max_det, single_cls, ...)
     conf_floor: float
     key: dict[str, Any]
 
@@ -238,7 +238,7 @@ def compute_raw_cache(model, *, data: Path, split: str, conf_floor: float, imgsz
                     conf_floor=conf_floor, key=key)
 
 
-class Replayer:
+class CachedSweep:
     """Re-runs only NMS, matching and metrics of ultralytics' DetectionValidator on a RawCache."""
 
     def __init__(self, cache: RawCache) -> None:
@@ -246,7 +246,7 @@ class Replayer:
 
         self._torch = torch
         self.cache = cache
-        self._tmp = tempfile.TemporaryDirectory(prefix="automl-replay-")
+        self._tmp = tempfile.TemporaryDirectory(prefix="automl-sweep-")
         v = _caching_validator_class()(
             save_dir=Path(self._tmp.name),
             args={**cache.args, "plots": False, "save_json": False, "save_txt": False,
@@ -314,7 +314,7 @@ class Replayer:
         v.args.conf, v.args.iou = conf, iou
         v.init_metrics(self._model_stub)
         for raw, gt in self._chunks:
-            v.update_metrics(v.postprocess(raw), {"replay": gt})
+            v.update_metrics(v.postprocess(raw), {"cached": gt})
 
     def _finish(self) -> dict[str, float]:
         from automl.epochs import box_metrics
@@ -355,7 +355,7 @@ def tune_thresholds(
         ConfigError: a grid value outside (0, 1), an unknown metric or split, weights that are
             not a detection model, a data.yaml that cannot be read.
     """
-    from automl.data import load_dataset, split_images
+    from automl.data.dataset import load_dataset, split_images
     from automl.options import check
 
     check("thresholds", locals())
@@ -390,15 +390,15 @@ def tune_thresholds(
         else:
             say(f"raw predictions from cache {cache_file}")
         t = time.perf_counter()
-        replayer = Replayer(cache)
+        sweeper = CachedSweep(cache)
         table: dict[tuple[float, float], dict[str, float]] = {}
         try:
-            for pair, m in replayer.sweep(ious, confs).items():
+            for pair, m in sweeper.sweep(ious, confs).items():
                 value = score_of(m)
                 m["score"] = value if math.isfinite(value) else float("nan")
                 table[pair] = m
         finally:
-            replayer.close()
+            sweeper.close()
         timings["sweep"] = time.perf_counter() - t
 
     best_iou, best_conf = max(table, key=lambda k: (_finite(table[k]["score"]), -k[1], k[0]))

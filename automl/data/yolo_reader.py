@@ -63,7 +63,7 @@ class ImageLabels:
 
 def _ultralytics():
     """ultralytics' data utilities, imported offline (nothing downloads or installs from here)."""
-    from automl.trainer import offline_env
+    from automl.execution.trainer import offline_env
 
     for key, value in offline_env().items():
         os.environ.setdefault(key, value)
@@ -102,7 +102,7 @@ def resolve_yaml(data_yaml: str | Path) -> dict[str, Any]:
     Raises:
         DataError: ultralytics refuses the file; its reason, in one line.
     """
-    from automl.trainer import quiet_ultralytics
+    from automl.execution.trainer import quiet_ultralytics
 
     data_utils = _ultralytics()
     try:
@@ -129,7 +129,7 @@ def image_files(entry: str | list[str]) -> list[str]:
     """
     from ultralytics.data.base import BaseDataset
 
-    from automl.trainer import quiet_ultralytics
+    from automl.execution.trainer import quiet_ultralytics
 
     _ultralytics()
     # get_img_files reads only these two attributes of its dataset

@@ -14,7 +14,7 @@ from typing import Any
 from automl.defaults import GA_PARENT_MODES as PARENT_MODES
 from automl.errors import ConfigError, SearchSpaceError
 from automl.registry import lookup
-from automl.spaces import Param, SearchSpace
+from automl.searching.spaces import Param, SearchSpace
 
 __all__ = ["SEARCHERS", "GASampler", "PARENT_MODES", "SearcherEntry", "grid_values",
            "make_sampler", "queue_first_trials", "searcher_entry"]
@@ -182,7 +182,7 @@ def _grid_sampler_class():
 
 
 def _ga(a: SamplerArgs):
-    from automl.searchers.ga import GASampler
+    from automl.searching.searchers.ga import GASampler
 
     if a.ga_parent not in PARENT_MODES:
         raise ConfigError(f"--ga-parent {a.ga_parent}: choose one of {', '.join(PARENT_MODES)}")
@@ -190,13 +190,13 @@ def _ga(a: SamplerArgs):
 
 
 def __getattr__(name: str):
-    # GASampler stays importable from here without making `import automl.searchers` (the CLI's
+    # GASampler stays importable from here without making `import automl.searching.searchers` (the CLI's
     # help reads the registry) pay for importing Optuna
     if name == "GASampler":
-        from automl.searchers.ga import GASampler
+        from automl.searching.searchers.ga import GASampler
 
         return GASampler
-    raise AttributeError(f"module 'automl.searchers' has no attribute {name!r}")
+    raise AttributeError(f"module 'automl.searching.searchers' has no attribute {name!r}")
 
 
 def _tpe(a: SamplerArgs):

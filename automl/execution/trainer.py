@@ -191,7 +191,7 @@ def footprint(trainer, imgsz: int) -> dict[str, float]:
     """
     import torch
 
-    from automl.footprint import measure_checkpoint
+    from automl.execution.footprint import measure_checkpoint
 
     try:
         size, latency = measure_checkpoint(trainer.last, imgsz, threads=torch.get_num_threads())

@@ -54,12 +54,12 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     Raises:
         ConfigError: a space that cannot serve these flags (a grid of a continuous key, ...).
     """
-    from automl.baseline import resolve_auto, trial_fixed
-    from automl.data import auto_fraction, mini_size
+    from automl.data.dataset import auto_fraction, mini_size
     from automl.execution.pruners import default_pruner, pruner_entry
     from automl.fitness import parse_fitness
     from automl.options import fraction_value
-    from automl.searchers import searcher_entry
+    from automl.searching.baseline import resolve_auto, trial_fixed
+    from automl.searching.searchers import searcher_entry
 
     entry = searcher_entry(flags.searcher)
     fit = parse_fitness(flags.fitness)
@@ -155,7 +155,7 @@ def check_search(flags: SearchFlags) -> None:
 
     from automl.execution.pruners import pruner_entry
     from automl.options import check
-    from automl.searchers import SEARCHERS, searcher_entry
+    from automl.searching.searchers import SEARCHERS, searcher_entry
     from automl.study import check_storage, check_study_name
 
     check("search", asdict(flags))

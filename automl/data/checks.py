@@ -1,6 +1,6 @@
 """`automl check`: every image and label as ultralytics' detection trainer reads them.
 
-ultralytics decides (automl.yolo_reader runs its own `verify_image_label`): an image it leaves out
+ultralytics decides (automl.data.yolo_reader runs its own `verify_image_label`): an image it leaves out
 of training is an error here, and left out of every split and trial too; an image it trains on
 is kept, with a warning where something looks wrong. For each image left out, the check says why
 in its own terms (the kind below, the offending rows) and quotes ultralytics' reason.
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from automl.data import Dataset
+from automl.data.dataset import Dataset
+from automl.data.yolo_reader import ImageLabels, read_images
 from automl.errors import DataError
-from automl.yolo_reader import ImageLabels, read_images
 
 # Ultralytics' tolerance for normalized coordinates (labels from rounding tools reach 1.0049).
 COORD_TOLERANCE = 0.01

@@ -2,7 +2,7 @@
 
 Images and boxes per class, image sizes, boxes per image, box aspect, box area (with the count
 under a small-box threshold) and images without boxes, for train and val. Images and boxes are
-read by ultralytics' own code, as its trainer reads them (automl.yolo_reader: polygon rows as
+read by ultralytics' own code, as its trainer reads them (automl.data.yolo_reader: polygon rows as
 their boxes; images it leaves out are left out here too, and counted); image sizes come from the
 image headers, EXIF rotation applied (no pixel decode).
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from automl.data import Dataset, load_dataset
-from automl.yolo_reader import ImageLabels, read_images
+from automl.data.dataset import Dataset, load_dataset
+from automl.data.yolo_reader import ImageLabels, read_images
 
 SMALL_AREA = 32 * 32  # COCO's "small" object: under 32x32 px
 

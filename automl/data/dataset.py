@@ -33,7 +33,7 @@ class Dataset:
     """A detection dataset as ultralytics' detection trainer reads its data.yaml.
 
     `train` and `val` are the image files ultralytics lists (absolute paths). `boxes`, once the
-    dataset is checked (automl.checks.usable), holds every image's boxes as ultralytics reads
+    dataset is checked (automl.data.checks.usable), holds every image's boxes as ultralytics reads
     them, so that splits need not read the labels again, and `listed_train`/`listed_val` the
     images as listed, those ultralytics leaves out of training included.
     """
@@ -66,7 +66,7 @@ def label_path(image: Path | str) -> Path:
 
 def label_paths(images: Sequence[Path | str]) -> list[str]:
     """label_path of many images at once, as strings (ultralytics' img2label_paths)."""
-    from automl.yolo_reader import label_files
+    from automl.data.yolo_reader import label_files
 
     return label_files(images)
 
@@ -103,7 +103,7 @@ def _raw_yaml(source: Path) -> dict:
 
 def _images_from(entry: str | list[str], source: Path, key: str) -> tuple[Path, ...]:
     """The images ultralytics lists for a resolved entry, as absolute paths."""
-    from automl.yolo_reader import image_files
+    from automl.data.yolo_reader import image_files
 
     for item in entry if isinstance(entry, list) else [entry]:
         if not os.path.exists(item):
@@ -134,7 +134,7 @@ def load_dataset(data_yaml: str | Path) -> Dataset:
         DataError: missing file or keys, names/nc disagreeing, paths that do not exist, or
             anything ultralytics refuses (its reason in one line).
     """
-    from automl.yolo_reader import resolve_yaml
+    from automl.data.yolo_reader import resolve_yaml
 
     source = Path(data_yaml)
     _raw_yaml(source)
@@ -154,7 +154,7 @@ def split_images(data_yaml: str | Path, split: str) -> tuple[Path, ...]:
     Raises:
         DataError: the split is missing or names paths that do not exist.
     """
-    from automl.yolo_reader import resolve_yaml
+    from automl.data.yolo_reader import resolve_yaml
 
     source = Path(data_yaml)
     _raw_yaml(source)
@@ -215,7 +215,7 @@ def image_boxes(dataset: Dataset, files: Sequence[Path]) -> list[np.ndarray]:
     ultralytics leaves out has none)."""
     if dataset.boxes is not None:
         return [dataset.boxes[f] for f in files]
-    from automl.yolo_reader import no_boxes, read_images
+    from automl.data.yolo_reader import no_boxes, read_images
 
     return [r.boxes if r.kept else no_boxes() for r in read_images(files, dataset.nc)]
 
@@ -300,7 +300,7 @@ def auto_fraction(n_train: int, *, epochs: int, batch: int, nbs: int) -> tuple[f
     nominal batch of max(batch, nbs) images, as ultralytics accumulates); otherwise the
     smallest share that does, all images when none does.
     """
-    from automl.baseline import optimizer_steps
+    from automl.searching.baseline import optimizer_steps
 
     def steps(fraction: float) -> int:
         return optimizer_steps(mini_size(n_train, fraction), epochs, batch, nbs)

@@ -294,11 +294,11 @@ def validate(
     from automl import study as studies
     from automl.config import RunSpec
     from automl.console import LiveProgress
-    from automl.data import load_dataset
+    from automl.data.dataset import load_dataset
     from automl.execution.ray_runner import Resources, run_search
     from automl.options import check
-    from automl.planning import machine_cpus, machine_gpus, trial_resources
-    from automl.promotion import full_data_yaml
+    from automl.results.promotion import full_data_yaml
+    from automl.searching.planning import machine_cpus, machine_gpus, trial_resources
 
     check("validate", locals())
     say = log or (lambda line: print(line, flush=True))

@@ -89,7 +89,7 @@ def _pick_trial(study, number: int | None, say: Callable[[str], None]):
 def full_data_yaml(data: Path, mode: str, out_dir: Path) -> Path:
     """The data.yaml the promotion trains on: the user's own for 'train'; for 'train+val' a
     derived one whose train list holds train and val images (lists only, nothing copied)."""
-    from automl.data import load_dataset, write_split
+    from automl.data.dataset import load_dataset, write_split
 
     dataset = load_dataset(data)
     if mode == "train":
@@ -144,7 +144,7 @@ def promote(
         epochs, model, imgsz, batch: default to the study's search settings.
         device: ultralytics device (default: auto, a GPU when present).
         project: runs go to PROJECT/STUDY-trialN.
-        tune_thresholds: afterwards sweep NMS IoU x conf on best.pt (see automl.thresholds);
+        tune_thresholds: afterwards sweep NMS IoU x conf on best.pt (see automl.results.thresholds);
             metric (default: the study's fitness), conf_grid, iou_grid go to it.
         log: where progress lines go (default: stdout).
 
@@ -173,7 +173,7 @@ def promote(
     check_model(plan.model)
     fit = parse_fitness(config.fitness or None)
     if tune_thresholds:  # check the grids now, not after hours of training
-        from automl.thresholds import metric_fitness, parse_grid
+        from automl.results.thresholds import metric_fitness, parse_grid
 
         parse_grid(conf_grid, "--conf-grid", ())
         parse_grid(iou_grid, "--iou-grid", ())
@@ -263,9 +263,9 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
     """Train the promotion (continuing from last.pt when one was cut short) and record it."""
     from automl import study as studies
     from automl.config import RunSpec
+    from automl.execution.trainer import train_once
     from automl.fitness import METRICS
-    from automl.planning import machine_cpus
-    from automl.trainer import train_once
+    from automl.searching.planning import machine_cpus
 
     train_yaml = full_data_yaml(plan.data, plan.full_data, plan.run_dir / "data")
     resumed = _resumable(plan.last)
@@ -326,7 +326,7 @@ def _tune(result: PromoteResult, the_study, data: Path, metric: str, conf_grid, 
           imgsz: int, device: str | None, say: Callable[[str], None]) -> None:
     """Tune best.pt's thresholds on the val split of the user's data.yaml; record them too."""
     from automl import study as studies
-    from automl.thresholds import tune_thresholds
+    from automl.results.thresholds import tune_thresholds
 
     result.thresholds = tune_thresholds(weights=result.weights, data=data, metric=metric,
                                         conf_grid=conf_grid, iou_grid=iou_grid, imgsz=imgsz,

@@ -268,7 +268,7 @@ def check_record(record: Record, run) -> None:
     Raises:
         ConfigError: one line naming the record, what differs, and the fix.
     """
-    from automl.spaces import ultralytics_defaults
+    from automl.searching.spaces import ultralytics_defaults
 
     defaults = ultralytics_defaults()  # an arg left out trains at ultralytics' default
     flags = record.meta.get("flags", {})
@@ -291,7 +291,7 @@ def check_record(record: Record, run) -> None:
             now = ", ".join(f"{k}={now[k]}" for k in differ)
             raise ConfigError(
                 f"--replay {source}: its {what} trained {was}, this search's would train {now}; "
-                f"replay with a space whose fixed: gives {was} (automl.replay.record_space), or "
+                f"replay with a space whose fixed: gives {was} (automl.execution.replay.record_space), or "
                 "record the curves again")
 
 
@@ -319,7 +319,7 @@ def record_space(record: Record, path: str | Path) -> Path:
 
 def record_dataset(record: Record):
     """A stand-in for the recorded data: the counts and names a search plan reads, no files."""
-    from automl.data import Dataset
+    from automl.data.dataset import Dataset
 
     info = record.meta["dataset"]
     return Dataset(yaml_path=Path(info["yaml"]), names=tuple(info["names"]),
@@ -384,8 +384,8 @@ def replay_plan(record_path: str | Path, **flags: Any):
     Flags default to those the record was made with (epochs, imgsz, batch, data).
     """
     from automl.config import SearchFlags
-    from automl.planning import check_search, resolve_search
-    from automl.spaces import load_space, ultralytics_defaults
+    from automl.searching.planning import check_search, resolve_search
+    from automl.searching.spaces import load_space, ultralytics_defaults
 
     record = load_record(record_path)
     settings = {**record.meta["flags"], "replay": str(record_path), **flags}
@@ -418,7 +418,7 @@ def simulate_search(record_path: str | Path, *, storage=None, training_seed: int
     """
     import optuna
 
-    from automl.searchers import make_sampler, queue_first_trials
+    from automl.searching.searchers import make_sampler, queue_first_trials
     from automl.study import check_config
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
