@@ -75,6 +75,7 @@ def search(
     objectives: str | None = None,
     max_size_mb: float | None = None,
     max_latency_ms: float | None = None,
+    replay_epoch_seconds: float = 0.0,
     drop_bad_images: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
@@ -119,6 +120,8 @@ def search(
         max_size_mb, max_latency_ms: caps on a trial's own trained weights (size in MB, median
             CPU latency at batch 1 in ms, measured after its final epoch): a trial over a cap is
             infeasible, never the best and never a GA parent.
+        replay_epoch_seconds: with `replay`, each replayed epoch takes this long (a stand-in for
+            training time: scale benchmarks know the theoretical minimum of their wall time).
         drop_bad_images: search even when ultralytics would leave out more than 5% of the
             images (automl.data.checks.MAX_DROPPED_SHARE); without it such data stops the search
             before the first trial, naming the main cause and its fix.

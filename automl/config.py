@@ -60,6 +60,7 @@ class RunSpec:
     measure: bool = False  # size and CPU latency of the final weights (a cap or objective needs them)
     replay_neighbours: int = 1  # a replay blends this many nearest recorded configurations
     replay_bandwidth: float = 0.0  # ... or, > 0, all of them by a Gaussian kernel this wide
+    replay_epoch_seconds: float = 0.0  # a replayed epoch takes this long (scale benchmarks)
 
     def for_baseline(self) -> RunSpec:
         """The same run training the plain training's args instead of the space's fixed ones."""
@@ -177,6 +178,7 @@ class SearchFlags:
     max_size_mb: float | None = None  # trials whose weights are larger are infeasible
     max_latency_ms: float | None = None  # ... or whose CPU latency (batch 1) is higher
     drop_bad_images: bool = False  # search even when ultralytics would leave out > 5% of images
+    replay_epoch_seconds: float = 0.0  # with replay: each replayed epoch takes this long
 
     @property
     def demo(self) -> bool:

@@ -258,6 +258,9 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
     Option("max_latency_ms", "trials whose median CPU latency at batch 1 (measured after the "
            "final epoch, on the trial's threads) is higher are infeasible", type=number,
            check=cap),
+    Option("replay_epoch_seconds", "with --replay: each replayed epoch takes this long, a "
+           "stand-in for training time (scale benchmarks; default: 0)", type=number, default=0.0,
+           check=at_least(0)),
     Option("drop_bad_images", "search even when ultralytics would leave out more than 5%% of "
            "the images (automl check says why); without it the search stops first", type=None,
            default=False, switch="on"),

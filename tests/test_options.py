@@ -101,6 +101,13 @@ def test_a_value_that_means_nothing_is_one_line_exit_2(tmp_path, command, flag, 
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "nothing may be written"
 
 
+def test_an_option_for_a_replay_is_refused_without_one(tmp_path):
+    result = run_cli("search", "--replay-epoch-seconds", "0.5", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("automl search: error: --replay-epoch-seconds 0.5: "
+                                            "applies to --replay only")
+
+
 def test_an_option_for_another_searcher_is_refused(tmp_path):
     result = run_cli("search", "--searcher", "tpe", "--ga-parent", "weighted", cwd=tmp_path)
     assert result.returncode == 2

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
@@ -226,7 +227,10 @@ def replay_trial(config: dict[str, Any]) -> None:
     from ray import tune
 
     node = ray.get_runtime_context().get_node_id()
+    pause = float(getattr(config["run"], "replay_epoch_seconds", 0.0))
     for epoch in replayed_epochs(config):
+        if pause:  # the stand-in for an epoch's training time (scale benchmarks)
+            time.sleep(pause)
         tune.report({**epoch.as_dict(), "node": node})
 
 

@@ -122,7 +122,8 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
         imgsz=imgsz, batch=batch, device=flags.device, fitness=fit.spec, fixed=fixed,
         baseline_fixed=plain, project=str((out_dir / "trials").resolve()),
         threads=max(1, int(cpus)), keep_weights=flags.keep_weights, measure=bool(goals.measures),
-        replay=str(Path(flags.replay).resolve()) if flags.replay else None)
+        replay=str(Path(flags.replay).resolve()) if flags.replay else None,
+        replay_epoch_seconds=flags.replay_epoch_seconds)
     return SearchPlan(name=name, config=config, run=run, space=space, dataset=dataset,
                       trials=trials,
                       fraction_why=why, mini_dir=out_dir / "mini", baseline=baseline, start=start,
@@ -173,6 +174,9 @@ def check_search(flags: SearchFlags) -> None:
         raise ConfigError(f"--repeats {flags.repeats}: must be below --trials - 1 "
                           f"({flags.trials - 1}): the repeats, and the plain training's, are the "
                           "last trials of the budget")
+    if flags.replay_epoch_seconds and not flags.replay:
+        raise ConfigError(f"--replay-epoch-seconds {flags.replay_epoch_seconds}: applies to "
+                          "--replay only (a training takes the time it takes); leave it out")
     goals = search_goals(flags)
     if goals.measures and flags.replay:
         raise ConfigError("--replay: a record holds no sizes or latencies; leave out "
