@@ -148,7 +148,8 @@ def _plan(flags: SearchFlags, say: Callable[[str], None]):
     from automl.data.checks import refuse_heavy_loss, usable
     from automl.data.dataset import load_dataset
     from automl.data.demo import ensure_demo_dataset
-    from automl.searching.planning import check_search, machine_cpus, machine_gpus, resolve_search
+    from automl.machine import machine_cpus, machine_gpus
+    from automl.searching.planning import check_search, resolve_search
     from automl.searching.spaces import load_space, ultralytics_defaults
     from automl.study import STUDIES_DIR
 

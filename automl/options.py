@@ -182,7 +182,20 @@ GPUS = Option("gpus_per_trial", "GPUs per trial, fractions share a GPU (default:
               "concurrency, 0 without)", type=number,
               check=lambda v: None if v is None or v >= 0 else
               "must be >= 0 (fractions such as 0.25 share a GPU)")
-ADDRESS = Option("address", "join this Ray cluster (auto | HOST:PORT)", check=not_empty)
+def ray_address(v: Any) -> str | None:
+    if v is None:
+        return None
+    if not str(v).strip():
+        return "must not be empty"
+    if str(v).startswith("ray://"):
+        # Ray Client runs Tune's driver on the cluster, away from the study this process holds
+        return ("Ray Client addresses are not supported (Tune would drive the trials away from "
+                "the study); run automl on a node of the cluster with --address HOST:PORT")
+    return None
+
+
+ADDRESS = Option("address", "join this Ray cluster (auto | HOST:PORT of its head)",
+                 check=ray_address)
 FULL_DATA = Option("full_data", "train on train, or on train+val images (default: %(default)s)",
                    default="train", choices=D.FULL_DATA)
 
@@ -233,7 +246,7 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
     Option("pruner", lambda: f"early stopping: {_registry_names('pruner')} (default: asha when "
            "the epochs allow two rungs, else none; no pruner stops a trial while fitness cannot "
            "tell trials apart)"),
-    Option("address", "join this Ray cluster (auto | HOST:PORT)", check=not_empty),
+    ADDRESS,
     Option("defaults_first", "do not make your plain training (yolo train with these flags) trial "
            "#0 of a new study, nor ultralytics' default values trial #1", type=None, default=True,
            switch="off", flag="--no-baseline"),

@@ -186,6 +186,25 @@ def test_check_ignores_ultralytics_image_open_patch(demo):
     assert problem.kind == "not an image"
 
 
+def test_reading_installs_nothing_and_asks_the_network_nothing(demo, monkeypatch):
+    # ultralytics' reading would pip-install pi-heif for a file PIL cannot identify, and its
+    # data.yaml check asks the network for a font: a check does neither
+    import requests
+    import ultralytics.utils.checks as checks
+
+    installs, asked = [], []
+    # what AUTOINSTALL was when ultralytics asked to install
+    monkeypatch.setattr(checks, "check_requirements",
+                        lambda *a, **k: installs.append(checks.AUTOINSTALL))
+    monkeypatch.setattr(requests, "head", lambda *a, **k: asked.append(a))
+    before = checks.AUTOINSTALL
+    _not_an_image(demo)
+    report = check_dataset(load_dataset(demo))
+    assert [p.kind for p in report.problems] == ["not an image"]
+    assert checks.AUTOINSTALL is before  # restored
+    assert asked == [] and True not in installs
+
+
 def test_a_truncated_jpeg_is_kept_with_a_warning_and_never_rewritten(demo):
     # ultralytics trains on it after rewriting it in place ("restored"); a check never writes
     _truncated_jpeg(demo)
@@ -212,6 +231,7 @@ def test_polygon_rows_are_read_as_their_boxes_and_counted(demo):
     # ultralytics refuses a file that mixes polygon rows and box rows: the image is dropped
     ("0 0.1 0.2 0.5 0.2 0.5 0.6 0.1 0.6\n1 0.5 0.5 0.2 0.2\n", "mixed polygon and box rows"),
     ("0 0.1 0.2 0.5 0.2 0.5 0.6 0.1\n", "wrong column count"),  # an x without its y
+    ("0 0.1 0.2 0.5 0.2 0.5 0.6 0.1 0.6\n0\n", "wrong column count"),  # a class alone
 ])
 def test_polygon_files_ultralytics_refuses_are_errors(demo, text, kind):
     _label(demo, 1, text)

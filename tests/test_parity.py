@@ -149,3 +149,37 @@ def test_drop_bad_images_searches_on_the_rest_and_says_how_many(tmp_path, monkey
     assert (f"trials train on all {len(dataset.train)} train and {len(dataset.val)} val images "
             f"({len(report.bad)} listed images are left out, as ultralytics leaves them out"
             in result.stdout)
+
+
+def test_relative_list_lines_whose_labels_a_trial_could_not_find_are_refused(tmp_path,
+                                                                             monkeypatch):
+    from automl.errors import DataError
+
+    # a CVAT export under a folder named images: ultralytics finds the labels from the lines as
+    # written (relative to the working directory), an absolute list would look under /labels/
+    data_yaml, cwd = exports.build("cvat", tmp_path / "images" / "proj")
+    monkeypatch.chdir(cwd)
+    with pytest.raises(DataError, match=r"the list line data/obj_train_data/frame \(0\).png is "
+                                        "relative: ultralytics looks for its label at "
+                                        r"data/obj_train_data/frame \(0\).txt"):
+        load_dataset(data_yaml)
+    # lines that begin with images/ from the dataset's root: ultralytics finds no label at all
+    from automl.data.demo import make_demo_dataset
+
+    root = make_demo_dataset(tmp_path / "demo", n_train=4, n_val=2, seed=0).parent
+    (root / "train.txt").write_text("".join(f"images/train/{p.name}\n" for p in
+                                            sorted((root / "images" / "train").iterdir())))
+    (root / "lines.yaml").write_text("train: train.txt\nval: images/val\nnames: [a, b, c]\n")
+    monkeypatch.chdir(root)
+    with pytest.raises(DataError, match="write the list's lines as absolute paths, or begin "
+                                        "them with ./"):
+        load_dataset(root / "lines.yaml")
+
+
+def test_a_derived_data_yaml_keeps_what_a_training_reads_of_the_users(tmp_path):
+    # channels: 1 stays 1 in the mini split, so that trial #0 trains what `yolo train` would
+    data_yaml, _ = exports.build("labelimg", tmp_path)
+    data_yaml.write_text(data_yaml.read_text() + "channels: 1\n")
+    dataset, _ = usable(load_dataset(data_yaml))
+    mini = make_mini_dataset(dataset, 1.0, tmp_path / "mini")
+    assert yaml.safe_load(mini.read_text())["channels"] == 1

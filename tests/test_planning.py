@@ -170,7 +170,7 @@ def test_a_promotion_takes_each_flag_else_the_study_setting_else_the_default(tmp
     (dict(trials=64, gpus_per_trial=0.5), 16, 1, (2, 8.0, 0.5)),
     (dict(trials=64, device="cpu"), 16, 1, (4, 4.0, None)),
     # a cluster's size is not known here; a replay stays deterministic
-    (dict(trials=64, address="ray://head:10001"), 16, 0, (1, 16.0, 0.0)),
+    (dict(trials=64, address="head:6379"), 16, 0, (1, 16.0, 0.0)),
     # the flag wins
     (dict(trials=64, concurrency=3), 16, 0, (3, 5.0, 0.0)),
 ])

@@ -25,14 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from automl.data.dataset import Dataset
-from automl.data.yolo_reader import ImageLabels, read_images
+from automl.data.yolo_reader import ImageLabels, image_formats, read_images
 from automl.errors import DataError
 
 # Ultralytics' tolerance for normalized coordinates (labels from rounding tools reach 1.0049).
 COORD_TOLERANCE = 0.01
 MIN_IMAGE_PX = 10
-# PIL format names of the image types ultralytics trains on.
-_PIL_FORMATS = {"bmp", "dng", "jpeg", "jpeg2000", "mpo", "png", "tiff", "webp", "heif", "avif"}
 _ROWS_SHOWN = 3  # bad rows quoted per file and kind
 # `automl search` stops before its first trial when the check would leave out more than this
 # share of the images, unless --drop-bad-images says to go on without them
@@ -178,7 +176,7 @@ def _image_problem(image: Path) -> tuple[str, str] | None:
         return "not an image", "PIL cannot identify the file"
     except Exception as e:  # PIL raises many types for corrupt data
         return "unreadable image", f"{e.__class__.__name__}: {e}"
-    if fmt not in _PIL_FORMATS:
+    if fmt not in image_formats():
         return "not an image", f"format {fmt.upper() or '?'} is not one ultralytics trains on"
     if min(w, h) < MIN_IMAGE_PX:
         return "image too small", f"{w}x{h} px"
@@ -199,6 +197,9 @@ def _row_problems(rows: list[tuple[int, list[str]]], nc: int) -> dict[str, list[
             found["mixed polygon and box rows"] = [
                 f"{len(rows) - boxes} polygon rows, {boxes} box rows"]
     for line, parts in rows:
+        if len(parts) < 3:  # not even a class and one point
+            found.setdefault("wrong column count", []).append(f"line {line}: {len(parts)} columns")
+            continue
         if polygon_file and len(parts) != 5 and len(parts) % 2 == 0:
             found.setdefault("wrong column count", []).append(
                 f"line {line}: {len(parts)} columns (a polygon row is class + x y pairs)")
@@ -273,9 +274,9 @@ def check_one(read: ImageLabels, nc: int) -> tuple[list[Problem], str, np.ndarra
 
 
 def check_files(files: Sequence[Path], nc: int, *, workers: int | None = None
-                ) -> list[tuple[list[Problem], str, np.ndarray | None]]:
+                ) -> list[tuple[list[Problem], str, np.ndarray | None, int]]:
     """`check_one` over many files (read by ultralytics' code, in worker processes when there
-    are thousands)."""
+    are thousands), each with its count of polygon rows read as boxes."""
     reads = read_images(files, nc, workers=workers)
     return [(*check_one(r, nc), r.polygons) for r in reads]
 
@@ -319,7 +320,8 @@ def usable(dataset: Dataset, *, workers: int | None = None) -> tuple[Dataset, Ch
                 f"errors, mostly {main_cause(report)[0]}); run automl check --data "
                 f"{dataset.yaml_path} for the list and fix them")
     return Dataset(dataset.yaml_path, dataset.names, train, val, boxes=report.boxes,
-                   listed_train=dataset.train, listed_val=dataset.val), report
+                   listed_train=dataset.train, listed_val=dataset.val,
+                   extra=dataset.extra), report
 
 
 def main_cause(report: CheckReport) -> tuple[str, int]:

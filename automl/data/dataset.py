@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -46,6 +47,9 @@ class Dataset:
     # as listed, the images ultralytics leaves out included (a checked dataset; else train, val)
     listed_train: tuple[Path, ...] | None = None
     listed_val: tuple[Path, ...] | None = None
+    # data.yaml keys a training reads beyond the lists and names (KEPT_KEYS): a derived data.yaml
+    # carries them, so that a trial trains what the user's would (channels: 1 stays 1)
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def left_out(self) -> tuple[Path, ...]:
@@ -103,28 +107,43 @@ def _raw_yaml(source: Path) -> dict:
 
 def _images_from(entry: str | list[str], source: Path, key: str) -> tuple[Path, ...]:
     """The images ultralytics lists for a resolved entry, as absolute paths."""
-    from automl.data.yolo_reader import image_files
+    from automl.data.yolo_reader import image_files, image_suffixes, label_files
 
     for item in entry if isinstance(entry, list) else [entry]:
         if not os.path.exists(item):
             raise DataError(f"{source}: {key}: {item} does not exist; fix the path in data.yaml")
     try:
         listed = image_files(entry)
-    except FileNotFoundError:
-        raise DataError(f"{source}: {key}: no images found under {entry} (ultralytics reads "
-                        "the suffixes jpg, jpeg, png, bmp, tif, tiff, webp, dng, mpo, heic, heif, "
-                        "avif, jp2 in any case)") from None
-    files = []
+    except FileNotFoundError as e:
+        cause = f"; {type(e.__cause__).__name__}: {e.__cause__}" if e.__cause__ else ""
+        raise DataError(" ".join(
+            f"{source}: {key}: no images found under {entry} (ultralytics reads the suffixes "
+            f"{', '.join(image_suffixes())} in any case{cause})".split())) from None
     for f in listed:
         try:
             f.encode("utf-8")
         except UnicodeEncodeError:  # a file name in another encoding (surrogate-escaped bytes)
             raise DataError(f"{source}: {key}: the file name {os.fsencode(f)!r} is not UTF-8; "
                             "rename it (ultralytics reads image lists as UTF-8 text)") from None
-        # a relative line of a list file is relative to the working directory, as for
-        # ultralytics: made absolute here so that trials (run elsewhere) find the same file
-        files.append(Path(os.path.abspath(f)))
-    return tuple(files)
+    # a relative line of a list file is relative to the working directory, as for ultralytics:
+    # made absolute here, so that trials (which run elsewhere) find the same file. Its label is
+    # where ultralytics looks from the line as written; where that differs from the absolute
+    # path's (an /images/ folder above the working directory, or a line that starts with
+    # images/), no list a trial can get finds the labels `yolo train` finds
+    files = [os.path.abspath(f) for f in listed]
+    for line, written, absolute in zip(listed, label_files(listed), label_files(files),
+                                       strict=True):
+        if os.path.abspath(written) != absolute:
+            raise DataError(
+                f"{source}: {key}: the list line {line} is relative: ultralytics looks for its "
+                f"label at {written} from the folder you run in, a list with absolute paths "
+                f"at {absolute}; write the list's lines as absolute paths, or begin them with "
+                "./ (relative to the list file)")
+    return tuple(Path(f) for f in files)
+
+
+# what a detection training reads of a data.yaml besides its lists and names
+KEPT_KEYS = ("channels",)
 
 
 def load_dataset(data_yaml: str | Path) -> Dataset:
@@ -145,6 +164,7 @@ def load_dataset(data_yaml: str | Path) -> Dataset:
         names=tuple(str(names[i]) for i in range(len(names))),
         train=_images_from(resolved["train"], source, "train"),
         val=_images_from(resolved["val"], source, "val"),
+        extra={k: resolved[k] for k in KEPT_KEYS if k in resolved},
     )
 
 
@@ -316,9 +336,11 @@ def auto_fraction(n_train: int, *, epochs: int, batch: int, nbs: int) -> tuple[f
 
 
 def write_split(
-    out_dir: Path, names: tuple[str, ...], train: list[Path], val: list[Path]
+    out_dir: Path, names: tuple[str, ...], train: list[Path], val: list[Path],
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write train.txt / val.txt (absolute image paths) and a data.yaml that points at them."""
+    """Write train.txt / val.txt (absolute image paths) and a data.yaml that points at them
+    (with `extra`, the user's data.yaml keys a training reads: Dataset.extra)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(out_dir / "train.txt", "".join(f"{p}\n" for p in train))
     _write_atomic(out_dir / "val.txt", "".join(f"{p}\n" for p in val))
@@ -327,6 +349,7 @@ def write_split(
         "val": str((out_dir / "val.txt").resolve()),
         "nc": len(names),
         "names": dict(enumerate(names)),
+        **(extra or {}),
     }
     path = out_dir / "data.yaml"
     _write_atomic(path, yaml.safe_dump(data, sort_keys=False))
@@ -351,7 +374,7 @@ def make_mini_dataset(
 ) -> Path:
     """Stratified `fraction` of train and of val, written as lists + data.yaml under out_dir.
 
-    At fraction 1 the lists are the images exactly as the user's data.yaml lists them, those
+    At fraction 1 the lists are the images as the user's data.yaml lists them (in absolute form), those
     ultralytics leaves out included (it leaves them out again): its training consumes Python's
     global random state by the listed count (a read-speed check samples files before the corrupt
     ones go), so only the same list makes trial #0 the very training `yolo train` runs.
@@ -367,13 +390,13 @@ def make_mini_dataset(
     if fraction >= 1:
         train = dataset.train if dataset.listed_train is None else dataset.listed_train
         val = dataset.val if dataset.listed_val is None else dataset.listed_val
-        return write_split(Path(out_dir), dataset.names, list(train), list(val))
+        return write_split(Path(out_dir), dataset.names, list(train), list(val), dataset.extra)
     parts = []
     for j, files in enumerate((dataset.train, dataset.val)):
         y = labels[j] if labels is not None else read_labels(dataset, files)
         keep = stratified_subset(y, mini_size(len(files), fraction), seed=seed)
         parts.append([files[i] for i in keep])
-    return write_split(Path(out_dir), dataset.names, parts[0], parts[1])
+    return write_split(Path(out_dir), dataset.names, parts[0], parts[1], dataset.extra)
 
 
 @dataclass(frozen=True)
@@ -384,6 +407,7 @@ class FoldSplit:
     files: tuple[Path, ...]
     labels: np.ndarray  # stratification_labels of files
     folds: np.ndarray  # fold index of each file
+    extra: Mapping[str, Any] = field(default_factory=dict)  # Dataset.extra
 
     @property
     def k(self) -> int:
@@ -394,7 +418,8 @@ class FoldSplit:
         val = self.folds == i
         train_files = tuple(f for f, v in zip(self.files, val, strict=True) if not v)
         val_files = tuple(f for f, v in zip(self.files, val, strict=True) if v)
-        ds = Dataset(yaml_path=Path(), names=self.names, train=train_files, val=val_files)
+        ds = Dataset(yaml_path=Path(), names=self.names, train=train_files, val=val_files,
+                     extra=self.extra)
         return ds, (self.labels[~val], self.labels[val])
 
 
@@ -402,7 +427,8 @@ def kfold_split(dataset: Dataset, k: int, *, seed: int = 0) -> FoldSplit:
     """Stratified k folds over train and val together (an image listed in both counts once)."""
     files = tuple(dict.fromkeys((*dataset.train, *dataset.val)))
     labels = read_labels(dataset, files)
-    return FoldSplit(dataset.names, files, labels, stratified_folds(labels, k, seed=seed))
+    return FoldSplit(dataset.names, files, labels, stratified_folds(labels, k, seed=seed),
+                     dataset.extra)
 
 
 def fold_table(split: FoldSplit) -> str:
@@ -447,7 +473,7 @@ def write_folds(
     for i in range(split.k) if only is None else [only]:
         ds, labels = split.fold(i)
         target = Path(out_dir) / f"fold{i}"
-        written.append(write_split(target, ds.names, list(ds.train), list(ds.val)))
+        written.append(write_split(target, ds.names, list(ds.train), list(ds.val), ds.extra))
         if mini is not None:
             written.append(make_mini_dataset(ds, mini, target / "mini", seed=seed, labels=labels))
     return written

@@ -26,7 +26,7 @@ class SplitStats:
     """Per-image and per-box arrays of one split (train or val)."""
 
     name: str
-    sizes: np.ndarray  # (images, 2) width, height in px; 0 where unreadable
+    sizes: np.ndarray  # (images, 2) width, height in px, EXIF rotation applied
     boxes_per_image: np.ndarray  # (images,)
     classes: np.ndarray  # (boxes,) class id
     image_of_box: np.ndarray  # (boxes,) index into the images

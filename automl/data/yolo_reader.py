@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,24 +73,42 @@ def _ultralytics():
     return data_utils
 
 
+_patch_lock = threading.Lock()
+_patch_depth = 0
+_patch_saved: tuple[Any, Any] | None = None
+_rewrites: set[str] = set()  # files ultralytics would have rewritten, while patched
+
+
 @contextmanager
 def _read_only() -> Iterator[set[str]]:
     """ultralytics' image check with its in-place repair of truncated JPEGs recorded, not done,
-    and its pi-heif auto-install off. Yields the set of files it would have rewritten."""
+    and its pi-heif auto-install off. Yields the set of files it would have rewritten.
+
+    Process-wide patches of ultralytics' module globals: reentrant and thread-safe (the first
+    to enter installs them, the last to leave restores them), so that no overlapping read ever
+    runs with the real repair.
+    """
+    global _patch_depth, _patch_saved
     import ultralytics.utils.checks as checks
 
     data_utils = _ultralytics()
-    rewrites: set[str] = set()
-    replace, install = data_utils._replace_image, checks.AUTOINSTALL
 
     def record(im_file, write) -> None:
-        rewrites.add(str(im_file))
+        _rewrites.add(str(im_file))
 
-    data_utils._replace_image, checks.AUTOINSTALL = record, False
+    with _patch_lock:
+        if _patch_depth == 0:
+            _patch_saved = (data_utils._replace_image, checks.AUTOINSTALL)
+            data_utils._replace_image, checks.AUTOINSTALL = record, False
+        _patch_depth += 1
     try:
-        yield rewrites
+        yield _rewrites
     finally:
-        data_utils._replace_image, checks.AUTOINSTALL = replace, install
+        with _patch_lock:
+            _patch_depth -= 1
+            if _patch_depth == 0:
+                data_utils._replace_image, checks.AUTOINSTALL = _patch_saved
+                _patch_saved = None
 
 
 def resolve_yaml(data_yaml: str | Path) -> dict[str, Any]:
@@ -105,6 +124,10 @@ def resolve_yaml(data_yaml: str | Path) -> dict[str, Any]:
     from automl.execution.trainer import quiet_ultralytics
 
     data_utils = _ultralytics()
+    font = data_utils.check_font
+    # its closing font check asks the network for Arial (a 3 s probe where the network is
+    # closed, a download where it is open): reading a data.yaml needs no font
+    data_utils.check_font = lambda *a, **k: None
     try:
         with quiet_ultralytics():
             return data_utils.check_det_dataset(str(data_yaml), autodownload=False)
@@ -115,6 +138,8 @@ def resolve_yaml(data_yaml: str | Path) -> dict[str, Any]:
             raise DataError(f"{data_yaml}: val: {missing.group(1)} does not exist; fix the path "
                             "in data.yaml") from None
         raise DataError(f"{data_yaml}: ultralytics cannot read it: {reason}") from None
+    finally:
+        data_utils.check_font = font
 
 
 def image_files(entry: str | list[str]) -> list[str]:
@@ -138,6 +163,17 @@ def image_files(entry: str | list[str]) -> list[str]:
         return BaseDataset.get_img_files(stand_in, entry)
 
 
+def image_formats() -> set[str]:
+    """PIL's names of the image formats ultralytics' check_image accepts (its IMG_FORMATS and
+    jpeg2000, as its own assert reads)."""
+    return set(_ultralytics().IMG_FORMATS) | {"jpeg2000"}
+
+
+def image_suffixes() -> list[str]:
+    """The image suffixes ultralytics trains on (its IMG_FORMATS), in any case."""
+    return sorted(_ultralytics().IMG_FORMATS)
+
+
 def label_files(images: Sequence[str | Path]) -> list[str]:
     """Where ultralytics looks for each image's labels: the last /images/ -> /labels/, .txt."""
     return _ultralytics().img2label_paths([str(i) for i in images])
@@ -149,7 +185,8 @@ def read_one(image: str, label: str, nc: int) -> ImageLabels:
     result = data_utils.verify_image_label((image, label, "", False, nc, 0, 0, False))
     _, boxes, shape, segments, _, missing, _, empty, _, message = result
     state = "missing" if missing else "empty" if empty else "found"
-    message = message.removeprefix(f"{image}: ").removeprefix("ignoring corrupt image/label: ")
+    message = " ".join(message.removeprefix(f"{image}: ").removeprefix(
+        "ignoring corrupt image/label: ").split())  # one line, whatever PIL wrote
     if boxes is None:
         return ImageLabels(image, label, None, None, state, message=message)
     return ImageLabels(image, label, boxes, tuple(int(v) for v in shape), state,
@@ -171,15 +208,23 @@ def read_images(images: Sequence[str | Path], nc: int, *, workers: int | None = 
     there are thousands (each opens its image's header: ~0.1-1 ms a file)."""
     images = [str(i) for i in images]
     labels = label_files(images)
-    workers = workers if workers is not None else (os.cpu_count() or 1)
-    if workers <= 1 or len(images) < 4000:
-        return _read_chunk((images, labels, nc))
-    from concurrent.futures import ProcessPoolExecutor
-
     size = 1000
     chunks = [(images[i:i + size], labels[i:i + size], nc) for i in range(0, len(images), size)]
-    with ProcessPoolExecutor(workers) as pool:
-        return [r for part in pool.map(_read_chunk, chunks) for r in part]
+    if workers is None:
+        from automl.machine import machine_cpus
+
+        workers = machine_cpus()  # the cores this process may use (affinity, quotas)
+    workers = min(workers, len(chunks))
+    if workers <= 1 or len(images) < 4000:
+        return _read_chunk((images, labels, nc))
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    try:  # spawned, not forked: a process that runs Ray (a second search) must not be forked
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return [r for part in pool.map(_read_chunk, chunks) for r in part]
+    except (OSError, AssertionError):  # no processes here (a daemon, a sandbox): in this one
+        return _read_chunk((images, labels, nc))
 
 
 def no_boxes() -> np.ndarray:

@@ -202,7 +202,7 @@ def make_tuner(searcher, scheduler, trainable: Callable[[dict[str, Any]], None],
     """The Ray Tune Tuner of a search: everything automl hands to Tune goes through here.
 
     Tune pickles the trainable, the searcher and the scheduler when the Tuner is made (and the
-    searcher again while it runs): none of them may hold a live object (StudySearcher's pickled
+    searcher's wrappers again while it runs): none of them may hold a live object (StudySearcher's pickled
     form leaves the study on the driver; tests/test_ray_runner.py builds this for every searcher).
     """
     from ray import tune

@@ -95,8 +95,9 @@ def keep_weights(study, run: RunSpec, number: int, value: float | None) -> str |
 class StudySearcher(Searcher):
     """Ray Tune's search algorithm for a study: ask on suggest, report per epoch, tell at the end.
 
-    Ray Tune pickles its search algorithm (into `tuner.pkl` when the Tuner is made, and into its
-    experiment state while it runs) so that a Tune run could be restored. automl never restores
+    Ray Tune pickles its search algorithm into `tuner.pkl` when the Tuner is made (and its
+    wrappers' state while it runs; Ray 2.60 saves no base searcher's state, whose `save` raises
+    NotImplementedError) so that a Tune run could be restored. automl never restores
     one: a search resumes from its study. So only the plain description of the search pickles
     (distributions, RunSpec, budget, goals, storage URL, study name); the live study with its
     sampler, storage, locks and connections, the trials in flight and the progress callback stay

@@ -206,8 +206,8 @@ def deploy(
     """
     from automl.console import text_table
     from automl.data.dataset import load_dataset
+    from automl.machine import machine_cpus
     from automl.options import check
-    from automl.searching.planning import machine_cpus
     from automl.weights import check_classes, load_detection_model
 
     check("deploy", locals())

@@ -94,7 +94,9 @@ def full_data_yaml(data: Path, mode: str, out_dir: Path) -> Path:
     dataset = load_dataset(data)
     if mode == "train":
         return dataset.yaml_path
-    return write_split(out_dir, dataset.names, [*dataset.train, *dataset.val], list(dataset.val))
+    # an image listed in both is trained on once, as ultralytics would from one list
+    both = list(dict.fromkeys([*dataset.train, *dataset.val]))
+    return write_split(out_dir, dataset.names, both, list(dataset.val), dataset.extra)
 
 
 def _resumable(last: Path) -> bool:
@@ -265,7 +267,7 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
     from automl.config import RunSpec
     from automl.execution.trainer import train_once
     from automl.fitness import METRICS
-    from automl.searching.planning import machine_cpus
+    from automl.machine import machine_cpus
 
     train_yaml = full_data_yaml(plan.data, plan.full_data, plan.run_dir / "data")
     resumed = _resumable(plan.last)

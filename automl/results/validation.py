@@ -296,9 +296,10 @@ def validate(
     from automl.console import LiveProgress
     from automl.data.dataset import load_dataset
     from automl.execution.ray_runner import Resources, run_search
+    from automl.machine import machine_cpus, machine_gpus
     from automl.options import check
     from automl.results.promotion import full_data_yaml
-    from automl.searching.planning import machine_cpus, machine_gpus, trial_resources
+    from automl.searching.planning import trial_resources
 
     check("validate", locals())
     say = log or (lambda line: print(line, flush=True))

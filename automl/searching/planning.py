@@ -208,26 +208,6 @@ def outside_space(space, fixed: Mapping[str, Any], plain: Mapping[str, Any],
     return None
 
 
-def machine_cpus() -> int:
-    """CPU cores this process may use."""
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def machine_gpus() -> int:
-    """GPUs torch can use here (0 without torch's CUDA)."""
-    try:
-        import torch
-
-        return torch.cuda.device_count()
-    except Exception:
-        return 0
-
-
 # --concurrency left out: at most this many trials at once (each holds its own model, data
 # loader and torch in memory)
 AUTO_CONCURRENCY_MAX = 4

@@ -41,6 +41,8 @@ OPTIMIZERS = ("SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSp
 # Args that are run plumbing, not hyperparameters: a space must not vary or fix them.
 _RESERVED = {"data", "model", "epochs", "imgsz", "device", "project", "name", "exist_ok", "mode",
              "task", "resume", "save_dir", "fraction", "plots", "save", "val", "verbose"}
+# what would make ultralytics read other labels than the check and the mini split read
+_CHANGES_THE_DATA = {"single_cls", "classes"}
 # ... but these two a space may search (under params, never fixed: --model and --imgsz fix them)
 SEARCHABLE_RUN_KEYS = ("model", "imgsz")
 
@@ -219,6 +221,9 @@ def _check_known_key(source: str, key: str, *, searched: bool = False) -> None:
                                  "search it")
     if key in _RESERVED and key not in SEARCHABLE_RUN_KEYS:
         raise _fail(source, key, "is set by automl's own flags, not by a search space; remove it")
+    if key in _CHANGES_THE_DATA:
+        raise _fail(source, key, "changes which labels the data holds (automl checks and splits "
+                                 "the data as the data.yaml gives it); remove it")
     if key not in defaults:
         hint = difflib.get_close_matches(key, list(defaults), n=1)
         did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
