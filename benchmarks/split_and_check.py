@@ -5,8 +5,9 @@ files (Poisson(5) boxes, classes 3:1, varied sizes and aspects) and a data.yaml 
 lists name images under images/. For the check and the split (which since issue 27 read every
 image and label with ultralytics' own verify_image_label), every image is a hard link to one of
 8 small real PNG/JPEG files (different sizes), so both really open and verify 100,000 image files
-(PIL header + verify, no pixel decode) and parse 100,000 label files; the hard links make generation take seconds instead of minutes,
-and the page cache is warm (a cold disk adds its own read time).
+(PIL header + verify, no pixel decode) and parse 100,000 label files; the hard links make
+generation take seconds instead of minutes, and the page cache is warm (a cold disk adds its own
+read time).
 
     python benchmarks/split_and_check.py [--n 100000] [--repeats 3]
 """
