@@ -182,7 +182,9 @@ class SearchFlags:
 
     @property
     def demo(self) -> bool:
-        return self.data is None
+        """The built-in demo data (and its profile): no --data, and no replay (a replay's data is
+        its record's, trained with ultralytics' own nominal batch)."""
+        return self.data is None and self.replay is None
 
 
 def check_model(model: str) -> None:

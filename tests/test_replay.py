@@ -236,6 +236,12 @@ def test_a_replay_refuses_a_record_trained_otherwise_in_one_line(record_path, tm
     assert load_space(str(path)).fixed == {"optimizer": "AdamW", "warmup_bias_lr": 0.0}
     study = simulate_search(old, searcher="tpe", trials=4, seed=0, space=str(path))
     assert len(study.trials) == 4
+    # without --data too: a replay is the record's data, not the demo's (whose profile trains
+    # nbs = batch, which the record did not)
+    from automl.execution.replay import replay_plan
+
+    plan = replay_plan(old, data=None, space=str(path))
+    assert "nbs" not in plan.run.fixed and plan.name == "data-recorded"
     # and through the API, before any trial
     with pytest.raises(ConfigError, match="its searched trials trained warmup_bias_lr=0.0"):
         automl.search(data="data.yaml", replay=str(old), trials=2, log=lambda line: None)
