@@ -185,3 +185,28 @@ def test_only_a_lost_schema_race_is_retried(tmp_path):
     with pytest.raises(OperationalError):
         storage._retry_schema_race(unreadable)
     assert len(calls) == 1
+
+
+def test_a_trial_whose_ray_node_died_is_interrupted_and_tried_again(tmp_path, monkeypatch):
+    # a worker node killed under its trials: their configurations are not at fault, so they are
+    # FAIL as interrupted (not counted toward --trials) and queued once more; a trial whose
+    # process died on a live node (the OS killed it) stays a plain FAIL
+    from automl.epochs import EpochReport
+    from automl.execution import study_searcher
+    from tests.fakes import fake_run
+
+    study = make(tmp_path)
+    searcher = study_searcher.StudySearcher(study, DISTS, fake_run(3), 4)
+    monkeypatch.setattr(study_searcher, "node_lost", lambda node: node == "gone")
+    for trial_id, node in (("t0", "gone"), ("t1", "alive")):
+        searcher.suggest(trial_id)
+        searcher.on_trial_result(trial_id, {**EpochReport(epoch=1, fitness=0.1).as_dict(),
+                                            "node": node})
+        searcher.on_trial_complete(trial_id, None, error=True)
+    lost, killed = study.trials[0], study.trials[1]
+    assert lost.state == killed.state == TrialState.FAIL
+    assert lost.user_attrs[studies.INTERRUPTED_ATTR] and "Ray node" in lost.user_attrs["error"]
+    assert studies.INTERRUPTED_ATTR not in killed.user_attrs
+    assert [t.number for t in studies.finished_trials(study)] == [1]
+    # the lost configuration was queued once more: the next trial asked was its retry
+    assert killed.user_attrs[studies.RETRY_OF_ATTR] == 0 and killed.params == lost.params

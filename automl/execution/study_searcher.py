@@ -92,6 +92,20 @@ def keep_weights(study, run: RunSpec, number: int, value: float | None) -> str |
     return None
 
 
+def node_lost(node: str | None) -> bool:
+    """Whether the Ray node a trial ran on is dead (any node, when its own is not known: the
+    trial died before its first report). False outside Ray or when Ray cannot say."""
+    try:
+        import ray
+
+        nodes = ray.nodes() if ray.is_initialized() else []
+    except Exception:  # the cluster is going: a process death then reads as such
+        return False
+    if node:
+        return any(n.get("NodeID") == node and not n.get("Alive", True) for n in nodes)
+    return any(not n.get("Alive", True) for n in nodes)
+
+
 class StudySearcher(Searcher):
     """Ray Tune's search algorithm for a study: ask on suggest, report per epoch, tell at the end.
 
@@ -229,6 +243,17 @@ class StudySearcher(Searcher):
         history = self._history.pop(trial_id, [])
         seconds = time.perf_counter() - self._started.pop(trial_id)
         message = None
+        node = history[-1].node if history else (result or {}).get("node")
+        if (error or result is None) and node_lost(node):
+            # its machine went, not its configuration: FAIL as interrupted, queued once more,
+            # not counted toward --trials (as a killed driver's trials are)
+            message = "interrupted: the Ray node running this trial died or left the cluster"
+            mark_interrupted(self._study, trial, message)
+            if self._on_event:
+                self._on_event(TrialEvent(trial.number, "FAIL", None, {}, message, seconds,
+                                          history[-1].epoch if history else 0,
+                                          bool(trial.user_attrs.get(BASELINE_ATTR))))
+            return
         if error or result is None:
             message = ("the trial's process died (killed by the OS, e.g. out of memory) "
                        "before it finished")
