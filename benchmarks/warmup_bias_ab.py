@@ -43,7 +43,8 @@ def main() -> None:
             d, seed, value = job
             params = json.dumps({**CONFIG, "warmup_bias_lr": value, "workers": 0})
             out = subprocess.run([sys.executable, str(script), str(data[d]),
-                                  tempfile.mkdtemp(dir=root), str(seed), params], check=True,
+                                  tempfile.mkdtemp(dir=root), str(seed), params,
+                                  "yolo11n.yaml"], check=True,
                                  capture_output=True, text=True, cwd=root).stdout
             return job, float(out.split("MAP50_95")[-1].split()[0])
 
