@@ -65,15 +65,17 @@ def start_head(cpus: int) -> None:
 
 
 def start_worker(cpus: int) -> None:
+    # the head (Ray 2.60) requires the token `ray start --head` keeps in ~/.ray/auth_token
     sh(ray_bin(), "start", "--address", f"127.0.0.1:{HEAD_PORT}", "--num-cpus", str(cpus),
-       "--node-ip-address", "127.0.0.1", "--disable-usage-stats")
+       "--node-ip-address", "127.0.0.1", "--disable-usage-stats",
+       env={**os.environ, "RAY_AUTH_MODE": "token"})
 
 
 def worker_pids(cpus: int) -> list[int]:
     """The worker node's raylet and the processes it started (its CPU count tells it apart)."""
     procs = _processes()
-    raylets = [p for p, _, a in procs if "/raylet " in a and f"CPU,{cpus}" in a
-               and TEMP_DIR in a and "--head" not in a]
+    raylets = [p for p, _, a in procs if "/raylet " in a and f"CPU,{cpus}," in a
+               and TEMP_DIR in a and "__internal_head__" not in a]
     kids = [p for p, pp, _ in procs if pp in raylets]
     return raylets + kids
 

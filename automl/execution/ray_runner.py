@@ -100,10 +100,25 @@ def _probe(address: str, timeout: float = 5.0) -> None:
         socket.create_connection((host, int(port)), timeout=timeout).close()
 
 
+def use_cluster_auth(address: str | None) -> None:
+    """Joining a cluster started with `ray start --head` (Ray 2.60 here) needs the token that
+    command keeps in ~/.ray/auth_token, which a client sends only in token mode, and Ray reads
+    the mode once, when it is first imported: call this before anything imports ray."""
+    if address and not os.environ.get("RAY_AUTH_MODE") and _auth_token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _auth_token_available() -> bool:
+    """Whether a Ray auth token is at hand (the variable, its file, or Ray's default file)."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or os.path.isfile(path)
+
+
 def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: str | None = None):
     """Start a private local Ray (or join `address`), quiet, with offline ultralytics in workers."""
     import logging
 
+    use_cluster_auth(address)
     import ray
 
     os.environ.update(offline_env())
@@ -133,7 +148,9 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: 
         except (OSError, RuntimeError, ValueError) as e:
             raise ConfigError(f"--address {address}: no Ray cluster answers there "
                               f"({type(e).__name__}); start one with `ray start --head`, check "
-                              "HOST:PORT, or leave --address out for a local Ray") from None
+                              "HOST:PORT (and, for a cluster with token authentication, its "
+                              "token: RAY_AUTH_TOKEN or ~/.ray/auth_token), or leave --address "
+                              "out for a local Ray") from None
     else:
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
         _local_ray_cwd = os.getcwd()
@@ -163,6 +180,7 @@ def run_search(
     `trainable` is the Ray function run per trial (tests pass a fake trainer here);
     `storage_url` names the study's storage, so processes sharing it can lock trial creation.
     """
+    use_cluster_auth(address)  # before the searcher's module imports ray
     from automl.execution.study_searcher import StudySearcher
 
     deadline = None if timeout is None else time.monotonic() + timeout
