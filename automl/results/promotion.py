@@ -313,7 +313,8 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
         "run_dir": str(plan.run_dir), "data": str(train_yaml), "full_data": plan.full_data,
         "model": plan.model, "epochs": plan.epochs, "imgsz": plan.imgsz, "batch": plan.batch,
         "device": plan.device or "auto", "resumed": resumed,
-        "train_seconds": outcome.get("train_seconds"),
+        # the training's own seconds at its last epoch (train_once returns none; it was None)
+        "train_seconds": reports[-1].train_seconds if reports else None,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     studies.record_promotion(the_study, record)
