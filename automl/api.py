@@ -327,18 +327,19 @@ def export_study(study: str, *, storage: str | None = None, out: str | Path | No
     Returns:
         {"best_hyperparameters": path, "trials_csv": path} (the yaml only once a trial completed).
     """
-    from automl.study import export_study, open_study, study_dir
+    from automl.study import export_study, open_study, read_once, study_dir
 
-    the_study = open_study(study, storage, create=False)
+    # trials.csv holds no intermediate values
+    the_study = read_once(open_study(study, storage, create=False), intermediate=False)
     return export_study(the_study, out or study_dir(study))
 
 
 def report(study: str, *, storage: str | None = None, out: str | Path | None = None) -> Path:
     """Write the study's HTML report (default studies/NAME/report.html) and return its path."""
     from automl.results.reporting import write_report
-    from automl.study import open_study, study_dir
+    from automl.study import open_study, read_once, study_dir
 
-    the_study = open_study(study, storage, create=False)
+    the_study = read_once(open_study(study, storage, create=False))
     return write_report(the_study, out or study_dir(study) / "report.html")
 
 
@@ -357,6 +358,7 @@ def studies_table(storage: str | None = None) -> str:
 def status(study: str, *, storage: str | None = None) -> str:
     """`automl status`: a study's live progress, from its storage alone (see console.status_text)."""
     from automl.console import status_text
-    from automl.study import open_study
+    from automl.study import open_study, read_once
 
-    return status_text(open_study(study, storage, create=False))
+    # a summary suffices: the running trials' progress is in their user attrs
+    return status_text(read_once(open_study(study, storage, create=False), intermediate=False))

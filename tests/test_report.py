@@ -91,3 +91,18 @@ def test_figures_draw_in_headless_chromium(in_tmp, study):
     subprocess.run([browser, *flags, "--window-size=1200,2400", f"--screenshot={shot}",
                     page.as_uri()], capture_output=True, timeout=120)
     assert shot.stat().st_size > 20_000  # a page with drawn figures, not a blank one
+
+
+def test_a_large_study_draws_its_curves_and_per_trial_plots_in_part(study, monkeypatch):
+    # 10,000 curves are a wall of ink and take minutes to lay out: the best few (and the plain
+    # training), and an even spread for the per-trial plots; the history keeps every trial
+    from automl.results import reporting
+
+    monkeypatch.setattr(reporting, "CURVES", 3)
+    monkeypatch.setattr(reporting, "PER_TRIAL", 4)
+    got = dict(figures(study))
+    curves = got["Learning curves (fitness per epoch; pruned trials included; best 3 of 8 trials)"]
+    assert len(curves.data) == 3  # the three best COMPLETE trials
+    assert "Parallel coordinates; evenly spaced 4 of 8 trials" in got
+    history = got["Optimization history"]
+    assert len(history.data[0].x) == 6  # every COMPLETE trial

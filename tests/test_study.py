@@ -210,3 +210,34 @@ def test_a_trial_whose_ray_node_died_is_interrupted_and_tried_again(tmp_path, mo
     assert [t.number for t in studies.finished_trials(study)] == [1]
     # the lost configuration was queued once more: the next trial asked was its retry
     assert killed.user_attrs[studies.RETRY_OF_ATTR] == 0 and killed.params == lost.params
+
+
+def test_a_large_studys_trials_read_fast_equal_optunas_own_read(tmp_path):
+    # status, report and export read every trial once with plain SELECTs (automl.study.reading):
+    # the same FrozenTrials as Optuna's ORM read, intermediate values left out on request
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    from automl.study import fast_trials, read_once
+
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    study = studies.open_study("f", url, directions=["maximize", "minimize"])
+    dists = {**DISTS, "imgsz": IntDistribution(32, 640, step=32),
+             "model": CategoricalDistribution(["yolo11n.yaml", "yolov8n.yaml"])}
+    for i in range(5):
+        t = study.ask(dists)
+        t.set_user_attr("epochs", i)
+        t.set_user_attr("note", {"nested": [i, "x"]})
+        if i < 4:
+            t.set_constraint("latency_ms", float(i) - 2)  # a system attr
+            study.tell(t, [0.1 * i, float("inf") if i == 3 else 5.0 - i])
+    single = studies.open_study("g", url)
+    t = single.ask(DISTS)
+    for step in range(1, 4):
+        t.report(0.1 * step, step)
+    single.tell(t, state=TrialState.PRUNED)
+    for s in (study, single):
+        ours, theirs = fast_trials(s), s.get_trials(deepcopy=False)
+        assert ours == theirs  # FrozenTrial's own equality: every field
+    assert fast_trials(single, intermediate=False)[0].intermediate_values == {}
+    assert [t.number for t in read_once(study).get_trials(states=(TrialState.RUNNING,))] == [4]
+    assert studies.best_trial(read_once(single)) is None

@@ -114,6 +114,35 @@ def _attr_table(title: str, attrs: dict) -> str:
     return f"<h2>{html.escape(title)}</h2><table class='attrs'>{rows}</table>"
 
 
+# a study larger than this is drawn in part: learning curves of its best CURVES trials (and the
+# plain training), importances, parallel coordinates and slices of PER_TRIAL trials spread evenly
+CURVES, PER_TRIAL = 50, 1000
+
+
+def _of(limit: int, n: int, how: str) -> str:
+    return f"; {how} {limit} of {n} trials" if n > limit else ""
+
+
+def _part(study, limit: int, *, best: bool):
+    """The study itself, or an in-memory copy holding `limit` of its trials: the best COMPLETE
+    ones and the plain training (best), or every k-th trial (not best)."""
+    import optuna
+
+    from automl.study import BASELINE_ATTR, ranked_trials
+
+    trials = study.get_trials(deepcopy=False)
+    if len(trials) <= limit:
+        return study
+    if best:
+        chosen = [t for t, _ in ranked_trials(study)][:limit]
+        chosen += [t for t in trials if t.user_attrs.get(BASELINE_ATTR) and t not in chosen][:1]
+    else:
+        chosen = trials[::math.ceil(len(trials) / limit)]
+    part = optuna.create_study(directions=study.directions)
+    part.add_trials(sorted(chosen, key=lambda t: t.number))
+    return part
+
+
 def figures(study) -> list[tuple[str, Any]]:
     """(section title, plotly figure or None with the reason) for every section of the report."""
     from optuna import visualization as vis
@@ -137,11 +166,16 @@ def figures(study) -> list[tuple[str, Any]]:
         add("Pareto front (fitness against " + ", ".join(goals.objectives[1:]) + "; trials over "
             "a cap in grey)", lambda: vis.plot_pareto_front(study, target_names=names))
     add("Optimization history", lambda: vis.plot_optimization_history(study, **one))
-    add("Learning curves (fitness per epoch; pruned trials included)",
-        lambda: vis.plot_intermediate_values(study))
-    add("Parameter importances", lambda: vis.plot_param_importances(study, **one))
-    add("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study, **one))
-    add("Slices", lambda: vis.plot_slice(study, **one))
+    # a large study draws its curves and per-trial plots from a part of it: 10,000 curves are a
+    # wall of ink and take minutes to lay out (the history above and the table below keep all)
+    n = len(study.get_trials(deepcopy=False))
+    curves, curves_note = _part(study, CURVES, best=True), _of(CURVES, n, "best")
+    some, some_note = _part(study, PER_TRIAL, best=False), _of(PER_TRIAL, n, "evenly spaced")
+    add(f"Learning curves (fitness per epoch; pruned trials included{curves_note})",
+        lambda: vis.plot_intermediate_values(curves))
+    add(f"Parameter importances{some_note}", lambda: vis.plot_param_importances(some, **one))
+    add(f"Parallel coordinates{some_note}", lambda: vis.plot_parallel_coordinate(some, **one))
+    add(f"Slices{some_note}", lambda: vis.plot_slice(some, **one))
     add("Fitness against each parameter", lambda: _fitness_scatter(study))
     add("Top trials", lambda: _top_table(study))
     if _validation(study) is not None:  # only for a validated study

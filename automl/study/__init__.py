@@ -39,6 +39,7 @@ from automl.study.ranking import (
     repeat_slots,
     top_trials,
 )
+from automl.study.reading import fast_trials, read_once
 from automl.study.records import (
     best_hyperparameters,
     export_study,
@@ -105,6 +106,8 @@ __all__ = [
     "mark_interrupted",
     "multi_objective",
     "open_study",
+    "read_once",
+    "fast_trials",
     "owner_tag",
     "pareto_trials",
     "promotions",
