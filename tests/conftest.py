@@ -71,7 +71,7 @@ def run_cli(*args, cwd) -> subprocess.CompletedProcess:
     from automl.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    before = os.getcwd()
+    before, environ = os.getcwd(), dict(os.environ)
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -81,6 +81,8 @@ def run_cli(*args, cwd) -> subprocess.CompletedProcess:
                 code = e.code if isinstance(e.code, int) else int(e.code is not None)
     finally:
         os.chdir(before)
+        os.environ.clear()  # what main set (a process's own variables) ends with it
+        os.environ.update(environ)
     return subprocess.CompletedProcess(["automl", *map(str, args)], code, out.getvalue(),
                                        err.getvalue())
 

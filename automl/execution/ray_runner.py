@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -103,8 +104,11 @@ def _probe(address: str, timeout: float = 5.0) -> None:
 def use_cluster_auth(address: str | None) -> None:
     """Joining a cluster started with `ray start --head` (Ray 2.60 here) needs the token that
     command keeps in ~/.ray/auth_token, which a client sends only in token mode, and Ray reads
-    the mode once, when it is first imported: call this before anything imports ray."""
-    if address and not os.environ.get("RAY_AUTH_MODE") and _auth_token_available():
+    the mode once, when it is first imported: call this before anything imports ray. Once ray
+    is imported the mode is left alone: this process keeps the one it read, and a local Ray it
+    starts later would otherwise demand a token from it (its GCS inherits the variable)."""
+    if (address and "ray" not in sys.modules and not os.environ.get("RAY_AUTH_MODE")
+            and _auth_token_available()):
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
