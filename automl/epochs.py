@@ -30,6 +30,8 @@ class EpochReport:
         val_loss: summed validation losses (box + cls + dfl for detection), NaN when unknown.
         train_seconds: seconds since the training started (model build included).
         node: the Ray node the trial runs on ("" outside Ray).
+        device: the torch device the training runs on ("cpu", "cuda:0"; "" when unknown, e.g.
+            a replayed epoch).
         size_mb, latency_ms: the trained weights' size and median CPU latency at batch 1
             (automl.execution.footprint), on the final epoch of a run that measures them (RunSpec.measure);
             NaN on every other epoch.
@@ -46,6 +48,7 @@ class EpochReport:
     val_loss: float = math.nan
     train_seconds: float = math.nan
     node: str = ""
+    device: str = ""
     size_mb: float = math.nan
     latency_ms: float = math.nan
 

@@ -40,6 +40,7 @@ def test_two_trial_search_records_complete_trials_with_metrics(in_tmp, tiny_data
         # the value is the v5 fitness of the stored metrics, and every epoch left a value
         assert t.value == pytest.approx(fit(t.user_attrs))
         assert t.user_attrs["fitness"] == t.value
+        assert t.user_attrs["device"] == "cpu"  # the torch device that trained it
         assert sorted(t.intermediate_values) == [1, 2]
         assert t.value == pytest.approx(max(t.intermediate_values.values()))
     # the first trial is the plain training: ultralytics' optimizer=auto for 8 images of 3

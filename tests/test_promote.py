@@ -74,6 +74,7 @@ def test_promote_trains_best_trial_on_full_data_resumes_and_records(in_tmp, tiny
     assert record["params"] == {"optimizer": "SGD", "lr0": 0.02, "momentum": 0.8}
     assert record["resumed"] is True
     assert record["train_seconds"] > 0  # was always None: train_once returns no seconds
+    assert record["trained_on"] == "cpu"  # what device auto resolved to (test_gpu: cuda)
     row = next(line for line in studies_table().splitlines() if line.startswith("s "))
     assert f"#1 {record['fitness']:.4f}" in row
 

@@ -29,10 +29,10 @@ import numpy as np
 from automl.epochs import EpochReport
 from automl.errors import ConfigError
 
-# EpochReport fields a record stores per epoch, in this order (node, size and latency are not
-# recorded: a replayed search has no caps or objectives on them)
+# EpochReport fields a record stores per epoch, in this order (node and device are not
+# recorded, nor size and latency: a replayed search has no caps or objectives on them)
 FIELDS = tuple(f.name for f in fields(EpochReport)
-               if f.name not in ("epoch", "node", "size_mb", "latency_ms"))
+               if f.name not in ("epoch", "node", "device", "size_mb", "latency_ms"))
 
 
 @dataclass(frozen=True)

@@ -272,6 +272,8 @@ class StudySearcher(Searcher):
             trial.set_user_attr("ray_node", result["node"])
         if history:
             last = history[-1]
+            if last.device:  # which torch device trained it ("cpu", "cuda:0")
+                trial.set_user_attr("device", last.device)
             trial.set_user_attr("epochs", last.epoch)
             trial.set_user_attr("train_seconds", last.train_seconds)
             if math.isfinite(last.val_loss):  # the last epoch's: a fingerprint of the weights

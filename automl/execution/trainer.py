@@ -167,6 +167,7 @@ def train_once(
                 fitness=value if math.isfinite(value) else float("nan"),
                 val_loss=validation_loss(trainer),
                 train_seconds=seconds,
+                device=str(trainer.device),
                 **metrics,
                 **measured,
             ))

@@ -315,6 +315,7 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
         "device": plan.device or "auto", "resumed": resumed,
         # the training's own seconds at its last epoch (train_once returns none; it was None)
         "train_seconds": reports[-1].train_seconds if reports else None,
+        "trained_on": reports[-1].device if reports else None,  # the device auto resolved to
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     studies.record_promotion(the_study, record)

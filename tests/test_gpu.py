@@ -1,0 +1,49 @@
+"""A search and a promotion on a CUDA GPU: two trials packed on one GPU by Ray's fractional
+GPUs, each training there, then the pick trained there in full. Skipped where torch sees no
+CUDA GPU (CI has none); run on a lent GPU machine (docs/measured.md, "On a GPU")."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import automl
+from automl.study import promotions
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.usefixtures("ray_session"),
+    pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU that torch can use (CI has none)"),
+]
+
+
+def test_a_search_packs_two_trials_on_one_gpu_and_promotes_there(in_tmp, tiny_data):
+    automl.search(data=str(tiny_data), space="lr_momentum", searcher="tpe", trials=4, seed=0,
+                  fraction=1, epochs=3, imgsz=64, batch=8, pruner="none", concurrency=2,
+                  gpus_per_trial=0.5, study="gpu", log=lambda line: None)
+    storage = "sqlite:///studies/gpu.db"
+    study = optuna.load_study(study_name="gpu", storage=storage)
+    trials = sorted(study.trials, key=lambda t: t.datetime_start)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    # every trial trained on the GPU Ray gave it (device auto inside the trial)
+    assert all(t.user_attrs["device"].startswith("cuda") for t in trials), \
+        [t.user_attrs.get("device") for t in trials]
+    # half a GPU each: two trained at the same time
+    assert any(later.datetime_start < earlier.datetime_complete
+               for earlier, later in zip(trials, trials[1:]))
+
+    result = automl.promote(study="gpu", storage=storage, epochs=2, log=lambda line: None)
+    record = promotions(optuna.load_study(study_name="gpu", storage=storage))[result.trial]
+    assert record == result.record
+    assert record["device"] == "auto" and record["trained_on"].startswith("cuda")
+    assert result.weights.exists()
