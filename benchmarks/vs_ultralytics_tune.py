@@ -59,6 +59,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import yaml
+
 SPACE_YAML = """\
 description: lr_momentum as the peer gets it, with the benchmark's fixed training settings
 fixed: {optimizer: SGD, nbs: %(batch)d}
@@ -143,7 +145,14 @@ def regime_data(args, seed: int, tmp: Path) -> Path:
     import real_exports
 
     export = PHOTOS if args.regime == "photos" else FINETUNE
-    data, _ = real_exports.subset(export, args.exports, folder, 150, 50, offset=4 * seed)
+    data, cwd = real_exports.subset(export, args.exports, folder, 150, 50, offset=4 * seed)
+    # every arm runs in its own folder: list lines relative to the export's folder (CVAT's)
+    # become absolute (real_exports.py checks the layout as exported; this regime, the start)
+    for key in ("train", "val"):
+        listed = data.parent / yaml.safe_load(data.read_text())[key]
+        if listed.suffix == ".txt":
+            lines = [ln for ln in listed.read_text().splitlines() if ln.strip()]
+            listed.write_text("".join(f"{(cwd / ln).resolve()}\n" for ln in lines))
     return data
 
 
