@@ -243,6 +243,7 @@ class StudySearcher(Searcher):
         history = self._history.pop(trial_id, [])
         seconds = time.perf_counter() - self._started.pop(trial_id)
         message = None
+        last_epoch = history[-1].epoch if history else 0
         node = history[-1].node if history else (result or {}).get("node")
         if (error or result is None) and node_lost(node):
             # its machine went, not its configuration: FAIL as interrupted, queued once more,
@@ -251,8 +252,7 @@ class StudySearcher(Searcher):
             mark_interrupted(self._study, trial, message)
             if self._on_event:
                 self._on_event(TrialEvent(trial.number, "FAIL", None, {}, message, seconds,
-                                          history[-1].epoch if history else 0,
-                                          bool(trial.user_attrs.get(BASELINE_ATTR))))
+                                          last_epoch, bool(trial.user_attrs.get(BASELINE_ATTR))))
             return
         if error or result is None:
             message = ("the trial's process died (killed by the OS, e.g. out of memory) "
@@ -278,7 +278,6 @@ class StudySearcher(Searcher):
             trial.set_user_attr("train_seconds", last.train_seconds)
             if math.isfinite(last.val_loss):  # the last epoch's: a fingerprint of the weights
                 trial.set_user_attr("val_loss", last.val_loss)
-        last_epoch = history[-1].epoch if history else 0
         measured = history[-1].measured() if history else {}
         for key, value in measured.items():
             trial.set_user_attr(key, value)
