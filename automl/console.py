@@ -380,12 +380,14 @@ def status_text(study) -> str:
     epochs = config.epochs or 0
     rows, at = [], []
     for t in sorted(running, key=lambda t: t.number):
-        e = int(t.user_attrs.get("epochs") or len(t.intermediate_values))
+        # the progress attrs are written every few seconds, the epochs' reports every epoch
+        timed_at = int(t.user_attrs.get("epochs") or 0)
+        e = max(timed_at, max(t.intermediate_values, default=0))
         seconds = t.user_attrs.get("train_seconds")
         latest = (t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values
                   else t.user_attrs.get(LATEST_FITNESS_ATTR))
         rows.append(running_cells(t.number, e, epochs, latest,
-                                  seconds / e if seconds and e else None))
+                                  seconds / timed_at if seconds and timed_at else None))
         at.append((e, epochs))
     if total and per_epoch and timed:
         mean_length = sum(t.user_attrs["epochs"] for t in timed) / len(timed)

@@ -212,6 +212,38 @@ def test_a_trial_whose_ray_node_died_is_interrupted_and_tried_again(tmp_path, mo
     assert killed.user_attrs[studies.RETRY_OF_ATTR] == 0 and killed.params == lost.params
 
 
+def test_fast_epochs_write_their_progress_attrs_every_few_seconds_and_status_keeps_up(
+        tmp_path, monkeypatch):
+    # a replayed epoch takes a fraction of a second: "epochs"/"train_seconds" are storage writes
+    # of their own, so a running trial writes them every PROGRESS_EVERY_S, the end always
+    from automl.console import status_text
+    from automl.epochs import EpochReport
+    from automl.execution import study_searcher
+    from tests.fakes import fake_run
+
+    clock = [100.0]
+    monkeypatch.setattr(study_searcher.time, "monotonic", lambda: clock[0])
+    study = make(tmp_path)
+    studies.check_config(study, StudyConfig.from_dict({"epochs": 3}))
+    searcher = study_searcher.StudySearcher(study, DISTS, fake_run(3), 4)
+    searcher.suggest("t0")
+    for epoch, at in ((1, 100.0), (2, 101.0)):
+        clock[0] = at
+        searcher.on_trial_result("t0", EpochReport(epoch=epoch, fitness=0.1 * epoch,
+                                                   train_seconds=2.0 * epoch).as_dict())
+    running = study.trials[0]
+    assert running.user_attrs["epochs"] == 1 and running.user_attrs["train_seconds"] == 2.0
+    # status takes the epoch from the reports, the seconds per epoch from the attrs' own pair
+    assert status_text(study).splitlines()[2].split() == ["#0", "2/3", "0.2000", "2.0"]
+    clock[0] = 100.0 + study_searcher.PROGRESS_EVERY_S
+    searcher.on_trial_result("t0", EpochReport(epoch=3, fitness=0.3, train_seconds=6.0).as_dict())
+    assert study.trials[0].user_attrs["epochs"] == 3
+    searcher.on_trial_complete("t0", EpochReport(epoch=3, fitness=0.3, train_seconds=6.0).as_dict())
+    done = study.trials[0]
+    assert done.state == TrialState.COMPLETE and done.user_attrs["epochs"] == 3
+    assert done.user_attrs["train_seconds"] == 6.0
+
+
 def test_a_large_studys_trials_read_fast_equal_optunas_own_read(tmp_path):
     # status, report and export read every trial once with plain SELECTs (automl.study.reading):
     # the same FrozenTrials as Optuna's ORM read, intermediate values left out on request

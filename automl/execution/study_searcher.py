@@ -40,6 +40,10 @@ from automl.study import (
     trial_slot_lock,
 )
 
+# seconds between writes of a running trial's progress attrs ("epochs", "train_seconds"): a
+# replayed or tiny epoch takes a fraction of a second, and each write is a storage round trip
+PROGRESS_EVERY_S = 5.0
+
 
 def _best_epoch(history: list[EpochReport]) -> EpochReport | None:
     scored = [h for h in history if math.isfinite(h.fitness)]
@@ -122,7 +126,7 @@ class StudySearcher(Searcher):
     # attribute -> what a pickled copy holds instead (the trials in flight hold the study too)
     DRIVER_ONLY: Mapping[str, Callable[[], Any]] = {
         "_study": lambda: None, "_on_event": lambda: None, "_live": dict, "_history": dict,
-        "_started": dict}
+        "_started": dict, "_progress_at": dict}
 
     def __init__(
         self,
@@ -149,6 +153,7 @@ class StudySearcher(Searcher):
         self._live: dict[str, Any] = {}
         self._history: dict[str, list[EpochReport]] = {}
         self._started: dict[str, float] = {}
+        self._progress_at: dict[str, float] = {}  # when a trial's progress attrs were written
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, **{key: empty() for key, empty in self.DRIVER_ONLY.items()}}
@@ -226,9 +231,13 @@ class StudySearcher(Searcher):
             trial.report(epoch.fitness, step=epoch.epoch)
         elif math.isfinite(epoch.fitness):  # Optuna takes no report() on several objectives
             trial.set_user_attr(LATEST_FITNESS_ATTR, epoch.fitness)
-        # for `automl status` elsewhere: how far the trial is and how fast it goes
-        trial.set_user_attr("epochs", epoch.epoch)
-        trial.set_user_attr("train_seconds", epoch.train_seconds)
+        # for `automl status` elsewhere: how far the trial is and how fast it goes, at most every
+        # PROGRESS_EVERY_S (status reads the epoch from the reports between; the end writes both)
+        now = time.monotonic()
+        if now - self._progress_at.get(trial_id, -math.inf) >= PROGRESS_EVERY_S:
+            self._progress_at[trial_id] = now
+            trial.set_user_attr("epochs", epoch.epoch)
+            trial.set_user_attr("train_seconds", epoch.train_seconds)
         if self._on_event:
             self._on_event(EpochEvent(trial.number, epoch.epoch, int(self._run.epochs),
                                       epoch.fitness, epoch.train_seconds))
@@ -241,6 +250,7 @@ class StudySearcher(Searcher):
             self.on_trial_result(trial_id, result)
         trial = self._live.pop(trial_id)
         history = self._history.pop(trial_id, [])
+        self._progress_at.pop(trial_id, None)
         seconds = time.perf_counter() - self._started.pop(trial_id)
         message = None
         last_epoch = history[-1].epoch if history else 0
