@@ -89,7 +89,9 @@ class LiveProgress(TrialLines):
     On a terminal a rich table is redrawn in place (finished trials' lines print above it);
     elsewhere (logs, CI) the same is printed as plain lines, at most every `interval` seconds.
     The ETA divides the epochs left (the running trials' rest, plus the trials not started at
-    the mean length of the finished ones, pruning included) by the epochs per second so far.
+    the mean length of the finished ones, pruning included) by the epochs per second since the
+    first trial's training began (the first epoch's time less its own training seconds: Ray's
+    start and the search's setup are not a pace the trials keep).
     """
 
     def __init__(self, study, total: int, say: Callable[[str], None], *, live: bool,
@@ -100,6 +102,7 @@ class LiveProgress(TrialLines):
         self._start = clock()
         self._last_plain = self._start
         self._epochs_done = 0
+        self._training_since: float | None = None  # when the first trial's training began
         self._finished_epochs: list[int] = []
         self._live = None
         if live:
@@ -121,6 +124,9 @@ class LiveProgress(TrialLines):
             else:
                 self._say(line)
         else:
+            if self._training_since is None:
+                began = self._clock() - (event.train_seconds if event.train_seconds > 0 else 0)
+                self._training_since = max(self._start, began)
             self._epochs_done += 1
             per = event.train_seconds / max(event.epoch, 1)
             self._running[event.number] = _Running(event.epoch, event.epochs, event.fitness, per)
@@ -132,8 +138,10 @@ class LiveProgress(TrialLines):
 
     def eta_seconds(self) -> float | None:
         """Seconds until the budget is spent, at the pace so far (None before any epoch)."""
-        elapsed = self._clock() - self._start
-        if not self._epochs_done or elapsed <= 0:
+        if not self._epochs_done or self._training_since is None:
+            return None
+        elapsed = self._clock() - self._training_since
+        if elapsed <= 0:
             return None
         from automl.study import finished_trials
 

@@ -50,6 +50,19 @@ def test_plain_lines_at_most_every_interval_with_running_trials_and_an_eta():
     assert len(lines) == 1  # not again within 30 s
 
 
+def test_the_eta_keeps_the_trials_pace_not_the_searchs_start_up():
+    # Ray's start and the search's setup (20 s here) come before any epoch: counting them as
+    # the pace made a GPU search of 84 s say "ETA 46 min" at its first progress line
+    clock, lines = Clock(), []
+    progress = LiveProgress(study_with(0), 8, lines.append, live=False, interval=1e9, clock=clock)
+    for epoch in range(1, 6):  # four trials at once, 2 s an epoch, from t=20
+        clock.now = 20.0 + 2.0 * epoch
+        for trial in range(4):
+            progress(EpochEvent(trial, epoch, 10, 0.01 * epoch, 2.0 * epoch))
+    # 20 epochs in the 10 s since the trainings began; left: 4 x 5 + 4 waiting x 10 = 60 -> 30 s
+    assert 29 <= progress.eta_seconds() <= 31
+
+
 def test_a_finished_trial_prints_its_line_and_leaves_the_running_view():
     study, lines = study_with(1), []
     progress = LiveProgress(study, 3, lines.append, live=False, clock=Clock())
