@@ -31,6 +31,7 @@ import math
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -112,12 +113,21 @@ def driver_cmd(args, study: str, trials: int, space: Path, storage: str) -> list
             str(args.epoch_seconds), "--keep-weights", "none"]
 
 
+def cpu_times() -> tuple[float, float]:
+    """This machine's (busy, all) CPU seconds since boot, every core summed (/proc/stat)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+
 def run_phase(args, drivers: int, trials: int, space: Path, storage: str, work: Path,
               chaos: bool) -> dict:
     study = f"scale-{drivers}d-{trials}t{'-chaos' if chaos else ''}"
     env = {**os.environ, "AUTOML_HEARTBEAT_S": str(args.heartbeat)}
     logs = [open(work / f"{study}-driver{i}.log", "w") for i in range(drivers)]
     cmd = driver_cmd(args, study, trials, space, storage)
+    cpu_start = cpu_times()
     start = time.perf_counter()
     procs = [subprocess.Popen(cmd, cwd=work, env=env, stdout=logs[i], stderr=subprocess.STDOUT,
                               start_new_session=True) for i in range(drivers)]
@@ -147,6 +157,7 @@ def run_phase(args, drivers: int, trials: int, space: Path, storage: str, work: 
             start_worker(args.worker_cpus)
             kills["worker node"] += 1
     wall = time.perf_counter() - start
+    busy, every = (b - a for a, b in zip(cpu_start, cpu_times(), strict=True))
     codes = [p.returncode for p in procs]
     slots = min(drivers * args.concurrency,
                 int((args.head_cpus + args.worker_cpus) / args.cpus_per_trial))
@@ -155,7 +166,9 @@ def run_phase(args, drivers: int, trials: int, space: Path, storage: str, work: 
     return {"study": study, "drivers": drivers, "trials": trials, "slots": slots, "wall": wall,
             "minimum": minimum, "exit_codes": codes, "kills": kills,
             "overhead_ms": 1000 * (wall * slots - trials * trial_seconds) / trials,
-            "trials_per_s": trials / wall}
+            "trials_per_s": trials / wall,
+            # the whole machine's: drivers, Ray's processes, PostgreSQL (and anything else)
+            "cpu_busy": busy / every if every else math.nan, "cpu_ms_per_trial": 1000 * busy / trials}
 
 
 def storage_cost(storage: str, study: str) -> dict:
@@ -216,6 +229,10 @@ def verify(storage: str, study: str, budget: int) -> dict:
         "finished_counted": len(finished_trials(s)), "budget": budget,
         "best_is_best_complete": best is not None and best.value == max(t.value for t in complete),
         "repeated_proposals": len(proposals) - len(set(proposals)),
+        # a COMPLETE trial's own time in the study (ask to tell): the replayed epochs' sleep plus
+        # the per-epoch round trips (Ray's result, the study's report) and the trial's writes
+        "median_trial_s": statistics.median(
+            (t.datetime_complete - t.datetime_start).total_seconds() for t in complete),
     }
 
 
@@ -336,21 +353,25 @@ def main() -> None:
 
 def table(results: dict) -> str:
     lines = ["| drivers | trials | slots | wall s | minimum s | over min | overhead ms/trial | "
-             "trials/s | rows/trial | bytes/trial | status s | report s | export s | "
-             "dashboard s |", "|" + " --- |" * 14]
+             "trials/s | trial s (median) | CPU busy | CPU ms/trial | rows/trial | bytes/trial | status s | "
+             "report s | export s | dashboard s |", "|" + " --- |" * 17]
     for r in results["phases"]:
         u = r.get("usability", {})
         lines.append(
             f"| {r['drivers']}{' (kills)' if r['kills']['driver'] + r['kills']['worker node'] else ''}"
             f" | {r['trials']} | {r['slots']} | {r['wall']:.0f} | {r['minimum']:.0f} | "
             f"{r['wall'] / r['minimum'] - 1:+.0%} | {r['overhead_ms']:.0f} | "
-            f"{r['trials_per_s']:.2f} | {r['rows_per_trial']:.1f} | {r['bytes_per_trial']:.0f} | "
+            f"{r['trials_per_s']:.2f} | {r['checks']['median_trial_s']:.2f} | "
+            f"{r.get('cpu_busy', math.nan):.0%} | "
+            f"{r.get('cpu_ms_per_trial', math.nan):.0f} | {r['rows_per_trial']:.1f} | "
+            f"{r['bytes_per_trial']:.0f} | "
             + " | ".join(f"{u.get(k, float('nan')):.1f}" for k in
                          ("status", "report", "export", "dashboard")) + " |")
     if "big" in results:
         b, u = results["big"], results["big"]["usability"]
-        lines.append(f"| big ({b['replayed']} replayed, copied) | {b['trials']} | - | {b['made_in_s']:.0f} | - | - | - "
-                     f"| - | {b['rows_per_trial']:.1f} | {b['bytes_per_trial']:.0f} | "
+        lines.append(f"| big ({b['replayed']} replayed, copied) | {b['trials']} | - "
+                     f"| {b['made_in_s']:.0f} | - | - | - "
+                     f"| - | - | - | - | {b['rows_per_trial']:.1f} | {b['bytes_per_trial']:.0f} | "
                      + " | ".join(f"{u[k]:.1f}" for k in ("status", "report", "export",
                                                           "dashboard")) + " |")
     return "\n".join(lines)

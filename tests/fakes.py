@@ -61,12 +61,13 @@ def fake_slow_trainer(config):
 
 
 def fake_trainer_killed_by_the_os(config):
-    """Trial #0's process is killed (e.g. by the OOM killer) in its second epoch."""
+    """Trials #0 and #1 (#0's retry) have their process killed (e.g. by the OOM killer) in
+    their second epoch."""
     import os
     import signal
 
     for epoch in range(1, config["run"].epochs + 1):
-        if config["number"] == 0 and epoch == 2:
+        if config["number"] in (0, 1) and epoch == 2:
             os.kill(os.getpid(), signal.SIGKILL)
         _report(epoch, 0.1 * epoch)
 

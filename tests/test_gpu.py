@@ -40,7 +40,7 @@ def test_a_search_packs_two_trials_on_one_gpu_and_promotes_there(in_tmp, tiny_da
         [t.user_attrs.get("device") for t in trials]
     # half a GPU each: two trained at the same time
     assert any(later.datetime_start < earlier.datetime_complete
-               for earlier, later in zip(trials, trials[1:]))
+               for earlier, later in zip(trials, trials[1:], strict=False))
 
     result = automl.promote(study="gpu", storage=storage, epochs=2, log=lambda line: None)
     record = promotions(optuna.load_study(study_name="gpu", storage=storage))[result.trial]

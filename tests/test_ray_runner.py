@@ -1,4 +1,5 @@
-"""The Ray Tune runner: early stopping recorded as PRUNED, trials killed by the OS as FAIL.
+"""The Ray Tune runner: early stopping recorded as PRUNED; a trial killed by the OS runs once more,
+then is FAIL.
 
 Uses fake trainers (tests/fakes.py: Ray function trainables whose per-epoch fitness is a
 closed-form function of lr0) with real Ray and a real SQLite study: at test scale real trainings
@@ -129,20 +130,27 @@ def test_no_trial_starts_after_the_timeout_and_running_ones_finish(in_tmp):
     assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in trials)
 
 
-def test_a_trial_killed_by_the_os_is_fail_and_the_search_goes_on(in_tmp):
+def test_a_trial_killed_by_the_os_runs_once_more_then_is_fail_and_the_search_goes_on(in_tmp):
+    # a process dying on a node that seems alive may be the node going down (Ray sees it dead
+    # only seconds later) or the OS killing it: interrupted and run once more; dying again, FAIL
     from automl.searching.searchers import make_sampler
+    from automl.study import DIED_ATTR, INTERRUPTED_ATTR, RETRY_OF_ATTR, finished_trials
 
     study = open_study("killed", None, make_sampler("random", SPACE, seed=1))
     events = []
     run_search(study, SPACE.distributions(), fake_run(3), n_trials=2,
                resources=Resources(1, 1, 0), trainable=fake_trainer_killed_by_the_os,
                on_event=events.append)
-    first, second = study.trials
-    assert first.state == TrialState.FAIL
-    assert "process died" in first.user_attrs["error"]
+    first, retry, other = study.trials
+    assert first.state == retry.state == TrialState.FAIL
+    assert first.user_attrs[INTERRUPTED_ATTR] and "process died" in first.user_attrs["error"]
     assert first.intermediate_values == {1: pytest.approx(0.1)}
-    assert second.state == TrialState.COMPLETE and second.value == pytest.approx(0.3)
-    assert [e.state for e in events if isinstance(e, TrialEvent)] == ["FAIL", "COMPLETE"]
+    assert retry.params == first.params and retry.user_attrs[RETRY_OF_ATTR] == 0
+    assert retry.user_attrs[DIED_ATTR] == 1 and INTERRUPTED_ATTR not in retry.user_attrs
+    assert "died again" in retry.user_attrs["error"]
+    assert other.state == TrialState.COMPLETE and other.value == pytest.approx(0.3)
+    assert [t.number for t in finished_trials(study)] == [1, 2]  # the budget: 2 trials
+    assert [e.state for e in events if isinstance(e, TrialEvent)] == ["FAIL", "FAIL", "COMPLETE"]
     assert [e.epoch for e in events if isinstance(e, EpochEvent)][:1] == [1]  # the live progress
 
 

@@ -188,15 +188,27 @@ def run_search(
     from automl.execution.study_searcher import StudySearcher
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    remaining = n_trials - len(finished_trials(study))
-    if remaining <= 0:
-        return
-    init_ray(address=address)
-    searcher = StudySearcher(study, distributions, run, n_trials, on_event, storage_url,
-                             deadline, goals)
+    # Tune runs at most `remaining` trials a round; a trial interrupted in a round (its node
+    # lost, its process killed) took one of them without counting toward --trials, and its
+    # configuration was queued again: another round runs it and whatever else is left
+    while True:
+        remaining = n_trials - len(finished_trials(study))
+        if remaining <= 0 or (deadline is not None and time.monotonic() >= deadline):
+            return
+        init_ray(address=address)
+        searcher = StudySearcher(study, distributions, run, n_trials, on_event, storage_url,
+                                 deadline, goals)
+        _round(searcher, make_scheduler(pruner, int(run.epochs)), trainable, resources,
+               remaining)
+        if not searcher.requeued:
+            return
+
+
+def _round(searcher, scheduler, trainable, resources: Resources, remaining: int) -> None:
+    """One Ray Tune run of at most `remaining` trials."""
     with tempfile.TemporaryDirectory(prefix="automl-ray-") as tmp:
-        tuner = make_tuner(searcher, make_scheduler(pruner, int(run.epochs)), trainable,
-                           resources, num_samples=remaining, storage_path=tmp)
+        tuner = make_tuner(searcher, scheduler, trainable, resources, num_samples=remaining,
+                           storage_path=tmp)
         message = "interrupted: the search was stopped (Ctrl-C) during this trial"
         # Tune's own SIGINT handler ends fit() quietly; between two trials nothing was running
         # to show it, and the interrupt was lost (the run went on to its summary, exit 0). Off,

@@ -26,6 +26,7 @@ from automl.execution.trainer import quiet_ultralytics
 from automl.objectives import Goals
 from automl.study import (
     BASELINE_ATTR,
+    DIED_ATTR,
     ERROR_ATTR,
     LATEST_FITNESS_ATTR,
     OWNER_ATTR,
@@ -143,6 +144,7 @@ class StudySearcher(Searcher):
         self._goals = goals or Goals()
         self._deadline = deadline  # time.monotonic() after which no trial starts
         self._waiting_since: float | None = None
+        self.requeued = 0  # trials interrupted in this run whose configuration was queued again
         self._study = study
         self._study_name = study.study_name
         self._storage_url = storage_url
@@ -255,18 +257,26 @@ class StudySearcher(Searcher):
         message = None
         last_epoch = history[-1].epoch if history else 0
         node = history[-1].node if history else (result or {}).get("node")
-        if (error or result is None) and node_lost(node):
-            # its machine went, not its configuration: FAIL as interrupted, queued once more,
-            # not counted toward --trials (as a killed driver's trials are)
-            message = "interrupted: the Ray node running this trial died or left the cluster"
-            mark_interrupted(self._study, trial, message)
+        died = error or result is None
+        lost = died and node_lost(node)
+        if lost or (died and not trial.user_attrs.get(DIED_ATTR)):
+            # its machine went, not its configuration: FAIL as interrupted, queued again, not
+            # counted toward --trials (as a killed driver's trials are). A process that died
+            # on a node that still seems alive may be on a node going down (Ray marks a node
+            # dead only after its health checks fail, seconds later) or killed by the OS for
+            # its own memory: it runs once more, and a second such death is its own (below)
+            message = ("interrupted: the Ray node running this trial died or left the cluster"
+                       if lost else "interrupted: the trial's process died before it finished "
+                       "(its Ray node going down, or the OS killing it, e.g. out of memory); "
+                       "it runs once more")
+            self.requeued += mark_interrupted(self._study, trial, message, process_died=not lost)
             if self._on_event:
                 self._on_event(TrialEvent(trial.number, "FAIL", None, {}, message, seconds,
                                           last_epoch, bool(trial.user_attrs.get(BASELINE_ATTR))))
             return
-        if error or result is None:
-            message = ("the trial's process died (killed by the OS, e.g. out of memory) "
-                       "before it finished")
+        if died:
+            message = ("the trial's process died again (killed by the OS, e.g. out of memory) "
+                       "before it finished: the configuration's own failure")
         elif "error" in result:
             message = str(result["error"])
         best = _best_epoch(history)
@@ -328,7 +338,7 @@ class StudySearcher(Searcher):
                                       measured, over_cap))
 
     def fail_live(self, message: str) -> list[int]:
-        """Mark every trial still running as interrupted (FAIL, queued again once)."""
+        """Mark every trial still running as interrupted (FAIL, queued again)."""
         numbers = []
         for trial_id in list(self._live):
             trial = self._live.pop(trial_id)

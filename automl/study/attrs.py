@@ -19,6 +19,12 @@ INTERRUPTED_ATTR = "automl:interrupted"  # FAIL because the search process died 
 RETRY_OF_ATTR = "automl:retry_of"    # number of the interrupted trial this one re-runs
 
 
+INTERRUPTIONS_ATTR = "automl:interruptions"  # of this configuration in a row, before this trial
+
+
+DIED_ATTR = "automl:process_died"    # how many of them were its process dying on a live node
+
+
 REPEAT_OF_ATTR = "automl:repeat_of"  # number of the trial this one trains again (--repeats)
 
 

@@ -8,8 +8,10 @@ from datetime import datetime, timedelta
 
 from automl.study.attrs import (
     BASELINE_ATTR,
+    DIED_ATTR,
     ERROR_ATTR,
     INTERRUPTED_ATTR,
+    INTERRUPTIONS_ATTR,
     OUTSIDE_ATTR,
     OWNER_ATTR,
     REPEAT_OF_ATTR,
@@ -38,14 +40,30 @@ def _owner_is_dead(tag: str | None) -> bool:
     return False
 
 
-def mark_interrupted(study, trial, message: str) -> None:
-    """FAIL a trial cut short by an interruption (not counted toward --trials), queue it again once.
+# a configuration interrupted this many times in a row is not queued again (one that takes its
+# machine down with it would otherwise run forever)
+MAX_INTERRUPTIONS = 5
+
+
+def mark_interrupted(study, trial, message: str, *, process_died: bool = False) -> bool:
+    """FAIL a trial cut short by an interruption (not counted toward --trials) and queue its
+    configuration again, up to MAX_INTERRUPTIONS in a row: an interruption is the machine's or
+    the driver's, not the configuration's.
 
     `trial` is a live optuna Trial of this process or a RUNNING FrozenTrial of `study` that a
-    dead process left behind.
+    dead process left behind. `process_died`: the trial's process died while its Ray node
+    seemed alive (a node going down, or the OS killing it); the retry records it, so that a
+    second such death counts as the configuration's own failure (StudySearcher).
+
+    Returns:
+        Whether the configuration was queued again.
     """
     from optuna.trial import Trial, TrialState
 
+    interruptions = int(trial.user_attrs.get(INTERRUPTIONS_ATTR, 0)) + 1
+    again = interruptions < MAX_INTERRUPTIONS
+    if not again:
+        message += f" (interrupted {interruptions} times in a row: not queued again)"
     for key, value in ((INTERRUPTED_ATTR, True), (ERROR_ATTR, message)):
         if isinstance(trial, Trial):
             trial.set_user_attr(key, value)
@@ -54,10 +72,14 @@ def mark_interrupted(study, trial, message: str) -> None:
             # recovers a killed search through this path and fails if it changes
             study._storage.set_trial_user_attr(trial._trial_id, key, value)
     study.tell(trial.number, state=TrialState.FAIL)
-    if RETRY_OF_ATTR not in trial.user_attrs:  # retry each configuration once, not forever
+    if again:
         kept = {k: v for k, v in trial.user_attrs.items()
                 if k in (BASELINE_ATTR, OUTSIDE_ATTR, REPEAT_OF_ATTR, SEED_ATTR, VALIDATES_ATTR)}
-        study.enqueue_trial(dict(trial.params), user_attrs={**kept, RETRY_OF_ATTR: trial.number})
+        died = int(trial.user_attrs.get(DIED_ATTR, 0)) + int(process_died)
+        study.enqueue_trial(dict(trial.params), user_attrs={
+            **kept, RETRY_OF_ATTR: trial.number, INTERRUPTIONS_ATTR: interruptions,
+            **({DIED_ATTR: died} if died else {})})
+    return again
 
 
 def heartbeat_settings() -> dict[str, int]:
