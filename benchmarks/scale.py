@@ -168,7 +168,9 @@ def run_phase(args, drivers: int, trials: int, space: Path, storage: str, work: 
             "overhead_ms": 1000 * (wall * slots - trials * trial_seconds) / trials,
             "trials_per_s": trials / wall,
             # the whole machine's: drivers, Ray's processes, PostgreSQL (and anything else)
-            "cpu_busy": busy / every if every else math.nan, "cpu_ms_per_trial": 1000 * busy / trials}
+            "cpu_busy": busy / every if every else math.nan, "cpu_ms_per_trial": 1000 * busy / trials,
+            # Ray's processes left at the end (a killed node's that outlived it would show here)
+            "ray_processes": sum(1 for _, _, a in _processes() if TEMP_DIR in a or "ray::" in a)}
 
 
 def storage_cost(storage: str, study: str) -> dict:
