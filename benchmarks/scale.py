@@ -78,8 +78,7 @@ def worker_pids(cpus: int) -> list[int]:
     procs = _processes()
     raylets = [p for p, _, a in procs if "/raylet " in a and f"CPU,{cpus}," in a
                and TEMP_DIR in a and "__internal_head__" not in a]
-    kids = [p for p, pp, _ in procs if pp in raylets]
-    return raylets + kids
+    return _with_descendants(raylets, procs)
 
 
 def _processes() -> list[tuple[int, int, str]]:
@@ -87,14 +86,27 @@ def _processes() -> list[tuple[int, int, str]]:
     return [(int(p), int(pp), a) for p, pp, a in (line.split(None, 2) for line in out)]
 
 
+def _with_descendants(roots: list[int], procs: list[tuple[int, int, str]]) -> list[int]:
+    found, todo = set(roots), list(roots)
+    while todo:
+        parent = todo.pop()
+        for pid, ppid, _ in procs:
+            if ppid == parent and pid not in found:
+                found.add(pid)
+                todo.append(pid)
+    return sorted(found)
+
+
 def stop_ray() -> None:
-    """Kill this benchmark's cluster: every process whose command line names its folder."""
-    for pid, _, args in _processes():
-        if TEMP_DIR in args and pid != os.getpid():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    """Kill this benchmark's cluster: every process whose command line names its folder, and
+    what they started (Ray's agents rename themselves `ray::DashboardAgent`, ...)."""
+    procs = _processes()
+    roots = [p for p, _, a in procs if TEMP_DIR in a and p != os.getpid()]
+    for pid in _with_descendants(roots, procs):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def postgres_url() -> str:
@@ -123,7 +135,7 @@ def cpu_times() -> tuple[float, float]:
 
 def run_phase(args, drivers: int, trials: int, space: Path, storage: str, work: Path,
               chaos: bool) -> dict:
-    study = f"scale-{drivers}d-{trials}t{'-chaos' if chaos else ''}"
+    study = f"scale-{drivers}d-{trials}t{'-chaos' if chaos else ''}-{args.run}"
     env = {**os.environ, "AUTOML_HEARTBEAT_S": str(args.heartbeat)}
     logs = [open(work / f"{study}-driver{i}.log", "w") for i in range(drivers)]
     cmd = driver_cmd(args, study, trials, space, storage)
@@ -275,7 +287,7 @@ def usability(storage: str, study: str, work: Path) -> dict:
     return out
 
 
-def big_study(storage: str, n: int, space: Path, replayed: int = 500) -> tuple[str, float]:
+def big_study(storage: str, n: int, space: Path, run: str, replayed: int = 500) -> tuple[str, float]:
     """A study of n trials: `replayed` replayed trials made in this process (the same searcher
     and storage writes as a search, without Ray; ~0.3 s a trial on PostgreSQL here), then
     copies of them added with Optuna's own add_trials (~0.1 s a trial) up to n: the same rows
@@ -283,7 +295,7 @@ def big_study(storage: str, n: int, space: Path, replayed: int = 500) -> tuple[s
     from automl.execution.replay import simulate_search
     from automl.study import get_storage
 
-    name = f"scale-big-{n}"
+    name = f"scale-big-{n}-{run}"
     start = time.perf_counter()
     study = simulate_search(RECORD, storage=get_storage(storage, name), searcher="random",
                             trials=min(n, replayed), seed=0, pruner="none", space=str(space),
@@ -316,6 +328,7 @@ def main() -> None:
     p.add_argument("--big", type=int, default=0, help="also time a study of this many trials")
     p.add_argument("--out", type=Path, default=Path("/tmp/scale"))
     args = p.parse_args()
+    args.run = time.strftime("%m%d%H%M")  # each run its own studies (a study keeps its budget)
     from automl.execution.replay import load_record, record_space
 
     storage = postgres_url()
@@ -343,7 +356,7 @@ def main() -> None:
         row["usability"] = usability(storage, row["study"], work)
         print(row["study"], json.dumps(row["usability"]), flush=True)
     if args.big:
-        name, seconds = big_study(storage, args.big, space)
+        name, seconds = big_study(storage, args.big, space, args.run)
         results["big"] = {"study": name, "trials": args.big, "made_in_s": seconds,
                           "replayed": min(args.big, 500),
                           **storage_cost(storage, name), "usability": usability(storage, name,

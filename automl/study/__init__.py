@@ -41,7 +41,7 @@ from automl.study.ranking import (
     repeat_slots,
     top_trials,
 )
-from automl.study.reading import fast_trials, read_once
+from automl.study.reading import fast_trials, rdb_of, rdb_trials, read_once
 from automl.study.records import (
     best_hyperparameters,
     export_study,
@@ -114,6 +114,8 @@ __all__ = [
     "open_study",
     "read_once",
     "fast_trials",
+    "rdb_of",
+    "rdb_trials",
     "owner_tag",
     "pareto_trials",
     "promotions",

@@ -16,16 +16,27 @@ from typing import Any
 
 def _rdb(study):
     """The study's RDBStorage (behind Optuna's cache), or None for other storages."""
+    return rdb_of(getattr(study, "_storage", None))
+
+
+def rdb_of(storage):
+    """The RDBStorage behind a storage (Optuna's cache), or None for other storages."""
     from optuna.storages import RDBStorage
 
-    storage = getattr(study, "_storage", None)
     storage = getattr(storage, "_backend", storage)
     return storage if isinstance(storage, RDBStorage) else None
 
 
 def fast_trials(study, *, intermediate: bool = True) -> list | None:
     """Every trial of the study as Optuna's FrozenTrials, read with plain SELECTs (intermediate
-    values only when asked); None when the storage is not Optuna's RDB storage.
+    values only when asked); None when the storage is not Optuna's RDB storage."""
+    storage = _rdb(study)
+    return None if storage is None else rdb_trials(storage, study._study_id,
+                                                   intermediate=intermediate)
+
+
+def rdb_trials(storage, study_id: int, *, intermediate: bool = True) -> list:
+    """Every trial of study `study_id` of an RDBStorage, as `fast_trials` reads them.
 
     Private API: Optuna's RDB table models (`optuna.storages._rdb.models`) and their stored
     representations (pyproject.toml's private-apis).
@@ -35,15 +46,12 @@ def fast_trials(study, *, intermediate: bool = True) -> list | None:
     from optuna.storages._rdb import models
     from optuna.trial import FrozenTrial, TrialState
 
-    storage = _rdb(study)
-    if storage is None:
-        return None
     trials_t = models.TrialModel.__table__
-    ids = sqlalchemy.select(trials_t.c.trial_id).where(trials_t.c.study_id == study._study_id)
+    ids = sqlalchemy.select(trials_t.c.trial_id).where(trials_t.c.study_id == study_id)
     rows: dict[int, dict[str, Any]] = {}
     with storage.engine.connect() as c:
         for r in c.execute(sqlalchemy.select(trials_t).where(
-                trials_t.c.study_id == study._study_id).order_by(trials_t.c.number)):
+                trials_t.c.study_id == study_id).order_by(trials_t.c.number)):
             rows[r.trial_id] = {"number": r.number, "state": r.state, "start": r.datetime_start,
                                 "complete": r.datetime_complete, "values": {}, "params": [],
                                 "user": {}, "system": {}, "steps": {}}
