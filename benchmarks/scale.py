@@ -311,8 +311,9 @@ def big_study(storage: str, n: int, space: Path, run: str, replayed: int = 500) 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--phases", nargs="+", default=["1:400", "2:600", "4:1000"],
-                   help="DRIVERS:TRIALS per phase, each its own study")
+    p.add_argument("--phases", nargs="*", default=["1:400", "2:600", "4:1000"],
+                   help="DRIVERS:TRIALS per phase, each its own study (none: the chaos phase "
+                        "alone)")
     p.add_argument("--epoch-seconds", type=float, default=0.25)
     p.add_argument("--concurrency", type=int, default=4, help="trials at once per driver")
     p.add_argument("--cpus-per-trial", type=float, default=0.25)

@@ -216,24 +216,29 @@ def test_a_trial_whose_ray_node_died_is_interrupted_and_tried_again(tmp_path, mo
     assert again.user_attrs[studies.DIED_ATTR] == 1 and searcher.requeued == 2
 
 
-def test_an_interrupted_configuration_runs_again_until_it_was_interrupted_five_times(tmp_path):
+def test_an_interrupted_configuration_runs_again_until_its_node_died_five_times(tmp_path):
     # kills are the machine's or the driver's, not the configuration's: a retry interrupted in
     # turn is queued again (the chaos run of benchmarks/scale.py lost 15 configurations when
-    # only the first interruption was retried), but not forever
+    # only the first interruption was retried); a driver's death never counts, but one whose
+    # node or process died 5 times in a row (it may take its machine down) is not run forever
     study = make(tmp_path)
     first = study.ask(DISTS)
     trial, chain = first, []
-    while True:
-        queued = studies.mark_interrupted(study, trial, "interrupted: killed")
+    for _ in range(7):  # its driver killed 7 times: queued again every time
+        assert studies.mark_interrupted(study, trial, "interrupted: driver killed")
         chain.append(trial)
-        if not queued:
-            break
         trial = study.ask(DISTS)
-        assert trial.params == first.params and trial.user_attrs[studies.RETRY_OF_ATTR] == chain[-1].number
-    assert len(chain) == studies.MAX_INTERRUPTIONS == 5
+        assert trial.params == first.params
+        assert trial.user_attrs[studies.RETRY_OF_ATTR] == chain[-1].number
+    while studies.mark_interrupted(study, trial, "interrupted: node lost", cause="node"):
+        chain.append(trial)
+        trial = study.ask(DISTS)
+        assert trial.params == first.params
+    assert len(chain) == 7 + studies.MAX_LOSSES - 1 and studies.MAX_LOSSES == 5
     last = study.trials[-1]
     assert last.state == TrialState.FAIL and last.user_attrs[studies.INTERRUPTED_ATTR]
-    assert last.user_attrs["error"].endswith("(interrupted 5 times in a row: not queued again)")
+    assert last.user_attrs["error"].endswith("(its process or node died 5 times in a row: not "
+                                             "queued again)")
     assert studies.finished_trials(study) == []  # none counts toward --trials
     assert study.ask(DISTS).user_attrs.get(studies.RETRY_OF_ATTR) is None  # a new proposal
 

@@ -269,7 +269,8 @@ class StudySearcher(Searcher):
                        if lost else "interrupted: the trial's process died before it finished "
                        "(its Ray node going down, or the OS killing it, e.g. out of memory); "
                        "it runs once more")
-            self.requeued += mark_interrupted(self._study, trial, message, process_died=not lost)
+            self.requeued += mark_interrupted(self._study, trial, message,
+                                              cause="node" if lost else "process")
             if self._on_event:
                 self._on_event(TrialEvent(trial.number, "FAIL", None, {}, message, seconds,
                                           last_epoch, bool(trial.user_attrs.get(BASELINE_ATTR))))

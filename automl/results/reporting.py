@@ -124,11 +124,11 @@ def _of(limit: int, n: int, how: str) -> str:
 
 
 def _part(study, limit: int, *, best: bool):
-    """The study itself, or an in-memory copy holding `limit` of its trials: the best COMPLETE
-    ones and the plain training (best), or every k-th trial (not best)."""
+    """The study itself, or an in-memory view of `limit` of its trials (nothing copied): the best
+    COMPLETE ones and the plain training (best), or every k-th trial (not best)."""
     import optuna
 
-    from automl.study import BASELINE_ATTR, ranked_trials
+    from automl.study import BASELINE_ATTR, answering, ranked_trials
 
     trials = study.get_trials(deepcopy=False)
     if len(trials) <= limit:
@@ -138,9 +138,8 @@ def _part(study, limit: int, *, best: bool):
         chosen += [t for t in trials if t.user_attrs.get(BASELINE_ATTR) and t not in chosen][:1]
     else:
         chosen = trials[::math.ceil(len(trials) / limit)]
-    part = optuna.create_study(directions=study.directions)
-    part.add_trials(sorted(chosen, key=lambda t: t.number))
-    return part
+    return answering(optuna.create_study(directions=study.directions),
+                     sorted(chosen, key=lambda t: t.number))
 
 
 def figures(study) -> list[tuple[str, Any]]:

@@ -17,7 +17,7 @@ from automl.study.attrs import (
     DRIVERS_ATTR,
     ERROR_ATTR,
     INTERRUPTED_ATTR,
-    INTERRUPTIONS_ATTR,
+    LOSSES_ATTR,
     LATEST_FITNESS_ATTR,
     OUTSIDE_ATTR,
     OWNER_ATTR,
@@ -41,7 +41,7 @@ from automl.study.ranking import (
     repeat_slots,
     top_trials,
 )
-from automl.study.reading import fast_trials, rdb_of, rdb_trials, read_once
+from automl.study.reading import answering, fast_trials, rdb_of, rdb_trials, read_once
 from automl.study.records import (
     best_hyperparameters,
     export_study,
@@ -53,7 +53,7 @@ from automl.study.records import (
     write_best_hyperparameters,
 )
 from automl.study.recovery import (
-    MAX_INTERRUPTIONS,
+    MAX_LOSSES,
     heartbeat_settings,
     mark_interrupted,
     owner_tag,
@@ -82,7 +82,7 @@ __all__ = [
     "DRIVERS_ATTR",
     "ERROR_ATTR",
     "INTERRUPTED_ATTR",
-    "INTERRUPTIONS_ATTR",
+    "LOSSES_ATTR",
     "DIED_ATTR",
     "LATEST_FITNESS_ATTR",
     "OUTSIDE_ATTR",
@@ -109,10 +109,11 @@ __all__ = [
     "latest_promotion",
     "list_studies",
     "mark_interrupted",
-    "MAX_INTERRUPTIONS",
+    "MAX_LOSSES",
     "multi_objective",
     "open_study",
     "read_once",
+    "answering",
     "fast_trials",
     "rdb_of",
     "rdb_trials",

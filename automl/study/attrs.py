@@ -19,7 +19,7 @@ INTERRUPTED_ATTR = "automl:interrupted"  # FAIL because the search process died 
 RETRY_OF_ATTR = "automl:retry_of"    # number of the interrupted trial this one re-runs
 
 
-INTERRUPTIONS_ATTR = "automl:interruptions"  # of this configuration in a row, before this trial
+LOSSES_ATTR = "automl:losses"        # times in a row its process or Ray node died, before it
 
 
 DIED_ATTR = "automl:process_died"    # how many of them were its process dying on a live node

@@ -101,9 +101,13 @@ def read_once(study, *, intermediate: bool = True):
     values when `intermediate` is False: a summary suffices). Nothing may write to the study
     object afterwards: its answers would not show the writes."""
     trials = fast_trials(study, intermediate=intermediate)
-    if trials is None:
-        trials = study.get_trials(deepcopy=False)
+    return answering(study, study.get_trials(deepcopy=False) if trials is None else trials)
 
+
+def answering(study, trials: list):
+    """`study`, its `get_trials` and `trials` answering from `trials` (nothing copied or written;
+    the caller writes nothing to it afterwards). Also a view of some trials of a study: an empty
+    in-memory study answering with them (`automl report` draws a large study's curves so)."""
     def get_trials(deepcopy: bool = True, states=None):
         return [t for t in trials if states is None or t.state in states]
 

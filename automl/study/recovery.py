@@ -11,7 +11,7 @@ from automl.study.attrs import (
     DIED_ATTR,
     ERROR_ATTR,
     INTERRUPTED_ATTR,
-    INTERRUPTIONS_ATTR,
+    LOSSES_ATTR,
     OUTSIDE_ATTR,
     OWNER_ATTR,
     REPEAT_OF_ATTR,
@@ -40,30 +40,33 @@ def _owner_is_dead(tag: str | None) -> bool:
     return False
 
 
-# a configuration interrupted this many times in a row is not queued again (one that takes its
-# machine down with it would otherwise run forever)
-MAX_INTERRUPTIONS = 5
+# a configuration whose process or Ray node died this many times in a row is not queued again:
+# one that takes its machine down with it would otherwise run forever (its driver's death is
+# never the configuration's doing, and does not count)
+MAX_LOSSES = 5
 
 
-def mark_interrupted(study, trial, message: str, *, process_died: bool = False) -> bool:
+def mark_interrupted(study, trial, message: str, *, cause: str = "driver") -> bool:
     """FAIL a trial cut short by an interruption (not counted toward --trials) and queue its
-    configuration again, up to MAX_INTERRUPTIONS in a row: an interruption is the machine's or
-    the driver's, not the configuration's.
+    configuration again: an interruption is the machine's or the driver's, not the
+    configuration's.
 
     `trial` is a live optuna Trial of this process or a RUNNING FrozenTrial of `study` that a
-    dead process left behind. `process_died`: the trial's process died while its Ray node
-    seemed alive (a node going down, or the OS killing it); the retry records it, so that a
-    second such death counts as the configuration's own failure (StudySearcher).
+    dead process left behind. `cause`: "driver" (the search process stopped or was killed),
+    "node" (the trial's Ray node died) or "process" (the trial's process died while its node
+    seemed alive: a node going down, or the OS killing it). The retry records how many times in
+    a row its process or node died (MAX_LOSSES) and how many of those were "process" (a second
+    such death is the configuration's own failure: StudySearcher).
 
     Returns:
         Whether the configuration was queued again.
     """
     from optuna.trial import Trial, TrialState
 
-    interruptions = int(trial.user_attrs.get(INTERRUPTIONS_ATTR, 0)) + 1
-    again = interruptions < MAX_INTERRUPTIONS
+    losses = int(trial.user_attrs.get(LOSSES_ATTR, 0)) + (cause != "driver")
+    again = losses < MAX_LOSSES
     if not again:
-        message += f" (interrupted {interruptions} times in a row: not queued again)"
+        message += f" (its process or node died {losses} times in a row: not queued again)"
     for key, value in ((INTERRUPTED_ATTR, True), (ERROR_ATTR, message)):
         if isinstance(trial, Trial):
             trial.set_user_attr(key, value)
@@ -75,10 +78,10 @@ def mark_interrupted(study, trial, message: str, *, process_died: bool = False) 
     if again:
         kept = {k: v for k, v in trial.user_attrs.items()
                 if k in (BASELINE_ATTR, OUTSIDE_ATTR, REPEAT_OF_ATTR, SEED_ATTR, VALIDATES_ATTR)}
-        died = int(trial.user_attrs.get(DIED_ATTR, 0)) + int(process_died)
+        died = int(trial.user_attrs.get(DIED_ATTR, 0)) + (cause == "process")
         study.enqueue_trial(dict(trial.params), user_attrs={
-            **kept, RETRY_OF_ATTR: trial.number, INTERRUPTIONS_ATTR: interruptions,
-            **({DIED_ATTR: died} if died else {})})
+            **kept, RETRY_OF_ATTR: trial.number,
+            **({LOSSES_ATTR: losses} if losses else {}), **({DIED_ATTR: died} if died else {})})
     return again
 
 
