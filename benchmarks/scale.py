@@ -287,8 +287,11 @@ def usability(storage: str, study: str, work: Path) -> dict:
     return out
 
 
-def big_study(storage: str, n: int, space: Path, run: str, replayed: int = 500) -> tuple[str, float]:
-    """A study of n trials: `replayed` replayed trials made in this process (the same searcher
+REPLAYED = 500  # of the big study's trials, made by the replay; the rest are copies
+
+
+def big_study(storage: str, n: int, space: Path, run: str) -> tuple[str, float]:
+    """A study of n trials: REPLAYED replayed trials made in this process (the same searcher
     and storage writes as a search, without Ray; ~0.3 s a trial on PostgreSQL here), then
     copies of them added with Optuna's own add_trials (~0.1 s a trial) up to n: the same rows
     per trial as a search writes, in a fraction of the time."""
@@ -298,14 +301,14 @@ def big_study(storage: str, n: int, space: Path, run: str, replayed: int = 500) 
     name = f"scale-big-{n}-{run}"
     start = time.perf_counter()
     study = simulate_search(RECORD, storage=get_storage(storage, name), searcher="random",
-                            trials=min(n, replayed), seed=0, pruner="none", space=str(space),
+                            trials=min(n, REPLAYED), seed=0, pruner="none", space=str(space),
                             study=name)
     made = study.get_trials(deepcopy=False)
-    while len(study.get_trials(deepcopy=False)) < n:
-        have = len(study.get_trials(deepcopy=False))
+    have = len(made)
+    while have < n:
         study.add_trials(made[:n - have])
-        print(f"  {name}: {min(n, have + len(made))} trials, {time.perf_counter() - start:.0f} s",
-              flush=True)
+        have = min(n, have + len(made))
+        print(f"  {name}: {have} trials, {time.perf_counter() - start:.0f} s", flush=True)
     return name, time.perf_counter() - start
 
 
@@ -359,7 +362,7 @@ def main() -> None:
     if args.big:
         name, seconds = big_study(storage, args.big, space, args.run)
         results["big"] = {"study": name, "trials": args.big, "made_in_s": seconds,
-                          "replayed": min(args.big, 500),
+                          "replayed": min(args.big, REPLAYED),
                           **storage_cost(storage, name), "usability": usability(storage, name,
                                                                                work)}
         print(json.dumps(results["big"]), flush=True)
