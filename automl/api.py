@@ -339,7 +339,8 @@ def report(study: str, *, storage: str | None = None, out: str | Path | None = N
     from automl.results.reporting import write_report
     from automl.study import open_study, read_once, study_dir
 
-    the_study = read_once(open_study(study, storage, create=False))
+    # without the intermediate values: the report reads them for the curves it draws alone
+    the_study = read_once(open_study(study, storage, create=False), intermediate=False)
     return write_report(the_study, out or study_dir(study) / "report.html")
 
 
@@ -360,5 +361,5 @@ def status(study: str, *, storage: str | None = None) -> str:
     from automl.console import status_text
     from automl.study import open_study, read_once
 
-    # a summary suffices: the running trials' progress is in their user attrs
+    # a summary suffices: status_text reads the running trials' reports alone
     return status_text(read_once(open_study(study, storage, create=False), intermediate=False))

@@ -370,6 +370,7 @@ def status_text(study) -> str:
         finished_trials,
         fitness_of,
         study_config,
+        with_intermediate,
     )
 
     config = study_config(study)
@@ -377,7 +378,9 @@ def status_text(study) -> str:
     total = int(budget.get("trials") or 0)
     concurrency = max(1, int(budget.get("concurrency") or 1))
     done = finished_trials(study)
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    # their reports, read for them alone (`automl status` reads the study without them)
+    running = with_intermediate(study, study.get_trials(deepcopy=False,
+                                                        states=(TrialState.RUNNING,)))
     best = best_trial(study)
     lines = [f"study '{study.study_name}': {len(done)}/{total or '?'} trials done, "
              f"{len(running)} running, best "

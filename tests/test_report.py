@@ -55,6 +55,23 @@ def test_every_section_has_a_figure(study):
     assert len(curves.data) == 7  # six complete trials and the pruned one
 
 
+def test_the_report_reads_the_reports_of_the_curves_it_draws_alone(study, monkeypatch):
+    # `automl report` reads the study without its reports (a 10,000-trial study holds 200,000)
+    from automl.results import reporting
+    from automl.study import read_once
+
+    summary = read_once(open_study("rep", None, create=False), intermediate=False)
+    assert all(not t.intermediate_values for t in summary.trials)
+    curves = dict(figures(summary))["Learning curves (fitness per epoch; pruned trials included)"]
+    assert sorted(tuple(c.y) for c in curves.data) == sorted(
+        tuple(t.intermediate_values.values()) for t in study.trials if t.intermediate_values)
+    monkeypatch.setattr(reporting, "CURVES", 2)
+    part = dict(figures(summary))["Learning curves (fitness per epoch; pruned trials included; "
+                                  "best 2 of 8 trials)"]
+    assert [tuple(c.y) for c in part.data] == [tuple(t.intermediate_values.values())
+                                               for t in study.trials[4:6]]
+
+
 def test_report_via_cli_is_self_contained(in_tmp, study):
     result = run_cli("report", "--study", "rep", cwd=in_tmp)
     assert result.returncode == 0, result.stderr

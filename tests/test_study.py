@@ -266,6 +266,10 @@ def test_fast_epochs_write_their_progress_attrs_every_few_seconds_and_status_kee
     assert running.user_attrs["epochs"] == 1 and running.user_attrs["train_seconds"] == 2.0
     # status takes the epoch from the reports, the seconds per epoch from the attrs' own pair
     assert status_text(study).splitlines()[2].split() == ["#0", "2/3", "0.2000", "2.0"]
+    # `automl status` reads the study without reports and the running trial's alone
+    read = studies.read_once(studies.open_study(study.study_name, f"sqlite:///{tmp_path / 'x.db'}",
+                                                create=False), intermediate=False)
+    assert status_text(read).splitlines()[2].split() == ["#0", "2/3", "0.2000", "2.0"]
     clock[0] = 100.0 + study_searcher.PROGRESS_EVERY_S
     searcher.on_trial_result("t0", EpochReport(epoch=3, fitness=0.3, train_seconds=6.0).as_dict())
     assert study.trials[0].user_attrs["epochs"] == 3
@@ -280,7 +284,7 @@ def test_a_large_studys_trials_read_fast_equal_optunas_own_read(tmp_path):
     # the same FrozenTrials as Optuna's ORM read, intermediate values left out on request
     from optuna.distributions import CategoricalDistribution, IntDistribution
 
-    from automl.study import fast_trials, read_once
+    from automl.study import fast_trials, read_once, with_intermediate
 
     url = f"sqlite:///{tmp_path / 'f.db'}"
     study = studies.open_study("f", url, directions=["maximize", "minimize"])
@@ -298,9 +302,20 @@ def test_a_large_studys_trials_read_fast_equal_optunas_own_read(tmp_path):
     for step in range(1, 4):
         t.report(0.1 * step, step)
     single.tell(t, state=TrialState.PRUNED)
+    t = single.ask(DISTS)  # running, with reports that are not finite
+    for step, value in enumerate((float("nan"), float("inf"), float("-inf"), 0.5), start=1):
+        t.report(value, step)
     for s in (study, single):
         ours, theirs = fast_trials(s), s.get_trials(deepcopy=False)
-        assert ours == theirs  # FrozenTrial's own equality: every field
+        assert repr(ours) == repr(theirs)  # every field (equality: nan is not nan)
     assert fast_trials(single, intermediate=False)[0].intermediate_values == {}
+    # some trials' reports read for them alone (the report's curves, status's running trials)
+    summary = read_once(studies.open_study("g", url, create=False), intermediate=False)
+    assert [t.intermediate_values for t in summary.trials] == [{}, {}]
+    assert repr(with_intermediate(summary, summary.trials[1:])) == repr(single.trials[1:])
+    assert with_intermediate(summary, []) == []
+    memory = optuna.create_study()  # other storages' trials carry their reports: as they are
+    trials = single.trials
+    assert with_intermediate(memory, trials) is trials
     assert [t.number for t in read_once(study).get_trials(states=(TrialState.RUNNING,))] == [4]
     assert studies.best_trial(read_once(single)) is None

@@ -12,6 +12,7 @@ from automl.study import promotions, study_config
 
 def _fitness_scatter(study):
     """YOLOv5's evolve plot: fitness against each parameter, the best trial starred."""
+    import numpy as np
     import plotly.graph_objects as go
     from optuna.trial import TrialState
     from plotly.subplots import make_subplots
@@ -30,10 +31,12 @@ def _fitness_scatter(study):
     for i, key in enumerate(keys):
         r, c = i // cols + 1, i % cols + 1
         have = [t for t in done if key in t.params]
+        # arrays, not lists: plotly checks a list item by item (seconds for 10,000 trials)
+        y = np.array([fitness_of(t) for t in have])
         fig.add_trace(go.Scatter(
-            x=[t.params[key] for t in have], y=[fitness_of(t) for t in have], mode="markers",
-            marker={"color": [fitness_of(t) for t in have], "colorscale": "Viridis", "size": 8},
-            text=[f"trial {t.number}" for t in have], showlegend=False), row=r, col=c)
+            x=np.array([t.params[key] for t in have]), y=y, mode="markers",
+            marker={"color": y, "colorscale": "Viridis", "size": 8},
+            text=np.array([f"trial {t.number}" for t in have]), showlegend=False), row=r, col=c)
         if key in best.params:
             fig.add_trace(go.Scatter(
                 x=[best.params[key]], y=[fitness_of(best)], mode="markers", showlegend=False,
@@ -124,18 +127,21 @@ def _of(limit: int, n: int, how: str) -> str:
 
 
 def _part(study, limit: int, *, best: bool):
-    """The study itself, or an in-memory view of `limit` of its trials (nothing copied): the best
-    COMPLETE ones and the plain training (best), or every k-th trial (not best)."""
+    """An in-memory view of `limit` of the study's trials (nothing copied): the best COMPLETE ones
+    and the plain training with their intermediate values, read for them alone (best: the
+    learning curves; `automl report` reads the study without them), or every k-th trial (not
+    best; the study itself when it has no more than `limit`)."""
     import optuna
 
-    from automl.study import BASELINE_ATTR, answering, ranked_trials
+    from automl.study import BASELINE_ATTR, answering, ranked_trials, with_intermediate
 
     trials = study.get_trials(deepcopy=False)
-    if len(trials) <= limit:
+    if len(trials) <= limit and not best:
         return study
     if best:
-        chosen = [t for t, _ in ranked_trials(study)][:limit]
+        chosen = [t for t, _ in ranked_trials(study)][:limit] if len(trials) > limit else trials
         chosen += [t for t in trials if t.user_attrs.get(BASELINE_ATTR) and t not in chosen][:1]
+        chosen = with_intermediate(study, chosen)
     else:
         chosen = trials[::math.ceil(len(trials) / limit)]
     return answering(optuna.create_study(directions=study.directions),

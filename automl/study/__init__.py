@@ -41,7 +41,15 @@ from automl.study.ranking import (
     repeat_slots,
     top_trials,
 )
-from automl.study.reading import answering, fast_trials, rdb_of, rdb_trials, read_once
+from automl.study.reading import (
+    answering,
+    fast_trials,
+    rdb_of,
+    rdb_trials,
+    rdb_trials_kept,
+    read_once,
+    with_intermediate,
+)
 from automl.study.records import (
     best_hyperparameters,
     export_study,
@@ -117,6 +125,8 @@ __all__ = [
     "fast_trials",
     "rdb_of",
     "rdb_trials",
+    "rdb_trials_kept",
+    "with_intermediate",
     "owner_tag",
     "pareto_trials",
     "promotions",

@@ -11,6 +11,7 @@ object from that one read. tests/test_study.py holds it equal to Optuna's own re
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 
@@ -35,8 +36,10 @@ def fast_trials(study, *, intermediate: bool = True) -> list | None:
                                                    intermediate=intermediate)
 
 
-def rdb_trials(storage, study_id: int, *, intermediate: bool = True) -> list:
-    """Every trial of study `study_id` of an RDBStorage, as `fast_trials` reads them.
+def rdb_trials(storage, study_id: int, *, intermediate: bool = True,
+               numbers: Collection[int] | None = None) -> list:
+    """Every trial of study `study_id` of an RDBStorage (or those numbered `numbers`), as
+    `fast_trials` reads them.
 
     Private API: Optuna's RDB table models (`optuna.storages._rdb.models`) and their stored
     representations (pyproject.toml's private-apis).
@@ -47,34 +50,39 @@ def rdb_trials(storage, study_id: int, *, intermediate: bool = True) -> list:
     from optuna.trial import FrozenTrial, TrialState
 
     trials_t = models.TrialModel.__table__
-    ids = sqlalchemy.select(trials_t.c.trial_id).where(trials_t.c.study_id == study_id)
+    which = trials_t.c.study_id == study_id
+    if numbers is not None:
+        which = which & trials_t.c.number.in_(sorted(numbers))
+    ids = sqlalchemy.select(trials_t.c.trial_id).where(which)
     rows: dict[int, dict[str, Any]] = {}
     with storage.engine.connect() as c:
-        for r in c.execute(sqlalchemy.select(trials_t).where(
-                trials_t.c.study_id == study_id).order_by(trials_t.c.number)):
+        for r in c.execute(sqlalchemy.select(trials_t).where(which).order_by(trials_t.c.number)):
             rows[r.trial_id] = {"number": r.number, "state": r.state, "start": r.datetime_start,
                                 "complete": r.datetime_complete, "values": {}, "params": [],
                                 "user": {}, "system": {}, "steps": {}}
 
-        def each(model):
+        def each(model, *columns: str):  # plain tuples: a row object per cell costs seconds
             table = model.__table__
-            return c.execute(sqlalchemy.select(table).where(table.c.trial_id.in_(ids)))
+            return c.execute(sqlalchemy.select(table.c.trial_id, *(table.c[k] for k in columns))
+                             .where(table.c.trial_id.in_(ids)))
 
-        for r in each(models.TrialValueModel):
-            rows[r.trial_id]["values"][r.objective] = models.TrialValueModel.stored_repr_to_value(
-                r.value, r.value_type)
-        for r in each(models.TrialParamModel):
-            rows[r.trial_id]["params"].append((r.param_id, r.param_name, r.param_value,
-                                               r.distribution_json))
-        for r in each(models.TrialUserAttributeModel):
-            rows[r.trial_id]["user"][r.key] = json.loads(r.value_json)
-        for r in each(models.TrialSystemAttributeModel):
-            rows[r.trial_id]["system"][r.key] = json.loads(r.value_json)
+        # a stored value is None exactly when it is not finite (its type then says which)
+        to_value = models.TrialValueModel.stored_repr_to_value
+        for trial_id, objective, v, kind in each(models.TrialValueModel, "objective", "value",
+                                                 "value_type"):
+            rows[trial_id]["values"][objective] = v if v is not None else to_value(v, kind)
+        for trial_id, *param in each(models.TrialParamModel, "param_id", "param_name",
+                                     "param_value", "distribution_json"):
+            rows[trial_id]["params"].append(param)
+        for trial_id, key, text in each(models.TrialUserAttributeModel, "key", "value_json"):
+            rows[trial_id]["user"][key] = json.loads(text)
+        for trial_id, key, text in each(models.TrialSystemAttributeModel, "key", "value_json"):
+            rows[trial_id]["system"][key] = json.loads(text)
         if intermediate:
-            convert = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
-            for r in each(models.TrialIntermediateValueModel):
-                rows[r.trial_id]["steps"][r.step] = convert(r.intermediate_value,
-                                                             r.intermediate_value_type)
+            step_value = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
+            for trial_id, step, v, kind in each(models.TrialIntermediateValueModel, "step",
+                                                "intermediate_value", "intermediate_value_type"):
+                rows[trial_id]["steps"][step] = v if v is not None else step_value(v, kind)
     parsed: dict[str, Any] = {}  # distribution JSON -> distribution (a study has few of them)
     out = []
     for trial_id, r in rows.items():
@@ -92,6 +100,40 @@ def rdb_trials(storage, study_id: int, *, intermediate: bool = True) -> list:
             distributions=dists, user_attrs=r["user"], system_attrs=r["system"],
             intermediate_values=r["steps"], trial_id=trial_id))
     return out
+
+
+NUMBERS_MAX = 500  # the most trial numbers rdb_trials_kept names in one query
+
+
+def rdb_trials_kept(storage, study_id: int, finished: dict) -> list:
+    """Every trial of study `study_id`, as `rdb_trials` reads them, reading again only those not
+    in `finished` (trial number -> a finished trial, which Optuna's storage never changes again)
+    and keeping the finished ones it reads there: a reader that asks again and again (the
+    dashboard, every few seconds) reads the running and the new trials, not 10,000 of them."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    trials_t = models.TrialModel.__table__
+    with storage.engine.connect() as c:
+        numbers = [n for (n,) in c.execute(sqlalchemy.select(trials_t.c.number).where(
+            trials_t.c.study_id == study_id))]
+    todo = {n for n in numbers if n not in finished}
+    # a long IN list is slow, and SQLite may refuse more than 999 values: then read them all
+    read = rdb_trials(storage, study_id, numbers=todo if len(todo) <= NUMBERS_MAX else None
+                      ) if todo else []
+    finished.update((t.number, t) for t in read if t.state.is_finished())
+    return sorted([*finished.values(), *(t for t in read if not t.state.is_finished())],
+                  key=lambda t: t.number)
+
+
+def with_intermediate(study, trials: list) -> list:
+    """`trials` of `study` with their intermediate values: on an RDB storage read again for these
+    trials alone (a study read by `read_once(intermediate=False)` has none), elsewhere as they
+    are (every other storage's trials carry them)."""
+    storage = _rdb(study)
+    if storage is None or not trials:
+        return trials
+    return rdb_trials(storage, study._study_id, numbers={t.number for t in trials})
 
 
 def read_once(study, *, intermediate: bool = True):
