@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from automl.errors import StudyError
@@ -31,16 +32,21 @@ def resolve_storage(study: str | None, storage: str | None, studies_dir: Path = 
 
 def dashboard_storage(url: str):
     """The storage optuna-dashboard serves: on SQLite and PostgreSQL its reads of a study's
-    trials go through automl's plain SELECTs (automl.study.reading) instead of Optuna's ORM:
-    the first page of a 10,000-trial study loaded in 25.6 s that way (benchmarks/scale.py).
-    Everything else, writes included, is Optuna's own storage."""
-    from automl.study import rdb_of, rdb_trials
+    trials go through automl's plain SELECTs (automl.study.reading) instead of Optuna's ORM (the
+    first page of a 10,000-trial study loaded in 25.6 s that way, benchmarks/scale.py), and each
+    later read (the dashboard asks every 10 s) reads again only the trials not finished when it
+    last looked. Everything else, writes included, is Optuna's own storage."""
+    from automl.study import rdb_of, rdb_trials_kept
 
     store = get_storage(url, "")
     rdb = rdb_of(store)
     if rdb is not None:
+        finished: dict[int, dict] = {}  # study id -> number -> finished trial, as read
+        lock = threading.Lock()
+
         def get_all_trials(study_id: int, deepcopy: bool = True, states=None) -> list:
-            trials = rdb_trials(rdb, study_id)
+            with lock:
+                trials = rdb_trials_kept(rdb, study_id, finished.setdefault(study_id, {}))
             return trials if states is None else [t for t in trials if t.state in states]
 
         store.get_all_trials = get_all_trials  # an instance attribute: the dashboard's reads
