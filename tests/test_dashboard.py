@@ -100,9 +100,15 @@ def test_the_dashboard_reads_trials_with_plain_selects_equal_to_optunas_read(in_
     assert store.get_all_trials(sid) == plain.get_all_trials(sid) and read[-1] == [2]
     assert store.get_all_trials(sid)[2].state == TrialState.COMPLETE and read[-1] == [2]
     assert len(read) == 3  # #2 finished: kept, not read again
-    monkeypatch.setattr(reading, "NUMBERS_MAX", 1)  # more to read than one query names: all
-    again = dashboard.dashboard_storage("sqlite:///studies/dash.db")
-    assert again.get_all_trials(sid) == plain.get_all_trials(sid) and read[-1] is None
+    for delete in (plain.delete_study, store.delete_study):  # elsewhere; the dashboard's button
+        delete(sid)  # SQLite gives a new study (and its trials) the ids of the deleted ones
+        again = open_study("dash", None)
+        again.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.9))
+        assert store.get_study_id_from_name("dash") == sid
+        assert store.get_all_trials(sid) == plain.get_all_trials(sid) and read[-1] == [0]
+    monkeypatch.setattr(reading, "NUMBERS_MAX", 0)  # more to read than one query names: all
+    fresh = dashboard.dashboard_storage("sqlite:///studies/dash.db")
+    assert fresh.get_all_trials(sid) == plain.get_all_trials(sid) and read[-1] is None
 
 
 def test_resolve_storage(in_tmp, study):

@@ -115,9 +115,13 @@ def rdb_trials_kept(storage, study_id: int, finished: dict) -> list:
 
     trials_t = models.TrialModel.__table__
     with storage.engine.connect() as c:
-        numbers = [n for (n,) in c.execute(sqlalchemy.select(trials_t.c.number).where(
-            trials_t.c.study_id == study_id))]
-    todo = {n for n in numbers if n not in finished}
+        have = {n: (i, start) for n, i, start in c.execute(sqlalchemy.select(
+            trials_t.c.number, trials_t.c.trial_id, trials_t.c.datetime_start).where(
+            trials_t.c.study_id == study_id))}
+    for number in [n for n, t in finished.items()
+                   if have.get(n) != (t._trial_id, t.datetime_start)]:
+        del finished[number]  # a deleted study's (SQLite gives its ids to the next ones)
+    todo = {n for n in have if n not in finished}
     # a long IN list is slow, and SQLite may refuse more than 999 values: then read them all
     read = rdb_trials(storage, study_id, numbers=todo if len(todo) <= NUMBERS_MAX else None
                       ) if todo else []
