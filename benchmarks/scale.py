@@ -16,11 +16,12 @@ N trials over S slots cannot take less than ceil(N / S) x that (the theoretical 
 prints per phase: wall time against the theoretical minimum, the engine's overhead per trial
 (slot-seconds not spent in a replayed epoch, per trial), trials per second, storage rows and
 bytes per trial; then the chaos phase's kills and its checks (no trial left RUNNING, every FAIL
-an interruption retried once, COMPLETE trials exactly the budget, the best equal to the best of
-the COMPLETE trials, no proposal repeated), and how long `automl status`, `report`, `export` and
-the dashboard's first page take on the phases' studies and on one of --big trials (500 made by
-the in-process replay, the same searcher and storage writes, then copied with Optuna's
-add_trials up to --big).
+an interruption whose configuration ran again, COMPLETE trials exactly the budget, the best
+equal to the best of the COMPLETE trials, no proposal repeated), and how long `automl
+status`, `report`, `export`, the dashboard's first page and its next poll take on the phases'
+studies and on one of --big trials (500 made by the in-process replay, the same searcher and
+storage writes, then copied with Optuna's add_trials up to --big). `--time-study NAME` times
+those on an existing study alone (`--repeat` times).
 """
 
 from __future__ import annotations
@@ -256,8 +257,13 @@ def timed(cmd: list[str], cwd: Path) -> float:
     return time.perf_counter() - start
 
 
+POLL_S = 11  # optuna-dashboard reads a study of 500 trials or more again after 10 s
+
+
 def usability(storage: str, study: str, work: Path) -> dict:
-    """Seconds of `automl status`, `report`, `export` and the dashboard's first page."""
+    """Seconds of `automl status`, `report`, `export`, the dashboard's first page and its next
+    poll (the page asking for the trials after those it has, once optuna-dashboard's cache of
+    the study's trials expired)."""
     automl = [sys.executable, "-m", "automl"]
     out = {"status": timed([*automl, "status", "--study", study, "--storage", storage], work),
            "report": timed([*automl, "report", "--study", study, "--storage", storage, "--out",
@@ -279,8 +285,15 @@ def usability(storage: str, study: str, work: Path) -> dict:
             f"http://127.0.0.1:{port}/api/studies", timeout=600).read())
         sid = next(x["study_id"] for x in studies["study_summaries"]
                    if x["study_name"] == study)
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{sid}", timeout=600).read()
+        trials = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{sid}",
+                                                   timeout=600).read())["trials"]
         out["dashboard"] = time.perf_counter() - start
+        # the page then asks for the trials after those it has, every 10 s for a large study
+        time.sleep(POLL_S)
+        start = time.perf_counter()
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{sid}?after={len(trials)}",
+                               timeout=600).read()
+        out["dashboard_poll"] = time.perf_counter() - start
     finally:
         server.terminate()
         server.wait()
@@ -331,6 +344,10 @@ def main() -> None:
     p.add_argument("--chaos-for", type=float, default=120.0)
     p.add_argument("--big", type=int, default=0, help="also time a study of this many trials")
     p.add_argument("--out", type=Path, default=Path("/tmp/scale"))
+    p.add_argument("--time-study", nargs="+", metavar="STUDY",
+                   help="only time status/report/export/dashboard on these existing studies "
+                        "(e.g. a --big study of an earlier run), each --repeat times")
+    p.add_argument("--repeat", type=int, default=1)
     args = p.parse_args()
     args.run = time.strftime("%m%d%H%M")  # each run its own studies (a study keeps its budget)
     from automl.execution.replay import load_record, record_space
@@ -338,6 +355,15 @@ def main() -> None:
     storage = postgres_url()
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="scale-", dir=args.out))
+    if args.time_study:
+        print("| study | " + " | ".join(f"{k} s" for k in USABILITY) + " |\n"
+              + "|" + " --- |" * (len(USABILITY) + 1), flush=True)
+        for name in args.time_study:
+            for _ in range(args.repeat):
+                u = usability(storage, name, work)
+                print(f"| {name} | " + " | ".join(f"{u[k]:.1f}" for k in USABILITY) + " |",
+                      flush=True)
+        return
     space = record_space(load_record(RECORD), work / "recorded.yaml")
     results = {"phases": [], "args": {k: str(v) for k, v in vars(args).items()}}
     stop_ray()
@@ -370,10 +396,13 @@ def main() -> None:
     print(table(results))
 
 
+USABILITY = ("status", "report", "export", "dashboard", "dashboard_poll")
+
+
 def table(results: dict) -> str:
     lines = ["| drivers | trials | slots | wall s | minimum s | over min | overhead ms/trial | "
              "trials/s | trial s (median) | CPU busy | CPU ms/trial | rows/trial | bytes/trial | status s | "
-             "report s | export s | dashboard s |", "|" + " --- |" * 17]
+             "report s | export s | dashboard s | poll s |", "|" + " --- |" * 18]
     for r in results["phases"]:
         u = r.get("usability", {})
         lines.append(
@@ -384,15 +413,13 @@ def table(results: dict) -> str:
             f"{r.get('cpu_busy', math.nan):.0%} | "
             f"{r.get('cpu_ms_per_trial', math.nan):.0f} | {r['rows_per_trial']:.1f} | "
             f"{r['bytes_per_trial']:.0f} | "
-            + " | ".join(f"{u.get(k, float('nan')):.1f}" for k in
-                         ("status", "report", "export", "dashboard")) + " |")
+            + " | ".join(f"{u.get(k, float('nan')):.1f}" for k in USABILITY) + " |")
     if "big" in results:
         b, u = results["big"], results["big"]["usability"]
         lines.append(f"| big ({b['replayed']} replayed, copied) | {b['trials']} | - "
                      f"| {b['made_in_s']:.0f} | - | - | - "
                      f"| - | - | - | - | {b['rows_per_trial']:.1f} | {b['bytes_per_trial']:.0f} | "
-                     + " | ".join(f"{u[k]:.1f}" for k in ("status", "report", "export",
-                                                          "dashboard")) + " |")
+                     + " | ".join(f"{u.get(k, math.nan):.1f}" for k in USABILITY) + " |")
     return "\n".join(lines)
 
 
