@@ -28,18 +28,23 @@ def trial_args(study, trial) -> dict[str, Any]:
     return {**config.fixed, **trial.params}
 
 
-def best_hyperparameters(study) -> dict[str, Any]:
-    """The best trial's training args (see trial_args): ready for `yolo train cfg=`."""
+def _best(study):
     best = best_trial(study)
     if best is None:
         raise StudyError(f"study '{study.study_name}' has no COMPLETE trial yet")
-    return trial_args(study, best)
+    return best
 
 
-def write_best_hyperparameters(study, path: str | Path) -> Path:
-    """Write best_hyperparameters.yaml (derived from the study) with a provenance header."""
-    best = best_trial(study)
-    params = best_hyperparameters(study)
+def best_hyperparameters(study) -> dict[str, Any]:
+    """The best trial's training args (see trial_args): ready for `yolo train cfg=`."""
+    return trial_args(study, _best(study))
+
+
+def write_best_hyperparameters(study, path: str | Path, best=None) -> Path:
+    """Write best_hyperparameters.yaml (derived from the study) with a provenance header; `best`:
+    the study's best trial where the caller has it (ranking 10,000 trials takes a while)."""
+    best = best or _best(study)
+    params = trial_args(study, best)
     config = study_config(study)
     attrs = best.user_attrs
     plain = " (the plain training: no searched configuration beat it)" \
@@ -70,9 +75,10 @@ def export_study(study, out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"trials_csv": out / "trials.csv"}
     study.trials_dataframe().to_csv(paths["trials_csv"], index=False)
-    if best_trial(study) is not None:
+    best = best_trial(study)
+    if best is not None:
         paths["best_hyperparameters"] = write_best_hyperparameters(
-            study, out / "best_hyperparameters.yaml")
+            study, out / "best_hyperparameters.yaml", best)
     return paths
 
 
