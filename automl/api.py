@@ -148,6 +148,7 @@ def _plan(flags: SearchFlags, say: Callable[[str], None]):
     from automl.data.checks import refuse_heavy_loss, usable
     from automl.data.dataset import load_dataset
     from automl.data.demo import ensure_demo_dataset
+    from automl.data.tasks import check_task
     from automl.machine import machine_cpus, machine_gpus
     from automl.searching.planning import check_search, resolve_search
     from automl.searching.spaces import load_space, ultralytics_defaults
@@ -163,6 +164,7 @@ def _plan(flags: SearchFlags, say: Callable[[str], None]):
                                   if getattr(flags, k) is None and k in recorded})
     space = load_space(flags.space)
     check_model(flags.model)
+    check_task(flags.model, None if flags.demo or flags.replay else flags.data)
     if flags.replay:
         from automl.execution.replay import record_dataset
 

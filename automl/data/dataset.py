@@ -77,6 +77,11 @@ def label_paths(images: Sequence[Path | str]) -> list[str]:
 
 def _raw_yaml(source: Path) -> dict:
     """The data.yaml as a mapping, with the mistakes ultralytics would stumble on named here."""
+    from automl.data.tasks import refuse_other_task_data
+
+    if source.is_dir():
+        raise DataError(f"{source}: a folder, not a data.yaml (class folders are a classification "
+                        "dataset, which automl does not read yet); pass --data path/to/data.yaml")
     if not source.is_file():
         raise DataError(f"{source}: data.yaml not found; pass --data path/to/data.yaml")
     try:
@@ -85,6 +90,7 @@ def _raw_yaml(source: Path) -> dict:
         raise DataError(f"{source}: is not valid YAML ({e.__class__.__name__})") from e
     if not isinstance(raw, dict):
         raise DataError(f"{source}: must be a mapping with train, val and names")
+    refuse_other_task_data(source, raw)
     missing = [k for k in ("train", "val") if not raw.get(k) and not (k == "val"
                                                                       and raw.get("validation"))]
     if missing:

@@ -160,6 +160,7 @@ def promote(
     """
     from automl import study as studies
     from automl.config import check_model
+    from automl.data.tasks import check_task
     from automl.fitness import parse_fitness
     from automl.options import check
 
@@ -173,6 +174,7 @@ def promote(
                              full_data=full_data, epochs=epochs, model=model, device=device,
                              imgsz=imgsz, batch=batch, project=project)
     check_model(plan.model)
+    check_task(plan.model, plan.data)
     fit = parse_fitness(config.fitness or None)
     if tune_thresholds:  # check the grids now, not after hours of training
         from automl.results.thresholds import metric_fitness, parse_grid

@@ -369,6 +369,7 @@ def _check_run_key(source: str, param: Param) -> None:
     `imgsz`: sizes of at least 32 px."""
     if param.name == "model":
         from automl.config import check_model
+        from automl.data.tasks import model_task, refuse_unsupported
 
         if param.kind != "categorical" or not all(isinstance(c, str) for c in param.choices):
             raise _fail(source, "model", "must be choices of model files, e.g. choices: "
@@ -376,6 +377,7 @@ def _check_run_key(source: str, param: Param) -> None:
         for choice in param.choices:
             try:
                 check_model(choice)
+                refuse_unsupported(model_task(choice), choice)
             except ConfigError as e:
                 raise _fail(source, "model", str(e).replace("--model ", "choice ")) from None
         return

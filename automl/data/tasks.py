@@ -1,0 +1,185 @@
+"""Which ultralytics task a model trains, decided as ultralytics decides it, and whether the data
+is data of that task: checked before anything trains, one line per mismatch.
+
+A model YAML's task is its head's (ultralytics' `guess_model_task`); a .pt's is the one its
+checkpoint carries (ultralytics' `load_checkpoint`). Each task reads its own kind of data:
+classify a folder of class folders, the others a data.yaml, pose with `kpt_shape`, segment
+with polygons and obb with rotated boxes (4 corner points) in every label file that has rows.
+automl searches detection only for now; the other tasks are refused in one line saying so.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from automl.errors import ConfigError, DataError
+
+# What each task trains, in words, and the model YAML to pass for it.
+TASKS = {
+    "detect": ("detection (boxes)", "yolo11n.yaml"),
+    "segment": ("segmentation (masks)", "yolo11n-seg.yaml"),
+    "pose": ("pose (keypoints)", "yolo11n-pose.yaml"),
+    "obb": ("oriented boxes (obb)", "yolo11n-obb.yaml"),
+    "classify": ("classification (one class per image)", "yolo11n-cls.yaml"),
+}
+# The tasks automl searches, promotes, validates and deploys end to end.
+SUPPORTED = ("detect",)
+# Segment and obb labels: a row longer than class + box is a polygon (ultralytics' own rule).
+_BOX_COLUMNS = 6
+
+
+def model_task(model: str | Path) -> str:
+    """The task ultralytics trains `model` for: 'detect', 'segment', 'pose', 'obb', 'classify', ...
+
+    Call after automl.config.check_model (the file exists; a .pt's pickle is checked).
+    """
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics.nn.tasks import guess_model_task, load_checkpoint, yaml_model_load
+
+    from automl.execution.trainer import quiet_ultralytics
+
+    with quiet_ultralytics():
+        if Path(model).suffix == ".pt":
+            task = load_checkpoint(str(model))[0].task
+        else:
+            task = guess_model_task(yaml_model_load(str(model)))
+    return str(task or "unknown")  # a head ultralytics cannot name
+
+
+def _words(task: str) -> str:
+    return TASKS.get(task, (task,))[0]
+
+
+def _example(task: str) -> str:
+    return TASKS.get(task, ("", "a model of that task"))[1]
+
+
+def check_data_fits(task: str, model: str | Path, data: str | Path) -> None:
+    """Refuse data that is not data of the model's task, naming both and what to pass instead.
+
+    Raises:
+        DataError: a class-folder directory for a data.yaml task or the reverse, a data.yaml
+            without kpt_shape for pose (or with it for another task), box-only label files for
+            segment or obb (ultralytics refuses those too).
+    """
+    source = Path(data)
+    trains = f"--model {model} trains {_words(task)}"
+    if task == "classify":
+        if not source.is_dir():
+            raise DataError(f"--data {data}: not a folder of class folders (train/CLASS/*.jpg, "
+                            f"val/CLASS/*.jpg), and {trains}; pass such a folder, or a detection "
+                            f"model such as {_example('detect')} for a data.yaml")
+        return
+    if source.is_dir():
+        raise DataError(f"--data {data}: a folder (class folders are a classification dataset), "
+                        f"and {trains}, which reads a data.yaml; pass a data.yaml, or a "
+                        f"classification model such as {_example('classify')}")
+    raw = _raw(source)
+    if raw is None:  # missing or unreadable: the data check says what is wrong
+        return
+    keypoints = raw.get("kpt_shape")
+    if task == "pose" and not _valid_kpt_shape(keypoints):
+        raise DataError(f"--data {data}: no valid kpt_shape (e.g. kpt_shape: [17, 3]), so not a "
+                        f"pose dataset, and {trains}; add kpt_shape and keypoints to the labels, "
+                        f"or pass a detection model such as {_example('detect')}")
+    if task != "pose" and keypoints is not None:
+        raise DataError(f"--data {data}: has kpt_shape (a pose dataset), and {trains}; pass a "
+                        f"pose model such as {_example('pose')}, or data of that task")
+    if task in ("segment", "obb"):
+        _refuse_box_only(task, model, data)
+
+
+def _raw(source: Path) -> dict | None:
+    import yaml
+
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8-sig"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
+def _valid_kpt_shape(value) -> bool:
+    """ultralytics' own test: [keypoints > 0, dims 2 (x, y) or 3 (x, y, visible)]."""
+    return (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            and value[0] > 0 and value[1] in (2, 3))
+
+
+def box_only_labels(labels: list[str]) -> tuple[list[str], int]:
+    """Label files with rows but no polygon row (a file with one is all polygons to ultralytics),
+    and how many label files have rows at all."""
+    box_only, with_rows = [], 0
+    for label in labels:
+        try:
+            rows = [line.split() for line in Path(label).read_text(errors="replace").splitlines()]
+        except OSError:  # no label file: a background image
+            continue
+        rows = [r for r in rows if r]
+        if rows:
+            with_rows += 1
+            if not any(len(r) > _BOX_COLUMNS for r in rows):
+                box_only.append(label)
+    return box_only, with_rows
+
+
+def _refuse_box_only(task: str, model: str | Path, data: str | Path) -> None:
+    from automl.data.yolo_reader import image_files, label_files, resolve_yaml
+
+    resolved = resolve_yaml(data)
+    try:
+        images = [i for split in ("train", "val") for i in image_files(resolved[split])]
+    except FileNotFoundError:  # the data check names the missing path
+        return
+    box_only, with_rows = box_only_labels(label_files(images))
+    if box_only:
+        shape = ("polygons (class x1 y1 x2 y2 ...)" if task == "segment" else
+                 "rotated boxes (class x1 y1 x2 y2 x3 y3 x4 y4)")
+        raise DataError(f"--data {data}: {len(box_only)} of {with_rows} label files hold boxes "
+                        f"only (class x y w h), e.g. {box_only[0]}; --model {model} trains "
+                        f"{_words(task)} from {shape}, and ultralytics refuses box-only labels "
+                        f"for it; label them so, or pass a detection model such as "
+                        f"{_example('detect')}")
+
+
+def refuse_unsupported(task: str, model: str | Path, flag: str = "--model") -> None:
+    """Refuse a task that automl does not search end to end yet.
+
+    Raises:
+        ConfigError: naming the model, its task and a model of a supported task.
+    """
+    if task not in SUPPORTED:
+        others = ", ".join(t for t in TASKS if t not in SUPPORTED)
+        raise ConfigError(f"{flag} {model}: a {_words(task)} model (task '{task}'); automl "
+                          f"searches detection only for now ({others} are not supported yet); "
+                          f"pass a detection model such as {_example('detect')}")
+
+
+def check_task(model: str | Path, data: str | Path | None, flag: str = "--model") -> str:
+    """The model's task, once the data is known to be that task's and the task is supported.
+
+    `data` None: the built-in demo data (detection). Call after automl.config.check_model.
+
+    Raises:
+        DataError: the data is not data of the model's task (check_data_fits).
+        ConfigError: a task automl does not support yet (refuse_unsupported).
+    """
+    task = model_task(model)
+    if data is not None:
+        check_data_fits(task, model, data)
+    refuse_unsupported(task, model, flag)
+    return task
+
+
+def refuse_other_task_data(source: Path, raw: dict) -> None:
+    """The data commands read detection data: a pose data.yaml (kpt_shape) is refused, since its
+    keypoint rows would be read as polygons.
+
+    Raises:
+        DataError: naming the file and what automl reads.
+    """
+    if raw.get("kpt_shape") is not None:
+        raise DataError(f"{source}: has kpt_shape (a pose dataset); automl reads detection "
+                        "data only for now (pose is not supported yet); pass a detection "
+                        "data.yaml")
