@@ -148,7 +148,7 @@ def _plan(flags: SearchFlags, say: Callable[[str], None]):
     from automl.data.checks import refuse_heavy_loss, usable
     from automl.data.dataset import load_dataset
     from automl.data.demo import ensure_demo_dataset
-    from automl.data.tasks import check_task
+    from automl.data.tasks import check_space_task, check_task, task_fitness
     from automl.machine import machine_cpus, machine_gpus
     from automl.searching.planning import check_search, resolve_search
     from automl.searching.spaces import load_space, ultralytics_defaults
@@ -164,14 +164,16 @@ def _plan(flags: SearchFlags, say: Callable[[str], None]):
                                   if getattr(flags, k) is None and k in recorded})
     space = load_space(flags.space)
     check_model(flags.model)
-    check_task(flags.model, None if flags.demo or flags.replay else flags.data)
+    task = check_task(flags.model, None if flags.demo or flags.replay else flags.data)
+    flags = replace(flags, fitness=task_fitness(task, flags.fitness, flags.model))
+    check_space_task(space, task, flags.model)
     if flags.replay:
         from automl.execution.replay import record_dataset
 
         dataset = record_dataset(load_record(flags.replay))
         say(f"replaying {flags.replay}: nothing trains")
     else:
-        data_yaml = ensure_demo_dataset() if flags.demo else Path(flags.data)
+        data_yaml = ensure_demo_dataset(task=task) if flags.demo else Path(flags.data)
         # as ultralytics reads it: the images it leaves out stay out; none left: an error
         dataset, report = usable(load_dataset(data_yaml))
         say(report.headline() if report.clean else f"{report.details(limit=20)}\n{report.summary()}")

@@ -57,6 +57,8 @@ class TrialLines:
             m = event.metrics
             outcome = (f"fitness {event.value:.4f}  mAP50 {m.get('map50', math.nan):.3f}  "
                        f"mAP50-95 {m.get('map50_95', math.nan):.3f}")
+            if "mask_map50_95" in m:
+                outcome += f"  mask mAP50-95 {m['mask_map50_95']:.3f}"
             if event.measured:
                 outcome += "  " + measured_text(event.measured)
             if event.over_cap:
@@ -231,19 +233,21 @@ def measured_text(measured: Mapping[str, float]) -> str:
 def trial_rows(study, trials: list, metric: Callable[[Any], str] = lambda v: f"{v:.3f}",
                param: Callable[[Any], str] = fmt) -> tuple[list[str], list[list[str]]]:
     """Header and rows of `trials`: trial, fitness, metrics, measured size/latency, params."""
-    from automl.fitness import METRIC_LABELS
+    from automl.fitness import MASK_LABELS, METRIC_LABELS
     from automl.study import BASELINE_ATTR, fitness_of, repeat_means
 
     means = repeat_means(study)
     keys = list(dict.fromkeys(k for t in trials for k in t.params))
     measured = [k for k in MEASURED_LABELS if any(k in t.user_attrs for t in trials)]
-    header = ["trial", "fitness", *(["mean (runs)"] if means else []), *METRIC_LABELS.values(),
+    labels = {**METRIC_LABELS, **{k: v for k, v in MASK_LABELS.items()
+                                  if any(k in t.user_attrs for t in trials)}}
+    header = ["trial", "fitness", *(["mean (runs)"] if means else []), *labels.values(),
               *(MEASURED_LABELS[k] for k in measured), *keys]
     rows = [[f"#{t.number}" + (" plain" if t.user_attrs.get(BASELINE_ATTR) else ""),
              f"{fitness_of(t):.4f}",
              *([f"{means[t.number][0]:.4f} ({means[t.number][1]})" if t.number in means else "-"]
                if means else []),
-             *(metric(t.user_attrs.get(k, math.nan)) for k in METRIC_LABELS),
+             *(metric(t.user_attrs.get(k, math.nan)) for k in labels),
              *(f"{t.user_attrs[k]:.2f}" if k in t.user_attrs else "-" for k in measured),
              *(param(t.params.get(k)) for k in keys)] for t in trials]
     return header, rows

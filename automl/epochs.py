@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from automl.fitness import METRICS, f1_score
+from automl.fitness import MASK_METRICS, METRICS, f1_score
 
 FITNESS = "fitness"
 EPOCH = "epoch"
@@ -27,6 +27,8 @@ class EpochReport:
         epoch: 1-based epoch number.
         fitness: the study's fitness of this epoch's metrics (NaN when a metric is missing).
         precision, recall, map50, map75, map50_95, f1: the validation metrics (METRICS).
+        mask_precision, ..., mask_f1: a segmentation model's mask metrics (MASK_METRICS); NaN
+            for other tasks.
         val_loss: summed validation losses (box + cls + dfl for detection), NaN when unknown.
         train_seconds: seconds since the training started (model build included).
         node: the Ray node the trial runs on ("" outside Ray).
@@ -45,6 +47,12 @@ class EpochReport:
     map75: float = math.nan
     map50_95: float = math.nan
     f1: float = math.nan
+    mask_precision: float = math.nan
+    mask_recall: float = math.nan
+    mask_map50: float = math.nan
+    mask_map75: float = math.nan
+    mask_map50_95: float = math.nan
+    mask_f1: float = math.nan
     val_loss: float = math.nan
     train_seconds: float = math.nan
     node: str = ""
@@ -53,8 +61,9 @@ class EpochReport:
     latency_ms: float = math.nan
 
     def metrics(self) -> dict[str, float]:
-        """The validation metrics by canonical name (METRICS)."""
-        return {name: getattr(self, name) for name in METRICS}
+        """The validation metrics by canonical name (METRICS; MASK_METRICS where measured)."""
+        return {name: getattr(self, name) for name in METRICS + MASK_METRICS
+                if name in METRICS or math.isfinite(getattr(self, name))}
 
     def measured(self) -> dict[str, float]:
         """size_mb and latency_ms, where measured."""
@@ -79,8 +88,16 @@ def error_report(message: str) -> dict[str, Any]:
     return {FITNESS: math.nan, ERROR: message}
 
 
-def box_metrics(box) -> dict[str, float]:
-    """ultralytics' box metrics (`validator.metrics.box`) under automl's metric names (METRICS)."""
+def box_metrics(box, prefix: str = "") -> dict[str, float]:
+    """ultralytics' box metrics (`validator.metrics.box`) under automl's metric names (METRICS);
+    with prefix "mask_", its mask metrics (`validator.metrics.seg`, MASK_METRICS)."""
     p, r = float(box.mp), float(box.mr)
-    return {"precision": p, "recall": r, "map50": float(box.map50), "map75": float(box.map75),
-            "map50_95": float(box.map), "f1": f1_score(p, r)}
+    values = {"precision": p, "recall": r, "map50": float(box.map50), "map75": float(box.map75),
+              "map50_95": float(box.map), "f1": f1_score(p, r)}
+    return {prefix + k: v for k, v in values.items()}
+
+
+def task_metrics(metrics) -> dict[str, float]:
+    """A validator's metrics under automl's names: boxes, and masks where the model segments."""
+    seg = getattr(metrics, "seg", None)
+    return {**box_metrics(metrics.box), **(box_metrics(seg, "mask_") if seg is not None else {})}

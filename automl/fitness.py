@@ -1,4 +1,4 @@
-"""One fitness for every searcher: a named preset or a weighted sum of detection metrics.
+"""One fitness for every searcher: a named preset or a weighted sum of validation metrics.
 
 Expressions are parsed by a small grammar (`[weight*]metric (+ [weight*]metric)*`), never eval'd.
 """
@@ -14,9 +14,13 @@ from automl.errors import FitnessError
 
 # Canonical metric names, as stored in trial user attrs: the one list every part uses.
 METRICS = ("precision", "recall", "map50", "map75", "map50_95", "f1")
+# A segmentation model's mask metrics (ultralytics' "(M)" keys); a detection model has none.
+MASK_METRICS = tuple(f"mask_{m}" for m in METRICS)
 # How tables head them, in the order tables show them (f1 left out: P and R are there).
 METRIC_LABELS = {"map50": "mAP50", "map50_95": "mAP50-95", "map75": "mAP75", "precision": "P",
                  "recall": "R"}
+# A segmentation model's, shown beside them where a trial measured them.
+MASK_LABELS = {"mask_map50": "mask mAP50", "mask_map50_95": "mask mAP50-95"}
 _ALIASES = {
     "p": "precision", "precision": "precision",
     "r": "recall", "recall": "recall",
@@ -26,14 +30,20 @@ _ALIASES = {
     "map@0.5:0.95": "map50_95",
     "f1": "f1",
 }
+_ALIASES.update({f"mask_{k}": f"mask_{v}" for k, v in _ALIASES.items()})
 PRESETS: dict[str, dict[str, float]] = {
     "v5": {"map50": 0.1, "map50_95": 0.9},
     "map50_95": {"map50_95": 1.0},
     "map50": {"map50": 1.0},
     "map75": {"map75": 1.0},
     "f1": {"f1": 1.0},
+    # ultralytics' own segment fitness: v5 of the boxes plus v5 of the masks
+    "v5_seg": {"map50": 0.1, "map50_95": 0.9, "mask_map50": 0.1, "mask_map50_95": 0.9},
+    "mask_map50_95": {"mask_map50_95": 1.0},
 }
 DEFAULT = "v5"
+# The fitness a search of each task measures unless --fitness says otherwise.
+DEFAULT_BY_TASK = {"detect": DEFAULT, "segment": "v5_seg"}
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _TERM = re.compile(rf"^(?:(?P<w>{_NUMBER})\s*\*\s*)?(?P<m>[A-Za-z][\w@.:\-]*)$")
 
@@ -89,7 +99,8 @@ def parse_fitness(spec: str | None) -> Fitness:
         if metric is None:
             raise FitnessError(
                 f"--fitness {spec!r}: unknown metric {match['m']!r}; "
-                f"use one of {', '.join(METRICS)} (or a preset: {', '.join(PRESETS)})"
+                f"use one of {', '.join(METRICS + MASK_METRICS)} (or a preset: "
+                f"{', '.join(PRESETS)})"
             )
         weight = float(match["w"]) if match["w"] else 1.0
         weights[metric] = weights.get(metric, 0.0) + weight

@@ -151,15 +151,16 @@ def _registry_names(kind: str) -> str:
 
 
 def _fitness_help() -> str:
-    from automl.fitness import DEFAULT, METRICS, PRESETS
+    from automl.fitness import DEFAULT, DEFAULT_BY_TASK, MASK_METRICS, METRICS, PRESETS
 
     def written(weights: Mapping[str, float]) -> str:
         return "+".join(f"{w:g}*{m}" if w != 1 else m for m, w in weights.items())
 
     presets = " | ".join(name if written(w) == name else f"{name} ({written(w)})"
                          for name, w in PRESETS.items())
-    return (f"{presets} | a weighted sum of {', '.join(METRICS)} such as 0.2*map50+0.8*map75 "
-            f"(default: {DEFAULT})")
+    return (f"{presets} | a weighted sum of {', '.join(METRICS)} (segment models also "
+            f"{', '.join(MASK_METRICS)}) such as 0.2*map50+0.8*map75 (default: {DEFAULT}; "
+            f"segment models: {DEFAULT_BY_TASK['segment']})")
 
 
 def _metric_help() -> str:

@@ -3,6 +3,7 @@ the tasks automl does not search yet are refused: one line, exit 2, before anyth
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import pytest
@@ -111,8 +112,7 @@ def _one_line_exit_2(result) -> str:
     return result.stderr
 
 
-@pytest.mark.parametrize(("model", "task"), [("yolo11n-seg.yaml", "segment"),
-                                             ("yolo11n-pose.yaml", "pose"),
+@pytest.mark.parametrize(("model", "task"), [("yolo11n-pose.yaml", "pose"),
                                              ("yolo11n-obb.yaml", "obb"),
                                              ("yolov8n-cls.yaml", "classify")])
 def test_search_refuses_a_task_it_does_not_support_before_anything_trains(in_tmp, model, task):
@@ -132,11 +132,27 @@ def test_search_with_mismatched_data_names_the_data_and_the_model(in_tmp, tiny_d
     assert not (in_tmp / "studies").exists()
 
 
-def test_a_space_choosing_a_model_of_another_task_is_refused(in_tmp):
-    write(in_tmp / "space.yaml", "params:\n  model: {choices: [yolo11n.yaml, yolo11n-seg.yaml]}\n")
-    err = _one_line_exit_2(run_cli("search", "--space", "space.yaml", "--trials", "1",
+def test_a_space_choosing_models_of_another_task_is_refused(in_tmp):
+    write(in_tmp / "pose.yaml", "params:\n  model: {choices: [yolo11n.yaml, yolo11n-pose.yaml]}\n")
+    err = _one_line_exit_2(run_cli("search", "--space", "pose.yaml", "--trials", "1",
                                    cwd=in_tmp))
-    assert "choice yolo11n-seg.yaml: a segmentation (masks) model" in err
+    assert "choice yolo11n-pose.yaml: a pose (keypoints) model" in err
+    write(in_tmp / "mixed.yaml", "params:\n  model: {choices: [yolo11n.yaml, yolo11n-seg.yaml]}\n")
+    err = _one_line_exit_2(run_cli("search", "--space", "mixed.yaml", "--trials", "1",
+                                   cwd=in_tmp))
+    assert "choices train different tasks (yolo11n.yaml: detect, yolo11n-seg.yaml: segment)" in err
+    write(in_tmp / "seg.yaml", "params:\n  model: {choices: [yolo11n-seg.yaml, yolov8n-seg.yaml]}\n")
+    err = _one_line_exit_2(run_cli("search", "--space", "seg.yaml", "--trials", "1",
+                                   cwd=in_tmp))
+    assert "model choice yolo11n-seg.yaml trains segmentation (masks), and --model " in err
+    assert not (in_tmp / "studies").exists()
+
+
+def test_a_mask_metric_is_refused_for_a_model_without_masks(in_tmp):
+    err = _one_line_exit_2(run_cli("search", "--fitness", "0.5*map50+0.5*mask_map50", "--trials",
+                                   "1", cwd=in_tmp))
+    assert "--fitness 0.5*map50+0.5*mask_map50: mask_map50 is a mask metric" in err
+    assert "yolo11n.yaml trains detection (boxes), which has no masks" in err
 
 
 def test_the_data_commands_refuse_folders_and_pose_data(in_tmp, tiny_data, tmp_path):
@@ -147,3 +163,109 @@ def test_the_data_commands_refuse_folders_and_pose_data(in_tmp, tiny_data, tmp_p
     data.write_text(data.read_text() + "kpt_shape: [1, 3]\n")
     err = _one_line_exit_2(run_cli("check", "--data", data, cwd=in_tmp))
     assert "has kpt_shape (a pose dataset); automl reads detection data only" in err
+
+
+def _segment_data(tmp_path):
+    from automl.data.demo import make_demo_dataset
+
+    return make_demo_dataset(tmp_path / "seg", n_train=8, n_val=4, seed=2, masks=True,
+                             image_sizes=((64, 64),), boxes_per_image=(1, 2))
+
+
+@pytest.mark.integration
+def test_a_segment_search_measures_masks_and_promotes(in_tmp, tmp_path):
+    import optuna
+
+    from automl.fitness import MASK_METRICS, METRICS, parse_fitness
+    from automl.study import default_storage, promotions
+
+    data = _segment_data(tmp_path)
+    result = run_cli("search", "--model", "yolo11n-seg.yaml", "--data", data, "--trials", "1",
+                     "--epochs", "1", "--imgsz", "32", "--batch", "4", "--study", "seg",
+                     cwd=in_tmp)
+    assert result.returncode == 0, result.stderr
+    assert "fitness 0.1*map50 + 0.9*map50_95 + 0.1*mask_map50 + 0.9*mask_map50_95" in result.stdout
+    assert "mask mAP50-95" in result.stdout  # the trial's line and the top table
+    study = optuna.load_study(study_name="seg", storage=default_storage("seg"))
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert set(METRICS + MASK_METRICS) <= set(trial.user_attrs)
+    assert trial.value == pytest.approx(parse_fitness("v5_seg")(trial.user_attrs))
+
+    assert run_cli("export", "--study", "seg", cwd=in_tmp).returncode == 0
+    csv = (in_tmp / "studies" / "seg" / "trials.csv").read_text().splitlines()[0]
+    assert "user_attrs_mask_map50_95" in csv
+    assert "mask_map50_95" in (in_tmp / "studies" / "seg" / "best_hyperparameters.yaml").read_text()
+    assert run_cli("report", "--study", "seg", cwd=in_tmp).returncode == 0
+    assert "mask mAP50-95" in (in_tmp / "studies" / "seg" / "report.html").read_text()
+    err = _one_line_exit_2(run_cli("promote", "--study", "seg", "--tune-thresholds", cwd=in_tmp))
+    assert "--tune-thresholds: tunes the NMS thresholds of detection models only" in err
+    promoted = run_cli("promote", "--study", "seg", cwd=in_tmp)
+    assert promoted.returncode == 0, promoted.stderr
+    record = promotions(optuna.load_study(study_name="seg", storage=default_storage("seg")))[0]
+    assert set(MASK_METRICS) <= set(record["metrics"]) and record["fitness_spec"] == "v5_seg"
+    weights = record["weights"]
+    err = _one_line_exit_2(run_cli("thresholds", "--weights", weights, "--data", data,
+                                   cwd=in_tmp))
+    assert "a 'segment' model, not a detection model" in err
+
+
+def test_the_segment_preset_is_ultralytics_own_box_plus_mask_fitness():
+    from automl.fitness import DEFAULT_BY_TASK, parse_fitness
+
+    metrics = {"map50": 0.5, "map50_95": 0.3, "mask_map50": 0.4, "mask_map50_95": 0.2}
+    assert parse_fitness("v5_seg")(metrics) == pytest.approx(0.05 + 0.27 + 0.04 + 0.18)
+    assert parse_fitness("mask_map50_95")(metrics) == 0.2
+    assert parse_fitness("0.5*mask_mAP50-95+0.5*map50")(metrics) == pytest.approx(0.35)
+    assert DEFAULT_BY_TASK == {"detect": "v5", "segment": "v5_seg"}
+    # a detection trial has no mask metrics: the segment fitness is unknown, never 0
+    assert math.isnan(parse_fitness("v5_seg")({"map50": 0.5, "map50_95": 0.3}))
+
+
+def test_task_fitness_defaults_by_task_and_refuses_masks_without_them():
+    from automl.data.tasks import task_fitness
+    from automl.errors import FitnessError
+
+    assert task_fitness("segment", None, "m") == "v5_seg"
+    assert task_fitness("detect", None, "m") == "v5"
+    assert task_fitness("segment", "map50", "m") == "map50"  # box metrics stay open to it
+    with pytest.raises(FitnessError, match="v5_seg: mask_map50 is a mask metric"):
+        task_fitness("detect", "v5_seg", "yolo11n.yaml")
+
+
+def test_an_epoch_carries_mask_metrics_only_where_the_model_segments():
+    from types import SimpleNamespace
+
+    from automl.epochs import EpochReport, task_metrics
+
+    def metric(p, r, m50, m75, m):
+        return SimpleNamespace(mp=p, mr=r, map50=m50, map75=m75, map=m)
+
+    boxes = metric(0.5, 0.5, 0.4, 0.3, 0.25)
+    detect = task_metrics(SimpleNamespace(box=boxes))  # a stand-in for DetMetrics
+    assert set(detect) == {"precision", "recall", "map50", "map75", "map50_95", "f1"}
+    segment = task_metrics(SimpleNamespace(box=boxes, seg=metric(0.6, 0.2, 0.3, 0.2, 0.1)))
+    assert segment["mask_map50_95"] == 0.1 and segment["mask_f1"] == pytest.approx(0.3)
+    assert segment["map50_95"] == 0.25
+    assert "mask_map50" not in EpochReport(epoch=1, fitness=0.1, **detect).metrics()
+    assert EpochReport(epoch=1, fitness=0.1, **segment).metrics() == segment
+
+
+def test_the_segment_demo_outlines_the_detection_demos_shapes(tmp_path, monkeypatch):
+    from automl.data.demo import ensure_demo_dataset, make_demo_dataset
+    from automl.data.yolo_reader import read_images
+
+    boxes = make_demo_dataset(tmp_path / "d", n_train=6, n_val=2, seed=4)
+    masks = make_demo_dataset(tmp_path / "s", n_train=6, n_val=2, seed=4, masks=True)
+    for image in sorted((boxes.parent / "images" / "train").glob("*.png")):
+        twin = masks.parent / "images" / "train" / image.name
+        assert image.read_bytes() == twin.read_bytes()
+        # the outline's box is the shape's box (the ellipse's 24 points reach its extremes)
+        expected = read_images([image], 3)[0].boxes
+        read = read_images([twin], 3)[0]
+        assert read.polygons == len(expected) > 0
+        assert read.boxes[:, 0].tolist() == expected[:, 0].tolist()
+        assert abs(read.boxes[:, 1:] - expected[:, 1:]).max() < 0.01
+    check_data_fits("segment", "yolo11n-seg.yaml", masks)
+    monkeypatch.setenv("AUTOML_CACHE_DIR", str(tmp_path / "cache"))
+    assert ensure_demo_dataset(task="segment").parent.name == "demo-seg-v1"

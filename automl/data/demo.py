@@ -2,7 +2,8 @@
 
 Three shape classes (ellipse, rectangle, triangle), each with its own hue band, drawn on noisy
 gradient backgrounds. Boxes per image, box sizes and box aspects vary on purpose so that the
-stratified mini split has something to stratify. Nothing is downloaded.
+stratified mini split has something to stratify. Nothing is downloaded. The segmentation demo
+is the same images, each shape labelled by its outline (a polygon) instead of its box.
 """
 
 from __future__ import annotations
@@ -69,8 +70,16 @@ def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def _ellipse(box: tuple[float, float, float, float], n: int = 24) -> list[tuple[float, float]]:
+    x0, y0, x1, y1 = box
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return list(zip((x0 + x1) / 2 + (x1 - x0) / 2 * np.cos(t),
+                    (y0 + y1) / 2 + (y1 - y0) / 2 * np.sin(t), strict=True))
+
+
 def _draw_image(rng: np.random.Generator, w: int, h: int, nc: int,
                 boxes_per_image: tuple[int, ...]) -> tuple[np.ndarray, list[tuple]]:
+    """An image and its objects: (class, x, y, w, h normalised, outline in pixels)."""
     from PIL import Image, ImageDraw
 
     img = Image.fromarray(_background(rng, w, h))
@@ -99,22 +108,28 @@ def _draw_image(rng: np.random.Generator, w: int, h: int, nc: int,
         color = _hsv_to_rgb(hue, rng.uniform(0.75, 1.0), rng.uniform(0.7, 1.0))
         if shape == 0:
             draw.ellipse(box, fill=color)
+            outline = _ellipse(box)
         elif shape == 1:
             draw.rectangle(box, fill=color)
+            outline = [(box[0], box[1]), (box[2], box[1]), (box[2], box[3]), (box[0], box[3])]
         else:
             apex = x0 + rng.uniform(0.2, 0.8) * bw
-            draw.polygon([(apex, y0), (x0, y0 + bh), (x0 + bw, y0 + bh)], fill=color)
+            outline = [(apex, y0), (x0, y0 + bh), (x0 + bw, y0 + bh)]
+            draw.polygon(outline, fill=color)
         placed.append(box)
-        labels.append((cls, (box[0] + box[2]) / 2 / w, (box[1] + box[3]) / 2 / h, bw / w, bh / h))
+        labels.append((cls, (box[0] + box[2]) / 2 / w, (box[1] + box[3]) / 2 / h, bw / w, bh / h,
+                       outline))
     return np.asarray(img), labels
 
 
 def make_demo_dataset(
     out: str | Path, *, n_train: int = 160, n_val: int = 64, seed: int = 0, nc: int = 3,
     image_sizes: tuple[tuple[int, int], ...] = _IMAGE_SIZES,
-    boxes_per_image: tuple[int, ...] = _BOXES_PER_IMAGE,
+    boxes_per_image: tuple[int, ...] = _BOXES_PER_IMAGE, masks: bool = False,
 ) -> Path:
     """Write the demo dataset (YOLO layout + data.yaml) under `out` and return the data.yaml path.
+
+    `masks`: label each shape by its outline (a segmentation dataset; the same images).
 
     The same arguments always give the same images and labels. `nc` (1-3) keeps the first
     classes; more, up to MAX_CLASSES (12), adds colour-shape pairs (class_names). `image_sizes`
@@ -134,7 +149,9 @@ def make_demo_dataset(
             pixels, labels = _draw_image(rng, w, h, nc, boxes_per_image)
             stem = f"{split}_{i:05d}"
             Image.fromarray(pixels).save(out / "images" / split / f"{stem}.png")
-            rows = [f"{c} {x:.6f} {y:.6f} {bw:.6f} {bh:.6f}" for c, x, y, bw, bh in labels]
+            rows = [" ".join([str(c), *(f"{px / w:.6f} {py / h:.6f}" for px, py in outline)])
+                    if masks else f"{c} {x:.6f} {y:.6f} {bw:.6f} {bh:.6f}"
+                    for c, x, y, bw, bh, outline in labels]
             (out / "labels" / split / f"{stem}.txt").write_text("\n".join(rows) + "\n")
     data_yaml = out / "data.yaml"
     data = {
@@ -160,15 +177,21 @@ def make_small_dataset(out: str | Path, *, seed: int = 0) -> Path:
     return make_demo_dataset(out, seed=seed, **SMALL_DATA)
 
 
-def ensure_demo_dataset(cache_dir: str | Path | None = None) -> Path:
-    """Return the cached demo data.yaml, generating it once (atomically) if it is not there."""
+# The demo of each task that has one: its folder's name and how it is drawn.
+DEMOS = {"detect": ("demo", {}), "segment": ("demo-seg", {"masks": True})}
+
+
+def ensure_demo_dataset(cache_dir: str | Path | None = None, task: str = "detect") -> Path:
+    """Return the cached demo data.yaml of `task` (DEMOS), generating it once (atomically) if it
+    is not there."""
+    name, kind = DEMOS[task]
     root = Path(cache_dir) if cache_dir else default_cache_dir()
-    target = root / f"demo-v{DEMO_VERSION}"
+    target = root / f"{name}-v{DEMO_VERSION}"
     if (target / _DONE_MARKER).exists():
         return target / "data.yaml"
-    tmp = root / f".demo-v{DEMO_VERSION}-{os.getpid()}"
+    tmp = root / f".{name}-v{DEMO_VERSION}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    make_demo_dataset(tmp)
+    make_demo_dataset(tmp, **kind)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     # data.yaml holds an absolute path: rewrite it for the final location

@@ -5,7 +5,8 @@ A model YAML's task is its head's (ultralytics' `guess_model_task`); a .pt's is 
 checkpoint carries (ultralytics' `load_checkpoint`). Each task reads its own kind of data:
 classify a folder of class folders, the others a data.yaml, pose with `kpt_shape`, segment
 with polygons and obb with rotated boxes (4 corner points) in every label file that has rows.
-automl searches detection only for now; the other tasks are refused in one line saying so.
+automl searches detection and segmentation for now; the other tasks are refused in one line
+saying so.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ TASKS = {
     "obb": ("oriented boxes (obb)", "yolo11n-obb.yaml"),
     "classify": ("classification (one class per image)", "yolo11n-cls.yaml"),
 }
-# The tasks automl searches, promotes, validates and deploys end to end.
-SUPPORTED = ("detect",)
+# The tasks automl searches, promotes and validates end to end (thresholds and deploy: detect).
+SUPPORTED = ("detect", "segment")
 # Segment and obb labels: a row longer than class + box is a polygon (ultralytics' own rule).
 _BOX_COLUMNS = 6
 
@@ -152,8 +153,9 @@ def refuse_unsupported(task: str, model: str | Path, flag: str = "--model") -> N
     if task not in SUPPORTED:
         others = ", ".join(t for t in TASKS if t not in SUPPORTED)
         raise ConfigError(f"{flag} {model}: a {_words(task)} model (task '{task}'); automl "
-                          f"searches detection only for now ({others} are not supported yet); "
-                          f"pass a detection model such as {_example('detect')}")
+                          f"searches {' and '.join(_words(t) for t in SUPPORTED)} for now "
+                          f"({others} are not supported yet); pass a detection model such as "
+                          f"{_example('detect')}")
 
 
 def check_task(model: str | Path, data: str | Path | None, flag: str = "--model") -> str:
@@ -183,3 +185,50 @@ def refuse_other_task_data(source: Path, raw: dict) -> None:
         raise DataError(f"{source}: has kpt_shape (a pose dataset); automl reads detection "
                         "data only for now (pose is not supported yet); pass a detection "
                         "data.yaml")
+
+
+def task_fitness(task: str, spec: str | None, model: str | Path) -> str:
+    """The fitness a search of `task` measures: `spec`, else the task's default.
+
+    Raises:
+        FitnessError: `spec` weighs mask metrics and the model does not segment.
+    """
+    from automl.errors import FitnessError
+    from automl.fitness import DEFAULT_BY_TASK, parse_fitness
+
+    if spec is None:
+        return DEFAULT_BY_TASK[task]
+    masks = [m for m, _ in parse_fitness(spec).weights if m.startswith("mask_")]
+    if masks and task != "segment":
+        raise FitnessError(f"--fitness {spec}: {masks[0]} is a mask metric, and --model {model} "
+                           f"trains {_words(task)}, which has no masks; use v5 or a sum of box "
+                           "metrics, or a segmentation model such as "
+                           f"{_example('segment')}")
+    return spec
+
+
+def refuse_thresholds(task: str, model: str | Path) -> None:
+    """The NMS threshold sweep reads detection outputs only.
+
+    Raises:
+        ConfigError: naming the model and its task.
+    """
+    if task != "detect":
+        raise ConfigError(f"--tune-thresholds: tunes the NMS thresholds of detection models only "
+                          f"for now, and {model} trains {_words(task)} (task '{task}'); "
+                          "leave --tune-thresholds out")
+
+
+def check_space_task(space, task: str, model: str | Path) -> None:
+    """A space that searches `model` searches models of --model's task (one fitness for all).
+
+    Raises:
+        ConfigError: naming the space, a choice of another task and --model.
+    """
+    for param in space.params:
+        if param.name == "model":
+            other = next((c for c in param.choices if model_task(c) != task), None)
+            if other is not None:
+                raise ConfigError(f"--space {space.source}: model choice {other} trains "
+                                  f"{_words(model_task(other))}, and --model {model} trains "
+                                  f"{_words(task)}; search models of one task")

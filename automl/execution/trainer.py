@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from automl.config import RunSpec
-from automl.epochs import EpochReport, box_metrics
+from automl.epochs import EpochReport, task_metrics
 from automl.fitness import parse_fitness
 
 _RAYTUNE_CALLBACK_MODULE = "ultralytics.utils.callbacks.raytune"
@@ -41,8 +41,9 @@ def quiet_ultralytics(level: int = 40):
 
 
 def epoch_metrics(trainer) -> dict[str, float]:
-    """Precision, recall, mAP50, mAP75, mAP50-95 and F1 of the validation just run."""
-    return box_metrics(trainer.validator.metrics.box)
+    """Precision, recall, mAP50, mAP75, mAP50-95 and F1 of the validation just run (of the boxes,
+    and of the masks for a segmentation model)."""
+    return task_metrics(trainer.validator.metrics)
 
 
 def validation_loss(trainer) -> float:

@@ -160,7 +160,7 @@ def promote(
     """
     from automl import study as studies
     from automl.config import check_model
-    from automl.data.tasks import check_task
+    from automl.data.tasks import check_task, refuse_thresholds
     from automl.fitness import parse_fitness
     from automl.options import check
 
@@ -174,9 +174,10 @@ def promote(
                              full_data=full_data, epochs=epochs, model=model, device=device,
                              imgsz=imgsz, batch=batch, project=project)
     check_model(plan.model)
-    check_task(plan.model, plan.data)
+    task = check_task(plan.model, plan.data)
     fit = parse_fitness(config.fitness or None)
     if tune_thresholds:  # check the grids now, not after hours of training
+        refuse_thresholds(task, plan.model)
         from automl.results.thresholds import metric_fitness, parse_grid
 
         parse_grid(conf_grid, "--conf-grid", ())
@@ -268,7 +269,7 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
     from automl import study as studies
     from automl.config import RunSpec
     from automl.execution.trainer import train_once
-    from automl.fitness import METRICS
+    from automl.fitness import MASK_METRICS, METRICS
     from automl.machine import machine_cpus
 
     train_yaml = full_data_yaml(plan.data, plan.full_data, plan.run_dir / "data")
@@ -305,7 +306,7 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
     # With final_eval the last report is best.pt re-validated; without reports (nothing ran)
     # there is nothing to record.
     final = reports[-1].metrics() if reports else {}
-    metrics = {k: float(final[k]) for k in METRICS if k in final}
+    metrics = {k: float(final[k]) for k in METRICS + MASK_METRICS if k in final}
     value = fit(metrics)
     record: dict[str, Any] = {
         "trial": chosen.number, "params": plan.params,
@@ -322,7 +323,8 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
     }
     studies.record_promotion(the_study, record)
     say(f"promoted: {plan.best}  fitness {value:.4f} ({fit.describe()})  "
-        f"mAP50 {metrics.get('map50', math.nan):.3f}  mAP50-95 {metrics.get('map50_95', math.nan):.3f}")
+        f"mAP50 {metrics.get('map50', math.nan):.3f}  mAP50-95 {metrics.get('map50_95', math.nan):.3f}"
+        + (f"  mask mAP50-95 {metrics['mask_map50_95']:.3f}" if "mask_map50_95" in metrics else ""))
     return PromoteResult(study=study, trial=chosen.number, run_dir=plan.run_dir,
                          weights=plan.best, last=plan.last, metrics=metrics, fitness=value,
                          record=record, resumed=resumed)

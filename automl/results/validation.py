@@ -317,6 +317,10 @@ def validate(
     data_path = data or config.data
     if not str(data_path or ""):
         raise ConfigError(f"study '{study}' does not record its data; pass --data path/to/data.yaml")
+    if data is not None and config.model:  # other data than the study's: of the model's task?
+        from automl.data.tasks import check_task
+
+        check_task(config.model, data)
     dataset = load_dataset(Path(data_path))  # ConfigError on a missing or malformed data.yaml
     cpus, gpus = trial_resources(concurrency=concurrency, cpus_per_trial=cpus_per_trial,
                                  gpus_per_trial=gpus_per_trial, device=device,

@@ -374,12 +374,18 @@ def _check_run_key(source: str, param: Param) -> None:
         if param.kind != "categorical" or not all(isinstance(c, str) for c in param.choices):
             raise _fail(source, "model", "must be choices of model files, e.g. choices: "
                                          "[yolo11n.yaml, yolo11s.yaml]")
+        tasks = {}
         for choice in param.choices:
             try:
                 check_model(choice)
-                refuse_unsupported(model_task(choice), choice)
+                tasks[choice] = model_task(choice)
+                refuse_unsupported(tasks[choice], choice)
             except ConfigError as e:
                 raise _fail(source, "model", str(e).replace("--model ", "choice ")) from None
+        if len(set(tasks.values())) > 1:  # one fitness measures every trial of a study
+            trains = ", ".join(f"{c}: {t}" for c, t in tasks.items())
+            raise _fail(source, "model", f"choices train different tasks ({trains}); search "
+                                         "one task at a time")
         return
     values = param.choices if param.kind == "categorical" else (param.low, param.high)
     if param.kind == "float" or any(isinstance(v, bool) or not isinstance(v, int) or v < 32
