@@ -43,7 +43,8 @@ PRESETS: dict[str, dict[str, float]] = {
 }
 DEFAULT = "v5"
 # The fitness a search of each task measures unless --fitness says otherwise.
-DEFAULT_BY_TASK = {"detect": DEFAULT, "segment": "v5_seg"}
+# (obb: its box metrics are those of its rotated boxes)
+DEFAULT_BY_TASK = {"detect": DEFAULT, "segment": "v5_seg", "obb": DEFAULT}
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _TERM = re.compile(rf"^(?:(?P<w>{_NUMBER})\s*\*\s*)?(?P<m>[A-Za-z][\w@.:\-]*)$")
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 import shutil
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from automl.data.tasks import box_only_labels, check_data_fits, check_task, model_task
 from automl.errors import ConfigError, DataError
@@ -113,7 +115,6 @@ def _one_line_exit_2(result) -> str:
 
 
 @pytest.mark.parametrize(("model", "task"), [("yolo11n-pose.yaml", "pose"),
-                                             ("yolo11n-obb.yaml", "obb"),
                                              ("yolov8n-cls.yaml", "classify")])
 def test_search_refuses_a_task_it_does_not_support_before_anything_trains(in_tmp, model, task):
     err = _one_line_exit_2(run_cli("search", "--model", model, "--trials", "1", cwd=in_tmp))
@@ -217,7 +218,7 @@ def test_the_segment_preset_is_ultralytics_own_box_plus_mask_fitness():
     assert parse_fitness("v5_seg")(metrics) == pytest.approx(0.05 + 0.27 + 0.04 + 0.18)
     assert parse_fitness("mask_map50_95")(metrics) == 0.2
     assert parse_fitness("0.5*mask_mAP50-95+0.5*map50")(metrics) == pytest.approx(0.35)
-    assert DEFAULT_BY_TASK == {"detect": "v5", "segment": "v5_seg"}
+    assert DEFAULT_BY_TASK == {"detect": "v5", "segment": "v5_seg", "obb": "v5"}
     # a detection trial has no mask metrics: the segment fitness is unknown, never 0
     assert math.isnan(parse_fitness("v5_seg")({"map50": 0.5, "map50_95": 0.3}))
 
@@ -269,3 +270,48 @@ def test_the_segment_demo_outlines_the_detection_demos_shapes(tmp_path, monkeypa
     check_data_fits("segment", "yolo11n-seg.yaml", masks)
     monkeypatch.setenv("AUTOML_CACHE_DIR", str(tmp_path / "cache"))
     assert ensure_demo_dataset(task="segment").parent.name == "demo-seg-v1"
+
+
+def test_the_obb_demo_labels_each_turned_shape_by_its_rotated_box(tmp_path, monkeypatch):
+    from automl.data.demo import ensure_demo_dataset, make_demo_dataset
+
+    data = make_demo_dataset(tmp_path / "o", n_train=6, n_val=2, seed=4, rotated=True)
+    again = make_demo_dataset(tmp_path / "o2", n_train=6, n_val=2, seed=4, rotated=True)
+    angles = set()
+    for label in sorted((data.parent / "labels").rglob("*.txt")):
+        assert label.read_text() == (again.parent / "labels" / label.parent.name
+                                     / label.name).read_text()  # deterministic
+        for row in label.read_text().split("\n")[:-1]:
+            values = [float(v) for v in row.split()]
+            assert len(values) == 9 and 0 <= min(values[1:]) and max(values[1:]) <= 1
+            size = Image.open(data.parent / "images" / label.parent.name
+                              / f"{label.stem}.png").size
+            corners = np.array(values[1:]).reshape(4, 2) * size  # in pixels
+            sides = np.diff(np.vstack([corners, corners[:1]]), axis=0)
+            assert abs(sides[0] @ sides[1]) < 1e-2 * (sides[0] @ sides[0] + sides[1] @ sides[1])
+            angles.add(round(float(np.arctan2(sides[0][1], sides[0][0])), 2))
+    assert len(angles) > 5  # turned, each its own way
+    check_data_fits("obb", "yolo11n-obb.yaml", data)
+    monkeypatch.setenv("AUTOML_CACHE_DIR", str(tmp_path / "cache"))
+    assert ensure_demo_dataset(task="obb").parent.name == "demo-obb-v1"
+
+
+@pytest.mark.integration
+def test_an_obb_search_trains_rotated_boxes(in_tmp, tmp_path):
+    import optuna
+
+    from automl.data.demo import make_demo_dataset
+    from automl.study import default_storage
+
+    data = make_demo_dataset(tmp_path / "obb", n_train=8, n_val=4, seed=2, rotated=True,
+                             image_sizes=((64, 64),), boxes_per_image=(1, 2))
+    result = run_cli("search", "--model", "yolo11n-obb.yaml", "--data", data, "--trials", "1",
+                     "--epochs", "1", "--imgsz", "32", "--batch", "4", "--study", "obb",
+                     cwd=in_tmp)
+    assert result.returncode == 0, result.stderr
+    assert "fitness 0.1*map50 + 0.9*map50_95" in result.stdout
+    trial = optuna.load_study(study_name="obb", storage=default_storage("obb")).trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None
+    assert math.isfinite(trial.user_attrs["map50_95"]) and "mask_map50" not in trial.user_attrs
+    err = _one_line_exit_2(run_cli("promote", "--study", "obb", "--tune-thresholds", cwd=in_tmp))
+    assert "(task 'obb'); leave --tune-thresholds out" in err

@@ -3,7 +3,8 @@
 Three shape classes (ellipse, rectangle, triangle), each with its own hue band, drawn on noisy
 gradient backgrounds. Boxes per image, box sizes and box aspects vary on purpose so that the
 stratified mini split has something to stratify. Nothing is downloaded. The segmentation demo
-is the same images, each shape labelled by its outline (a polygon) instead of its box.
+is the same images, each shape labelled by its outline (a polygon) instead of its box; the
+oriented-box demo turns each shape by its own angle and labels its rotated box.
 """
 
 from __future__ import annotations
@@ -77,9 +78,17 @@ def _ellipse(box: tuple[float, float, float, float], n: int = 24) -> list[tuple[
                     (y0 + y1) / 2 + (y1 - y0) / 2 * np.sin(t), strict=True))
 
 
+def _turned(points, center: tuple[float, float], angle: float) -> list[tuple[float, float]]:
+    cx, cy = center
+    c, s = np.cos(angle), np.sin(angle)
+    return [(cx + (x - cx) * c - (y - cy) * s, cy + (x - cx) * s + (y - cy) * c) for x, y in points]
+
+
 def _draw_image(rng: np.random.Generator, w: int, h: int, nc: int,
-                boxes_per_image: tuple[int, ...]) -> tuple[np.ndarray, list[tuple]]:
-    """An image and its objects: (class, x, y, w, h normalised, outline in pixels)."""
+                boxes_per_image: tuple[int, ...], rotate: bool = False
+                ) -> tuple[np.ndarray, list[tuple]]:
+    """An image and its objects: (class, x, y, w, h normalised, outline and rotated box in
+    pixels). `rotate`: each shape turned by its own angle (the oriented-box demo)."""
     from PIL import Image, ImageDraw
 
     img = Image.fromarray(_background(rng, w, h))
@@ -89,14 +98,18 @@ def _draw_image(rng: np.random.Generator, w: int, h: int, nc: int,
              np.divide(_CLASS_PROBS[:nc], sum(_CLASS_PROBS[:nc])) if nc < len(CLASS_NAMES) else
              np.full(nc, 1 / nc))
     placed: list[tuple[float, float, float, float]] = []
-    labels: list[tuple[int, float, float, float, float]] = []
+    labels: list[tuple] = []
     for _ in range(n_target * 20):  # rejection sampling keeps overlaps small
         if len(placed) == n_target:
             break
         cls = int(rng.choice(nc, p=probs))
         size = rng.uniform(18, 56)
         aspect = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))  # w / h
-        bw, bh = size * np.sqrt(aspect), size / np.sqrt(aspect)
+        sw, sh = size * np.sqrt(aspect), size / np.sqrt(aspect)  # the shape's own box
+        # drawn only when rotating, so that the other demos draw what they always drew
+        angle = float(rng.uniform(0, np.pi)) if rotate else 0.0
+        bw = abs(sw * np.cos(angle)) + abs(sh * np.sin(angle))  # the axis-aligned box around it
+        bh = abs(sw * np.sin(angle)) + abs(sh * np.cos(angle))
         if bw >= w - 2 or bh >= h - 2:
             continue
         x0, y0 = rng.uniform(1, w - bw - 1), rng.uniform(1, h - bh - 1)
@@ -106,19 +119,27 @@ def _draw_image(rng: np.random.Generator, w: int, h: int, nc: int,
         shape, band = _KINDS[cls]
         hue = rng.uniform(*_BANDS[band][1])
         color = _hsv_to_rgb(hue, rng.uniform(0.75, 1.0), rng.uniform(0.7, 1.0))
+        center = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+        own = (center[0] - sw / 2, center[1] - sh / 2, center[0] + sw / 2, center[1] + sh / 2)
+        corners = [(own[0], own[1]), (own[2], own[1]), (own[2], own[3]), (own[0], own[3])]
         if shape == 0:
+            outline = _ellipse(own)
+        elif shape == 1:
+            outline = corners
+        else:
+            apex = own[0] + rng.uniform(0.2, 0.8) * sw
+            outline = [(apex, own[1]), (own[0], own[3]), (own[2], own[3])]
+        if rotate:
+            outline, corners = _turned(outline, center, angle), _turned(corners, center, angle)
+            draw.polygon(outline, fill=color)
+        elif shape == 0:
             draw.ellipse(box, fill=color)
-            outline = _ellipse(box)
         elif shape == 1:
             draw.rectangle(box, fill=color)
-            outline = [(box[0], box[1]), (box[2], box[1]), (box[2], box[3]), (box[0], box[3])]
         else:
-            apex = x0 + rng.uniform(0.2, 0.8) * bw
-            outline = [(apex, y0), (x0, y0 + bh), (x0 + bw, y0 + bh)]
             draw.polygon(outline, fill=color)
         placed.append(box)
-        labels.append((cls, (box[0] + box[2]) / 2 / w, (box[1] + box[3]) / 2 / h, bw / w, bh / h,
-                       outline))
+        labels.append((cls, center[0] / w, center[1] / h, bw / w, bh / h, outline, corners))
     return np.asarray(img), labels
 
 
@@ -126,10 +147,13 @@ def make_demo_dataset(
     out: str | Path, *, n_train: int = 160, n_val: int = 64, seed: int = 0, nc: int = 3,
     image_sizes: tuple[tuple[int, int], ...] = _IMAGE_SIZES,
     boxes_per_image: tuple[int, ...] = _BOXES_PER_IMAGE, masks: bool = False,
+    rotated: bool = False,
 ) -> Path:
     """Write the demo dataset (YOLO layout + data.yaml) under `out` and return the data.yaml path.
 
     `masks`: label each shape by its outline (a segmentation dataset; the same images).
+    `rotated`: turn each shape by its own angle and label its rotated box by its 4 corners (an
+    oriented-box dataset; other images).
 
     The same arguments always give the same images and labels. `nc` (1-3) keeps the first
     classes; more, up to MAX_CLASSES (12), adds colour-shape pairs (class_names). `image_sizes`
@@ -146,12 +170,13 @@ def make_demo_dataset(
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
         for i in range(count):
             w, h = image_sizes[int(rng.integers(len(image_sizes)))]
-            pixels, labels = _draw_image(rng, w, h, nc, boxes_per_image)
+            pixels, labels = _draw_image(rng, w, h, nc, boxes_per_image, rotate=rotated)
             stem = f"{split}_{i:05d}"
             Image.fromarray(pixels).save(out / "images" / split / f"{stem}.png")
-            rows = [" ".join([str(c), *(f"{px / w:.6f} {py / h:.6f}" for px, py in outline)])
-                    if masks else f"{c} {x:.6f} {y:.6f} {bw:.6f} {bh:.6f}"
-                    for c, x, y, bw, bh, outline in labels]
+            rows = [" ".join([str(c), *(f"{px / w:.6f} {py / h:.6f}"
+                                        for px, py in (corners if rotated else outline))])
+                    if masks or rotated else f"{c} {x:.6f} {y:.6f} {bw:.6f} {bh:.6f}"
+                    for c, x, y, bw, bh, outline, corners in labels]
             (out / "labels" / split / f"{stem}.txt").write_text("\n".join(rows) + "\n")
     data_yaml = out / "data.yaml"
     data = {
@@ -178,7 +203,8 @@ def make_small_dataset(out: str | Path, *, seed: int = 0) -> Path:
 
 
 # The demo of each task that has one: its folder's name and how it is drawn.
-DEMOS = {"detect": ("demo", {}), "segment": ("demo-seg", {"masks": True})}
+DEMOS = {"detect": ("demo", {}), "segment": ("demo-seg", {"masks": True}),
+         "obb": ("demo-obb", {"rotated": True})}
 
 
 def ensure_demo_dataset(cache_dir: str | Path | None = None, task: str = "detect") -> Path:

@@ -5,8 +5,8 @@ A model YAML's task is its head's (ultralytics' `guess_model_task`); a .pt's is 
 checkpoint carries (ultralytics' `load_checkpoint`). Each task reads its own kind of data:
 classify a folder of class folders, the others a data.yaml, pose with `kpt_shape`, segment
 with polygons and obb with rotated boxes (4 corner points) in every label file that has rows.
-automl searches detection and segmentation for now; the other tasks are refused in one line
-saying so.
+automl searches detection, segmentation and oriented boxes for now; pose and classify are
+refused in one line saying so.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ TASKS = {
     "classify": ("classification (one class per image)", "yolo11n-cls.yaml"),
 }
 # The tasks automl searches, promotes and validates end to end (thresholds and deploy: detect).
-SUPPORTED = ("detect", "segment")
+SUPPORTED = ("detect", "segment", "obb")
 # Segment and obb labels: a row longer than class + box is a polygon (ultralytics' own rule).
 _BOX_COLUMNS = 6
 
@@ -153,7 +153,7 @@ def refuse_unsupported(task: str, model: str | Path, flag: str = "--model") -> N
     if task not in SUPPORTED:
         others = ", ".join(t for t in TASKS if t not in SUPPORTED)
         raise ConfigError(f"{flag} {model}: a {_words(task)} model (task '{task}'); automl "
-                          f"searches {' and '.join(_words(t) for t in SUPPORTED)} for now "
+                          f"searches {', '.join(_words(t) for t in SUPPORTED)} for now "
                           f"({others} are not supported yet); pass a detection model such as "
                           f"{_example('detect')}")
 
