@@ -7,6 +7,7 @@ modules below it never reach back up.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -50,7 +51,7 @@ def search(
     data: str | Path | None = None,
     space: str | Path = D.SPACE,
     searcher: str = D.SEARCHER,
-    trials: int = D.TRIALS,
+    trials: int | None = None,
     fitness: str | None = None,
     study: str | None = None,
     storage: str | None = None,
@@ -77,6 +78,7 @@ def search(
     max_latency_ms: float | None = None,
     replay_epoch_seconds: float = 0.0,
     drop_bad_images: bool = False,
+    budget: str | float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Run (or continue) a hyperparameter search whose every trial is an ultralytics training.
@@ -85,7 +87,8 @@ def search(
         data: data.yaml; None uses the built-in demo data (generated once into the cache).
         space: built-in space name or path to a space YAML.
         searcher: a name of automl.searching.searchers.SEARCHERS (tpe, ga, gp, cmaes, random, grid, nsga2).
-        trials: trials in the study in total (finished ones from earlier runs count).
+        trials: trials in the study in total (finished ones from earlier runs count); None: 8,
+            or with `budget` as many as fit (a number given is a cap the budget keeps).
         fitness: preset (v5, map50_95, map50, map75, f1) or a sum like "0.2*map50+0.8*map75".
         study: study name (default: DATA-SPACE); storage: Optuna URL (default sqlite under studies/).
         seed: repeats the mini split and the searcher's random draws; a whole search repeats
@@ -125,6 +128,10 @@ def search(
         drop_bad_images: search even when ultralytics would leave out more than 5% of the
             images (automl.data.checks.MAX_DROPPED_SHARE); without it such data stops the search
             before the first trial, naming the main cause and its fix.
+        budget: time for the whole search ("45m", "2h", "1h30m", "90s", or seconds): one epoch
+            of the plain training is timed, the trials, epochs (at most `epochs`), mini-split
+            share and trials at once are planned to fit, and no trial starts that the measured
+            pace says would end after it (automl.execution.budget).
         log: where progress lines go (default: stdout).
 
     Returns:
@@ -133,16 +140,17 @@ def search(
     Raises:
         AutoMLError: any bad flag, space, fitness or data, before the first trial.
     """
+    started = time.monotonic()  # the budget's clock
     args = dict(locals())
     say = log or (lambda line: print(line, flush=True))
     flags = SearchFlags(**{f.name: args[f.name] for f in fields(SearchFlags)})
-    plan = _plan(flags, say)
+    plan = _plan(flags, say, started)
     the_study = _open(flags, plan, say)
-    _run(flags, plan, the_study, say, live=log is None and sys.stdout.isatty())
+    _run(flags, plan, the_study, say, live=log is None and sys.stdout.isatty(), started=started)
     return _summarise(plan, the_study, say)
 
 
-def _plan(flags: SearchFlags, say: Callable[[str], None]):
+def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0):
     """Check the flags, the space and the data, and decide everything (before any study exists)."""
     from automl.config import check_model
     from automl.data.checks import refuse_heavy_loss, usable
@@ -179,9 +187,21 @@ def _plan(flags: SearchFlags, say: Callable[[str], None]):
         say(report.headline() if report.clean else f"{report.details(limit=20)}\n{report.summary()}")
         if not flags.drop_bad_images:
             refuse_heavy_loss(report)
-    plan = resolve_search(flags, dataset=dataset, space=space,
-                          ultralytics_defaults=ultralytics_defaults(), cpu_count=machine_cpus(),
-                          gpu_count=machine_gpus(), studies_dir=STUDIES_DIR)
+    def resolve(flags: SearchFlags):
+        return resolve_search(flags, dataset=dataset, space=space,
+                              ultralytics_defaults=ultralytics_defaults(),
+                              cpu_count=machine_cpus(), gpu_count=machine_gpus(),
+                              studies_dir=STUDIES_DIR)
+
+    plan = resolve(flags)
+    if flags.budget is not None:  # the trials, epochs and share that fit, from a timed epoch
+        from automl.execution.budget import fit_budget
+
+        fitted, budget = fit_budget(flags, plan, started=started, cpu_count=machine_cpus(),
+                                    gpu_count=machine_gpus(), say=say)
+        plan = replace(resolve(fitted), budget=budget, **(
+            {"fraction_why": "--budget"} if fitted.fraction != flags.fraction else {}))
+        say(budget.describe())
     if flags.replay:  # the record must have trained what this search's trials would
         from automl.execution.replay import check_record
 
@@ -223,7 +243,8 @@ def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
     return the_study
 
 
-def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: bool) -> None:
+def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: bool,
+         started: float = 0.0) -> None:
     """Write the mini split, print the header, run the trials through Ray Tune."""
     from automl import study as studies
     from automl.console import LiveProgress, ranges
@@ -278,7 +299,7 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     options = dict(resources=Resources(plan.concurrency, plan.cpus, plan.gpus),
                    on_event=progress, address=flags.address, pruner=config.pruner,
                    storage_url=storage_url, timeout=flags.timeout, goals=config.goals,
-                   **trainable)
+                   pace=_pace(plan, started), **trainable)
     try:
         run_search(the_study, plan.space.distributions(), run, n_trials=searching, **options)
         if flags.repeats and len(studies.finished_trials(the_study)) >= searching:
@@ -293,9 +314,20 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     finally:
         progress.close()
     finished = len(studies.finished_trials(the_study))
+    if options["pace"] is not None:
+        say(options["pace"].ending(finished, plan.trials, time.monotonic() - started))
     if flags.timeout and finished < plan.trials:
         say(f"time budget of {flags.timeout:g} s reached: {finished}/{plan.trials} trials "
             "finished (the same command with a new --timeout continues the study)")
+
+
+def _pace(plan, started: float):
+    """What keeps a budgeted search to its budget (None without --budget)."""
+    if plan.budget is None:
+        return None
+    from automl.execution.budget import Pace
+
+    return Pace.of(plan.budget, started)
 
 
 def _summarise(plan, the_study, say: Callable[[str], None]) -> SearchResult:

@@ -152,7 +152,7 @@ class SearchFlags:
     data: str | Path | None = None
     space: str | Path = D.SPACE
     searcher: str = D.SEARCHER
-    trials: int = D.TRIALS
+    trials: int | None = None  # None: D.TRIALS, or as many as --budget fits
     fitness: str | None = None
     study: str | None = None
     storage: str | None = None
@@ -179,6 +179,7 @@ class SearchFlags:
     max_latency_ms: float | None = None  # ... or whose CPU latency (batch 1) is higher
     drop_bad_images: bool = False  # search even when ultralytics would leave out > 5% of images
     replay_epoch_seconds: float = 0.0  # with replay: each replayed epoch takes this long
+    budget: str | float | None = None  # time for the whole search (automl.durations)
 
     @property
     def demo(self) -> bool:

@@ -125,6 +125,16 @@ def _fraction(v: Any) -> str | None:
     return None if v == D.AUTO or 0 < v <= 1 else "must be in (0, 1] (1 uses all images) or auto"
 
 
+def _duration(v: Any) -> str | None:
+    from automl.durations import parse_duration
+
+    try:
+        parse_duration(v) if v is not None else None
+    except ValueError:
+        return "use a duration such as 45m, 2h, 1h30m or 90s"
+    return None
+
+
 def _keep_weights(v: Any) -> str | None:
     return None if v in D.KEEP_WEIGHTS else f"choose one of {', '.join(D.KEEP_WEIGHTS)}"
 
@@ -218,8 +228,8 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
            check=not_empty),
     Option("searcher", lambda: f"{_registry_names('searcher')} (default: {D.SEARCHER})",
            default=D.SEARCHER),
-    Option("trials", "trials in the study in total, earlier runs included (default: %(default)s)",
-           type=int, default=D.TRIALS, check=at_least(1)),
+    Option("trials", f"trials in the study in total, earlier runs included (default: "
+           f"{D.TRIALS}; with --budget: as many as fit)", type=int, check=at_least(1)),
     Option("fitness", _fitness_help),
     Option("study", "study name (default: DATA-SPACE, e.g. demo-lr_momentum)", check=not_empty),
     Option("storage", "Optuna storage URL (default: sqlite:///studies/NAME.db)", check=not_empty),
@@ -275,6 +285,9 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
     Option("replay_epoch_seconds", "with --replay: each replayed epoch takes this long, a "
            "stand-in for training time (scale benchmarks; default: 0)", type=number, default=0.0,
            check=at_least(0)),
+    Option("budget", "time for the whole search, e.g. 45m, 2h, 1h30m, 90s: automl times one "
+           "epoch, then plans the trials, epochs, share and trials at once that fit, and ends "
+           "inside it (--trials and --epochs stay caps)", check=_duration),
     Option("drop_bad_images", "search even when ultralytics would leave out more than 5%% of "
            "the images (automl check says why); without it the search stops first", type=None,
            default=False, switch="on"),

@@ -174,11 +174,14 @@ def run_search(
     storage_url: str = "",
     timeout: float | None = None,
     goals: Goals | None = None,
+    pace=None,
 ) -> None:
     """Run trials through Ray Tune until the study holds `n_trials` finished trials.
 
     With `timeout` (seconds), no trial starts after that time; the running ones finish.
     `goals`: the study's objectives and caps (automl.objectives; default fitness alone).
+    `pace`: with a budget, no trial starts that it says would end after the budget
+    (automl.execution.budget.Pace).
 
     KeyboardInterrupt propagates after the running trials are marked FAIL (interrupted).
     `trainable` is the Ray function run per trial (tests pass a fake trainer here);
@@ -193,11 +196,12 @@ def run_search(
     # configuration was queued again: another round runs it and whatever else is left
     while True:
         remaining = n_trials - len(finished_trials(study))
-        if remaining <= 0 or (deadline is not None and time.monotonic() >= deadline):
+        if remaining <= 0 or (deadline is not None and time.monotonic() >= deadline) or (
+                pace is not None and pace.refused):
             return
         init_ray(address=address)
         searcher = StudySearcher(study, distributions, run, n_trials, on_event, storage_url,
-                                 deadline, goals)
+                                 deadline, goals, pace)
         _round(searcher, make_scheduler(pruner, int(run.epochs)), trainable, resources,
                remaining)
         if not searcher.requeued:

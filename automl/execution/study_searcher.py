@@ -127,7 +127,7 @@ class StudySearcher(Searcher):
     # attribute -> what a pickled copy holds instead (the trials in flight hold the study too)
     DRIVER_ONLY: Mapping[str, Callable[[], Any]] = {
         "_study": lambda: None, "_on_event": lambda: None, "_live": dict, "_history": dict,
-        "_started": dict, "_progress_at": dict}
+        "_started": dict, "_progress_at": dict, "_pace": lambda: None}
 
     def __init__(
         self,
@@ -139,8 +139,10 @@ class StudySearcher(Searcher):
         storage_url: str = "",
         deadline: float | None = None,
         goals: Goals | None = None,
+        pace=None,
     ) -> None:
         super().__init__(metric=FITNESS, mode="max")
+        self._pace = pace  # with a budget: whether one more trial ends inside it
         self._goals = goals or Goals()
         self._deadline = deadline  # time.monotonic() after which no trial starts
         self._waiting_since: float | None = None
@@ -195,6 +197,8 @@ class StudySearcher(Searcher):
     def suggest(self, trial_id: str):
         if self._deadline is not None and time.monotonic() >= self._deadline:
             return Searcher.FINISHED  # the time budget: running trials still finish
+        if self._pace is not None and not self._pace.fits():
+            return Searcher.FINISHED  # --budget: the measured pace leaves no room for a trial
         if self._waiting_since is not None and time.monotonic() - self._waiting_since < 2:
             return None  # waiting on other drivers' trials: look again in a moment
         study = self._attached()
@@ -216,6 +220,8 @@ class StudySearcher(Searcher):
             record_heartbeat(study, trial)
         self._history[trial_id] = []
         self._started[trial_id] = time.perf_counter()
+        if self._pace is not None:
+            self._pace.started(trial.number)
         return {"params": dict(trial.params), "number": trial.number, "run": self._run,
                 "baseline": bool(trial.user_attrs.get(BASELINE_ATTR)),
                 "seed": trial.user_attrs.get(SEED_ATTR)}
@@ -229,6 +235,8 @@ class StudySearcher(Searcher):
         if history and history[-1].epoch >= epoch.epoch:
             return  # already recorded
         history.append(epoch)
+        if self._pace is not None:
+            self._pace.epoch(trial.number, epoch.epoch)
         if math.isfinite(epoch.fitness) and not self._goals.multi:
             trial.report(epoch.fitness, step=epoch.epoch)
         elif math.isfinite(epoch.fitness):  # Optuna takes no report() on several objectives

@@ -35,6 +35,7 @@ class SearchPlan:
     cpus: float
     gpus: float
     concurrency_why: str = "--concurrency"
+    budget: Any = None  # the BudgetPlan of --budget (automl.searching.budget_plan), or None
 
 
 def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: Mapping[str, Any],
@@ -93,7 +94,7 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
                 for k in space.keys}
     start = {k: run_values[k] if k in run_values else ultralytics_defaults[k]
              for k in space.keys if k in run_values or k in ultralytics_defaults}
-    trials = flags.trials
+    trials = flags.trials if flags.trials is not None else D.TRIALS
     if entry.max_trials is not None:
         trials = min(trials, entry.max_trials(space) + (1 if flags.defaults_first else 0))
 
@@ -170,10 +171,15 @@ def check_search(flags: SearchFlags) -> None:
     if flags.ga_parent is not None and flags.searcher != "ga":
         raise ConfigError(f"--ga-parent {flags.ga_parent}: applies to --searcher ga only (this "
                           f"search uses {flags.searcher}); leave it out")
-    if flags.repeats and not flags.repeats < flags.trials - 1:
+    trials = flags.trials if flags.trials is not None else D.TRIALS
+    if flags.repeats and not flags.repeats < trials - 1:
         raise ConfigError(f"--repeats {flags.repeats}: must be below --trials - 1 "
-                          f"({flags.trials - 1}): the repeats, and the plain training's, are the "
+                          f"({trials - 1}): the repeats, and the plain training's, are the "
                           "last trials of the budget")
+    if flags.budget is not None:
+        from automl.searching.budget_plan import check_budget
+
+        check_budget(flags)
     if flags.replay_epoch_seconds and not flags.replay:
         raise ConfigError(f"--replay-epoch-seconds {flags.replay_epoch_seconds}: applies to "
                           "--replay only (a training takes the time it takes); leave it out")

@@ -1,0 +1,77 @@
+"""A search inside a time budget, end to end: a replayed search whose epochs take simulated time
+through Ray Tune, a budget too small for any search, and one real training on tiny data."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from optuna.trial import TrialState
+
+import automl
+from automl.cli import main
+from automl.searching.budget_plan import MARGIN
+from automl.study import finished_trials, open_study
+from tests.fakes import fake_record
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
+
+# the tolerance the docs state: a budgeted search ends inside its budget plus this share
+TOLERANCE = 0.05
+
+
+@pytest.fixture(scope="module")
+def record_path(tmp_path_factory):
+    return fake_record(tmp_path_factory.mktemp("rec") / "fake.npz")
+
+
+def test_a_replayed_search_ends_inside_its_budget(record_path, in_tmp):
+    lines: list[str] = []
+    budget = 60
+    started = time.monotonic()
+    automl.search(data="data.yaml", replay=str(record_path), replay_epoch_seconds=0.3,
+                  budget=f"{budget}s", study="b", seed=0, log=lines.append)
+    elapsed = time.monotonic() - started
+    assert elapsed <= budget * (1 + TOLERANCE)
+    study = open_study("b", None, create=False)
+    done = finished_trials(study)
+    assert len(done) >= 2 and study.trials[0].state == TrialState.COMPLETE  # the plain training
+    # the plan, with its ETA inside the budget, before the first trial
+    planned = next(i for i, line in enumerate(lines) if line.startswith("budget 1m: "))
+    first = next(i for i, line in enumerate(lines) if line.startswith("trial 1/"))
+    assert planned < first and "ETA" in lines[planned]
+    eta = float(lines[planned].split("ETA ")[1].split(" s")[0])
+    assert eta <= budget * (1 - MARGIN)
+    # 20 epochs of 0.3 s: no trial is shorter than 6 s, so the budget holds fewer than its ...
+    assert len(done) * 6 < budget
+    ending = [line for line in lines if line.startswith("budget: ")]
+    assert len(ending) == 1 and f"{len(done)}/" in ending[0]
+
+
+def test_a_budget_too_small_exits_2_before_any_trial_naming_one_that_fits(record_path, in_tmp,
+                                                                          capsys):
+    code = main(["search", "--replay", str(record_path), "--data", "data.yaml",
+                 "--replay-epoch-seconds", "2", "--budget", "30s", "--study", "tiny"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert "--budget 30s: too small for the plain training and one more trial" in err
+    assert "the smallest budget that fits is --budget " in err
+    assert not (in_tmp / "studies" / "tiny.db").exists()  # nothing was opened, nothing trained
+
+
+def test_a_real_search_plans_from_a_timed_epoch_and_ends_inside_its_budget(in_tmp, tiny_data):
+    lines: list[str] = []
+    budget = 150
+    started = time.monotonic()
+    automl.search(data=str(tiny_data), budget="2m30s", epochs=6, imgsz=64, batch=4, seed=0,
+                  study="real", log=lines.append)
+    elapsed = time.monotonic() - started
+    print("\n".join(lines), f"\n{elapsed:.1f} s")
+    assert elapsed <= budget * (1 + TOLERANCE)
+    assert any(line.startswith("budget: timing one epoch") for line in lines)
+    plan = next(line for line in lines if line.startswith("budget 2m30s: "))
+    assert "epochs" in plan and "ETA" in plan
+    study = open_study("real", None, create=False)
+    assert study.trials[0].state == TrialState.COMPLETE  # the plain training ran to its end
+    assert len(finished_trials(study)) >= 2
+    assert study.trials[0].user_attrs["epochs"] <= 6  # --epochs is a cap the plan keeps
