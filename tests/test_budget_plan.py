@@ -141,3 +141,20 @@ def test_the_pace_refuses_a_trial_the_measured_epochs_say_would_overrun():
     clock.now = 70.5
     assert not pace.fits() and pace.refused == 1
     assert "left no room for the other 3" in pace.ending(5, 8, 99.0)
+
+
+def test_the_pace_counts_a_trials_slow_start_once_not_per_epoch():
+    clock = Clock()
+    pace = Pace(end=1000.0, epochs=10, trial_s=20.0, budget_s=1050, clock=clock)
+    pace.started(0)
+    clock.now = 8.0
+    pace.epoch(0, 1)  # a new process's start (6 s) and one epoch of 2 s
+    clock.now = 16.0
+    pace.epoch(0, 5)  # 2 s an epoch since
+    assert pace.trial_seconds() == pytest.approx(6 + 10 * 2)
+    pace.started(1)  # a reused process starts at once: its start is the one a new trial gets
+    clock.now = 16.5
+    pace.epoch(1, 1)
+    clock.now = 20.5
+    pace.epoch(1, 3)
+    assert pace.trial_seconds() == pytest.approx(10 * 2)
