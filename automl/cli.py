@@ -72,6 +72,7 @@ def values_of(args: argparse.Namespace) -> dict[str, Any]:
 
 def _search(values: dict[str, Any]) -> int:
     from automl.api import search
+    from automl.next_steps import after_search, show
 
     result = search(**values)
     if result.best is None:
@@ -80,14 +81,18 @@ def _search(values: dict[str, Any]) -> int:
               f"errors above, or `automl studies`; study '{result.study.study_name}'",
               file=sys.stderr)
         return EXIT_FAILED
+    show(after_search(result.study, values["storage"], result.best_hyperparameters_path))
     return 0
 
 
 def _demo_data(values: dict[str, Any]) -> int:
     from automl.data.demo import make_demo_dataset
+    from automl.next_steps import after_data, show
     from automl.outputs import output_folder
 
-    print(make_demo_dataset(output_folder(values["out"], new_or_empty=True), seed=values["seed"]))
+    data = make_demo_dataset(output_folder(values["out"], new_or_empty=True), seed=values["seed"])
+    print(data)
+    show(after_data(data))
     return 0
 
 
@@ -111,9 +116,14 @@ def _export(values: dict[str, Any]) -> int:
 
     if values["out"] is not None:
         output_folder(values["out"])
-    for kind, path in export_study(values["study"], storage=values["storage"],
-                             out=values["out"]).items():
+    files = export_study(values["study"], storage=values["storage"], out=values["out"])
+    for kind, path in files.items():
         print(f"{kind}: {path}")
+    from automl.next_steps import after_export, show
+    from automl.study import open_study, study_config
+
+    show(after_export(files, study_config(open_study(values["study"], values["storage"],
+                                                     create=False))))
     return 0
 
 

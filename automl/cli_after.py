@@ -14,9 +14,11 @@ EXIT_INTERRUPTED = 130
 
 def _validate(values: dict[str, Any]) -> int:
     from automl.api import validate
+    from automl.next_steps import after_validate, show
 
     try:
         validate(**values)
+        show(after_validate(values["study"], values["storage"]))
     except KeyboardInterrupt:
         print("\nautoml validate: interrupted; finished runs are kept. Run the same command "
               "again to continue.", file=sys.stderr)
@@ -26,24 +28,29 @@ def _validate(values: dict[str, Any]) -> int:
 
 def _deploy(values: dict[str, Any]) -> int:
     from automl.api import deploy
+    from automl.next_steps import after_deploy, show
 
-    deploy(**values)
+    result = deploy(**values)
+    show(after_deploy(result.study, values["storage"]))
     return 0
 
 
 def _thresholds(values: dict[str, Any]) -> int:
     from automl.api import tune_thresholds
+    from automl.next_steps import after_thresholds, show
 
     tune_thresholds(**values)
+    show(after_thresholds(values["weights"]))
     return 0
 
 
 def _promote(values: dict[str, Any]) -> int:
     from automl.api import promote
+    from automl.next_steps import after_promote, show
     from automl.results.promotion import PromoteError
 
     try:
-        promote(**values)
+        show(after_promote(promote(**values)))
     except PromoteError as e:
         print(f"automl promote: {e}", file=sys.stderr)
         return EXIT_FAILED

@@ -17,6 +17,9 @@ def _check(values: dict[str, Any]) -> int:
     if not report.clean:
         print(report.details())
     print(report.summary())
+    from automl.next_steps import after_data, show
+
+    show(after_data(values["data"], clean=report.clean))
     return 0 if report.clean else EXIT_PROBLEMS
 
 
@@ -24,6 +27,7 @@ def _split(values: dict[str, Any]) -> int:
     from automl.data.checks import usable
     from automl.data.dataset import fold_table, kfold_split, load_dataset, make_mini_dataset, write_folds
     from automl.errors import ConfigError
+    from automl.next_steps import after_data, show
     from automl.outputs import SPLIT_MARKER, mark, output_folder
 
     folds, fold, mini, seed = (values[k] for k in ("folds", "fold", "mini", "seed"))
@@ -39,8 +43,10 @@ def _split(values: dict[str, Any]) -> int:
         print(f"{len(report.bad)} of {report.checked} images left out, as ultralytics leaves them "
               f"out of training (automl check --data {values['data']} says why)")
     if folds is None:
-        print(make_mini_dataset(dataset, mini, Path(out), seed=seed))
+        data = make_mini_dataset(dataset, mini, Path(out), seed=seed)
+        print(data)
         mark(out, SPLIT_MARKER)
+        show(after_data(data))
         return 0
     split = kfold_split(dataset, folds, seed=seed)
     written = write_folds(split, out, only=fold, mini=mini, seed=seed)
@@ -48,6 +54,7 @@ def _split(values: dict[str, Any]) -> int:
     print(fold_table(split))
     for path in written:
         print(path)
+    show(after_data(written[0]))
     return 0
 
 
@@ -58,6 +65,9 @@ def _eda(values: dict[str, Any]) -> int:
     out = output_file(values["out"])
     print(write_eda(values["data"], out, small_area=values["small_area"]))
     print(f"report: {out}")
+    from automl.next_steps import after_data, show
+
+    show(after_data(values["data"]))
     return 0
 
 
@@ -70,6 +80,9 @@ def _import_coco(values: dict[str, Any]) -> int:
     result = import_coco(values["json"], values["images"], out, class_from=values["class_from"],
                          names=names, val=values["val"], seed=values["seed"])
     print(result.summary())
+    from automl.next_steps import after_data, show
+
+    show(after_data(result.data_yaml))
     return 0
 
 
