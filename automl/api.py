@@ -193,15 +193,14 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0):
                               cpu_count=machine_cpus(), gpu_count=machine_gpus(),
                               studies_dir=STUDIES_DIR)
 
-    plan = resolve(flags)
-    if flags.budget is not None:  # the trials, epochs and share that fit, from a timed epoch
+    if flags.budget is None:
+        plan = resolve(flags)
+    else:  # the trials, epochs and share that fit, from a timed epoch
         from automl.execution.budget import fit_budget
 
-        fitted, budget = fit_budget(flags, plan, started=started, cpu_count=machine_cpus(),
-                                    gpu_count=machine_gpus(), say=say)
-        plan = replace(resolve(fitted), budget=budget, **(
-            {"fraction_why": "--budget"} if fitted.fraction != flags.fraction else {}))
-        say(budget.describe())
+        plan = fit_budget(flags, resolve, started=started, cpu_count=machine_cpus(),
+                          gpu_count=machine_gpus(), say=say)
+        say(plan.budget.describe())
     if flags.replay:  # the record must have trained what this search's trials would
         from automl.execution.replay import check_record
 

@@ -44,6 +44,12 @@ def test_a_replayed_search_ends_inside_its_budget(record_path, in_tmp):
     assert eta <= budget * (1 - MARGIN)
     ending = [line for line in lines if line.startswith("budget: ")]
     assert len(ending) == 1 and f"{len(done)}/" in ending[0]
+    # the same study goes on with a budget of its own: the study's epochs, more trials
+    started = time.monotonic()
+    automl.search(data="data.yaml", replay=str(record_path), replay_epoch_seconds=0.2,
+                  budget="45s", study="b", seed=0, log=lines.append)
+    assert time.monotonic() - started <= 45 * (1 + TOLERANCE)
+    assert len(finished_trials(open_study("b", None, create=False))) > len(done)
 
 
 def test_a_budget_too_small_exits_2_before_any_trial_naming_one_that_fits(record_path, in_tmp,

@@ -158,3 +158,9 @@ def test_the_pace_counts_a_trials_slow_start_once_not_per_epoch():
     clock.now = 20.5
     pace.epoch(1, 3)
     assert pace.trial_seconds() == pytest.approx(10 * 2)
+
+
+def test_a_study_that_goes_on_needs_room_for_one_more_trial_only():
+    with pytest.raises(ConfigError):
+        plan(budget_s=70, fraction_fixed=True, epochs=4)  # two 4-epoch trials do not fit
+    assert plan(budget_s=70, fraction_fixed=True, epochs=4, resumed=True).sure == 1

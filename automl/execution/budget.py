@@ -65,14 +65,18 @@ def measure_epoch(plan, *, threads: int, limit_s: float, seed: int = 0) -> float
     return None if outcome.get("stopped") or not seconds else seconds[-1]
 
 
-def fit_budget(flags, plan, *, started: float, cpu_count: int, gpu_count: int,
+def fit_budget(flags, resolve: Callable, *, started: float, cpu_count: int, gpu_count: int,
                say: Callable[[str], None]):
-    """The search's flags with the budget's trials, epochs and share, and the plan they follow.
+    """The SearchPlan of a budgeted search: its trials, epochs, share and concurrency fitted.
 
     Args:
         flags: the checked SearchFlags (flags.budget set).
-        plan: the SearchPlan of those flags (its epochs and share are the most the budget gets).
+        resolve: SearchFlags -> SearchPlan (automl.searching.planning.resolve_search on the
+            search's data and space); the plan of `flags` gives the most epochs and share.
         started: time.monotonic() when the command started (the budget's clock).
+
+    Returns:
+        The plan of the fitted flags, its `budget` set (a BudgetPlan).
 
     Raises:
         ConfigError: a budget too small for the plain training and one more trial.
@@ -85,6 +89,11 @@ def fit_budget(flags, plan, *, started: float, cpu_count: int, gpu_count: int,
 
     budget_s = parse_duration(flags.budget)
     replay = bool(flags.replay)
+    plan = resolve(flags)
+    stored, done = _resumed(plan.name, flags.storage)
+    if stored is not None:  # a study goes on with the epochs and share it measured
+        flags = replace(flags, epochs=stored.epochs, fraction=stored.fraction)
+        plan = resolve(flags)
     init_ray(address=flags.address)  # its start is spent before the plan, not guessed
 
     def concurrency(n: int) -> int:
@@ -118,14 +127,32 @@ def fit_budget(flags, plan, *, started: float, cpu_count: int, gpu_count: int,
                               f"{duration_text(least)} (or a smaller --imgsz or --fraction)")
     budget = plan_budget(
         budget_s=budget_s, spent_s=time.monotonic() - started, epoch_s=epoch_s,
-        # a replayed epoch takes the same time on any share, and its record fixes the epochs
-        fraction=plan.config.fraction, fraction_fixed=replay or str(flags.fraction) != D.AUTO,
-        epochs=plan.run.epochs, epochs_fixed=replay, trials_cap=flags.trials, concurrency=concurrency,
-        trial_overhead_s=overhead, startup_s=STARTUP_S)
-    fitted = replace(flags, trials=budget.trials, epochs=budget.epochs,
+        # a replayed epoch takes the same time on any share, and its record fixes the epochs;
+        # a study that goes on keeps both
+        fraction=plan.config.fraction,
+        fraction_fixed=replay or stored is not None or str(flags.fraction) != D.AUTO,
+        epochs=plan.run.epochs, epochs_fixed=replay or stored is not None,
+        trials_cap=None if flags.trials is None else max(1, flags.trials - done),
+        concurrency=concurrency, trial_overhead_s=overhead, startup_s=STARTUP_S,
+        resumed=done > 0)
+    fitted = replace(flags, trials=done + budget.trials, epochs=budget.epochs,
                      fraction=budget.fraction if budget.fraction != plan.config.fraction
                      else flags.fraction)
-    return fitted, budget
+    return replace(resolve(fitted), budget=budget, **(
+        {"fraction_why": "--budget"} if fitted.fraction != flags.fraction else {}))
+
+
+def _resumed(name: str, storage: str | None):
+    """(the config a study was made with, its finished trials); (None, 0) for a new study."""
+    from automl.errors import StudyError
+    from automl.study import finished_trials, open_study, study_config
+
+    try:
+        study = open_study(name, storage, create=False)
+    except StudyError:
+        return None, 0
+    config = study_config(study)
+    return (config if config.epochs else None), len(finished_trials(study))
 
 
 @dataclass

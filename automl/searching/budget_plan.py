@@ -101,7 +101,7 @@ def asha_epochs(epochs: int, rungs: tuple[int, ...], reduction_factor: int) -> f
 def plan_budget(*, budget_s: float, spent_s: float, epoch_s: float, fraction: float,
                 fraction_fixed: bool, epochs: int, epochs_fixed: bool, trials_cap: int | None,
                 concurrency: Callable[[int], int], trial_overhead_s: float,
-                startup_s: float) -> BudgetPlan:
+                startup_s: float, resumed: bool = False) -> BudgetPlan:
     """The trials, epochs, share and concurrency that fit a budget.
 
     Pure: reads only its arguments.
@@ -118,6 +118,7 @@ def plan_budget(*, budget_s: float, spent_s: float, epoch_s: float, fraction: fl
         concurrency: trials at once for a study of n trials (the machine's rule).
         trial_overhead_s: seconds a trial takes besides its epochs (its process, its start).
         startup_s: seconds the search takes besides its trials (Ray's start, the summary).
+        resumed: the study goes on (its plain training is done): one more trial suffices.
 
     Raises:
         ConfigError: the budget does not hold the plain training and one more trial; the
@@ -127,6 +128,7 @@ def plan_budget(*, budget_s: float, spent_s: float, epoch_s: float, fraction: fl
 
     usable = budget_s * (1 - MARGIN) - spent_s - startup_s
     cap = trials_cap if trials_cap is not None else MAX_TRIALS
+    least = min(cap, 1 if resumed else MIN_TRIALS)
 
     def at(e: int, f: float, n: int) -> tuple[float, float]:
         """(seconds of a whole trial, wall seconds of n trials) at e epochs and share f."""
@@ -158,15 +160,15 @@ def plan_budget(*, budget_s: float, spent_s: float, epoch_s: float, fraction: fl
             best = (e, f, sure)
         if sure >= min(cap, ENOUGH_TRIALS):
             break
-    for e, f in last if best[2] < MIN_TRIALS else ():
+    for e, f in last if best[2] < least else ():
         sure = fitting(e, f, lambda n, e=e, f=f: at(e, f, n)[1])
-        if sure >= MIN_TRIALS:
+        if sure >= least:
             best = (e, f, sure)
             break
     e, f, sure = best
-    if sure < MIN_TRIALS:
+    if sure < least:
         cheapest_e, cheapest_f = candidates[-1]
-        need = (spent_s + startup_s + at(cheapest_e, cheapest_f, MIN_TRIALS)[1]) / (1 - MARGIN)
+        need = (spent_s + startup_s + at(cheapest_e, cheapest_f, least)[1]) / (1 - MARGIN)
         raise ConfigError(
             f"--budget {duration_text(budget_s)}: too small for the plain training and one more "
             f"trial here ({cheapest_e} epochs at ~{epoch_s * cheapest_f / fraction:.3g} s each, "
