@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 import automl
 from automl.cli import main
+from automl.durations import parse_duration
 from automl.searching.budget_plan import MARGIN
 from automl.study import finished_trials, open_study
 from tests.fakes import fake_record
@@ -40,7 +41,7 @@ def test_a_replayed_search_ends_inside_its_budget(record_path, in_tmp):
     planned = next(i for i, line in enumerate(lines) if line.startswith("budget 1m30s: "))
     first = next(i for i, line in enumerate(lines) if line.startswith("trial 1/"))
     assert planned < first and "ETA" in lines[planned]
-    eta = float(lines[planned].split("ETA ")[1].split(" s")[0])
+    eta = parse_duration(lines[planned].split("ETA ")[1].split(" ")[0])
     assert eta <= budget * (1 - MARGIN)
     ending = [line for line in lines if line.startswith("budget: ")]
     assert len(ending) == 1 and f"{len(done)}/" in ending[0]

@@ -223,8 +223,9 @@ class Pace:
         """How the budget went, in one line (after the last trial)."""
         from automl.durations import duration_text
 
-        stopped = (f"; the measured pace (~{self.trial_seconds():.3g} s a trial) left no room "
-                   f"for the other {planned - finished}" if self.refused and finished < planned
-                   else "")
-        return (f"budget: {finished}/{planned} trials in {duration_text(elapsed)} "
-                f"({elapsed:.0f} s of {self.budget_s:.0f} s){stopped}")
+        stopped = ""
+        if self.refused and finished < planned:
+            stopped = (f"; the measured pace (~{duration_text(self.trial_seconds())} a trial) "
+                       f"left no room for the other {planned - finished}")
+        return (f"budget: {finished}/{planned} trials in {duration_text(elapsed)} of "
+                f"{duration_text(self.budget_s)}{stopped}")

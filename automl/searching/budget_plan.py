@@ -65,8 +65,8 @@ class BudgetPlan:
             else ""
         return (f"budget {duration_text(self.budget_s)}: {self.sure} trials{more} of "
                 f"{self.epochs} epochs on a {self.fraction:g} share, {self.concurrency} at a time, "
-                f"~{self.epoch_s:.3g} s an epoch, ~{self.trial_s:.3g} s a trial; ETA "
-                f"{self.eta_s:.0f} s of {self.budget_s:.0f} s"
+                f"~{self.epoch_s:.3g} s an epoch, ~{duration_text(self.trial_s)} a trial; ETA "
+                f"{duration_text(self.eta_s)} of {duration_text(self.budget_s)}"
                 + (f"; {self.why}" if self.why else ""))
 
 
