@@ -287,7 +287,7 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
            check=at_least(0)),
     Option("budget", "time for the whole search, e.g. 45m, 2h, 1h30m, 90s: automl times one "
            "epoch, then plans the trials, epochs, share and trials at once that fit, and ends "
-           "inside it (--trials and --epochs stay caps)", check=_duration),
+           "inside it (--trials and --epochs stay caps)", metavar="DURATION", check=_duration),
     Option("drop_bad_images", "search even when ultralytics would leave out more than 5%% of "
            "the images (automl check says why); without it the search stops first", type=None,
            default=False, switch="on"),
