@@ -164,3 +164,37 @@ def test_a_study_that_goes_on_needs_room_for_one_more_trial_only():
     with pytest.raises(ConfigError):
         plan(budget_s=70, fraction_fixed=True, epochs=4)  # two 4-epoch trials do not fit
     assert plan(budget_s=70, fraction_fixed=True, epochs=4, resumed=True).sure == 1
+
+
+def test_the_fitted_search_trains_on_the_share_its_plan_timed(monkeypatch, in_tmp):
+    """Fewer epochs would make --fraction auto pick a larger share (more optimizer steps): the
+    search must train on the share whose epoch was timed and planned, not a new one."""
+    import time
+    from pathlib import Path
+
+    from automl.config import SearchFlags
+    from automl.data.dataset import Dataset, auto_fraction
+    from automl.execution import budget
+    from automl.searching.planning import check_search, resolve_search
+    from automl.searching.spaces import load_space, ultralytics_defaults
+
+    monkeypatch.setattr(budget, "measure_epoch", lambda plan, **kw: 10.0)  # no training here
+    monkeypatch.setattr("automl.execution.ray_runner.init_ray", lambda **kw: None)
+    dataset = Dataset(yaml_path=in_tmp / "data.yaml", names=("a",),
+                      train=tuple(Path(f"t/{i}.jpg") for i in range(600)),
+                      val=tuple(Path(f"v/{i}.jpg") for i in range(100)))
+    flags = SearchFlags(data="data.yaml", budget="12m20s", epochs=30, batch=16, study="pin")
+    check_search(flags)
+
+    def resolve(f):
+        return resolve_search(f, dataset=dataset, space=load_space("lr_momentum"),
+                              ultralytics_defaults=ultralytics_defaults(), cpu_count=2,
+                              gpu_count=0, studies_dir=in_tmp / "studies")
+
+    plan = budget.fit_budget(flags, resolve, started=time.monotonic(), cpu_count=2, gpu_count=0,
+                             say=lambda line: None)
+    assert plan.budget.epochs == 15 and plan.run.epochs == 15
+    assert auto_fraction(600, epochs=15, batch=16, nbs=64)[0] != 0.5  # auto would move
+    assert plan.config.fraction == plan.budget.fraction == 0.5
+    assert plan.fraction_why.startswith("half the data")
+    assert plan.trials == plan.budget.trials and plan.concurrency == plan.budget.concurrency

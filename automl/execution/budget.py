@@ -135,11 +135,11 @@ def fit_budget(flags, resolve: Callable, *, started: float, cpu_count: int, gpu_
         trials_cap=None if flags.trials is None else max(1, flags.trials - done),
         concurrency=concurrency, trial_overhead_s=overhead, startup_s=STARTUP_S,
         resumed=done > 0)
+    # the share the plan timed, pinned: --fraction auto would pick anew for other epochs
     fitted = replace(flags, trials=done + budget.trials, epochs=budget.epochs,
-                     fraction=budget.fraction if budget.fraction != plan.config.fraction
-                     else flags.fraction)
-    return replace(resolve(fitted), budget=budget, **(
-        {"fraction_why": "--budget"} if fitted.fraction != flags.fraction else {}))
+                     fraction=budget.fraction)
+    return replace(resolve(fitted), budget=budget, fraction_why=(
+        plan.fraction_why if budget.fraction == plan.config.fraction else "--budget"))
 
 
 def _resumed(name: str, storage: str | None):
