@@ -193,18 +193,17 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0):
                               cpu_count=machine_cpus(), gpu_count=machine_gpus(),
                               studies_dir=STUDIES_DIR)
 
-    if flags.budget is None:
-        plan = resolve(flags)
-    else:  # the trials, epochs and share that fit, from a timed epoch
+    plan = resolve(flags)
+    if flags.replay:  # the record must have trained what this search's trials would
+        from automl.execution.replay import check_record
+
+        check_record(load_record(flags.replay), plan.run)
+    if flags.budget is not None:  # the trials, epochs and share that fit, from a timed epoch
         from automl.execution.budget import fit_budget
 
         plan = fit_budget(flags, resolve, started=started, cpu_count=machine_cpus(),
                           gpu_count=machine_gpus(), say=say)
         say(plan.budget.describe())
-    if flags.replay:  # the record must have trained what this search's trials would
-        from automl.execution.replay import check_record
-
-        check_record(load_record(flags.replay), plan.run)
     return plan
 
 
