@@ -105,8 +105,10 @@ def _studies(values: dict[str, Any]) -> int:
 
 def _status(values: dict[str, Any]) -> int:
     from automl.api import status
+    from automl.next_steps import after_status, show
 
     print(status(values["study"], storage=values["storage"]))
+    show(after_status(values["study"], values["storage"]))
     return 0
 
 
@@ -133,7 +135,10 @@ def _report(values: dict[str, Any]) -> int:
 
     if values["out"] is not None:
         output_file(values["out"])
+    from automl.next_steps import after_report, show
+
     print(report(values["study"], storage=values["storage"], out=values["out"]))
+    show(after_report(values["study"], values["storage"]))
     return 0
 
 

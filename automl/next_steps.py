@@ -57,6 +57,16 @@ def after_search(study, storage: str | None, best_yaml: str | Path | None) -> Ne
                     "train the best trial on the full data", also)
 
 
+def after_status(study: str, storage: str | None) -> NextStep:
+    return NextStep(("automl", "report", *_study_args(study, storage)),
+                    "every trial so far in one HTML page")
+
+
+def after_report(study: str, storage: str | None) -> NextStep:
+    return NextStep(("automl", "validate", *_study_args(study, storage)),
+                    "the top trials on the full data, then automl promote")
+
+
 def after_validate(study: str, storage: str | None) -> NextStep:
     return NextStep(("automl", "promote", *_study_args(study, storage)),
                     "train the full-data winner on the full data")

@@ -3,13 +3,14 @@ through Ray Tune, a budget too small for any search, and one real training on ti
 
 from __future__ import annotations
 
+import shlex
 import time
 
 import pytest
 from optuna.trial import TrialState
 
 import automl
-from automl.cli import main
+from automl.cli import build_parser, main
 from automl.durations import parse_duration
 from automl.searching.budget_plan import MARGIN
 from automl.study import finished_trials, open_study
@@ -26,7 +27,7 @@ def record_path(tmp_path_factory):
     return fake_record(tmp_path_factory.mktemp("rec") / "fake.npz")
 
 
-def test_a_replayed_search_ends_inside_its_budget(record_path, in_tmp):
+def test_a_replayed_search_ends_inside_its_budget(record_path, in_tmp, capsys):
     lines: list[str] = []
     budget = 90
     started = time.monotonic()
@@ -45,12 +46,21 @@ def test_a_replayed_search_ends_inside_its_budget(record_path, in_tmp):
     assert eta <= budget * (1 - MARGIN)
     ending = [line for line in lines if line.startswith("budget: ")]
     assert len(ending) == 1 and f"{len(done)}/" in ending[0]
-    # the same study goes on with a budget of its own: the study's epochs, more trials
+    # the same command goes on with a budget of its own: the study's epochs, more trials; and
+    # ends with the next step, a command the parser takes
+    capsys.readouterr()
     started = time.monotonic()
-    automl.search(data="data.yaml", replay=str(record_path), replay_epoch_seconds=0.2,
-                  budget="45s", study="b", seed=0, log=lines.append)
+    assert main(["search", "--data", "data.yaml", "--replay", str(record_path),
+                 "--replay-epoch-seconds", "0.2", "--budget", "45s", "--study", "b",
+                 "--seed", "0"]) == 0
     assert time.monotonic() - started <= 45 * (1 + TOLERANCE)
     assert len(finished_trials(open_study("b", None, create=False))) > len(done)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("next: automl validate --study b  (") or \
+        last.startswith("next: automl promote --study b  (")
+    argv = shlex.split(last.removeprefix("next: ").split("  (")[0])
+    assert build_parser().parse_args(argv[1:]).study == "b"
+    assert "epochs=20 imgsz=96" in last  # the yolo train of what the trials trained
 
 
 def test_a_budget_too_small_exits_2_before_any_trial_naming_one_that_fits(record_path, in_tmp,

@@ -13,7 +13,9 @@ from automl.next_steps import (
     after_data,
     after_deploy,
     after_promote,
+    after_report,
     after_search,
+    after_status,
     after_thresholds,
     after_validate,
 )
@@ -77,6 +79,8 @@ def test_the_steps_after_a_search_chain_to_deployment(tmp_path):
     assert parsed(after_thresholds(weights).line).command == "deploy"
     assert parsed(after_deploy("s", "sqlite:///x.db").line).command == "report"
     assert after_deploy(None, None) is None
+    assert parsed(after_status("s", None).line).command == "report"
+    assert parsed(after_report("s", None).line).command == "validate"
 
 
 def test_data_commands_go_on_to_check_then_search(tmp_path):
