@@ -29,7 +29,7 @@ def record_path(tmp_path_factory):
 
 def test_a_replayed_search_ends_inside_its_budget(record_path, in_tmp, capsys):
     lines: list[str] = []
-    budget = 90
+    budget = 150  # Ray's start, before the plan, takes from a few seconds to a minute
     started = time.monotonic()
     automl.search(data="data.yaml", replay=str(record_path), replay_epoch_seconds=0.2,
                   budget=f"{budget}s", study="b", seed=0, log=lines.append)
@@ -37,15 +37,18 @@ def test_a_replayed_search_ends_inside_its_budget(record_path, in_tmp, capsys):
     assert elapsed <= budget * (1 + TOLERANCE)
     study = open_study("b", None, create=False)
     done = finished_trials(study)
-    assert len(done) >= 2 and study.trials[0].state == TrialState.COMPLETE  # the plain training
+    assert study.trials[0].state == TrialState.COMPLETE  # the plain training
     # the plan, with its ETA inside the budget, before the first trial
-    planned = next(i for i, line in enumerate(lines) if line.startswith("budget 1m30s: "))
+    planned = next(i for i, line in enumerate(lines) if line.startswith("budget 2m30s: "))
     first = next(i for i, line in enumerate(lines) if line.startswith("trial 1/"))
     assert planned < first and "ETA" in lines[planned]
     eta = parse_duration(lines[planned].split("ETA ")[1].split(" ")[0])
     assert eta <= budget * (1 - MARGIN)
     ending = [line for line in lines if line.startswith("budget: ")]
     assert len(ending) == 1 and f"{len(done)}/" in ending[0]
+    # the plan's trials ran, or the measured pace (a loaded machine) says why fewer did
+    sure = int(lines[planned].split(": ")[1].split(" trials")[0])
+    assert sure >= 2 and (len(done) >= sure or "the measured pace" in ending[0])
     # the same command goes on with a budget of its own: the study's epochs, more trials; and
     # ends with the next step, a command the parser takes
     capsys.readouterr()
