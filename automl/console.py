@@ -57,8 +57,7 @@ class TrialLines:
             m = event.metrics
             outcome = (f"fitness {event.value:.4f}  mAP50 {m.get('map50', math.nan):.3f}  "
                        f"mAP50-95 {m.get('map50_95', math.nan):.3f}")
-            if "mask_map50_95" in m:
-                outcome += f"  mask mAP50-95 {m['mask_map50_95']:.3f}"
+            outcome += task_text(m)
             if event.measured:
                 outcome += "  " + measured_text(event.measured)
             if event.over_cap:
@@ -230,16 +229,24 @@ def measured_text(measured: Mapping[str, float]) -> str:
                      for k in MEASURED_LABELS if k in measured)
 
 
+def task_text(metrics: Mapping[str, float]) -> str:
+    """The mAP50-95 of a task's own outputs (masks, keypoints) where measured, for one line."""
+    from automl.fitness import TASK_LABELS
+
+    return "".join(f"  {label} {metrics[k]:.3f}" for k, label in TASK_LABELS.items()
+                   if k.endswith("map50_95") and k in metrics)
+
+
 def trial_rows(study, trials: list, metric: Callable[[Any], str] = lambda v: f"{v:.3f}",
                param: Callable[[Any], str] = fmt) -> tuple[list[str], list[list[str]]]:
     """Header and rows of `trials`: trial, fitness, metrics, measured size/latency, params."""
-    from automl.fitness import MASK_LABELS, METRIC_LABELS
+    from automl.fitness import METRIC_LABELS, TASK_LABELS
     from automl.study import BASELINE_ATTR, fitness_of, repeat_means
 
     means = repeat_means(study)
     keys = list(dict.fromkeys(k for t in trials for k in t.params))
     measured = [k for k in MEASURED_LABELS if any(k in t.user_attrs for t in trials)]
-    labels = {**METRIC_LABELS, **{k: v for k, v in MASK_LABELS.items()
+    labels = {**METRIC_LABELS, **{k: v for k, v in TASK_LABELS.items()
                                   if any(k in t.user_attrs for t in trials)}}
     header = ["trial", "fitness", *(["mean (runs)"] if means else []), *labels.values(),
               *(MEASURED_LABELS[k] for k in measured), *keys]

@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from automl.fitness import MASK_METRICS, METRICS, f1_score
+from automl.fitness import METRICS, TASK_METRICS, f1_score
 
 FITNESS = "fitness"
 EPOCH = "epoch"
@@ -29,6 +29,8 @@ class EpochReport:
         precision, recall, map50, map75, map50_95, f1: the validation metrics (METRICS).
         mask_precision, ..., mask_f1: a segmentation model's mask metrics (MASK_METRICS); NaN
             for other tasks.
+        pose_precision, ..., pose_f1: a pose model's keypoint metrics (POSE_METRICS); NaN for
+            other tasks.
         val_loss: summed validation losses (box + cls + dfl for detection), NaN when unknown.
         train_seconds: seconds since the training started (model build included).
         node: the Ray node the trial runs on ("" outside Ray).
@@ -53,6 +55,12 @@ class EpochReport:
     mask_map75: float = math.nan
     mask_map50_95: float = math.nan
     mask_f1: float = math.nan
+    pose_precision: float = math.nan
+    pose_recall: float = math.nan
+    pose_map50: float = math.nan
+    pose_map75: float = math.nan
+    pose_map50_95: float = math.nan
+    pose_f1: float = math.nan
     val_loss: float = math.nan
     train_seconds: float = math.nan
     node: str = ""
@@ -61,8 +69,9 @@ class EpochReport:
     latency_ms: float = math.nan
 
     def metrics(self) -> dict[str, float]:
-        """The validation metrics by canonical name (METRICS; MASK_METRICS where measured)."""
-        return {name: getattr(self, name) for name in METRICS + MASK_METRICS
+        """The validation metrics by canonical name (METRICS; a task's own where measured)."""
+        extra = [n for names in TASK_METRICS.values() for n in names]
+        return {name: getattr(self, name) for name in (*METRICS, *extra)
                 if name in METRICS or math.isfinite(getattr(self, name))}
 
     def measured(self) -> dict[str, float]:
@@ -97,7 +106,15 @@ def box_metrics(box, prefix: str = "") -> dict[str, float]:
     return {prefix + k: v for k, v in values.items()}
 
 
+# The validator's metrics of one task's own outputs, by the prefix of their names (TASK_METRICS).
+_TASK_PARTS = {"mask_": "seg", "pose_": "pose"}
+
+
 def task_metrics(metrics) -> dict[str, float]:
-    """A validator's metrics under automl's names: boxes, and masks where the model segments."""
-    seg = getattr(metrics, "seg", None)
-    return {**box_metrics(metrics.box), **(box_metrics(seg, "mask_") if seg is not None else {})}
+    """A validator's metrics under automl's names: boxes, and masks where the model segments,
+    keypoints where it estimates pose."""
+    values = box_metrics(metrics.box)
+    for prefix, part in _TASK_PARTS.items():
+        if getattr(metrics, part, None) is not None:
+            values.update(box_metrics(getattr(metrics, part), prefix))
+    return values

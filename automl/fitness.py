@@ -21,6 +21,12 @@ METRIC_LABELS = {"map50": "mAP50", "map50_95": "mAP50-95", "map75": "mAP75", "pr
                  "recall": "R"}
 # A segmentation model's, shown beside them where a trial measured them.
 MASK_LABELS = {"mask_map50": "mask mAP50", "mask_map50_95": "mask mAP50-95"}
+# A pose model's keypoint metrics (ultralytics' "(P)" keys, by OKS) and how tables head them.
+POSE_METRICS = tuple(f"pose_{m}" for m in METRICS)
+POSE_LABELS = {"pose_map50": "pose mAP50", "pose_map50_95": "pose mAP50-95"}
+# The metrics of one task only, with its prefix: where a trial measured them, they are shown.
+TASK_METRICS = {"mask_": MASK_METRICS, "pose_": POSE_METRICS}
+TASK_LABELS = {**MASK_LABELS, **POSE_LABELS}
 _ALIASES = {
     "p": "precision", "precision": "precision",
     "r": "recall", "recall": "recall",
@@ -30,7 +36,7 @@ _ALIASES = {
     "map@0.5:0.95": "map50_95",
     "f1": "f1",
 }
-_ALIASES.update({f"mask_{k}": f"mask_{v}" for k, v in _ALIASES.items()})
+_ALIASES.update({f"{task}{k}": f"{task}{v}" for task in TASK_METRICS for k, v in _ALIASES.items()})
 PRESETS: dict[str, dict[str, float]] = {
     "v5": {"map50": 0.1, "map50_95": 0.9},
     "map50_95": {"map50_95": 1.0},
@@ -40,11 +46,14 @@ PRESETS: dict[str, dict[str, float]] = {
     # ultralytics' own segment fitness: v5 of the boxes plus v5 of the masks
     "v5_seg": {"map50": 0.1, "map50_95": 0.9, "mask_map50": 0.1, "mask_map50_95": 0.9},
     "mask_map50_95": {"mask_map50_95": 1.0},
+    # ultralytics' own pose fitness: v5 of the boxes plus v5 of the keypoints
+    "v5_pose": {"map50": 0.1, "map50_95": 0.9, "pose_map50": 0.1, "pose_map50_95": 0.9},
+    "pose_map50_95": {"pose_map50_95": 1.0},
 }
 DEFAULT = "v5"
 # The fitness a search of each task measures unless --fitness says otherwise.
 # (obb: its box metrics are those of its rotated boxes)
-DEFAULT_BY_TASK = {"detect": DEFAULT, "segment": "v5_seg", "obb": DEFAULT}
+DEFAULT_BY_TASK = {"detect": DEFAULT, "segment": "v5_seg", "obb": DEFAULT, "pose": "v5_pose"}
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _TERM = re.compile(rf"^(?:(?P<w>{_NUMBER})\s*\*\s*)?(?P<m>[A-Za-z][\w@.:\-]*)$")
 
@@ -100,7 +109,7 @@ def parse_fitness(spec: str | None) -> Fitness:
         if metric is None:
             raise FitnessError(
                 f"--fitness {spec!r}: unknown metric {match['m']!r}; "
-                f"use one of {', '.join(METRICS + MASK_METRICS)} (or a preset: "
+                f"use one of {', '.join(METRICS + MASK_METRICS + POSE_METRICS)} (or a preset: "
                 f"{', '.join(PRESETS)})"
             )
         weight = float(match["w"]) if match["w"] else 1.0

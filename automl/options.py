@@ -161,7 +161,7 @@ def _registry_names(kind: str) -> str:
 
 
 def _fitness_help() -> str:
-    from automl.fitness import DEFAULT, DEFAULT_BY_TASK, MASK_METRICS, METRICS, PRESETS
+    from automl.fitness import DEFAULT, DEFAULT_BY_TASK, MASK_METRICS, METRICS, POSE_METRICS, PRESETS
 
     def written(weights: Mapping[str, float]) -> str:
         return "+".join(f"{w:g}*{m}" if w != 1 else m for m, w in weights.items())
@@ -169,8 +169,9 @@ def _fitness_help() -> str:
     presets = " | ".join(name if written(w) == name else f"{name} ({written(w)})"
                          for name, w in PRESETS.items())
     return (f"{presets} | a weighted sum of {', '.join(METRICS)} (segment models also "
-            f"{', '.join(MASK_METRICS)}) such as 0.2*map50+0.8*map75 (default: {DEFAULT}; "
-            f"segment models: {DEFAULT_BY_TASK['segment']})")
+            f"{', '.join(MASK_METRICS)}; pose models also {', '.join(POSE_METRICS)}) such as "
+            f"0.2*map50+0.8*map75 (default: {DEFAULT}; segment models: "
+            f"{DEFAULT_BY_TASK['segment']}; pose models: {DEFAULT_BY_TASK['pose']})")
 
 
 def _metric_help() -> str:

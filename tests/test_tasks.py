@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from automl.data.tasks import box_only_labels, check_data_fits, check_task, model_task
@@ -30,10 +31,10 @@ def test_a_checkpoint_trains_the_task_it_carries(tmp_path):
 
     # named as a detection model: the checkpoint, not the file name, decides
     weights = tmp_path / "yolo11n.pt"
-    YOLO("yolo11n-pose.yaml").save(weights)
+    YOLO("yolov8n-cls.yaml").save(weights)
     check_model(str(weights))
-    assert model_task(weights) == "pose"
-    with pytest.raises(ConfigError, match="task 'pose'.*not supported yet"):
+    assert model_task(weights) == "classify"
+    with pytest.raises(ConfigError, match="task 'classify'.*not supported yet"):
         check_task(weights, None)
 
 
@@ -114,8 +115,7 @@ def _one_line_exit_2(result) -> str:
     return result.stderr
 
 
-@pytest.mark.parametrize(("model", "task"), [("yolo11n-pose.yaml", "pose"),
-                                             ("yolov8n-cls.yaml", "classify")])
+@pytest.mark.parametrize(("model", "task"), [("yolov8n-cls.yaml", "classify")])
 def test_search_refuses_a_task_it_does_not_support_before_anything_trains(in_tmp, model, task):
     err = _one_line_exit_2(run_cli("search", "--model", model, "--trials", "1", cwd=in_tmp))
     assert f"--model {model}: " in err and f"(task '{task}')" in err
@@ -134,10 +134,14 @@ def test_search_with_mismatched_data_names_the_data_and_the_model(in_tmp, tiny_d
 
 
 def test_a_space_choosing_models_of_another_task_is_refused(in_tmp):
+    write(in_tmp / "cls.yaml", "params:\n  model: {choices: [yolo11n.yaml, yolov8n-cls.yaml]}\n")
+    err = _one_line_exit_2(run_cli("search", "--space", "cls.yaml", "--trials", "1",
+                                   cwd=in_tmp))
+    assert "choice yolov8n-cls.yaml: a classification (one class per image) model" in err
     write(in_tmp / "pose.yaml", "params:\n  model: {choices: [yolo11n.yaml, yolo11n-pose.yaml]}\n")
     err = _one_line_exit_2(run_cli("search", "--space", "pose.yaml", "--trials", "1",
                                    cwd=in_tmp))
-    assert "choice yolo11n-pose.yaml: a pose (keypoints) model" in err
+    assert "choices train different tasks (yolo11n.yaml: detect, yolo11n-pose.yaml: pose)" in err
     write(in_tmp / "mixed.yaml", "params:\n  model: {choices: [yolo11n.yaml, yolo11n-seg.yaml]}\n")
     err = _one_line_exit_2(run_cli("search", "--space", "mixed.yaml", "--trials", "1",
                                    cwd=in_tmp))
@@ -156,14 +160,20 @@ def test_a_mask_metric_is_refused_for_a_model_without_masks(in_tmp):
     assert "yolo11n.yaml trains detection (boxes), which has no masks" in err
 
 
-def test_the_data_commands_refuse_folders_and_pose_data(in_tmp, tiny_data, tmp_path):
+def test_the_data_commands_refuse_folders_and_a_kpt_shape_ultralytics_cannot_read(
+        in_tmp, tiny_data, tmp_path):
     for command in (["check"], ["eda"], ["split", "--mini", "0.5", "--out", "mini"]):
         err = _one_line_exit_2(run_cli(*command, "--data", tiny_data.parent, cwd=in_tmp))
         assert "a folder, not a data.yaml" in err
     data = _copy(tiny_data, tmp_path)
-    data.write_text(data.read_text() + "kpt_shape: [1, 3]\n")
+    text = data.read_text()
+    data.write_text(text + "kpt_shape: [1, 4]\n")
     err = _one_line_exit_2(run_cli("check", "--data", data, cwd=in_tmp))
-    assert "has kpt_shape (a pose dataset); automl reads detection data only" in err
+    assert f"{data}: kpt_shape [1, 4] is not [keypoints, 2 or 3]" in err
+    # a pose data.yaml over box-only rows: each label is read as a pose trainer reads it
+    data.write_text(text + "kpt_shape: [1, 3]\n")
+    done = run_cli("check", "--data", data, cwd=in_tmp)
+    assert done.returncode != 0 and "labels require 8 columns each" in done.stdout + done.stderr
 
 
 def _segment_data(tmp_path):
@@ -218,7 +228,7 @@ def test_the_segment_preset_is_ultralytics_own_box_plus_mask_fitness():
     assert parse_fitness("v5_seg")(metrics) == pytest.approx(0.05 + 0.27 + 0.04 + 0.18)
     assert parse_fitness("mask_map50_95")(metrics) == 0.2
     assert parse_fitness("0.5*mask_mAP50-95+0.5*map50")(metrics) == pytest.approx(0.35)
-    assert DEFAULT_BY_TASK == {"detect": "v5", "segment": "v5_seg", "obb": "v5"}
+    assert DEFAULT_BY_TASK == {"detect": "v5", "segment": "v5_seg", "obb": "v5", "pose": "v5_pose"}
     # a detection trial has no mask metrics: the segment fitness is unknown, never 0
     assert math.isnan(parse_fitness("v5_seg")({"map50": 0.5, "map50_95": 0.3}))
 
@@ -315,3 +325,128 @@ def test_an_obb_search_trains_rotated_boxes(in_tmp, tmp_path):
     assert math.isfinite(trial.user_attrs["map50_95"]) and "mask_map50" not in trial.user_attrs
     err = _one_line_exit_2(run_cli("promote", "--study", "obb", "--tune-thresholds", cwd=in_tmp))
     assert "(task 'obb'); leave --tune-thresholds out" in err
+
+
+def test_the_pose_demo_gives_the_detection_demos_boxes_their_corners_and_centre(tmp_path,
+                                                                                monkeypatch):
+    from automl.data.checks import usable
+    from automl.data.dataset import load_dataset, make_mini_dataset
+    from automl.data.demo import ensure_demo_dataset, make_demo_dataset
+    from automl.data.yolo_reader import read_images
+
+    boxes = make_demo_dataset(tmp_path / "d", n_train=6, n_val=2, seed=4)
+    pose = make_demo_dataset(tmp_path / "p", n_train=6, n_val=2, seed=4, keypoints=True)
+    again = make_demo_dataset(tmp_path / "p2", n_train=6, n_val=2, seed=4, keypoints=True)
+    for image in sorted((boxes.parent / "images" / "train").glob("*.png")):
+        twin = pose.parent / "images" / "train" / image.name
+        assert image.read_bytes() == twin.read_bytes()
+        label = pose.parent / "labels" / "train" / f"{image.stem}.txt"
+        assert label.read_text() == (again.parent / "labels" / "train" / label.name).read_text()
+        # read as ultralytics' pose trainer reads it: the detection demo's boxes, exactly
+        expected = read_images([image], 3)[0].boxes
+        read = read_images([twin], 3, kpt_shape=(5, 3))[0]
+        assert read.kept and read.polygons == 0
+        assert np.allclose(read.boxes, expected, atol=1e-5)
+        for row in label.read_text().split("\n")[:-1]:
+            _, x, y, w, h, *points = (float(v) for v in row.split())
+            points = np.array(points).reshape(5, 3)
+            assert (points[:, 2] == 2).all()  # all visible
+            corners = [(x - w / 2, y - h / 2), (x + w / 2, y - h / 2), (x + w / 2, y + h / 2),
+                       (x - w / 2, y + h / 2), (x, y)]
+            assert np.allclose(points[:, :2], corners, atol=2e-6)
+    # read as a detection dataset, keypoint rows would be refused as bad polygons
+    assert not read_images([twin], 3)[0].kept
+    check_data_fits("pose", "yolo11n-pose.yaml", pose)
+    dataset, report = usable(load_dataset(pose))
+    assert report.clean and dataset.kpt_shape == (5, 3) and report.n_boxes > 0
+    mini = make_mini_dataset(dataset, 0.5, tmp_path / "mini")
+    written = yaml.safe_load(mini.read_text())
+    assert written["kpt_shape"] == [5, 3] and written["flip_idx"] == [1, 0, 3, 2, 4]
+    monkeypatch.setenv("AUTOML_CACHE_DIR", str(tmp_path / "cache"))
+    cached = ensure_demo_dataset(task="pose")
+    assert cached.parent.name == "demo-pose-v1"
+    assert yaml.safe_load(cached.read_text())["kpt_shape"] == [5, 3]
+
+
+def test_the_pose_preset_is_ultralytics_own_box_plus_keypoint_fitness():
+    from automl.data.tasks import task_fitness
+    from automl.errors import FitnessError
+    from automl.fitness import DEFAULT_BY_TASK, parse_fitness
+
+    metrics = {"map50": 0.5, "map50_95": 0.3, "pose_map50": 0.4, "pose_map50_95": 0.2}
+    assert parse_fitness("v5_pose")(metrics) == pytest.approx(0.05 + 0.27 + 0.04 + 0.18)
+    assert parse_fitness("pose_mAP50-95")(metrics) == 0.2
+    assert DEFAULT_BY_TASK["pose"] == "v5_pose" == task_fitness("pose", None, "m")
+    assert task_fitness("pose", "map50", "m") == "map50"
+    with pytest.raises(FitnessError, match="pose_map50 is a keypoint metric.*which has no "
+                                           "keypoints.*a pose model such as yolo11n-pose.yaml"):
+        task_fitness("segment", "v5_pose", "yolo11n-seg.yaml")
+    with pytest.raises(FitnessError, match="mask_map50 is a mask metric"):
+        task_fitness("pose", "v5_seg", "yolo11n-pose.yaml")
+    # a detection trial has no keypoint metrics: the pose fitness is unknown, never 0
+    assert math.isnan(parse_fitness("v5_pose")({"map50": 0.5, "map50_95": 0.3}))
+
+
+def test_an_epoch_carries_keypoint_metrics_only_where_the_model_estimates_pose():
+    from types import SimpleNamespace
+
+    from automl.epochs import EpochReport, task_metrics
+
+    def metric(m50, m):
+        return SimpleNamespace(mp=0.5, mr=0.5, map50=m50, map75=m, map=m)
+
+    pose = task_metrics(SimpleNamespace(box=metric(0.4, 0.25), pose=metric(0.3, 0.1)))
+    assert pose["pose_map50_95"] == 0.1 and pose["map50_95"] == 0.25
+    assert not any(k.startswith("mask_") for k in pose)
+    assert EpochReport(epoch=1, fitness=0.1, **pose).metrics() == pose
+
+
+def _pose_data(tmp_path):
+    from automl.data.demo import make_demo_dataset
+
+    return make_demo_dataset(tmp_path / "pose", n_train=8, n_val=4, seed=2, keypoints=True,
+                             image_sizes=((64, 64),), boxes_per_image=(1, 2))
+
+
+@pytest.mark.integration
+def test_a_pose_search_measures_keypoints_and_promotes(in_tmp, tmp_path):
+    import optuna
+
+    from automl.fitness import METRICS, POSE_METRICS, parse_fitness
+    from automl.study import BASELINE_ATTR, default_storage, promotions
+
+    data = _pose_data(tmp_path)
+    for command in (["check"], ["eda"], ["split", "--mini", "0.5", "--out", "mini"]):
+        done = run_cli(*command, "--data", data, cwd=in_tmp)
+        assert done.returncode == 0, done.stderr
+    assert yaml.safe_load((in_tmp / "mini" / "data.yaml").read_text())["kpt_shape"] == [5, 3]
+    result = run_cli("search", "--model", "yolo11n-pose.yaml", "--data", data, "--trials", "1",
+                     "--epochs", "1", "--imgsz", "32", "--batch", "4", "--study", "pose",
+                     cwd=in_tmp)
+    assert result.returncode == 0, result.stderr
+    assert "fitness 0.1*map50 + 0.9*map50_95 + 0.1*pose_map50 + 0.9*pose_map50_95" in result.stdout
+    assert "pose mAP50-95" in result.stdout  # the trial's line and the top table
+    study = optuna.load_study(study_name="pose", storage=default_storage("pose"))
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs[BASELINE_ATTR]
+    assert set(METRICS + POSE_METRICS) <= set(trial.user_attrs)
+    assert not any(k.startswith("mask_") for k in trial.user_attrs)
+    assert trial.value == pytest.approx(parse_fitness("v5_pose")(trial.user_attrs))
+
+    assert run_cli("export", "--study", "pose", cwd=in_tmp).returncode == 0
+    csv = (in_tmp / "studies" / "pose" / "trials.csv").read_text().splitlines()[0]
+    assert "user_attrs_pose_map50_95" in csv
+    best = (in_tmp / "studies" / "pose" / "best_hyperparameters.yaml").read_text()
+    assert "pose_map50_95" in best
+    assert run_cli("report", "--study", "pose", cwd=in_tmp).returncode == 0
+    assert "pose mAP50-95" in (in_tmp / "studies" / "pose" / "report.html").read_text()
+    err = _one_line_exit_2(run_cli("promote", "--study", "pose", "--tune-thresholds", cwd=in_tmp))
+    assert "(task 'pose'); leave --tune-thresholds out" in err
+    promoted = run_cli("promote", "--study", "pose", "--epochs", "1", cwd=in_tmp)
+    assert promoted.returncode == 0, promoted.stderr
+    assert "pose mAP50-95" in promoted.stdout
+    record = promotions(optuna.load_study(study_name="pose", storage=default_storage("pose")))[0]
+    assert set(POSE_METRICS) <= set(record["metrics"]) and record["fitness_spec"] == "v5_pose"
+    err = _one_line_exit_2(run_cli("thresholds", "--weights", record["weights"], "--data", data,
+                                   cwd=in_tmp))
+    assert "a 'pose' model, not a detection model" in err

@@ -273,11 +273,13 @@ def check_one(read: ImageLabels, nc: int) -> tuple[list[Problem], str, np.ndarra
     return problems, read.label_state, read.boxes
 
 
-def check_files(files: Sequence[Path], nc: int, *, workers: int | None = None
+def check_files(files: Sequence[Path], nc: int, *, kpt_shape: Sequence[int] | None = None,
+                workers: int | None = None
                 ) -> list[tuple[list[Problem], str, np.ndarray | None, int]]:
     """`check_one` over many files (read by ultralytics' code, in worker processes when there
-    are thousands), each with its count of polygon rows read as boxes."""
-    reads = read_images(files, nc, workers=workers)
+    are thousands; with keypoints where `kpt_shape`), each with its count of polygon rows read
+    as boxes."""
+    reads = read_images(files, nc, kpt_shape=kpt_shape, workers=workers)
     return [(*check_one(r, nc), r.polygons) for r in reads]
 
 
@@ -287,7 +289,8 @@ def check_dataset(dataset: Dataset, *, workers: int | None = None) -> CheckRepor
     report = CheckReport(dataset.yaml_path, train=len(dataset.train), val=len(dataset.val),
                          checked=len(files))
     for image, (problems, state, boxes, polygons) in zip(
-            files, check_files(files, dataset.nc, workers=workers), strict=True):
+            files, check_files(files, dataset.nc, kpt_shape=dataset.kpt_shape, workers=workers),
+            strict=True):
         report.problems += problems
         if boxes is None:
             continue

@@ -62,6 +62,12 @@ class Dataset:
     def nc(self) -> int:
         return len(self.names)
 
+    @property
+    def kpt_shape(self) -> tuple[int, int] | None:
+        """A pose dataset's keypoints per object and values per keypoint; None for the others."""
+        shape = self.extra.get("kpt_shape")
+        return tuple(shape) if shape is not None else None
+
 
 def label_path(image: Path | str) -> Path:
     """Where ultralytics looks for an image's labels (its img2label_paths)."""
@@ -148,8 +154,9 @@ def _images_from(entry: str | list[str], source: Path, key: str) -> tuple[Path, 
     return tuple(Path(f) for f in files)
 
 
-# what a detection training reads of a data.yaml besides its lists and names
-KEPT_KEYS = ("channels",)
+# what a training reads of a data.yaml besides its lists and names (a pose training: its
+# keypoints, and which of them swap places when an image is flipped)
+KEPT_KEYS = ("channels", "kpt_shape", "flip_idx")
 
 
 def load_dataset(data_yaml: str | Path) -> Dataset:
@@ -243,7 +250,8 @@ def image_boxes(dataset: Dataset, files: Sequence[Path]) -> list[np.ndarray]:
         return [dataset.boxes[f] for f in files]
     from automl.data.yolo_reader import no_boxes, read_images
 
-    return [r.boxes if r.kept else no_boxes() for r in read_images(files, dataset.nc)]
+    return [r.boxes if r.kept else no_boxes() for r in read_images(files, dataset.nc,
+                                                                   kpt_shape=dataset.kpt_shape)]
 
 
 def read_labels(dataset: Dataset, files: Sequence[Path]) -> np.ndarray:

@@ -4,7 +4,8 @@ Three shape classes (ellipse, rectangle, triangle), each with its own hue band, 
 gradient backgrounds. Boxes per image, box sizes and box aspects vary on purpose so that the
 stratified mini split has something to stratify. Nothing is downloaded. The segmentation demo
 is the same images, each shape labelled by its outline (a polygon) instead of its box; the
-oriented-box demo turns each shape by its own angle and labels its rotated box.
+oriented-box demo turns each shape by its own angle and labels its rotated box; the pose demo
+is the same images as the detection demo, each box with 5 keypoints: its corners and its centre.
 """
 
 from __future__ import annotations
@@ -143,17 +144,23 @@ def _draw_image(rng: np.random.Generator, w: int, h: int, nc: int,
     return np.asarray(img), labels
 
 
+# The pose demo's keypoints: the box's corners (top left, top right, bottom right, bottom left,
+# all visible) and its centre; a left-right flip swaps the left corners with the right ones.
+KEYPOINTS = {"kpt_shape": [5, 3], "flip_idx": [1, 0, 3, 2, 4]}
+
+
 def make_demo_dataset(
     out: str | Path, *, n_train: int = 160, n_val: int = 64, seed: int = 0, nc: int = 3,
     image_sizes: tuple[tuple[int, int], ...] = _IMAGE_SIZES,
     boxes_per_image: tuple[int, ...] = _BOXES_PER_IMAGE, masks: bool = False,
-    rotated: bool = False,
+    rotated: bool = False, keypoints: bool = False,
 ) -> Path:
     """Write the demo dataset (YOLO layout + data.yaml) under `out` and return the data.yaml path.
 
     `masks`: label each shape by its outline (a segmentation dataset; the same images).
     `rotated`: turn each shape by its own angle and label its rotated box by its 4 corners (an
     oriented-box dataset; other images).
+    `keypoints`: give each box KEYPOINTS (a pose dataset; the same images as the detection demo).
 
     The same arguments always give the same images and labels. `nc` (1-3) keeps the first
     classes; more, up to MAX_CLASSES (12), adds colour-shape pairs (class_names). `image_sizes`
@@ -176,6 +183,8 @@ def make_demo_dataset(
             rows = [" ".join([str(c), *(f"{px / w:.6f} {py / h:.6f}"
                                         for px, py in (corners if rotated else outline))])
                     if masks or rotated else f"{c} {x:.6f} {y:.6f} {bw:.6f} {bh:.6f}"
+                    + ("".join(f" {px / w:.6f} {py / h:.6f} 2" for px, py in
+                               (*corners, (x * w, y * h))) if keypoints else "")
                     for c, x, y, bw, bh, outline, corners in labels]
             (out / "labels" / split / f"{stem}.txt").write_text("\n".join(rows) + "\n")
     data_yaml = out / "data.yaml"
@@ -184,6 +193,7 @@ def make_demo_dataset(
         "train": "images/train",
         "val": "images/val",
         "names": dict(enumerate(class_names(nc))),
+        **(KEYPOINTS if keypoints else {}),
     }
     data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
     return data_yaml
@@ -204,7 +214,7 @@ def make_small_dataset(out: str | Path, *, seed: int = 0) -> Path:
 
 # The demo of each task that has one: its folder's name and how it is drawn.
 DEMOS = {"detect": ("demo", {}), "segment": ("demo-seg", {"masks": True}),
-         "obb": ("demo-obb", {"rotated": True})}
+         "obb": ("demo-obb", {"rotated": True}), "pose": ("demo-pose", {"keypoints": True})}
 
 
 def ensure_demo_dataset(cache_dir: str | Path | None = None, task: str = "detect") -> Path:

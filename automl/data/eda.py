@@ -132,7 +132,7 @@ def write_eda(data_yaml: str | Path, out: str | Path, *, small_area: float | Non
     """
     dataset: Dataset = load_dataset(data_yaml)
     small_area = SMALL_AREA if small_area is None else small_area
-    stats = [split_stats(name, read_images(files, dataset.nc))
+    stats = [split_stats(name, read_images(files, dataset.nc, kpt_shape=dataset.kpt_shape))
              for name, files in (("train", dataset.train), ("val", dataset.val))]
     text = summary_text(stats, dataset.names, small_area)
     body = figure(stats, dataset.names, small_area).to_html(full_html=False, include_plotlyjs=True)

@@ -5,8 +5,8 @@ A model YAML's task is its head's (ultralytics' `guess_model_task`); a .pt's is 
 checkpoint carries (ultralytics' `load_checkpoint`). Each task reads its own kind of data:
 classify a folder of class folders, the others a data.yaml, pose with `kpt_shape`, segment
 with polygons and obb with rotated boxes (4 corner points) in every label file that has rows.
-automl searches detection, segmentation and oriented boxes for now; pose and classify are
-refused in one line saying so.
+automl searches detection, segmentation, pose and oriented boxes for now; classify is refused
+in one line saying so.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ TASKS = {
     "classify": ("classification (one class per image)", "yolo11n-cls.yaml"),
 }
 # The tasks automl searches, promotes and validates end to end (thresholds and deploy: detect).
-SUPPORTED = ("detect", "segment", "obb")
+SUPPORTED = ("detect", "segment", "pose", "obb")
 # Segment and obb labels: a row longer than class + box is a polygon (ultralytics' own rule).
 _BOX_COLUMNS = 6
 
@@ -175,36 +175,43 @@ def check_task(model: str | Path, data: str | Path | None, flag: str = "--model"
 
 
 def refuse_other_task_data(source: Path, raw: dict) -> None:
-    """The data commands read detection data: a pose data.yaml (kpt_shape) is refused, since its
-    keypoint rows would be read as polygons.
+    """A pose data.yaml's kpt_shape is one ultralytics can read (else its keypoint rows would be
+    read wrong, or not at all).
 
     Raises:
-        DataError: naming the file and what automl reads.
+        DataError: naming the file, the value and the fix.
     """
-    if raw.get("kpt_shape") is not None:
-        raise DataError(f"{source}: has kpt_shape (a pose dataset); automl reads detection "
-                        "data only for now (pose is not supported yet); pass a detection "
-                        "data.yaml")
+    keypoints = raw.get("kpt_shape")
+    if keypoints is not None and not _valid_kpt_shape(keypoints):
+        raise DataError(f"{source}: kpt_shape {keypoints} is not [keypoints, 2 or 3] (e.g. "
+                        "kpt_shape: [17, 3] for x, y, visible); fix it, or delete it for a "
+                        "detection dataset")
 
 
 def task_fitness(task: str, spec: str | None, model: str | Path) -> str:
     """The fitness a search of `task` measures: `spec`, else the task's default.
 
     Raises:
-        FitnessError: `spec` weighs mask metrics and the model does not segment.
+        FitnessError: `spec` weighs mask metrics and the model does not segment, or keypoint
+            metrics and it does not estimate pose.
     """
     from automl.errors import FitnessError
     from automl.fitness import DEFAULT_BY_TASK, parse_fitness
 
     if spec is None:
         return DEFAULT_BY_TASK[task]
-    masks = [m for m, _ in parse_fitness(spec).weights if m.startswith("mask_")]
-    if masks and task != "segment":
-        raise FitnessError(f"--fitness {spec}: {masks[0]} is a mask metric, and --model {model} "
-                           f"trains {_words(task)}, which has no masks; use v5 or a sum of box "
-                           "metrics, or a segmentation model such as "
-                           f"{_example('segment')}")
+    for prefix, (owner, kind) in _OWN_METRICS.items():
+        own = [m for m, _ in parse_fitness(spec).weights if m.startswith(prefix)]
+        if own and task != owner:
+            raise FitnessError(f"--fitness {spec}: {own[0]} is a {kind} metric, and --model "
+                               f"{model} trains {_words(task)}, which has no {kind}s; use v5 or "
+                               f"a sum of box metrics, or a {_words(owner).split()[0]} model "
+                               f"such as {_example(owner)}")
     return spec
+
+
+# The metrics only one task measures, by the prefix of their names: its task and what it is.
+_OWN_METRICS = {"mask_": ("segment", "mask"), "pose_": ("pose", "keypoint")}
 
 
 def refuse_thresholds(task: str, model: str | Path) -> None:

@@ -179,10 +179,15 @@ def label_files(images: Sequence[str | Path]) -> list[str]:
     return _ultralytics().img2label_paths([str(i) for i in images])
 
 
-def read_one(image: str, label: str, nc: int) -> ImageLabels:
-    """One image and its label through ultralytics' `verify_image_label` (call inside _read_only)."""
+def read_one(image: str, label: str, nc: int, kpt_shape: Sequence[int] | None = None
+             ) -> ImageLabels:
+    """One image and its label through ultralytics' `verify_image_label` (call inside _read_only);
+    with `kpt_shape` (a pose dataset's), its rows read as boxes with keypoints, as its pose
+    trainer reads them (the boxes kept, the keypoints checked)."""
     data_utils = _ultralytics()
-    result = data_utils.verify_image_label((image, label, "", False, nc, 0, 0, False))
+    nkpt, ndim = kpt_shape or (0, 0)
+    result = data_utils.verify_image_label((image, label, "", kpt_shape is not None, nc, nkpt,
+                                            ndim, False))
     _, boxes, shape, segments, _, missing, _, empty, _, message = result
     state = "missing" if missing else "empty" if empty else "found"
     message = " ".join(message.removeprefix(f"{image}: ").removeprefix(
@@ -193,30 +198,33 @@ def read_one(image: str, label: str, nc: int) -> ImageLabels:
                        polygons=len(segments), message=message)
 
 
-def _read_chunk(args: tuple[list[str], list[str], int]) -> list[ImageLabels]:
-    images, labels, nc = args
+def _read_chunk(args: tuple[list[str], list[str], int, Sequence[int] | None]
+                ) -> list[ImageLabels]:
+    images, labels, nc, kpt_shape = args
     with _read_only() as rewrites:
-        read = [read_one(i, lb, nc) for i, lb in zip(images, labels, strict=True)]
+        read = [read_one(i, lb, nc, kpt_shape) for i, lb in zip(images, labels, strict=True)]
     return [r if r.image not in rewrites else
             ImageLabels(r.image, r.label, r.boxes, r.shape, r.label_state, r.polygons, True,
                         r.message) for r in read]
 
 
-def read_images(images: Sequence[str | Path], nc: int, *, workers: int | None = None
-                ) -> list[ImageLabels]:
-    """Every image with its boxes as ultralytics reads them, in order; worker processes when
-    there are thousands (each opens its image's header: ~0.1-1 ms a file)."""
+def read_images(images: Sequence[str | Path], nc: int, *, kpt_shape: Sequence[int] | None = None,
+                workers: int | None = None) -> list[ImageLabels]:
+    """Every image with its boxes as ultralytics reads them, in order (`kpt_shape`: a pose
+    dataset's, see read_one); worker processes when there are thousands (each opens its image's
+    header: ~0.1-1 ms a file)."""
     images = [str(i) for i in images]
     labels = label_files(images)
     size = 1000
-    chunks = [(images[i:i + size], labels[i:i + size], nc) for i in range(0, len(images), size)]
+    chunks = [(images[i:i + size], labels[i:i + size], nc, kpt_shape)
+              for i in range(0, len(images), size)]
     if workers is None:
         from automl.machine import machine_cpus
 
         workers = machine_cpus()  # the cores this process may use (affinity, quotas)
     workers = min(workers, len(chunks))
     if workers <= 1 or len(images) < 4000:
-        return _read_chunk((images, labels, nc))
+        return _read_chunk((images, labels, nc, kpt_shape))
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -224,7 +232,7 @@ def read_images(images: Sequence[str | Path], nc: int, *, workers: int | None = 
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             return [r for part in pool.map(_read_chunk, chunks) for r in part]
     except (OSError, AssertionError):  # no processes here (a daemon, a sandbox): in this one
-        return _read_chunk((images, labels, nc))
+        return _read_chunk((images, labels, nc, kpt_shape))
 
 
 def no_boxes() -> np.ndarray:

@@ -268,8 +268,9 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
     """Train the promotion (continuing from last.pt when one was cut short) and record it."""
     from automl import study as studies
     from automl.config import RunSpec
+    from automl.console import task_text
     from automl.execution.trainer import train_once
-    from automl.fitness import MASK_METRICS, METRICS
+    from automl.fitness import METRICS, TASK_METRICS
     from automl.machine import machine_cpus
 
     train_yaml = full_data_yaml(plan.data, plan.full_data, plan.run_dir / "data")
@@ -306,7 +307,8 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
     # With final_eval the last report is best.pt re-validated; without reports (nothing ran)
     # there is nothing to record.
     final = reports[-1].metrics() if reports else {}
-    metrics = {k: float(final[k]) for k in METRICS + MASK_METRICS if k in final}
+    metrics = {k: float(final[k]) for names in (METRICS, *TASK_METRICS.values()) for k in names
+               if k in final}
     value = fit(metrics)
     record: dict[str, Any] = {
         "trial": chosen.number, "params": plan.params,
@@ -324,7 +326,7 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
     studies.record_promotion(the_study, record)
     say(f"promoted: {plan.best}  fitness {value:.4f} ({fit.describe()})  "
         f"mAP50 {metrics.get('map50', math.nan):.3f}  mAP50-95 {metrics.get('map50_95', math.nan):.3f}"
-        + (f"  mask mAP50-95 {metrics['mask_map50_95']:.3f}" if "mask_map50_95" in metrics else ""))
+        + task_text(metrics))
     return PromoteResult(study=study, trial=chosen.number, run_dir=plan.run_dir,
                          weights=plan.best, last=plan.last, metrics=metrics, fitness=value,
                          record=record, resumed=resumed)
