@@ -176,32 +176,42 @@ def test_the_data_commands_refuse_folders_and_a_kpt_shape_ultralytics_cannot_rea
     assert done.returncode != 0 and "labels require 8 columns each" in done.stdout + done.stderr
 
 
-def _segment_data(tmp_path):
+def _tiny_demo(tmp_path, **kind):
+    """A tiny demo of one task (make_demo_dataset's masks, rotated or keypoints)."""
     from automl.data.demo import make_demo_dataset
 
-    return make_demo_dataset(tmp_path / "seg", n_train=8, n_val=4, seed=2, masks=True,
-                             image_sizes=((64, 64),), boxes_per_image=(1, 2))
+    return make_demo_dataset(tmp_path / "-".join(kind), n_train=8, n_val=4, seed=2,
+                             image_sizes=((64, 64),), boxes_per_image=(1, 2), **kind)
+
+
+def _searched_trial(in_tmp, model, data, study, preset, shown):
+    """The trial of a one-trial, one-epoch search (the plain training of `model`'s task), once
+    its output names `preset`'s weights and shows `shown`, and its value is that fitness."""
+    import optuna
+
+    from automl.fitness import parse_fitness
+    from automl.study import default_storage
+
+    result = run_cli("search", "--model", model, "--data", data, "--trials", "1", "--epochs",
+                     "1", "--imgsz", "32", "--batch", "4", "--study", study, cwd=in_tmp)
+    assert result.returncode == 0, result.stderr
+    assert f"fitness {parse_fitness(preset).describe()}" in result.stdout and shown in result.stdout
+    trial = optuna.load_study(study_name=study, storage=default_storage(study)).trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.value == pytest.approx(parse_fitness(preset)(trial.user_attrs))
+    return trial
 
 
 @pytest.mark.integration
 def test_a_segment_search_measures_masks_and_promotes(in_tmp, tmp_path):
     import optuna
 
-    from automl.fitness import MASK_METRICS, METRICS, parse_fitness
+    from automl.fitness import MASK_METRICS, METRICS
     from automl.study import default_storage, promotions
 
-    data = _segment_data(tmp_path)
-    result = run_cli("search", "--model", "yolo11n-seg.yaml", "--data", data, "--trials", "1",
-                     "--epochs", "1", "--imgsz", "32", "--batch", "4", "--study", "seg",
-                     cwd=in_tmp)
-    assert result.returncode == 0, result.stderr
-    assert "fitness 0.1*map50 + 0.9*map50_95 + 0.1*mask_map50 + 0.9*mask_map50_95" in result.stdout
-    assert "mask mAP50-95" in result.stdout  # the trial's line and the top table
-    study = optuna.load_study(study_name="seg", storage=default_storage("seg"))
-    trial = study.trials[0]
-    assert trial.state == optuna.trial.TrialState.COMPLETE
+    data = _tiny_demo(tmp_path, masks=True)
+    trial = _searched_trial(in_tmp, "yolo11n-seg.yaml", data, "seg", "v5_seg", "mask mAP50-95")
     assert set(METRICS + MASK_METRICS) <= set(trial.user_attrs)
-    assert trial.value == pytest.approx(parse_fitness("v5_seg")(trial.user_attrs))
 
     assert run_cli("export", "--study", "seg", cwd=in_tmp).returncode == 0
     csv = (in_tmp / "studies" / "seg" / "trials.csv").read_text().splitlines()[0]
@@ -308,20 +318,10 @@ def test_the_obb_demo_labels_each_turned_shape_by_its_rotated_box(tmp_path, monk
 
 @pytest.mark.integration
 def test_an_obb_search_trains_rotated_boxes(in_tmp, tmp_path):
-    import optuna
 
-    from automl.data.demo import make_demo_dataset
-    from automl.study import default_storage
 
-    data = make_demo_dataset(tmp_path / "obb", n_train=8, n_val=4, seed=2, rotated=True,
-                             image_sizes=((64, 64),), boxes_per_image=(1, 2))
-    result = run_cli("search", "--model", "yolo11n-obb.yaml", "--data", data, "--trials", "1",
-                     "--epochs", "1", "--imgsz", "32", "--batch", "4", "--study", "obb",
-                     cwd=in_tmp)
-    assert result.returncode == 0, result.stderr
-    assert "fitness 0.1*map50 + 0.9*map50_95" in result.stdout
-    trial = optuna.load_study(study_name="obb", storage=default_storage("obb")).trials[0]
-    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None
+    data = _tiny_demo(tmp_path, rotated=True)
+    trial = _searched_trial(in_tmp, "yolo11n-obb.yaml", data, "obb", "v5", "mAP50-95")
     assert math.isfinite(trial.user_attrs["map50_95"]) and "mask_map50" not in trial.user_attrs
     err = _one_line_exit_2(run_cli("promote", "--study", "obb", "--tune-thresholds", cwd=in_tmp))
     assert "(task 'obb'); leave --tune-thresholds out" in err
@@ -401,37 +401,22 @@ def test_an_epoch_carries_keypoint_metrics_only_where_the_model_estimates_pose()
     assert EpochReport(epoch=1, fitness=0.1, **pose).metrics() == pose
 
 
-def _pose_data(tmp_path):
-    from automl.data.demo import make_demo_dataset
-
-    return make_demo_dataset(tmp_path / "pose", n_train=8, n_val=4, seed=2, keypoints=True,
-                             image_sizes=((64, 64),), boxes_per_image=(1, 2))
-
-
 @pytest.mark.integration
 def test_a_pose_search_measures_keypoints_and_promotes(in_tmp, tmp_path):
     import optuna
 
-    from automl.fitness import METRICS, POSE_METRICS, parse_fitness
+    from automl.fitness import METRICS, POSE_METRICS
     from automl.study import BASELINE_ATTR, default_storage, promotions
 
-    data = _pose_data(tmp_path)
+    data = _tiny_demo(tmp_path, keypoints=True)
     for command in (["check"], ["eda"], ["split", "--mini", "0.5", "--out", "mini"]):
         done = run_cli(*command, "--data", data, cwd=in_tmp)
         assert done.returncode == 0, done.stderr
     assert yaml.safe_load((in_tmp / "mini" / "data.yaml").read_text())["kpt_shape"] == [5, 3]
-    result = run_cli("search", "--model", "yolo11n-pose.yaml", "--data", data, "--trials", "1",
-                     "--epochs", "1", "--imgsz", "32", "--batch", "4", "--study", "pose",
-                     cwd=in_tmp)
-    assert result.returncode == 0, result.stderr
-    assert "fitness 0.1*map50 + 0.9*map50_95 + 0.1*pose_map50 + 0.9*pose_map50_95" in result.stdout
-    assert "pose mAP50-95" in result.stdout  # the trial's line and the top table
-    study = optuna.load_study(study_name="pose", storage=default_storage("pose"))
-    trial = study.trials[0]
-    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs[BASELINE_ATTR]
-    assert set(METRICS + POSE_METRICS) <= set(trial.user_attrs)
+    # the trial's line and the top table show the keypoint metrics
+    trial = _searched_trial(in_tmp, "yolo11n-pose.yaml", data, "pose", "v5_pose", "pose mAP50-95")
+    assert trial.user_attrs[BASELINE_ATTR] and set(METRICS + POSE_METRICS) <= set(trial.user_attrs)
     assert not any(k.startswith("mask_") for k in trial.user_attrs)
-    assert trial.value == pytest.approx(parse_fitness("v5_pose")(trial.user_attrs))
 
     assert run_cli("export", "--study", "pose", cwd=in_tmp).returncode == 0
     csv = (in_tmp / "studies" / "pose" / "trials.csv").read_text().splitlines()[0]
