@@ -6,10 +6,6 @@ so in CI a missing browser fails the rendering test instead of skipping it.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -18,6 +14,7 @@ from automl.config import StudyConfig
 from automl.results.reporting import figures, write_report
 from automl.searching.spaces import load_space
 from automl.study import check_config, open_study, record_promotion
+from tests.browser import Browser
 from tests.conftest import run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -82,31 +79,19 @@ def test_report_via_cli_is_self_contained(in_tmp, study):
     assert "runs/x/best.pt" in page and "0.68" in page
 
 
-def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path:
-        return path
-    if os.environ.get("AUTOML_REQUIRE_CHROMIUM") == "1":
-        pytest.fail("AUTOML_REQUIRE_CHROMIUM=1 but no chromium on PATH")
-    pytest.skip("no chromium (Debian package 'chromium'; .ci/run installs it)")
-
-
 @pytest.mark.integration  # a real browser process
-def test_figures_draw_in_headless_chromium(in_tmp, study):
-    browser = chromium()
+def test_what_a_person_sees_in_headless_chromium(in_tmp, study):
     page = write_report(study, in_tmp / "report.html")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={in_tmp / 'chromium-profile'}", "--virtual-time-budget=20000"]
-    dom = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True,
-                         text=True, timeout=120).stdout
-    # plotly draws each figure into an <svg class="main-svg">; tables and plots alike
-    drawn = dom.count('class="main-svg"')
-    assert drawn >= len(SECTIONS), drawn
-    assert dom.count('class="plot-container plotly"') == len(SECTIONS)
-    shot = in_tmp / "report.png"
-    subprocess.run([browser, *flags, "--window-size=1200,2400", f"--screenshot={shot}",
-                    page.as_uri()], capture_output=True, timeout=120)
+    with Browser() as browser:
+        seen = browser.open(page.as_uri()).seen()
+        shot = browser.screenshot(in_tmp / "report.png")
+        errors = browser.errors
+    assert errors == []
+    assert len(seen) == len(SECTIONS)
+    for figure in seen:  # every figure has something drawn: points, lines, bars or table rows
+        assert figure["traces"] and (figure["drawn"] or figure["tables"]), figure
+        for table in figure["tables"]:  # and every row of its tables inside the visible area
+            assert table["shown"] == table["rows"] > 0, figure
     assert shot.stat().st_size > 20_000  # a page with drawn figures, not a blank one
 
 

@@ -56,9 +56,16 @@ def _top_table(study, n: int = 10):
     if not rows:
         return None
     columns = [list(column) for column in zip(*rows, strict=True)]
-    fig = go.Figure(go.Table(header={"values": header}, cells={"values": columns}))
-    fig.update_layout(title=f"Top {len(rows)} trials", height=120 + 30 * len(rows))
+    # plotly clips a table to its figure, less the margins, and scrolls the rest in what is
+    # left: the figure is as tall as its rows, its margins small, so every row shows
+    fig = go.Figure(go.Table(header={"values": header, "height": HEADER},
+                             cells={"values": columns, "height": ROW}))
+    fig.update_layout(title=f"Top {len(rows)} trials", margin={"t": 40, "b": 10},
+                      height=40 + 10 + HEADER + ROW * len(rows) + 10)
     return fig
+
+
+HEADER, ROW = 30, 26  # a table's header and row heights, px
 
 
 def _validation(study):
