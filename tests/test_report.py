@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from automl.config import StudyConfig
 from automl.results.reporting import figures, write_report
 from automl.searching.spaces import load_space
-from automl.study import check_config, open_study, record_promotion
+from automl.study import BASELINE_ATTR, check_config, open_study, record_promotion
 from tests.browser import Browser
 from tests.conftest import run_cli
 
@@ -32,10 +32,12 @@ def study(in_tmp):
         s.add_trial(optuna.trial.create_trial(
             params={"lr0": 0.001 * (i + 1), "lrf": 0.1 + 0.1 * i, "momentum": 0.8 + 0.02 * i},
             distributions=dists, value=curve[5], intermediate_values=curve,
-            user_attrs={"map50": curve[5] + 0.1, "map50_95": curve[5]}))
+            user_attrs={"map50": curve[5] + 0.1, "map50_95": curve[5],
+                        **({BASELINE_ATTR: True} if i == 0 else {})}))
     s.add_trial(optuna.trial.create_trial(
         params={"lr0": 0.05, "lrf": 0.5, "momentum": 0.7}, distributions=dists,
-        state=TrialState.PRUNED, intermediate_values={1: 0.0, 2: 0.01}))
+        state=TrialState.PRUNED, intermediate_values={1: 0.0, 2: 0.01},
+        user_attrs={"fitness": 0.01}))
     s.add_trial(optuna.trial.create_trial(
         params={"lr0": 0.09, "lrf": 0.9, "momentum": 0.61}, distributions=dists,
         state=TrialState.FAIL, user_attrs={"error": "CUDA out of memory"}))
@@ -46,10 +48,35 @@ def study(in_tmp):
 
 def test_every_section_has_a_figure(study):
     got = figures(study)
-    assert [title.split(" (")[0] for title, _ in got] == SECTIONS
+    assert [title.split(" (")[0].split(";")[0] for title, _ in got] == SECTIONS
     assert all(not isinstance(fig, str) and fig is not None for _, fig in got)
     curves = dict(got)["Learning curves (fitness per epoch; pruned trials included)"]
     assert len(curves.data) == 7  # six complete trials and the pruned one
+
+
+def test_the_figures_say_what_they_show(study):
+    got = dict(figures(study))
+    history = got["Optimization history (pruned trials at the fitness they had when stopped)"]
+    pruned = history.data[-1]
+    assert pruned.name.startswith("pruned") and list(pruned.x) == [6] and list(pruned.y) == [0.01]
+    assert history.layout.yaxis.title.text == "fitness"
+    curves = got["Learning curves (fitness per epoch; pruned trials included)"]
+    assert curves.layout.showlegend and all(c.showlegend for c in curves.data)
+    assert [c.name for c in curves.data][::6] == ["#0 plain", "#6 pruned"]
+    assert curves.layout.xaxis.title.text == "epoch"
+    # six COMPLETE trials rank parameters roughly at best: the title says so
+    assert "Parameter importances; only 6 COMPLETE trials: a rough ranking, not a measurement" in got
+
+
+def test_the_report_leads_with_the_answer(in_tmp, study):
+    page = write_report(study, in_tmp / "report.html").read_text()
+    answer = page.index("<h2>The answer</h2>")
+    assert answer < page.index("Promotion of trial #5") < page.index("<h2>Optimization history")
+    top = page[answer:page.index("<h2>Optimization history")]
+    assert "best #5 0.2500 beats the plain training #0 0.0417 by +0.2083" in top
+    assert "<td>#5</td>" in top and "<td>#0 plain</td>" in top and "<td>0.006</td>" in top
+    assert "7 of 8 trials" not in top and "6 of 8 trials completed" in top
+    assert "automl validate" in top  # not yet validated: the caveat says how to check
 
 
 def test_the_report_reads_the_reports_of_the_curves_it_draws_alone(study, monkeypatch):
@@ -65,8 +92,9 @@ def test_the_report_reads_the_reports_of_the_curves_it_draws_alone(study, monkey
     monkeypatch.setattr(reporting, "CURVES", 2)
     part = dict(figures(summary))["Learning curves (fitness per epoch; pruned trials included; "
                                   "best 2 of 8 trials)"]
+    # the best two, and the plain training to measure them against
     assert [tuple(c.y) for c in part.data] == [tuple(t.intermediate_values.values())
-                                               for t in study.trials[4:6]]
+                                               for t in (study.trials[0], *study.trials[4:6])]
 
 
 def test_report_via_cli_is_self_contained(in_tmp, study):
@@ -104,7 +132,7 @@ def test_a_large_study_draws_its_curves_and_per_trial_plots_in_part(study, monke
     monkeypatch.setattr(reporting, "PER_TRIAL", 4)
     got = dict(figures(study))
     curves = got["Learning curves (fitness per epoch; pruned trials included; best 3 of 8 trials)"]
-    assert len(curves.data) == 3  # the three best COMPLETE trials
+    assert len(curves.data) == 4  # the three best COMPLETE trials and the plain training
     assert "Parallel coordinates; evenly spaced 4 of 8 trials" in got
-    history = got["Optimization history"]
+    history = got["Optimization history (pruned trials at the fitness they had when stopped)"]
     assert len(history.data[0].x) == 6  # every COMPLETE trial

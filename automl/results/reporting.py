@@ -112,16 +112,70 @@ def _validation_text(study) -> str | None:
     return "".join(f"<p>{html.escape(line)}</p>" for line in [*lines, *verdict.get("advice", [])])
 
 
+# fewer COMPLETE trials than this and parameter importances are a rough ranking, not a measure
+FEW = 20
+
+
+def _answer(study) -> str:
+    """The report's first section: the best configuration beside the plain training (trial #0),
+    what `automl validate` and `automl promote` found, and what the numbers cannot say."""
+    from optuna.trial import TrialState
+
+    from automl.console import baseline_verdict, trial_rows
+    from automl.study import BASELINE_ATTR, REPEAT_OF_ATTR, best_trial, repeat_means, validation
+
+    best = best_trial(study)
+    if best is None:
+        return "<h2>The answer</h2><p class='na'>not yet: no COMPLETE trial</p>"
+    plain = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+             if t.user_attrs.get(BASELINE_ATTR) and REPEAT_OF_ATTR not in t.user_attrs]
+    shown = [best, *(t for t in plain[-1:] if t.number != best.number)]
+    header, rows = trial_rows(study, shown, _fmt, _fmt)
+    table = ("<table class='answer'><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+             + "</tr>" + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row)
+                                 + "</tr>" for row in rows) + "</table>")
+    verdict = baseline_verdict(study) or f"best: trial #{best.number} (no plain training to compare)"
+    parts = ["<h2>The answer</h2>", f"<p class='verdict'>{html.escape(verdict)}</p>", table]
+    checked = _validation_text(study)
+    if checked:
+        parts += ["<h3>On the full data (automl validate)</h3>", checked]
+    for number, record in sorted(promotions(study).items()):  # left by `automl promote`
+        record = dict(record)
+        thresholds = record.pop("thresholds", None)
+        metrics = record.pop("metrics", None) or {}
+        parts.append(_attr_table(f"Promotion of trial #{number}", {**record, **metrics}, "h3"))
+        if isinstance(thresholds, dict):
+            parts.append(_attr_table(f"Inference thresholds of trial #{number}", thresholds, "h3"))
+    trials = study.get_trials(deepcopy=False)
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    fraction = study_config(study).fraction
+    data = "all the data" if not fraction or fraction >= 1 else f"a {fraction:g} mini split"
+    caveats = [f"{complete} of {len(trials)} trials completed; each fitness is the best epoch "
+               f"of one training on {data}, scored on its val images."]
+    if not repeat_means(study):
+        caveats.append("A training's fitness moves with its random seed: a gain smaller than "
+                       "that noise may be luck (--repeats trains the best trials again).")
+    caveats.append("The best of many trials is picked because it scored high: expect part of "
+                   "its gain to shrink on a new training.")
+    if not validation(study):
+        caveats.append("Not yet checked on the full data: `automl validate` retrains the top "
+                       "trials on it with several seeds.")
+    return "\n".join([*parts, "<ul class='caveats'>" + "".join(
+        f"<li>{html.escape(c)}</li>" for c in caveats) + "</ul>"])
+
+
 def _fmt(value: Any) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
     return "" if value is None else str(value)
 
 
-def _attr_table(title: str, attrs: dict) -> str:
+def _attr_table(title: str, attrs: dict, tag: str = "h2") -> str:
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
                    for k, v in attrs.items())
-    return f"<h2>{html.escape(title)}</h2><table class='attrs'>{rows}</table>"
+    return f"<{tag}>{html.escape(title)}</{tag}><table class='attrs'>{rows}</table>"
 
 
 # a study larger than this is drawn in part: learning curves of its best CURVES trials (and the
@@ -155,9 +209,53 @@ def _part(study, limit: int, *, best: bool):
                      sorted(chosen, key=lambda t: t.number))
 
 
+def _with_pruned(fig, study):
+    """Optuna's history draws COMPLETE trials alone: the pruned ones are added at the fitness
+    they had when the pruner stopped them, so a search that pruned most trials does not look
+    like one that ran few."""
+    import plotly.graph_objects as go
+    from optuna.trial import TrialState
+
+    pruned = [(t.number, t.user_attrs.get("fitness", _last(t)))
+              for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))]
+    pruned = [(n, v) for n, v in pruned if v is not None]
+    if pruned:
+        fig.add_trace(go.Scatter(x=[n for n, _ in pruned], y=[v for _, v in pruned],
+                                 mode="markers", name="pruned (fitness when stopped)",
+                                 marker={"symbol": "x", "color": "#999", "size": 8}))
+    fig.update_layout(title=None, xaxis_title="trial number", yaxis_title="fitness",
+                      margin={"t": 30})
+    return fig
+
+
+def _last(trial) -> float | None:
+    values = trial.intermediate_values
+    return values[max(values)] if values else None
+
+
+def _legend(fig, study):
+    """Optuna's learning curves with a legend naming each trial (the plain training and the
+    pruned ones said so) and named axes."""
+    from optuna.trial import TrialState
+
+    from automl.study import BASELINE_ATTR
+
+    trials = {f"Trial{t.number}": t for t in study.get_trials(deepcopy=False)}
+    for trace in fig.data:
+        t = trials.get(trace.name)
+        if t is not None:
+            trace.name = f"#{t.number}" + (" plain" if t.user_attrs.get(BASELINE_ATTR) else "") + (
+                " pruned" if t.state == TrialState.PRUNED else "")
+        trace.showlegend = True
+    fig.update_layout(title=None, showlegend=True, xaxis_title="epoch", margin={"t": 30},
+                      yaxis_title="fitness (per epoch, on val)", legend_title_text="trial")
+    return fig
+
+
 def figures(study) -> list[tuple[str, Any]]:
     """(section title, plotly figure or None with the reason) for every section of the report."""
     from optuna import visualization as vis
+    from optuna.trial import TrialState
 
     from automl.objectives import MEASURES
     from automl.study import fitness_of, multi_objective
@@ -165,7 +263,11 @@ def figures(study) -> list[tuple[str, Any]]:
     sections: list[tuple[str, Any]] = []
     goals = study_config(study).goals
     # Optuna's plots take one objective; a multi-objective study's is its fitness (values[0])
-    one = {"target": fitness_of, "target_name": "fitness"} if multi_objective(study) else {}
+    one = ({"target": fitness_of, "target_name": "fitness"} if multi_objective(study)
+           else {"target_name": "fitness"})
+    complete = sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+    few = (f"; only {complete} COMPLETE trials: a rough ranking, not a measurement"
+           if complete < FEW else "")
 
     def add(title: str, make) -> None:
         try:
@@ -177,15 +279,17 @@ def figures(study) -> list[tuple[str, Any]]:
         names = [o if o == "fitness" else f"{o} ({MEASURES[o][2]})" for o in goals.objectives]
         add("Pareto front (fitness against " + ", ".join(goals.objectives[1:]) + "; trials over "
             "a cap in grey)", lambda: vis.plot_pareto_front(study, target_names=names))
-    add("Optimization history", lambda: vis.plot_optimization_history(study, **one))
+    add("Optimization history (pruned trials at the fitness they had when stopped)",
+        lambda: _with_pruned(vis.plot_optimization_history(study, **one), study))
     # a large study draws its curves and per-trial plots from a part of it: 10,000 curves are a
     # wall of ink and take minutes to lay out (the history above and the table below keep all)
     n = len(study.get_trials(deepcopy=False))
     curves, curves_note = _part(study, CURVES, best=True), _of(CURVES, n, "best")
     some, some_note = _part(study, PER_TRIAL, best=False), _of(PER_TRIAL, n, "evenly spaced")
     add(f"Learning curves (fitness per epoch; pruned trials included{curves_note})",
-        lambda: vis.plot_intermediate_values(curves))
-    add(f"Parameter importances{some_note}", lambda: vis.plot_param_importances(some, **one))
+        lambda: _legend(vis.plot_intermediate_values(curves), curves))
+    add(f"Parameter importances{some_note}{few}",
+        lambda: vis.plot_param_importances(some, **one))
     add(f"Parallel coordinates{some_note}", lambda: vis.plot_parallel_coordinate(some, **one))
     add(f"Slices{some_note}", lambda: vis.plot_slice(some, **one))
     add("Fitness against each parameter", lambda: _fitness_scatter(study))
@@ -211,6 +315,7 @@ def write_report(study, out: str | Path) -> Path:
             "space", "fitness", "searcher", "data", "model", "epochs", "imgsz", "fraction",
             "objectives", "max_size_mb", "max_latency_ms")
             if config.get(k) not in (None, ""))) + "</p>",
+        _answer(study),
     ]
     plotly_js: str | bool = "inline"
     for title, fig in figures(study):
@@ -219,19 +324,13 @@ def write_report(study, out: str | Path) -> Path:
             parts.append(f"<h2>{html.escape(title)}</h2><p class='na'>{html.escape(reason)}</p>")
             continue
         parts.append(f"<h2>{html.escape(title)}</h2>")
-        if title.startswith("Mini against full data"):
-            parts.append(_validation_text(study) or "")
         parts.append(fig.to_html(full_html=False, include_plotlyjs=plotly_js))
         plotly_js = False  # one copy of plotly.js serves every figure
-    for number, record in sorted(promotions(study).items()):  # left by `automl promote`
-        record = dict(record)
-        thresholds = record.pop("thresholds", None)
-        metrics = record.pop("metrics", None) or {}
-        parts.append(_attr_table(f"Promotion of trial #{number}", {**record, **metrics}))
-        if isinstance(thresholds, dict):
-            parts.append(_attr_table(f"Inference thresholds of trial #{number}", thresholds))
     style = ("body{font-family:sans-serif;margin:2em}h2{margin-top:2em}"
-             "table.attrs th{text-align:left;padding-right:1em}.na{color:#888}")
+             "table.attrs th{text-align:left;padding-right:1em}.na{color:#888}"
+             "table.answer{border-collapse:collapse}table.answer td,table.answer th"
+             "{border:1px solid #ccc;padding:.2em .6em}.verdict{font-size:1.2em}"
+             ".caveats{color:#444}")
     out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>automl "
                    f"{html.escape(study.study_name)}</title><style>{style}</style></head><body>"
                    + "\n".join(parts) + "</body></html>")
