@@ -115,7 +115,8 @@ def search(
         replay: a record of real learning curves (benchmarks/records/*.npz): every trial
             reports the recorded epochs of its nearest recorded configuration instead of
             training (searcher and pruner benchmarks, tests); the data then comes from the
-            record, and `data` only names it.
+            record, and `data` only names it; `space` left at its default, the record's own
+            space (its keys, bounds and fixed args).
         objectives: "fitness" (default), or "fitness,latency", "fitness,size", ...: a
             multi-objective study over fitness and the trained weights' CPU latency (batch 1) or
             size, whose Pareto front the summary and the report show (tpe, nsga2, gp, random,
@@ -170,7 +171,14 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0):
         recorded = load_record(flags.replay).meta["flags"]
         flags = replace(flags, **{k: recorded[k] for k in ("epochs", "imgsz", "batch")
                                   if getattr(flags, k) is None and k in recorded})
-    space = load_space(flags.space)
+    if flags.replay and flags.space == D.SPACE:  # no --space: the record's own
+        from automl.execution.replay import recorded_space
+        from automl.searching.spaces import parse_space
+
+        space = parse_space(recorded_space(load_record(flags.replay)),
+                            source=f"--replay {flags.replay}", name="recorded")
+    else:
+        space = load_space(flags.space)
     check_model(flags.model)
     task = check_task(flags.model, None if flags.demo or flags.replay else flags.data)
     flags = replace(flags, fitness=task_fitness(task, flags.fitness, flags.model))

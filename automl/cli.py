@@ -38,9 +38,11 @@ def _add_option(parser: argparse.ArgumentParser, option) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `automl` parser, one subparser per command of automl.options.COMMANDS."""
+    from automl import __version__
     from automl.options import COMMANDS, GROUPS
 
     parser = _Parser(prog="automl", description="Hyperparameter search for YOLO detection training.")
+    parser.add_argument("--version", action="version", version=f"automl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     groups: dict[str, argparse._SubParsersAction] = {}
     for command in COMMANDS.values():

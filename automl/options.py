@@ -273,7 +273,8 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
            "study's best trial, replaced when a better one completes), all, none",
            default="best", check=_keep_weights),
     Option("replay", "replay a record of learning curves (benchmarks/records/*.npz) instead of "
-           "training: searcher and pruner studies in seconds", check=not_empty),
+           "training: searcher and pruner studies in seconds; without --space, the "
+           "record's own space", check=not_empty),
     Option("objectives", "fitness (default), or fitness,latency | fitness,size | "
            "fitness,latency,size: a multi-objective study over fitness and the trained weights' "
            "CPU latency or size (no pruning); the summary and the report show its Pareto front"),

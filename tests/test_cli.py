@@ -66,3 +66,11 @@ def test_help_is_fast_and_lists_commands(tmp_path):
     assert result.returncode == 0
     for command in ("search", "demo-data", "studies"):
         assert command in result.stdout
+
+
+def test_version_is_the_packages(tmp_path):
+    from importlib.metadata import version
+
+    result = run_cli("--version", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"automl {version('automl')}"

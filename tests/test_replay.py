@@ -242,9 +242,27 @@ def test_a_replay_refuses_a_record_trained_otherwise_in_one_line(record_path, tm
 
     plan = replay_plan(old, data=None, space=str(path))
     assert "nbs" not in plan.run.fixed and plan.name == "data-recorded"
-    # and through the API, before any trial
+    # and through the API, before any trial, with a space that does not fix it
+    from automl.searching.spaces import resolve_space_path
+
     with pytest.raises(ConfigError, match="its searched trials trained warmup_bias_lr=0.0"):
-        automl.search(data="data.yaml", replay=str(old), trials=2, log=lambda line: None)
+        automl.search(data="data.yaml", replay=str(old), space=str(resolve_space_path(
+            "lr_momentum")), trials=2, log=lambda line: None)
+
+
+def test_a_replay_without_space_searches_the_records_own(record_path, tmp_path):
+    from automl.api import _plan
+    from automl.config import SearchFlags
+
+    old = _variant(record_path, tmp_path, "old.npz", meta={
+        "fixed": {"optimizer": "AdamW", "warmup_bias_lr": 0.0, "batch": 16},
+        "baseline_fixed": {"optimizer": "AdamW", "lr0": 0.001667, "momentum": 0.9,
+                           "warmup_bias_lr": 0.0, "batch": 16}})
+    record = load_record(old)
+    plan = _plan(SearchFlags(replay=str(old), trials=4), say=lambda line: None)
+    assert plan.space.name == "recorded" and plan.space.keys == tuple(record.keys)
+    assert plan.space.fixed == {"optimizer": "AdamW", "warmup_bias_lr": 0.0}
+    assert plan.run.fixed["warmup_bias_lr"] == 0.0
 
 
 def test_a_replay_scores_recorded_metrics_under_the_searchs_fitness(record_path, tmp_path):

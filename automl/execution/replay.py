@@ -305,19 +305,23 @@ def _differs(a: Any, b: Any) -> bool:
     return a != b
 
 
-def record_space(record: Record, path: str | Path) -> Path:
-    """Write a space YAML over the record's keys and bounds, fixed as its searched trials were
-    trained: what a search must look like for the record to stand in for its trainings."""
-    import yaml
-
+def recorded_space(record: Record) -> dict[str, Any]:
+    """A space (as its YAML reads) over the record's keys and bounds, fixed as its searched
+    trials were trained: what a search must look like for the record to stand in for them."""
     params = {k: {"type": "float", "low": lo, "high": hi, "log": bool(log)}
               for k, (lo, hi, log) in record.bounds.items()}
     fixed = {k: v for k, v in (record.meta.get("fixed") or {}).items()
              if k not in _BOOKKEEPING}
+    return {"description": f"the space recorded in {record.meta.get('regime', 'a record')}: its "
+                           "keys, bounds and fixed args", "fixed": fixed, "params": params}
+
+
+def record_space(record: Record, path: str | Path) -> Path:
+    """Write the record's own space (recorded_space) as a space YAML."""
+    import yaml
+
     path = Path(path)
-    path.write_text(yaml.safe_dump({
-        "description": f"the space recorded in {record.meta.get('regime', 'a record')}: its "
-                       "keys, bounds and fixed args", "fixed": fixed, "params": params}))
+    path.write_text(yaml.safe_dump(recorded_space(record)))
     return path
 
 
