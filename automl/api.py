@@ -280,6 +280,11 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     say(f"study '{plan.name}' ({storage_url}): {done_before}/{plan.trials} trials finished; "
         f"searcher {flags.searcher}, space {plan.space.name} ({ranges(plan.space.params)}), "
         f"fitness {parse_fitness(config.fitness).describe()}")
+    if done_before >= plan.trials:
+        say(f"the study is finished: nothing left to run. For more trials, run the same command "
+            f"with a larger --trials (--trials {2 * plan.trials} runs {plan.trials} more); to "
+            f"look at it: automl report --study {plan.name}")
+        return
     say(f"data {dataset.yaml_path}: trials train on {share} ({plan.fraction_why}), model "
         f"{run.model}, {run.epochs} epochs at {run.imgsz} px, batch {run.batch}, nbs "
         f"{run.fixed.get('nbs', 64)}; optimizer {run.fixed.get('optimizer', 'from the space')}")

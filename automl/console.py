@@ -334,6 +334,10 @@ def baseline_verdict(study) -> str | None:
         return (f"the plain training (#{base.number}, {what}fitness {base_value:.4f}) is the best: "
                 "no searched configuration beat it; use its settings (or search longer)")
     gain = best_value - base_value
+    if f"{gain:.4f}" == "0.0000":  # a gain the printed digits cannot show is no gain
+        return (f"best #{best.number} ties the plain training #{base.number} at {what}fitness "
+                f"{base_value:.4f}: the search found nothing better on its data; keep the "
+                "plain settings (or search longer)")
     rel = f" ({gain / base_value:+.0%})" if base_value > 0 else ""
     return (f"best #{best.number} {what}{best_value:.4f} beats the plain training "
             f"#{base.number} {base_value:.4f} by {gain:+.4f}{rel} on the search's data")

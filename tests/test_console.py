@@ -85,3 +85,20 @@ def test_status_reads_a_search_from_its_storage_alone():
     # 2 s an epoch, 7 epochs left of #2 + 3 trials x 10 epochs, 2 at a time: 37 s
     assert first == f"study '{study.study_name}': 2/6 trials done, 1 running, best 0.2000 (#1), ETA 37 s"
     assert table[1].split() == ["#2", "3/10", "0.1200", "2.5"]
+
+
+def test_a_best_trial_within_printed_digits_of_the_plain_training_ties():
+    from automl.console import baseline_verdict
+    from automl.study import BASELINE_ATTR
+
+    study = optuna.create_study(direction="maximize")
+    dist = {"lr0": FloatDistribution(1e-4, 1e-1, log=True)}
+    for value, attrs in ((0.41230, {BASELINE_ATTR: True}), (0.41231, {})):
+        study.add_trial(optuna.trial.create_trial(params={"lr0": 0.01}, distributions=dist,
+                                                  value=value, user_attrs=attrs))
+    verdict = baseline_verdict(study)
+    assert verdict.startswith("best #1 ties the plain training #0 at fitness 0.4123")
+    assert "+0.0000" not in verdict
+    study.add_trial(optuna.trial.create_trial(params={"lr0": 0.02}, distributions=dist,
+                                              value=0.4500))
+    assert "best #2 0.4500 beats the plain training #0 0.4123 by +0.0377" in baseline_verdict(study)

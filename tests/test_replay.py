@@ -274,3 +274,19 @@ def test_a_replay_scores_recorded_metrics_under_the_searchs_fitness(record_path,
         assert a.params == b.params
         # fake curves: every metric equals the recorded fitness f, map50 now 2f; v5 unchanged
         assert b.value == pytest.approx(2 * a.value)
+
+
+def test_running_a_finished_study_again_says_it_is_finished_and_what_to_do(record_path, in_tmp):
+    from automl.execution.replay import record_space
+
+    space = str(record_space(load_record(record_path), in_tmp / "recorded.yaml"))
+    url = f"sqlite:///{in_tmp / 's.db'}"
+    study = simulate_search(record_path, storage=url, trials=3, seed=0, space=space)
+    lines: list[str] = []
+    automl.search(replay=str(record_path), trials=3, storage=url, study=study.study_name,
+                  space=space, log=lines.append)
+    finished = next(i for i, line in enumerate(lines) if "the study is finished" in line)
+    assert "--trials 6 runs 3 more" in lines[finished]
+    assert f"automl report --study {study.study_name}" in lines[finished]
+    assert any("beats the plain training" in line for line in lines[finished:])  # the summary
+    assert len(optuna.load_study(study_name=study.study_name, storage=url).trials) == 3

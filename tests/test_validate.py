@@ -244,3 +244,10 @@ def test_validate_trains_six_configurations_twice_resumes_and_judges(in_tmp, tin
     assert any("12/12 runs finished before, 0 queued now" in line for line in lines), lines
     assert len(again.companion.trials) == len(trials)
     assert again.verdict.as_dict()["rows"] == stored["rows"]
+
+
+def test_a_full_winner_within_printed_digits_of_the_plain_training_ties():
+    v = judge(rows([(0.1, [0.30, 0.30]), (0.2, [0.20, 0.21]), (0.3, [0.300001, 0.300002])]))
+    assert v.full_winner == 2 and 0 < v.gain < 5e-5
+    text = "\n".join(v.lines())
+    assert "full winner #2 ties the plain training #0" in text and "+0.0000" not in text

@@ -105,6 +105,9 @@ class Verdict:
         if self.baseline is not None and self.full_winner is not None:
             if self.full_winner == self.baseline:
                 out.append(f"the plain training #{self.baseline} is the full winner")
+            elif f"{self.gain:.4f}" in ("0.0000", "-0.0000"):
+                out.append(f"full winner #{self.full_winner} ties the plain training "
+                           f"#{self.baseline} on the full data: no measurable gain")
             else:
                 out.append(f"full winner #{self.full_winner} beats the plain training "
                            f"#{self.baseline} by {self.gain:+.4f} on the full data (wins "
