@@ -63,6 +63,25 @@ def _gif(demo):
     Image.new("RGB", (40, 40)).save(_train(demo, 1), format="GIF")
 
 
+def _heic(demo):
+    # an iPhone photo: an ISO-BMFF 'ftyp heic' box, which PIL reads only with pi-heif
+    heic = _train(demo, 1).with_suffix(".heic")
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200))
+    label_path(_train(demo, 1)).rename(label_path(heic))
+    _train(demo, 1).unlink()
+
+
+def test_a_heic_photo_is_named_with_what_to_do(demo, capsys):
+    _heic(demo)
+    assert main(["check", "--data", str(demo)]) == 1
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("error:"))
+    assert line.endswith("train_00001.heic: not an image: an HEIC photo, which PIL reads only "
+                         "with the pi-heif package: pip install pi-heif (ultralytics then reads "
+                         "it too), or convert it to JPEG")
+    assert "No module named" not in out
+
+
 def _not_utf8(demo):
     label_path(_train(demo, 1)).write_bytes(b"\xff\xfe\x00bad")
 
@@ -121,7 +140,17 @@ def test_clean_data_background_and_empty_labels(demo, capsys):
     assert main(["check", "--data", str(demo)]) == 0
     out = capsys.readouterr().out
     assert "2 without boxes; clean" in out
-    assert "background (no label)       1" in out and "empty label                 1" in out
+    # the headline, the table's header and the two kinds found: no rows of zeros
+    table = out.splitlines()[1:]
+    assert len(table) == 3 and table[0].startswith("check")
+    assert table[1].startswith("background (no label)") and table[1].split()[3] == "1"
+    assert table[2].startswith("empty label") and table[2].split()[2] == "1"
+
+
+def test_clean_data_is_said_in_one_line(demo, capsys):
+    assert main(["check", "--data", str(demo)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{demo}: 18 images checked") and line.endswith("0 without boxes; clean")
 
 
 def test_all_rows_of_a_file_are_quoted_up_to_three(demo):

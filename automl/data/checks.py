@@ -134,7 +134,7 @@ class CheckReport:
                 f"without boxes; {polygons}{verdict}")
 
     def summary(self) -> str:
-        """The headline, then every defect kind with its file count."""
+        """The headline, then each defect kind found with its file count (clean: the headline)."""
         from automl.console import text_table
 
         files = Counter(p.kind for p in self.problems)
@@ -146,8 +146,14 @@ class CheckReport:
             ["background (no label)", len(self.background), "info", "image without a label file"],
             ["empty label", len(self.empty), "info", "label file without rows (also background)"],
         ]
+        rows = [row for row in rows if row[1]]
+        if not rows:
+            return self.headline()
         table = text_table(["check", "files", "severity", "meaning"], rows, right=False)
         return "\n".join([self.headline(), *(line.rstrip() for line in table.splitlines())])
+
+
+HEIF = (".heic", ".heif")  # phones' photo format: PIL needs a plugin to read it
 
 
 def pil_open():
@@ -173,6 +179,10 @@ def _image_problem(image: Path) -> tuple[str, str] | None:
     except FileNotFoundError:
         return "missing image", "no such file"
     except UnidentifiedImageError:
+        if image.suffix.lower() in HEIF:
+            return "not an image", (f"an {image.suffix[1:].upper()} photo, which PIL reads only "
+                                    "with the pi-heif package: pip install pi-heif (ultralytics "
+                                    "then reads it too), or convert it to JPEG")
         return "not an image", "PIL cannot identify the file"
     except Exception as e:  # PIL raises many types for corrupt data
         return "unreadable image", f"{e.__class__.__name__}: {e}"
@@ -230,8 +240,9 @@ def _why_left_out(read: ImageLabels, nc: int) -> list[Problem]:
     image, label = Path(read.image), Path(read.label)
     reason = f" (ultralytics: {read.message})" if read.message else ""
     bad_image = _image_problem(image)
-    if bad_image:
-        return [Problem(image, image, bad_image[0], bad_image[1] + reason)]
+    if bad_image:  # ultralytics' reason for a HEIC photo names only a missing module
+        said = "" if image.suffix.lower() in HEIF else reason
+        return [Problem(image, image, bad_image[0], bad_image[1] + said)]
     problems = []
     try:
         text = label.read_text(encoding="utf-8-sig")
