@@ -135,11 +135,10 @@ def _report(values: dict[str, Any]) -> int:
     from automl.api import report
     from automl.outputs import output_file
 
-    if values["out"] is not None:
-        output_file(values["out"])
     from automl.next_steps import after_report, show
 
-    print(report(values["study"], storage=values["storage"], out=values["out"]))
+    out = values["out"] and output_file(values["out"], "report.html")
+    print(report(values["study"], storage=values["storage"], out=out))
     show(after_report(values["study"], values["storage"]))
     return 0
 

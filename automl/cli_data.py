@@ -62,7 +62,7 @@ def _eda(values: dict[str, Any]) -> int:
     from automl.data.eda import write_eda
     from automl.outputs import output_file
 
-    out = output_file(values["out"])
+    out = output_file(values["out"], "eda.html")
     print(write_eda(values["data"], out, small_area=values["small_area"]))
     print(f"report: {out}")
     from automl.next_steps import after_data, show

@@ -390,7 +390,8 @@ SPLIT = Command("split", "stratified k-fold and/or mini splits (image lists, no 
 
 EDA = Command("eda", "dataset statistics: a self-contained plotly HTML + text summary", (
     Option("data", "data.yaml", required=True),
-    Option("out", "HTML report path (default: %(default)s)", default="eda.html"),
+    Option("out", "HTML file, or a folder to write eda.html into (default: %(default)s)",
+           default="eda.html"),
     Option("small_area", "boxes under this area in pixels count as small (default: 32*32)",
            type=number, check=above(0, " px")),
 ))
@@ -429,7 +430,8 @@ DASHBOARD = Command("dashboard", "start optuna-dashboard on a study's storage", 
            check=lambda v: None if 1 <= v <= 65535 else "must be a port, 1..65535"),
 ))
 REPORT = Command("report", "write a self-contained plotly HTML report of a study", (
-    STUDY, STORAGE, Option("out", "HTML file (default: studies/NAME/report.html)"),
+    STUDY, STORAGE, Option("out", "HTML file, or a folder to write report.html into (default: "
+                               "studies/NAME/report.html)"),
 ))
 
 # commands with subcommands of their own

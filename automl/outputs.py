@@ -1,9 +1,9 @@
 """Where a command writes (`--out`): checked before anything is read or written.
 
-A file output must not be a folder; a folder output must not be a file; either must be
-writable. A command that writes a whole dataset (demo data, a COCO import) wants a new or empty
-folder, and a split a folder that holds nothing but an earlier split: nothing of the user's is
-ever overwritten.
+A file output given as a folder is written inside it under the command's file name; a folder
+output must not be a file; either must be writable. A command that writes a whole dataset (demo
+data, a COCO import) wants a new or empty folder, and a split a folder that holds nothing but an
+earlier split: nothing of the user's is ever overwritten.
 """
 
 from __future__ import annotations
@@ -32,16 +32,19 @@ def _writable_folder(folder: Path, flag: str, value: str | Path) -> None:
                           "folder you can write to") from None
 
 
-def output_file(path: str | Path, flag: str = "--out") -> Path:
-    """A file the command will write (overwriting an earlier one).
+def output_file(path: str | Path, name: str, flag: str = "--out") -> Path:
+    """The file a command will write (overwriting an earlier one): `path`, or `path/name` when
+    `path` is a folder or, having no suffix, names one.
 
     Raises:
-        ConfigError: the path is a folder, or its folder cannot be made or written.
+        ConfigError: the file's folder cannot be made or written.
     """
-    path = Path(path)
+    given = path = Path(path)
+    if path.is_dir() or not path.suffix:
+        path = path / name
     if path.is_dir():
-        raise ConfigError(f"{flag} {path}: is a folder; give a file name, e.g. {path / 'out.html'}")
-    _writable_folder(path.parent if str(path.parent) else Path("."), flag, path)
+        raise ConfigError(f"{flag} {given}: {path} is a folder; give a file name")
+    _writable_folder(path.parent if str(path.parent) else Path("."), flag, given)
     return path
 
 

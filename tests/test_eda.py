@@ -38,3 +38,12 @@ def test_eda_numbers_match_the_labels(tmp_path, capsys):
     assert html.startswith("<!DOCTYPE html>") and "plotly" in html
     assert "images per class" in html and "box area px" in html
     assert "<script src=\"http" not in html  # plotly.js embedded: opens offline
+
+
+def test_eda_into_a_folder_writes_eda_html_there(tmp_path, capsys):
+    demo = make_demo_dataset(tmp_path / "demo", n_train=6, n_val=3, seed=2)
+    for out in (tmp_path / "new-folder", tmp_path):  # a name without a suffix, an existing one
+        assert main(["eda", "--data", str(demo), "--out", str(out)]) == 0
+        assert (out / "eda.html").read_text().startswith("<!DOCTYPE html>")
+        assert capsys.readouterr().out.endswith(f"report: {out / 'eda.html'}\n")
+    assert not (tmp_path / "new-folder").is_file()

@@ -161,17 +161,19 @@ def test_a_folder_holding_someone_elses_files_is_never_written_into(tmp_path, co
 
 @pytest.mark.parametrize("command", FILE_OUTS)
 def test_a_file_output_that_is_a_folder_or_cannot_be_written_is_refused(tmp_path, command):
+    # a folder is written into, under the command's own file name: unless that is a folder
     folder = tmp_path / "a-folder"
-    folder.mkdir()
+    (folder / f"{command}.html").mkdir(parents=True)
     blocker = tmp_path / "mine.txt"
     blocker.write_text("keep me\n")
-    for out, says in ((folder, "is a folder; give a file name"),
+    for out, says in ((folder, f"{folder / command}.html is a folder; give a file name"),
                       (blocker / "r.html", "cannot write there")):
         result = run_cli(*_args_with_out(command, out), cwd=tmp_path)
         assert result.returncode == 2, result.stderr
         line = result.stderr.strip()
         assert "\n" not in line and f"--out {out}: {says}" in line, line
-    assert list(folder.iterdir()) == [] and blocker.read_text() == "keep me\n"
+    assert list(folder.iterdir()) == [folder / f"{command}.html"]
+    assert blocker.read_text() == "keep me\n"
 
 
 def test_a_split_writes_again_where_it_wrote_before(tmp_path):
