@@ -34,6 +34,19 @@ class SearchResult:
     study: Any
     best_hyperparameters_path: Path | None = None
 
+    @classmethod
+    def load(cls, study: str, *, storage: str | None = None) -> SearchResult:
+        """An existing study as a SearchResult (default storage: studies/STUDY.db).
+
+        Raises:
+            StudyError: no such study in the storage.
+        """
+        from automl.study import open_study, study_dir
+
+        the_study = open_study(study, storage, create=False)
+        best = study_dir(study) / "best_hyperparameters.yaml"
+        return cls(the_study, best if best.is_file() else None)
+
     @property
     def best(self):
         """The best COMPLETE trial (an optuna FrozenTrial), or None."""

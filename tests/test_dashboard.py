@@ -142,3 +142,23 @@ def test_export_of_a_missing_study_is_one_line(in_tmp, study):
         "automl export: error: --study nope: no such study in sqlite:///studies/nope.db "
         "(the file does not exist)"]
     assert not (in_tmp / "studies" / "nope.db").exists()
+
+
+def test_trials_csv_lists_only_weights_that_are_there(in_tmp, study):
+    import csv
+
+    from automl.study import export_study
+
+    kept = in_tmp / "runs" / "trial_0002" / "weights" / "best.pt"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"weights")
+    gone = in_tmp / "runs" / "trial_0001" / "weights" / "best.pt"  # a former best's, deleted
+    dists = load_space("lr_momentum").distributions()
+    for value, weights in ((0.5, gone), (0.6, kept)):
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr0": 0.01, "lrf": 0.1, "momentum": 0.9}, distributions=dists, value=value,
+            user_attrs={"weights": str(weights)}))
+    paths = export_study(study, in_tmp / "out")
+    with open(paths["trials_csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["user_attrs_weights"] for r in rows] == ["", "", "", str(kept)]

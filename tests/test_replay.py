@@ -290,3 +290,20 @@ def test_running_a_finished_study_again_says_it_is_finished_and_what_to_do(recor
     assert f"automl report --study {study.study_name}" in lines[finished]
     assert any("beats the plain training" in line for line in lines[finished:])  # the summary
     assert len(optuna.load_study(study_name=study.study_name, storage=url).trials) == 3
+
+
+def test_an_existing_study_opens_as_a_search_result(record_path, in_tmp):
+    from automl.errors import StudyError
+    from automl.execution.replay import record_space
+
+    space = str(record_space(load_record(record_path), in_tmp / "recorded.yaml"))
+    url = f"sqlite:///{in_tmp / 'studies' / 'mine.db'}"
+    (in_tmp / "studies").mkdir()
+    simulate_search(record_path, storage=url, trials=4, seed=0, space=space, study="mine")
+    result = automl.SearchResult.load("mine")  # the default storage: studies/mine.db
+    assert len(result.to_dataframe()) == 4 and result.best.number == best_trial(result.study).number
+    assert result.best_hyperparameters_path is None  # nothing exported yet
+    automl.export_study("mine")
+    assert automl.SearchResult.load("mine").best_hyperparameters_path.is_file()
+    with pytest.raises(StudyError, match="nope"):
+        automl.SearchResult.load("nope")

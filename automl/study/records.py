@@ -71,11 +71,19 @@ def write_best_hyperparameters(study, path: str | Path, best=None) -> Path:
 
 
 def export_study(study, out_dir: str | Path) -> dict[str, Path]:
-    """best_hyperparameters.yaml (for `yolo train cfg=`) and trials.csv, both from the study."""
+    """best_hyperparameters.yaml (for `yolo train cfg=`) and trials.csv, both from the study.
+
+    trials.csv's weights column lists only the files there are where it is written: a trial's
+    record keeps the path its weights had, and `--keep-weights best` deletes a former best's.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"trials_csv": out / "trials.csv"}
-    study.trials_dataframe().to_csv(paths["trials_csv"], index=False)
+    frame = study.trials_dataframe()
+    if "user_attrs_weights" in frame:
+        frame["user_attrs_weights"] = [w if isinstance(w, str) and Path(w).is_file() else None
+                                       for w in frame["user_attrs_weights"]]
+    frame.to_csv(paths["trials_csv"], index=False)
     best = best_trial(study)
     if best is not None:
         paths["best_hyperparameters"] = write_best_hyperparameters(
