@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -45,10 +46,13 @@ def get(url: str):
         return json.loads(r.read())
 
 
-def test_dashboard_serves_the_study_over_its_http_api(in_tmp, study):
+@contextlib.contextmanager
+def dashboard(cwd):
+    """`automl dashboard --study dash` running; yields (port, the study's id), then stops it and
+    checks it said where it serves."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "automl", "dashboard", "--study", "dash",
-                             "--port", str(port)], cwd=in_tmp, stdout=subprocess.PIPE,
+                             "--port", str(port)], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -60,16 +64,46 @@ def test_dashboard_serves_the_study_over_its_http_api(in_tmp, study):
                 assert proc.poll() is None, proc.communicate()
                 assert time.monotonic() < deadline, "dashboard did not answer"
                 time.sleep(0.3)
-        summary = next(s for s in studies if s["study_name"] == "dash")
-        detail = get(f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}?after=0")
-        trials = detail["trials"]
-        assert [t["state"] for t in trials] == ["Complete", "Complete"]
-        assert {p["name"] for p in trials[0]["params"]} == {"lr0", "lrf", "momentum"}
-        assert [t["values"] for t in trials] == [[0.2], [0.4]]
+        yield port, next(s for s in studies if s["study_name"] == "dash")["study_id"]
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
     assert f"http://127.0.0.1:{port}/dashboard" in out
+
+
+def test_dashboard_serves_the_study_over_its_http_api(in_tmp, study):
+    with dashboard(in_tmp) as (port, study_id):
+        detail = get(f"http://127.0.0.1:{port}/api/studies/{study_id}?after=0")
+    trials = detail["trials"]
+    assert [t["state"] for t in trials] == ["Complete", "Complete"]
+    assert {p["name"] for p in trials[0]["params"]} == {"lr0", "lrf", "momentum"}
+    assert [t["values"] for t in trials] == [[0.2], [0.4]]
+    assert detail["objective_names"] == ["fitness (0.1*map50 + 0.9*map50_95)"]
+
+
+@pytest.mark.integration  # a real browser process
+def test_the_dashboard_draws_the_study_in_headless_chromium(in_tmp, study):
+    from tests.browser import Browser
+
+    with dashboard(in_tmp) as (port, study_id), Browser() as browser:
+        browser.open(f"http://127.0.0.1:{port}/dashboard/studies/{study_id}")
+        # a React page: wait until it has drawn the history plot and named the objective
+        shown = browser.evaluate("""(async () => {
+          for (let i = 0; i < 600; i++) {
+            const plots = [...document.querySelectorAll('.js-plotly-plot')];
+            if (plots.some(p => p.querySelector('.scatterlayer .point'))
+                && document.body.innerText.includes('fitness (')) return true;
+            await new Promise(r => setTimeout(r, 100));
+          }
+          return false;
+        })()""")
+        text = browser.evaluate("document.body.innerText")
+        seen = browser.seen()
+        errors = browser.errors
+    assert shown, text[:2000]
+    assert "fitness (0.1*map50 + 0.9*map50_95)" in text and "Objective 0" not in text
+    assert any(figure["drawn"] >= 2 for figure in seen), seen  # both trials' points
+    assert errors == []
 
 
 def test_the_dashboard_reads_trials_with_plain_selects_equal_to_optunas_read(in_tmp, study,

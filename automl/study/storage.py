@@ -275,10 +275,25 @@ def check_config(study, config: StudyConfig) -> None:
     stored = study.user_attrs.get(CONFIG_ATTR)
     if stored is None:
         study.set_user_attr(CONFIG_ATTR, config.to_dict())
-        return
-    problem = config.conflict(stored)
-    if problem:
-        raise ConfigError(f"study '{study.study_name}' {problem}")
+    else:
+        problem = config.conflict(stored)
+        if problem:
+            raise ConfigError(f"study '{study.study_name}' {problem}")
+    names = metric_names(config)
+    if study.metric_names != names and len(names) == len(study.directions):
+        with warnings.catch_warnings():  # Optuna marks set_metric_names experimental
+            warnings.simplefilter("ignore")
+            study.set_metric_names(names)
+
+
+def metric_names(config: StudyConfig) -> list[str]:
+    """The study's objectives as optuna-dashboard and Optuna's plots name them: the fitness with
+    its formula, then each measure with its unit."""
+    from automl.fitness import parse_fitness
+    from automl.objectives import FITNESS, MEASURES
+
+    return [f"fitness ({parse_fitness(config.fitness).describe()})" if o == FITNESS
+            else f"{MEASURES[o][0]} ({MEASURES[o][2]})" for o in config.goals.objectives]
 
 
 def study_config(study) -> StudyConfig:
