@@ -149,7 +149,7 @@ def _answer(study) -> str:
     trials = study.get_trials(deepcopy=False)
     complete = sum(t.state == TrialState.COMPLETE for t in trials)
     fraction = study_config(study).fraction
-    data = "all the data" if not fraction or fraction >= 1 else f"a {fraction:g} mini split"
+    data = "all the data" if not fraction or fraction >= 1 else f"a {fraction:.0%} mini split"
     caveats = [f"{complete} of {len(trials)} trials completed; each fitness is the best epoch "
                f"of one training on {data}, scored on its val images."]
     if not repeat_means(study):
