@@ -1,10 +1,12 @@
 """`automl eda`: the statistics one looks at before splitting or training, as text and plotly HTML.
 
 Images and boxes per class, image sizes, boxes per image, box aspect, box area (with the count
-under a small-box threshold) and images without boxes, for train and val. Images and boxes are
-read by ultralytics' own code, as its trainer reads them (automl.data.yolo_reader: polygon rows as
-their boxes; images it leaves out are left out here too, and counted); image sizes come from the
-image headers, EXIF rotation applied (no pixel decode).
+under a small-box threshold) and images without boxes, for train and val as shares of each
+split; where boxes sit and how large they are; sample images of each class, boxes drawn. Images
+and boxes are read by ultralytics' own code, as its trainer reads them (automl.data.yolo_reader:
+polygon rows as their boxes; images it leaves out are left out here too, and counted); image
+sizes come from the image headers, EXIF rotation applied (pixels are decoded for the samples
+alone).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class SplitStats:
     image_of_box: np.ndarray  # (boxes,) index into the images
     wh_px: np.ndarray  # (boxes, 2) box width, height in px
     left_out: int = 0  # images ultralytics leaves out (automl check says why)
+    xywh: np.ndarray | None = None  # (boxes, 4) centre x, y, width, height as shares of the image
+    files: tuple[str, ...] = ()  # (images,) the image files, as listed
 
     @property
     def areas(self) -> np.ndarray:
@@ -51,7 +55,8 @@ def split_stats(name: str, reads: list[ImageLabels]) -> SplitStats:
     image = np.repeat(np.arange(len(kept)), counts)
     wh = allb[:, 3:5] * sizes[image] if len(allb) else np.zeros((0, 2))
     return SplitStats(name, sizes, counts, allb[:, 0].astype(int), image, wh,
-                      left_out=len(reads) - len(kept))
+                      left_out=len(reads) - len(kept), xywh=allb[:, 1:5],
+                      files=tuple(r.image for r in kept))
 
 
 def summary_text(stats: list[SplitStats], names: tuple[str, ...], small_area: float) -> str:
@@ -94,34 +99,127 @@ def _quantiles(values: np.ndarray, fmt: str) -> str:
     return " / ".join(format(v, fmt) for v in np.percentile(values, [5, 50, 95]))
 
 
+def _share(counts) -> list[float]:
+    counts = np.asarray(counts, dtype=float)
+    return (counts / counts.sum()).tolist() if counts.sum() else counts.tolist()
+
+
 def figure(stats: list[SplitStats], names: tuple[str, ...], small_area: float):
-    """One plotly figure with a panel per statistic, train and val side by side."""
+    """One plotly figure with a panel per statistic, train and val side by side as shares of
+    their own split (a val a quarter of train's size is compared by its mix, not its counts)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    titles = ("images per class", "boxes per class", "image sizes (w x h px)",
-              "boxes per image (0 = no boxes)", "box aspect w/h (log scale)",
-              f"box area px (sqrt; dashed: {small_area:g} px area)")
+    titles = ("images per class (share of the split's images)",
+              "boxes per class (share of the split's boxes)",
+              "image sizes, w x h px (share of images)",
+              "boxes per image (share of images; 0 = no boxes)",
+              "box aspect w/h (log scale; share of boxes)",
+              f"box area px (sqrt; dashed: {small_area:g} px area; share of boxes)")
     fig = make_subplots(rows=3, cols=2, subplot_titles=titles)
     colors = {"train": "#1f77b4", "val": "#ff7f0e"}
     for s in stats:
         kw = {"name": s.name, "legendgroup": s.name, "marker_color": colors.get(s.name)}
-        per_class_images = [len(np.unique(s.image_of_box[s.classes == c])) for c in range(len(names))]
-        per_class_boxes = [int((s.classes == c).sum()) for c in range(len(names))]
+        n_images = max(len(s.sizes), 1)
+        per_class_images = [len(np.unique(s.image_of_box[s.classes == c])) / n_images
+                            for c in range(len(names))]
+        per_class_boxes = _share([int((s.classes == c).sum()) for c in range(len(names))])
         fig.add_trace(go.Bar(x=list(names), y=per_class_images, **kw), 1, 1)
         fig.add_trace(go.Bar(x=list(names), y=per_class_boxes, showlegend=False, **kw), 1, 2)
         size_counts = Counter(f"{int(w)}x{int(h)}" for w, h in s.sizes).most_common(20)
-        fig.add_trace(go.Bar(x=[k for k, _ in size_counts], y=[n for _, n in size_counts],
-                             showlegend=False, **kw), 2, 1)
+        fig.add_trace(go.Bar(x=[k for k, _ in size_counts],
+                             y=[n / n_images for _, n in size_counts], showlegend=False, **kw),
+                      2, 1)
         bpi = np.bincount(s.boxes_per_image) if len(s.boxes_per_image) else np.zeros(1, int)
-        fig.add_trace(go.Bar(x=list(range(len(bpi))), y=bpi.tolist(), showlegend=False, **kw), 2, 2)
+        fig.add_trace(go.Bar(x=list(range(len(bpi))), y=_share(bpi), showlegend=False, **kw),
+                      2, 2)
         fig.add_trace(go.Histogram(x=np.log10(np.clip(s.aspects, 1e-3, None)), nbinsx=40,
-                                   showlegend=False, **kw), 3, 1)
-        fig.add_trace(go.Histogram(x=np.sqrt(s.areas), nbinsx=50, showlegend=False, **kw), 3, 2)
+                                   histnorm="probability", showlegend=False, **kw), 3, 1)
+        fig.add_trace(go.Histogram(x=np.sqrt(s.areas), nbinsx=50, histnorm="probability",
+                                   showlegend=False, **kw), 3, 2)
     fig.add_vline(x=float(np.sqrt(small_area)), line_dash="dash", row=3, col=2)
     fig.update_xaxes(title_text="log10(w/h): <0 tall, >0 wide", row=3, col=1)
+    fig.update_xaxes(title_text="sqrt(box area), px", row=3, col=2)
+    fig.update_yaxes(tickformat=".0%")
     fig.update_layout(height=1100, barmode="group", title_text="dataset statistics")
     return fig
+
+
+def placement_figure(stats: list[SplitStats]):
+    """Where boxes sit (a heat map of their centres) and how large they are (width against
+    height, as shares of the image), one column per split, colours as shares of its boxes."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=2, cols=len(stats), horizontal_spacing=0.12, vertical_spacing=0.12,
+                        subplot_titles=[*(f"{s.name}: box centres" for s in stats),
+                                        *(f"{s.name}: box width and height" for s in stats)])
+    for i, s in enumerate(stats, 1):
+        xywh = s.xywh if s.xywh is not None else np.zeros((0, 4))
+        bins = {"start": 0, "end": 1, "size": 0.05}
+        for row, (x, y) in ((1, (xywh[:, 0], xywh[:, 1])), (2, (xywh[:, 2], xywh[:, 3]))):
+            fig.add_trace(go.Histogram2d(x=x, y=y, xbins=bins, ybins=bins, name=s.name,
+                                         histnorm="probability", coloraxis="coloraxis"), row, i)
+        fig.update_xaxes(title_text="x (share of width)", range=[0, 1], row=1, col=i)
+        fig.update_yaxes(title_text="y (share of height)", range=[1, 0], row=1, col=i)
+        fig.update_xaxes(title_text="width (share of image)", range=[0, 1], row=2, col=i)
+        fig.update_yaxes(title_text="height (share of image)", range=[0, 1], row=2, col=i)
+    # one colour scale for every panel: the same colour is the same share of a split's boxes
+    fig.update_layout(height=900, title_text="where boxes sit (top of the image at the top) "
+                                             "and how large they are",
+                      coloraxis={"colorscale": "Blues",
+                                 "colorbar": {"title": "share of boxes", "tickformat": ".1%"}})
+    return fig
+
+
+SAMPLES, THUMB = 4, 192  # sample images per class, their longer side in px
+
+
+def samples_html(stats: SplitStats, names: tuple[str, ...], *, seed: int = 0) -> str:
+    """Up to SAMPLES images per class with every box drawn and named (the class's own boxes
+    thick), as inline PNGs: a look at the data a table cannot give."""
+    import base64
+    import io
+    from html import escape
+
+    from PIL import ImageDraw, ImageOps
+
+    from automl.data.checks import pil_open
+
+    palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
+               "#bfef45", "#fabed4", "#469990"]
+    rng = np.random.default_rng(seed)
+    xywh = stats.xywh if stats.xywh is not None else np.zeros((0, 4))
+    rows = []
+    for c, cname in enumerate(names):
+        having = np.unique(stats.image_of_box[stats.classes == c])
+        picked = rng.choice(having, size=min(SAMPLES, len(having)), replace=False)
+        cells = []
+        for i in sorted(picked.tolist()):
+            with pil_open()(stats.files[i]) as im:
+                im = ImageOps.exif_transpose(im).convert("RGB")
+            w, h = im.size
+            im.thumbnail((THUMB, THUMB))
+            sx, sy = im.size[0] / w, im.size[1] / h
+            draw = ImageDraw.Draw(im)
+            for b in np.flatnonzero(stats.image_of_box == i):
+                cx, cy, bw, bh = xywh[b] * (w, h, w, h)
+                k = int(stats.classes[b])
+                box = [(cx - bw / 2) * sx, (cy - bh / 2) * sy, (cx + bw / 2) * sx,
+                       (cy + bh / 2) * sy]
+                draw.rectangle(box, outline=palette[k % len(palette)], width=3 if k == c else 1)
+                draw.text((box[0] + 2, box[1] + 1), names[k] if k < len(names) else str(k),
+                          fill=palette[k % len(palette)])
+            buffer = io.BytesIO()
+            im.save(buffer, format="PNG")
+            data = base64.b64encode(buffer.getvalue()).decode()
+            cells.append(f"<figure><img class='sample' alt='{escape(cname)}' "
+                         f"src='data:image/png;base64,{data}'><figcaption>"
+                         f"{escape(Path(stats.files[i]).name)}</figcaption></figure>")
+        rows.append(f"<h3>{escape(cname)}</h3><div class='samples'>"
+                    + ("".join(cells) or "<p>no image of this class</p>") + "</div>")
+    return (f"<h2>Sample {stats.name} images per class (every box drawn; the class's own "
+            "boxes thick)</h2>" + "".join(rows))
 
 
 def write_eda(data_yaml: str | Path, out: str | Path, *, small_area: float | None = None) -> str:
@@ -135,15 +233,21 @@ def write_eda(data_yaml: str | Path, out: str | Path, *, small_area: float | Non
     stats = [split_stats(name, read_images(files, dataset.nc, kpt_shape=dataset.kpt_shape))
              for name, files in (("train", dataset.train), ("val", dataset.val))]
     text = summary_text(stats, dataset.names, small_area)
-    body = figure(stats, dataset.names, small_area).to_html(full_html=False, include_plotlyjs=True)
+    body = (figure(stats, dataset.names, small_area).to_html(full_html=False,
+                                                             include_plotlyjs=True)
+            + placement_figure(stats).to_html(full_html=False, include_plotlyjs=False)
+            + samples_html(stats[0], dataset.names))
     from html import escape
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    style = ("body{font-family:sans-serif;margin:2em}.samples{display:flex;flex-wrap:wrap;"
+             "gap:.5em}figure{margin:0}figcaption{font-size:.8em;color:#555}")
     out.write_text(
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>automl eda: {escape(str(dataset.yaml_path))}</title></head><body>"
-        f"<h2>{escape(str(dataset.yaml_path))}</h2><pre>{escape(text)}</pre>{body}</body></html>\n",
+        f"<title>automl eda: {escape(str(dataset.yaml_path))}</title><style>{style}</style>"
+        f"</head><body><h2>{escape(str(dataset.yaml_path))}</h2><pre>{escape(text)}</pre>"
+        f"{body}</body></html>\n",
         encoding="utf-8",
     )
     return text
