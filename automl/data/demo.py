@@ -199,9 +199,10 @@ def make_demo_dataset(
     return data_yaml
 
 
-# The small-data regime that decides whether a search beats a plain `yolo train` (issue 14): 120
-# training and 30 validation images of two classes in non-square scenes, 1-5 boxes each; trained
-# with ultralytics' own settings (nominal batch 64), unlike the demo profile.
+# The small-data regime, where a plain `yolo train` is hardest to beat (benchmarks/README.md,
+# the regime suite): 120 training and 30 validation images of two classes in non-square scenes,
+# 1-5 boxes each; trained with ultralytics' own settings (nominal batch 64), unlike the demo
+# profile.
 SMALL_DATA = {"n_train": 120, "n_val": 30, "nc": 2, "image_sizes": ((320, 180), (256, 192)),
               "boxes_per_image": (1, 2, 3, 4, 5)}
 SMALL_TRAINING = {"epochs": 20, "imgsz": 96, "batch": 16}

@@ -32,8 +32,8 @@ def resolve_storage(study: str | None, storage: str | None, studies_dir: Path = 
 
 def dashboard_storage(url: str):
     """The storage optuna-dashboard serves: on SQLite and PostgreSQL its reads of a study's
-    trials go through automl's plain SELECTs (automl.study.reading) instead of Optuna's ORM (the
-    first page of a 10,000-trial study loaded in 25.6 s that way, benchmarks/scale.py), and each
+    trials go through automl's plain SELECTs (automl.study.reading) instead of Optuna's ORM (too
+    slow for the first page of a 10,000-trial study: benchmarks/scale.py), and each
     later read (the dashboard asks every 10 s) reads again only the trials not finished when it
     last looked. Everything else, writes included, is Optuna's own storage."""
     from automl.study import rdb_of, rdb_trials_kept
