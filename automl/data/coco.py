@@ -6,8 +6,8 @@ paths as the JSON's file_name) and `labels/` (one .txt per image with boxes), pl
 train/val split as image lists and a data.yaml.
 
 The class comes either from the COCO categories (ids sorted, renumbered 0..n-1, their names
-kept) or, when category_id means nothing (as in the livestock data that motivated this), from
-the image path through a regex.
+kept) or, when category_id means nothing (some exports give every box one placeholder
+category), from the image path through a regex.
 """
 
 from __future__ import annotations
