@@ -187,6 +187,19 @@ class Browser:
         """What each plotly figure on the page shows (see SEEN)."""
         return self.evaluate(SEEN)
 
+    def html_tables(self) -> list[dict]:
+        """Per HTML <table>: its rows, and how many a person sees (laid out, not hidden, inside
+        the page's width)."""
+        return self.evaluate("""[...document.querySelectorAll('table')].map(t => {
+          const rows = [...t.rows];
+          const width = document.documentElement.scrollWidth;
+          return {rows: rows.length, shown: rows.filter(r => {
+            const b = r.getBoundingClientRect();
+            return b.height > 0 && b.left >= 0 && b.right <= width + 1
+              && getComputedStyle(r).visibility !== 'hidden';
+          }).length};
+        })""")
+
     def screenshot(self, out: str | Path, *, full_page: bool = True) -> Path:
         """A PNG of the page (the whole page's height when full_page)."""
         params: dict = {"format": "png"}

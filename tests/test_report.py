@@ -112,6 +112,7 @@ def test_what_a_person_sees_in_headless_chromium(in_tmp, study):
     page = write_report(study, in_tmp / "report.html")
     with Browser() as browser:
         seen = browser.open(page.as_uri()).seen()
+        tables = browser.html_tables()  # the answer, the promotion and its thresholds
         shot = browser.screenshot(in_tmp / "report.png")
         errors = browser.errors
     assert errors == []
@@ -120,6 +121,7 @@ def test_what_a_person_sees_in_headless_chromium(in_tmp, study):
         assert figure["traces"] and (figure["drawn"] or figure["tables"]), figure
         for table in figure["tables"]:  # and every row of its tables inside the visible area
             assert table["shown"] == table["rows"] > 0, figure
+    assert len(tables) == 3 and all(t["shown"] == t["rows"] > 0 for t in tables), tables
     assert shot.stat().st_size > 20_000  # a page with drawn figures, not a blank one
 
 
