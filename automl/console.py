@@ -308,19 +308,25 @@ def top_table(study, n: int = 5) -> str:
     return f"top {len(rows)} trials of study '{study.study_name}':\n" + text_table(header, rows)
 
 
-def baseline_verdict(study) -> str | None:
-    """One line: how much the best trial beats the plain training (trial #0), or that it does not."""
+def plain_training(study):
+    """The study's COMPLETE plain training (trial #0, its repeats aside), or None."""
     from optuna.trial import TrialState
 
-    from automl.objectives import feasible
-    from automl.study import BASELINE_ATTR, REPEAT_OF_ATTR, best_trial, fitness_of, repeat_means
+    from automl.study import BASELINE_ATTR, REPEAT_OF_ATTR
 
     plain = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
              if t.user_attrs.get(BASELINE_ATTR) and REPEAT_OF_ATTR not in t.user_attrs]
-    best = best_trial(study)
-    if not plain or best is None:
+    return plain[-1] if plain else None
+
+
+def baseline_verdict(study) -> str | None:
+    """One line: how much the best trial beats the plain training (trial #0), or that it does not."""
+    from automl.objectives import feasible
+    from automl.study import best_trial, fitness_of, repeat_means
+
+    base, best = plain_training(study), best_trial(study)
+    if base is None or best is None:
         return None
-    base = plain[-1]
     if not feasible(base):
         return (f"the plain training (#{base.number}, fitness {fitness_of(base):.4f}) is over "
                 f"a cap ({measured_text(base.user_attrs)}); best within the caps: "

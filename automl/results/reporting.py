@@ -121,15 +121,13 @@ def _answer(study) -> str:
     what `automl validate` and `automl promote` found, and what the numbers cannot say."""
     from optuna.trial import TrialState
 
-    from automl.console import baseline_verdict, trial_rows
-    from automl.study import BASELINE_ATTR, REPEAT_OF_ATTR, best_trial, repeat_means, validation
+    from automl.console import baseline_verdict, plain_training, trial_rows
+    from automl.study import best_trial, repeat_means, validation
 
-    best = best_trial(study)
+    best, plain = best_trial(study), plain_training(study)
     if best is None:
         return "<h2>The answer</h2><p class='na'>not yet: no COMPLETE trial</p>"
-    plain = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-             if t.user_attrs.get(BASELINE_ATTR) and REPEAT_OF_ATTR not in t.user_attrs]
-    shown = [best, *(t for t in plain[-1:] if t.number != best.number)]
+    shown = [best, *([plain] if plain is not None and plain.number != best.number else [])]
     header, rows = trial_rows(study, shown, _fmt, _fmt)
     table = ("<table class='answer'><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header)
              + "</tr>" + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row)
@@ -216,7 +214,9 @@ def _with_pruned(fig, study):
     import plotly.graph_objects as go
     from optuna.trial import TrialState
 
-    pruned = [(t.number, t.user_attrs.get("fitness", _last(t)))
+    from automl.epochs import FITNESS
+
+    pruned = [(t.number, t.user_attrs.get(FITNESS, _last(t)))
               for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))]
     pruned = [(n, v) for n, v in pruned if v is not None]
     if pruned:
