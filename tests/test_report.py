@@ -138,3 +138,18 @@ def test_a_large_study_draws_its_curves_and_per_trial_plots_in_part(study, monke
     assert "Parallel coordinates; evenly spaced 4 of 8 trials" in got
     history = got["Optimization history (pruned trials at the fitness they had when stopped)"]
     assert len(history.data[0].x) == 6  # every COMPLETE trial
+
+
+def test_a_validated_study_says_so_at_the_top(in_tmp, study):
+    from automl.results.validation import Row, judge
+    from automl.study import VALIDATION_ATTR
+
+    rows = [Row(number=n, baseline=n == 0, mini=study.trials[n].value,
+                full={0: 0.1 + 0.05 * n, 1: 0.12 + 0.05 * n}) for n in (0, 3, 4, 5)]
+    study.set_user_attr(VALIDATION_ATTR, judge(rows).as_dict())
+    page = write_report(study, in_tmp / "report.html").read_text()
+    top = page[page.index("<h2>The answer</h2>"):page.index("<h2>Optimization history")]
+    assert "<h3>On the full data (automl validate)</h3>" in top
+    assert "full winner #5" in top and "Spearman 1" in top
+    assert "Not yet checked on the full data" not in top
+    assert "Mini against full data (automl validate)" in page  # and its figure below
