@@ -184,12 +184,10 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0):
         recorded = load_record(flags.replay).meta["flags"]
         flags = replace(flags, **{k: recorded[k] for k in ("epochs", "imgsz", "batch")
                                   if getattr(flags, k) is None and k in recorded})
-    if flags.replay and flags.space == D.SPACE:  # no --space: the record's own
-        from automl.execution.replay import recorded_space
-        from automl.searching.spaces import parse_space
+    if flags.replay:  # without --space, the record's own
+        from automl.execution.replay import replay_space
 
-        space = parse_space(recorded_space(load_record(flags.replay)),
-                            source=f"--replay {flags.replay}", name="recorded")
+        space = replay_space(flags.replay, flags.space)
     else:
         space = load_space(flags.space)
     check_model(flags.model)

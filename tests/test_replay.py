@@ -220,8 +220,11 @@ def test_a_replay_refuses_a_record_trained_otherwise_in_one_line(record_path, tm
         "fixed": {"optimizer": "AdamW", "warmup_bias_lr": 0.0, "batch": 16},
         "baseline_fixed": {"optimizer": "AdamW", "lr0": 0.001667, "momentum": 0.9,
                            "warmup_bias_lr": 0.0, "batch": 16}})
+    from automl.searching.spaces import resolve_space_path
+
+    lr_momentum = str(resolve_space_path("lr_momentum"))  # a space that does not fix it
     with pytest.raises(ConfigError) as info:
-        simulate_search(old, searcher="tpe", trials=4, seed=0)
+        simulate_search(old, searcher="tpe", trials=4, seed=0, space=lr_momentum)
     line = str(info.value)
     assert "\n" not in line and line.startswith(f"--replay {old}: its searched trials trained "
                                                 "warmup_bias_lr=0.0, this search's would train "
@@ -242,12 +245,10 @@ def test_a_replay_refuses_a_record_trained_otherwise_in_one_line(record_path, tm
 
     plan = replay_plan(old, data=None, space=str(path))
     assert "nbs" not in plan.run.fixed and plan.name == "data-recorded"
-    # and through the API, before any trial, with a space that does not fix it
-    from automl.searching.spaces import resolve_space_path
-
+    # and through the API, before any trial
     with pytest.raises(ConfigError, match="its searched trials trained warmup_bias_lr=0.0"):
-        automl.search(data="data.yaml", replay=str(old), space=str(resolve_space_path(
-            "lr_momentum")), trials=2, log=lambda line: None)
+        automl.search(data="data.yaml", replay=str(old), space=lr_momentum, trials=2,
+                      log=lambda line: None)
 
 
 def test_a_replay_without_space_searches_the_records_own(record_path, tmp_path):
@@ -263,6 +264,8 @@ def test_a_replay_without_space_searches_the_records_own(record_path, tmp_path):
     assert plan.space.name == "recorded" and plan.space.keys == tuple(record.keys)
     assert plan.space.fixed == {"optimizer": "AdamW", "warmup_bias_lr": 0.0}
     assert plan.run.fixed["warmup_bias_lr"] == 0.0
+    # the in-process simulation searches the same space
+    assert len(simulate_search(old, searcher="tpe", trials=4, seed=0).trials) == 4
 
 
 def test_a_replay_scores_recorded_metrics_under_the_searchs_fitness(record_path, tmp_path):

@@ -316,6 +316,18 @@ def recorded_space(record: Record) -> dict[str, Any]:
                            "keys, bounds and fixed args", "fixed": fixed, "params": params}
 
 
+def replay_space(record_path: str | Path, space: str | Path):
+    """The space a replay searches: `space` as given, or the record's own (recorded_space) when
+    `space` is left at its default: a search the record can stand in for as shipped."""
+    from automl.defaults import SPACE
+    from automl.searching.spaces import load_space, parse_space
+
+    if str(space) != SPACE:
+        return load_space(space)
+    return parse_space(recorded_space(load_record(record_path)), source=f"--replay {record_path}",
+                       name="recorded")
+
+
 def record_space(record: Record, path: str | Path) -> Path:
     """Write the record's own space (recorded_space) as a space YAML."""
     import yaml
@@ -393,14 +405,14 @@ def replay_plan(record_path: str | Path, **flags: Any):
     """
     from automl.config import SearchFlags
     from automl.searching.planning import check_search, resolve_search
-    from automl.searching.spaces import load_space, ultralytics_defaults
+    from automl.searching.spaces import ultralytics_defaults
 
     record = load_record(record_path)
     settings = {**record.meta["flags"], "replay": str(record_path), **flags}
     search_flags = SearchFlags(**settings)
     check_search(search_flags)
     plan = resolve_search(search_flags, dataset=record_dataset(record),
-                          space=load_space(search_flags.space),
+                          space=replay_space(record_path, search_flags.space),
                           ultralytics_defaults=ultralytics_defaults(), cpu_count=1, gpu_count=0,
                           studies_dir=Path("studies"))
     check_record(record, plan.run)
