@@ -133,9 +133,8 @@ def _export(values: dict[str, Any]) -> int:
 
 def _report(values: dict[str, Any]) -> int:
     from automl.api import report
-    from automl.outputs import output_file
-
     from automl.next_steps import after_report, show
+    from automl.outputs import output_file
 
     out = values["out"] and output_file(values["out"], "report.html")
     print(report(values["study"], storage=values["storage"], out=out))
