@@ -38,7 +38,7 @@ def dashboard_storage(url: str):
     last looked. Everything else, writes included, is Optuna's own storage."""
     from automl.study import rdb_of, rdb_trials_kept
 
-    store = get_storage(url, "")
+    store = get_storage(url, "", create=False)
     rdb = rdb_of(store)
     if rdb is not None:
         finished: dict[int, dict] = {}  # study id -> number -> finished trial, as read
