@@ -220,12 +220,15 @@ STUDY = Option("study", "study name", required=True)
 DEVICE = Option("device", "ultralytics device, e.g. cpu, 0 (default: auto)")
 CONCURRENCY_HELP = ("trials at once (default: one per core on the CPU, one per GPU, at most a "
                     "quarter of --trials and 4)")
+# the smallest share of a CPU or GPU Ray schedules (it counts resources in ten-thousandths)
+RAY_SHARE = 0.0001
 CPUS = Option("cpus_per_trial", "CPU cores per trial (default: all cores / concurrency)",
-              type=number, check=above(0))
+              type=number, check=lambda v: None if v is None or v >= RAY_SHARE else
+              f"must be at least {RAY_SHARE:g} (fractions such as 0.5 share a core)")
 GPUS = Option("gpus_per_trial", "GPUs per trial, fractions share a GPU (default: GPUs / "
               "concurrency, 0 without)", type=number,
-              check=lambda v: None if v is None or v >= 0 else
-              "must be >= 0 (fractions such as 0.25 share a GPU)")
+              check=lambda v: None if v is None or v == 0 or v >= RAY_SHARE else
+              f"must be 0 or at least {RAY_SHARE:g} (fractions such as 0.25 share a GPU)")
 def ray_address(v: Any) -> str | None:
     if v is None:
         return None
@@ -413,7 +416,7 @@ VALIDATE = Command("validate", "train a study's top trials and its plain trainin
     Option("concurrency", "trainings at once (default: 1)", type=int, default=1,
            check=at_least(1)),
     Option("cpus_per_trial", "CPU cores per training (default: all cores / concurrency)",
-           type=number, check=above(0)),
+           type=number, check=CPUS.check),
     Option("gpus_per_trial", "GPUs per training, fractions share a GPU (default: GPUs / "
            "concurrency)", type=number, check=GPUS.check),
     ADDRESS,
