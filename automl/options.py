@@ -171,17 +171,19 @@ def _keep_weights(v: Any) -> str | None:
     return None if v in D.KEEP_WEIGHTS else f"choose one of {', '.join(D.KEEP_WEIGHTS)}"
 
 
-def _fitness(v: Any) -> str | None:
-    if v is None:
+def parser_check(parse: Callable[[Any], Any]) -> Check:
+    """The check of an option whose value a parser reads: what the parser says is wrong with
+    it (its ValueError, automl's errors included), or None."""
+    def check(v: Any) -> str | None:
+        if v is None:
+            return None
+        try:
+            parse(v)
+        except ValueError as e:
+            return str(e)
         return None
-    from automl.errors import FitnessError
-    from automl.fitness import parse_fitness
 
-    try:
-        parse_fitness(v)
-    except FitnessError as e:
-        return str(e)
-    return None
+    return check
 
 
 def _registry_names(kind: str) -> str:
@@ -287,18 +289,9 @@ def parse_grid(values: Iterable[str | float] | None, flag: str,
         raise ConfigError(f"{flag} {e}") from None
 
 
-def _grid(v: Any) -> str | None:
-    if v is None:
-        return None
-    try:
-        grid_values(v)
-    except ValueError as e:
-        return str(e)
-    return None
-
-
 def _grid_option(name: str, help_text: str) -> Option:
-    return Option(name, help_text, nargs="+", metavar=name[0].upper(), check=_grid)
+    return Option(name, help_text, nargs="+", metavar=name[0].upper(),
+                  check=parser_check(grid_values))
 
 
 CONF_GRID = _grid_option("conf_grid", "confidence thresholds in (0, 1), e.g. 0.001 0.01 0.1 or "
