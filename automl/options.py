@@ -13,7 +13,7 @@ objectives, --repeats against --trials) stay with the step that decides them (au
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +78,11 @@ def above(low: float, why: str = "") -> Check:
     return lambda v: None if v is None or v > low else f"must be > {low:g}{why}"
 
 
+def seed(v: Any) -> str | None:
+    """A seed: numpy's and Optuna's samplers take 0..2**32-1."""
+    return None if v is None or 0 <= v < 2**32 else f"must be in 0..{2**32 - 1}"
+
+
 def cap(v: Any) -> str | None:
     """A cap on a trial's size or latency."""
     return (None if v is None or (math.isfinite(v) and v > 0) else
@@ -95,6 +100,33 @@ def open_share(v: Any) -> str | None:
 
 def not_empty(v: Any) -> str | None:
     return None if v is None or str(v).strip() else "must not be empty"
+
+
+def plain_text(v: Any) -> str | None:
+    """What every text option must be: not empty, and free of control characters and of bytes
+    that are not UTF-8 (argv's surrogates), which no name, path, URL or expression holds."""
+    import unicodedata
+
+    if v is None:
+        return None
+    text = str(v)
+    if not text.strip():
+        return "must not be empty"
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+        return ("holds control characters or bytes that are not UTF-8; type it plainly (rename "
+                "a file whose name is not UTF-8)")
+    # file names are made from these (studies/NAME-validate.db.automl-schema.lock): room is left
+    # within the file system's 255 bytes a name and 4096 a path
+    if len(text.encode()) > 3800 or any(len(part.encode()) > 200 for part in text.split("/")):
+        return "is too long (at most 200 bytes between slashes, 3800 in all)"
+    return None
+
+
+def shown(value: Any) -> str:
+    """A value as a one-line message shows it: as given, or quoted and escaped when it is empty
+    or holds what would break the line (or the terminal's encoding)."""
+    text = str(value)
+    return text if text and text.isprintable() and text == text.strip() else repr(text)
 
 
 def number(text: str) -> float:
@@ -139,17 +171,19 @@ def _keep_weights(v: Any) -> str | None:
     return None if v in D.KEEP_WEIGHTS else f"choose one of {', '.join(D.KEEP_WEIGHTS)}"
 
 
-def _fitness(v: Any) -> str | None:
-    if v is None:
+def parser_check(parse: Callable[[Any], Any]) -> Check:
+    """The check of an option whose value a parser reads: what the parser says is wrong with
+    it (its ValueError, automl's errors included), or None."""
+    def check(v: Any) -> str | None:
+        if v is None:
+            return None
+        try:
+            parse(v)
+        except ValueError as e:
+            return str(e)
         return None
-    from automl.errors import FitnessError
-    from automl.fitness import parse_fitness
 
-    try:
-        parse_fitness(v)
-    except FitnessError as e:
-        return str(e)
-    return None
+    return check
 
 
 def _registry_names(kind: str) -> str:
@@ -188,12 +222,15 @@ STUDY = Option("study", "study name", required=True)
 DEVICE = Option("device", "ultralytics device, e.g. cpu, 0 (default: auto)")
 CONCURRENCY_HELP = ("trials at once (default: one per core on the CPU, one per GPU, at most a "
                     "quarter of --trials and 4)")
+# the smallest share of a CPU or GPU Ray schedules (it counts resources in ten-thousandths)
+RAY_SHARE = 0.0001
 CPUS = Option("cpus_per_trial", "CPU cores per trial (default: all cores / concurrency)",
-              type=number, check=above(0))
+              type=number, check=lambda v: None if v is None or v >= RAY_SHARE else
+              f"must be at least {RAY_SHARE:g} (fractions such as 0.5 share a core)")
 GPUS = Option("gpus_per_trial", "GPUs per trial, fractions share a GPU (default: GPUs / "
               "concurrency, 0 without)", type=number,
-              check=lambda v: None if v is None or v >= 0 else
-              "must be >= 0 (fractions such as 0.25 share a GPU)")
+              check=lambda v: None if v is None or v == 0 or v >= RAY_SHARE else
+              f"must be 0 or at least {RAY_SHARE:g} (fractions such as 0.25 share a GPU)")
 def ray_address(v: Any) -> str | None:
     if v is None:
         return None
@@ -212,8 +249,49 @@ FULL_DATA = Option("full_data", "train on train, or on train+val images (default
                    default="train", choices=D.FULL_DATA)
 
 
+def grid_values(values: Iterable[str | float]) -> list[float]:
+    """Thresholds given as `0.1 0.2` or `0.1,0.2` (or as numbers), each in (0, 1).
+
+    Raises:
+        ValueError: what is wrong with them, in words.
+    """
+    out: list[float] = []
+    for item in values:
+        for part in item.split(",") if isinstance(item, str) else [item]:
+            if isinstance(part, str) and not part.strip():
+                continue
+            try:
+                value = float(part)
+            except (TypeError, ValueError):
+                raise ValueError(f"{part!r}: not a number; give values in (0, 1) such as "
+                                 "0.5 0.6 0.7") from None
+            if not 0 < value < 1:
+                raise ValueError(f"{value:g}: every value must be in (0, 1), e.g. 0.001 for "
+                                 "conf or 0.7 for IoU")
+            out.append(value)
+    if not out:
+        raise ValueError("empty; give at least one value in (0, 1)")
+    return out
+
+
+def parse_grid(values: Iterable[str | float] | None, flag: str,
+               default: Sequence[float]) -> tuple[float, ...]:
+    """Grid values from the CLI or the API, sorted (`default` when left out).
+
+    Raises:
+        ConfigError: a value that is not a number or lies outside (0, 1).
+    """
+    if values is None:
+        return tuple(default)
+    try:
+        return tuple(sorted(set(grid_values(values))))
+    except ValueError as e:
+        raise ConfigError(f"{flag} {e}") from None
+
+
 def _grid_option(name: str, help_text: str) -> Option:
-    return Option(name, help_text, nargs="+", metavar=name[0].upper())
+    return Option(name, help_text, nargs="+", metavar=name[0].upper(),
+                  check=parser_check(grid_values))
 
 
 CONF_GRID = _grid_option("conf_grid", "confidence thresholds in (0, 1), e.g. 0.001 0.01 0.1 or "
@@ -236,7 +314,7 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
     Option("storage", "Optuna storage URL (default: sqlite:///studies/NAME.db)", check=not_empty),
     Option("seed", "repeats the mini split and the searcher's draws; a whole search repeats "
            "exactly with --concurrency 1 (with trials at once, proposals depend on which trial "
-           "finishes first)", type=int),
+           "finishes first)", type=int, check=seed),
     Option("concurrency", CONCURRENCY_HELP, type=int,
            check=lambda v: None if v is None or v >= 1 else
            "must be at least 1 (leave it out for one per core)"),
@@ -332,7 +410,7 @@ VALIDATE = Command("validate", "train a study's top trials and its plain trainin
     Option("concurrency", "trainings at once (default: 1)", type=int, default=1,
            check=at_least(1)),
     Option("cpus_per_trial", "CPU cores per training (default: all cores / concurrency)",
-           type=number, check=above(0)),
+           type=number, check=CPUS.check),
     Option("gpus_per_trial", "GPUs per training, fractions share a GPU (default: GPUs / "
            "concurrency)", type=number, check=GPUS.check),
     ADDRESS,
@@ -384,7 +462,8 @@ SPLIT = Command("split", "stratified k-fold and/or mini splits (image lists, no 
     Option("mini", "also write a stratified fraction F of train and of val (foldI/mini/, or OUT "
            "itself without --folds); the same code as search --fraction", type=number,
            check=share),
-    Option("seed", "seed of the stratified draws (default: %(default)s)", type=int, default=0),
+    Option("seed", "seed of the stratified draws (default: %(default)s)", type=int, default=0,
+           check=seed),
     Option("out", "output folder (new, or empty, or an earlier split's)", required=True),
 ))
 
@@ -406,12 +485,14 @@ IMPORT_COCO = Command("import coco", "COCO JSON -> YOLO labels + data.yaml (imag
     Option("names", "class names in id order, comma separated (with --class-from)"),
     Option("val", "stratified share of images for val (default: %(default)s)",
            type=number, default=0.2, check=open_share),
-    Option("seed", "seed of the stratified val draw (default: %(default)s)", type=int, default=0),
+    Option("seed", "seed of the stratified val draw (default: %(default)s)", type=int, default=0,
+           check=seed),
 ))
 
 DEMO_DATA = Command("demo-data", "write the deterministic demo dataset", (
     Option("out", "output folder (new or empty): YOLO layout + data.yaml", required=True),
-    Option("seed", "seed of the generated images (default: %(default)s)", type=int, default=0),
+    Option("seed", "seed of the generated images (default: %(default)s)", type=int, default=0,
+           check=seed),
 ))
 
 STUDIES = Command("studies", "list studies with trial counts and best fitness", (
@@ -452,8 +533,12 @@ def check(command: str, values: Mapping[str, Any]) -> None:
             continue
         value = values[option.name]
         if option.choices and value is not None and value not in option.choices:
-            raise ConfigError(f"{option.cli_flag} {value}: choose one of "
+            raise ConfigError(f"{option.cli_flag} {shown(value)}: choose one of "
                               f"{', '.join(option.choices)}")
+        several = option.nargs is not None and isinstance(value, (list, tuple))
+        for item in (value if several else [value]) if option.type is str else ():
+            if problem := plain_text(item):
+                raise ConfigError(f"{option.cli_flag} {shown(item)}: {problem}")
         problem = option.check(value) if option.check else None
-        if problem:
-            raise ConfigError(f"{option.cli_flag} {value}: {problem}")
+        if problem:  # a check of several values names the one at fault itself
+            raise ConfigError(f"{option.cli_flag} {problem if several else f'{shown(value)}: {problem}'}")

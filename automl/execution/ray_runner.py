@@ -160,6 +160,58 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: 
         _local_ray_cwd = os.getcwd()
 
 
+# how long a search on a cluster waits for a node that can run one trial (an autoscaler may be
+# adding one) before it gives up; Ray itself would wait for ever
+NODE_WAIT_S = 60.0
+
+
+def unplaceable(nodes: list[Mapping[str, Any]], cpus: float,
+                gpus: float) -> tuple[str, str] | None:
+    """What no alive node of `nodes` (as `ray.nodes()` lists them) can give one trial: the
+    flag with what it asks, and what to pass instead; None when a node has both."""
+    have = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
+    if any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in have):
+        return None
+    most_cpus = max((r.get("CPU", 0) for r in have), default=0)
+    most_gpus = max((r.get("GPU", 0) for r in have), default=0)
+    if most_cpus < cpus:
+        return (f"--cpus-per-trial {cpus:g}: no node has {cpus:g} CPUs (the largest has "
+                f"{most_cpus:g})", f"pass --cpus-per-trial {most_cpus:g} or less")
+    if most_gpus < gpus:
+        return (f"--gpus-per-trial {gpus:g}: no node has {gpus:g} GPUs (the largest has "
+                f"{most_gpus:g})", f"pass --gpus-per-trial {most_gpus:g} or less")
+    return (f"--cpus-per-trial {cpus:g} --gpus-per-trial {gpus:g}: no node has both",
+            "ask for fewer of either")
+
+
+def wait_for_a_node(resources: Resources, address: str | None, *, wait: float | None = None,
+                    nodes: Callable[[], list] | None = None, sleep: Callable[[float], None] =
+                    time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
+    """Refuse trials that no node of the Ray this process joined can run, instead of waiting
+    for ever: at once on the local Ray (its nodes are fixed), after `wait` seconds (default
+    NODE_WAIT_S) on a cluster, whose autoscaler may add a node meanwhile.
+
+    `nodes`: what lists the nodes (default `ray.nodes`).
+
+    Raises:
+        ConfigError: naming the resource no node has, the largest node's, and the flag to pass.
+    """
+    if nodes is None:
+        import ray
+
+        nodes = ray.nodes
+    wait = (NODE_WAIT_S if address else 0.0) if wait is None else wait
+    end = clock() + wait
+    while (problem := unplaceable(nodes(), resources.cpus_per_trial,
+                                  resources.gpus_per_trial)) is not None:
+        if clock() >= end:
+            lack, fix = problem
+            where = f"the Ray cluster at {address}" if address else "the local Ray"
+            waited = f" after waiting {wait:g} s for one" if wait else ""
+            raise ConfigError(f"{lack} on {where}{waited}; {fix}, or add a node that has them")
+        sleep(min(5.0, max(0.0, end - clock())))
+
+
 def run_search(
     study,
     distributions: Mapping[str, Any],
@@ -200,6 +252,7 @@ def run_search(
                 pace is not None and pace.refused):
             return
         init_ray(address=address)
+        wait_for_a_node(resources, address)
         searcher = StudySearcher(study, distributions, run, n_trials, on_event, storage_url,
                                  deadline, goals, pace)
         _round(searcher, make_scheduler(pruner, int(run.epochs)), trainable, resources,

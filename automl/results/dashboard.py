@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from automl.errors import StudyError
+from automl.errors import ConfigError, StudyError
 from automl.study import STUDIES_DIR, default_storage, get_storage
 
 
@@ -38,7 +38,7 @@ def dashboard_storage(url: str):
     last looked. Everything else, writes included, is Optuna's own storage."""
     from automl.study import rdb_of, rdb_trials_kept
 
-    store = get_storage(url, "")
+    store = get_storage(url, "", create=False)
     rdb = rdb_of(store)
     if rdb is not None:
         finished: dict[int, dict] = {}  # study id -> number -> finished trial, as read
@@ -53,10 +53,31 @@ def dashboard_storage(url: str):
     return store
 
 
+def check_listen(host: str, port: int) -> None:
+    """The dashboard can listen on HOST:PORT (checked before the server starts, which would end
+    in a traceback).
+
+    Raises:
+        ConfigError: a port in use, or a host that is not an address of this machine.
+    """
+    import errno
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ConfigError(f"--port {port}: in use on {host}; pass a free --port") from None
+        raise ConfigError(f"--host {host}: cannot listen there ({e.strerror}); pass an address "
+                          "of this machine, or leave it out for 127.0.0.1") from None
+
+
 def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080, announce=print) -> None:
     """Run optuna-dashboard on `url` until interrupted (blocks)."""
     from optuna_dashboard import run_server
 
+    check_listen(host, port)
     store = dashboard_storage(url)
     announce(f"optuna-dashboard on {url}: http://{host}:{port}/dashboard  (Ctrl-C to stop)")
     run_server(store, host=host, port=port)

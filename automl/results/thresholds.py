@@ -27,6 +27,7 @@ import yaml
 from automl.errors import ConfigError
 from automl.execution.trainer import quiet_ultralytics
 from automl.fitness import parse_fitness
+from automl.options import parse_grid
 from automl.weights import check_classes, load_detection_model
 
 # 10 x 10 by default: conf from ultralytics' val default (0.001) up to its predict default (0.25)
@@ -69,35 +70,6 @@ class ThresholdsResult:
             "value": round(self.best_score, 6),
             "metrics": {k: round(v, 6) for k, v in best.items() if k != "score"},
         }
-
-
-def parse_grid(values: Iterable[str | float] | None, flag: str,
-               default: Sequence[float]) -> tuple[float, ...]:
-    """Grid values from the CLI (`0.1 0.2` or `0.1,0.2`) or the API, sorted; each in (0, 1).
-
-    Raises:
-        ConfigError: a value that is not a number or lies outside (0, 1).
-    """
-    if values is None:
-        return tuple(default)
-    out: list[float] = []
-    for item in values:
-        parts = item.split(",") if isinstance(item, str) else [item]
-        for part in parts:
-            if isinstance(part, str) and not part.strip():
-                continue
-            try:
-                value = float(part)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{flag} {part!r}: not a number; give values in (0, 1) "
-                                  "such as 0.5 0.6 0.7") from None
-            if not 0 < value < 1:
-                raise ConfigError(f"{flag} {value:g}: every value must be in (0, 1), "
-                                  "e.g. 0.001 for conf or 0.7 for IoU")
-            out.append(value)
-    if not out:
-        raise ConfigError(f"{flag}: empty; give at least one value in (0, 1)")
-    return tuple(sorted(set(out)))
 
 
 def metric_fitness(metric: str):

@@ -248,11 +248,12 @@ def trial_resources(*, concurrency: int, cpus_per_trial: float | None,
                     gpu_count: int, local: bool) -> tuple[float, float]:
     """CPUs and GPUs per trial: the flags', else this machine's shared by `concurrency`.
 
-    `local`: the trials run on this machine (no --address), so a GPU or CUDA device it lacks
-    is refused here instead of Ray waiting for it for ever.
+    `local`: the trials run on this machine (no --address), so cores, a GPU or a CUDA device
+    it lacks are refused here instead of Ray waiting for them for ever.
 
     Raises:
-        ConfigError: GPUs asked for on a machine without one, or a CUDA index it lacks.
+        ConfigError: more cores or GPUs per trial than the machine has, GPUs asked for on a
+            machine without one, or a CUDA index it lacks.
     """
     cpus = cpus_per_trial or max(1, cpu_count // concurrency)
     gpus = (gpus_per_trial if gpus_per_trial is not None
@@ -261,6 +262,12 @@ def trial_resources(*, concurrency: int, cpus_per_trial: float | None,
         raise ConfigError(f"--gpus-per-trial {gpus:g}: this machine has no GPU that torch can "
                           "use; leave the flag out (or 0) to train on the CPU, or join a cluster "
                           "with GPUs (--address)")
+    for flag, asked, have, unit in (("--cpus-per-trial", cpus, cpu_count, "CPU cores"),
+                                    ("--gpus-per-trial", gpus, gpu_count, "GPUs")):
+        if local and asked > have:
+            raise ConfigError(f"{flag} {asked:g}: this machine has {have} {unit}, so no trial "
+                              f"could ever start; pass at most {have}, or join a cluster with "
+                              "larger nodes (--address)")
     if device and local:
         _check_device(device, gpu_count)
     return cpus, gpus

@@ -154,8 +154,12 @@ def _retry_schema_race(open_storage, attempts: int = 5):
 _checked_files: set[Path] = set()  # storage files this process has checked (and opened since)
 
 
-def get_storage(storage: str | None, study_name: str):
-    """An Optuna storage for a URL (default: the study's SQLite file, created on demand)."""
+def get_storage(storage: str | None, study_name: str, *, create: bool = True):
+    """An Optuna storage for a URL (default: the study's SQLite file, created on demand).
+
+    `create`: False for a command that only reads: the storage must already be an Optuna
+    storage, and nothing (file, folder or table) is created.
+    """
     import optuna
 
     url = storage or default_storage(study_name)
@@ -164,7 +168,7 @@ def get_storage(storage: str | None, study_name: str):
         # once per process, before its first connection to the file: closing any descriptor of
         # a file drops the POSIX locks SQLite holds on it through another one (SQLite's own
         # "how to corrupt" list), so the file is never read beside an open connection
-        _check_storage_file(url, path)
+        _check_storage_file(url, path, create=create)
         _checked_files.add(path.resolve())
     # Optuna calls heartbeats experimental and would say so on every storage opened
     warnings.filterwarnings("ignore", message=".*heartbeat.*",
@@ -174,6 +178,8 @@ def get_storage(storage: str | None, study_name: str):
     if url.startswith("sqlite:///"):
         from filelock import FileLock
 
+        if not create:  # Optuna's tables are there (checked): no race, and no lock file made
+            return _sqlite_storage(url)
         # processes opening a new file at once would race to create Optuna's tables
         with FileLock(str(path) + ".automl-schema.lock", timeout=120):
             return _retry_schema_race(lambda: _sqlite_storage(url))
@@ -181,6 +187,7 @@ def get_storage(storage: str | None, study_name: str):
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    _check_server(url, create=create)
     try:
         if url.startswith("postgresql"):
             # processes opening a fresh database at once would race to create Optuna's schema
@@ -193,34 +200,101 @@ def get_storage(storage: str | None, study_name: str):
 
 
 def check_storage(url: str) -> None:
-    """Before any work: a local storage file must be usable (see _check_storage_file)."""
+    """Before any work: a local storage file must be usable (see _check_storage_file), a
+    database server must answer and hold nothing but Optuna's tables (see _check_tables)."""
     path = storage_file(url)
-    if path is not None and path.resolve() not in _checked_files:
+    if path is None:
+        _check_server(url, create=True)
+    elif path.resolve() not in _checked_files:
         _check_storage_file(url, path)
 
 
-def _check_storage_file(url: str, path: Path) -> None:
+# tables every Optuna RDB storage has: a database holding other tables but not these is not ours
+OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
+
+
+def _check_tables(url: str, tables: set[str], *, create: bool) -> None:
+    """A search writes only into an empty database or an Optuna storage; a reader reads only an
+    Optuna storage (Optuna would create its tables in any other).
+
+    Raises:
+        ConfigError: a database holding tables that are not Optuna's, or, for a reader, one
+            without Optuna's tables.
+    """
+    if OPTUNA_TABLES <= tables:
+        return
+    if tables:
+        shown = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
+        raise ConfigError(f"--storage {url}: the database holds tables that are not an Optuna "
+                          f"study's ({shown}); nothing was written to it. Pass a new file such "
+                          "as sqlite:///studies/NAME.db, or an empty database")
+    if not create:
+        raise ConfigError(f"--storage {url}: holds no Optuna study (nothing was created); pass "
+                          "the storage a search wrote (automl studies lists studies/*.db)")
+
+
+def _sqlite_tables(path: Path) -> set[str]:
+    """The tables of an SQLite file, read through a read-only connection."""
+    import sqlite3
+
+    connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    try:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {name for (name,) in rows}
+    finally:
+        connection.close()
+
+
+def _check_server(url: str, *, create: bool) -> None:
+    """A database server's storage (PostgreSQL, MySQL): its tables, read without creating any,
+    must be Optuna's (see _check_tables).
+
+    Raises:
+        ConfigError: an unknown URL scheme or an unreachable server, or tables not Optuna's.
+    """
+    from sqlalchemy import inspect
+
+    try:
+        tables = set(inspect(_engine(url)).get_table_names())
+    except Exception as e:
+        raise ConfigError(f"--storage {url}: cannot open ({type(e).__name__}: {e})") from e
+    _check_tables(url, tables, create=create)
+
+
+def _check_storage_file(url: str, path: Path, *, create: bool = True) -> None:
     """A local storage file must be writable and, when it exists, be what the URL says it is.
+
+    `create`: False for a reader: the file must exist and be an Optuna storage already, and
+    nothing is made (no folder, no empty database).
 
     Raises:
         ConfigError: an unwritable folder, a folder in place of the file, or an existing file
-            that is not an SQLite database (sqlite:///...) or an Optuna journal (a plain path):
-            automl must never append to a file of the user's.
+            that is not an SQLite database (sqlite:///...) or an Optuna journal (a plain path),
+            or an SQLite database holding tables that are not Optuna's: automl must never
+            write into a file of the user's. For a reader, a file that does not exist.
     """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--storage {url}: cannot create {path.parent} ({e.strerror})") from None
+    if not create and not path.exists():
+        raise ConfigError(f"--storage {url}: {path} does not exist (nothing was created); pass "
+                          "the storage a search wrote (automl studies lists studies/*.db)")
+    if create:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"--storage {url}: cannot create {path.parent} "
+                              f"({e.strerror})") from None
     if path.is_dir():
         raise ConfigError(f"--storage {url}: {path} is a folder; name a file "
                           "(sqlite:///studies/NAME.db, or a journal file such as studies/NAME.log)")
-    try:  # a real write, not os.access: root passes access() on read-only file systems
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".automl-write-test-"):
-            pass
-    except OSError as e:
-        raise ConfigError(f"--storage {url}: cannot write in {path.parent} ({e.strerror}); pick "
-                          "a storage in a folder you can write to") from None
+    if create:
+        try:  # a real write, not os.access: root passes access() on read-only file systems
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".automl-write-test-"):
+                pass
+        except OSError as e:
+            raise ConfigError(f"--storage {url}: cannot write in {path.parent} ({e.strerror}); "
+                              "pick a storage in a folder you can write to") from None
     if not path.is_file() or path.stat().st_size == 0:
+        if not create and url.startswith("sqlite:///"):
+            _check_tables(url, set(), create=False)
         return
     with path.open("rb") as f:
         head = f.read(4096)
@@ -228,6 +302,7 @@ def _check_storage_file(url: str, path: Path) -> None:
         if not head.startswith(b"SQLite format 3\0"):
             raise ConfigError(f"--storage {url}: {path} exists and is not an SQLite database; "
                               "pass a new file name")
+        _check_tables(url, _sqlite_tables(path), create=create)
         return
     first = head.split(b"\n", 1)[0]
     try:
@@ -250,7 +325,7 @@ def open_study(study_name: str, storage: str | None, sampler=None, *, create: bo
     path = storage_file(url)
     if not create and path is not None and not path.exists():  # do not leave an empty file
         raise StudyError(f"--study {study_name}: no such study in {url} (the file does not exist)")
-    store = get_storage(url, study_name)
+    store = get_storage(url, study_name, create=create)
     if create:
         return optuna.create_study(
             study_name=study_name, storage=store, sampler=sampler,
@@ -323,7 +398,7 @@ def list_studies(storage: str | None = None, studies_dir: Path = STUDIES_DIR) ->
     ]
     rows = []
     for url in urls:
-        store = get_storage(url, "")
+        store = get_storage(url, "", create=False)
         for summary in optuna.get_all_study_summaries(store, include_best_trial=False):
             study = optuna.load_study(study_name=summary.study_name, storage=store)
             trials = study.get_trials(deepcopy=False)
