@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,8 @@ def search(
     replay_epoch_seconds: float = 0.0,
     drop_bad_images: bool = False,
     budget: str | float | None = None,
+    cfg: str | Path | None = None,
+    train_args: Mapping[str, Any] | Sequence[str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Run (or continue) a hyperparameter search whose every trial is an ultralytics training.
@@ -132,6 +134,13 @@ def search(
             of the plain training is timed, the trials, epochs (at most `epochs`), mini-split
             share and trials at once are planned to fit, and no trial starts that the measured
             pace says would end after it (automl.execution.budget).
+        cfg: a `yolo train cfg=` YAML of the user's training settings (their own, or a
+            best_hyperparameters.yaml).
+        train_args: the user's `yolo train` settings, over `cfg`: a mapping (as
+            `model.train(**train_args)` takes them) or `KEY=VALUE` strings (as `yolo train`
+            takes them). Every trial trains with them, the plain training included; data, model,
+            epochs, imgsz, batch and device set those arguments. Checked by ultralytics' own
+            configuration checks (automl.searching.settings).
         log: where progress lines go (default: stdout).
 
     Returns:
@@ -158,11 +167,12 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0):
     from automl.data.demo import ensure_demo_dataset
     from automl.data.tasks import check_space_task, check_task, task_fitness
     from automl.machine import machine_cpus, machine_gpus
-    from automl.searching.planning import check_search, resolve_search
+    from automl.searching.planning import check_search, resolve_search, with_settings
     from automl.searching.spaces import load_space, ultralytics_defaults
     from automl.study import STUDIES_DIR
 
     # the flags first: a typo must not wait for torch to load or demo data to be generated
+    flags = with_settings(flags)
     check_search(flags)
     if flags.replay:  # the recorded trainings' epochs, imgsz and batch unless the flags say
         from automl.execution.replay import load_record
@@ -212,6 +222,8 @@ def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
     from automl import study as studies
     from automl.console import shown
     from automl.searching.searchers import make_sampler, queue_first_trials
+    from automl.searching.settings import differences
+    from automl.searching.spaces import ultralytics_defaults
 
     storage_url = flags.storage or studies.default_storage(plan.name)
     goals = plan.config.goals
@@ -233,9 +245,15 @@ def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
             queued = queue_first_trials(the_study, flags.searcher, plan.space, plan.baseline,
                                         plan.start, outside=plan.outside, budget=plan.trials)
         if queued:
-            say(f"first trial: your plain training (yolo train with these flags: "
-                f"{shown(plan.config.baseline_fixed)})"
+            plain = {"model": plan.run.model, "epochs": plan.run.epochs,
+                     "imgsz": plan.run.imgsz, **plan.config.baseline_fixed}
+            say(f"first trial: your plain training, yolo train with "
+                f"{shown(differences(plain, ultralytics_defaults()))} (the rest ultralytics' "
+                "defaults)"
                 + (f"; outside the space ({plan.outside})" if plan.outside else ""))
+    if plan.settings:
+        say(f"your training settings, in every trial and the plain training: "
+            f"{shown(plan.settings)}")
         if len(queued) > 1:
             say(f"second trial: ultralytics' default values {shown(queued[1])}")
     return the_study

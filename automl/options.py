@@ -292,6 +292,11 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
     Option("drop_bad_images", "search even when ultralytics would leave out more than 5%% of "
            "the images (automl check says why); without it the search stops first", type=None,
            default=False, switch="on"),
+    Option("cfg", "a yolo train cfg= YAML of your training settings (your own, or a "
+           "best_hyperparameters.yaml); KEY=VALUE settings go over it", check=not_empty),
+    Option("train_args", "your yolo train settings, as yolo train takes them (cos_lr=True "
+           "close_mosaic=5 freeze=10 ...): every trial trains with them, the plain training "
+           "(trial #0) included", flag="train_args", nargs="*", metavar="KEY=VALUE"),
 ))
 
 PROMOTE = Command("promote", "train a study's best trial on the full data", (
