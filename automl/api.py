@@ -197,6 +197,7 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0):
         say(report.headline() if report.clean else f"{report.details(limit=20)}\n{report.summary()}")
         if not flags.drop_bad_images:
             refuse_heavy_loss(report)
+        dataset = _as_trained(dataset, flags.train_args, say)
     def resolve(flags: SearchFlags):
         return resolve_search(flags, dataset=dataset, space=space,
                               ultralytics_defaults=ultralytics_defaults(),
@@ -215,6 +216,23 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0):
                           gpu_count=machine_gpus(), say=say)
         say(plan.budget.describe())
     return plan
+
+
+def _as_trained(dataset, settings: Mapping[str, Any], say: Callable[[str], None]):
+    """The dataset as the trials train on it under the user's `classes` and `single_cls`."""
+    from automl.data.dataset import as_trained
+
+    classes, single = settings.get("classes"), bool(settings.get("single_cls"))
+    if classes is None and not single:
+        return dataset
+    trained = as_trained(dataset, classes=classes, single_cls=single)
+    n_all = sum(len(b) for b in dataset.boxes.values())
+    n_kept = sum(len(b) for b in trained.boxes.values())
+    say(f"trials train on {n_kept} of the {n_all} boxes"
+        + (f" (classes={classes} only)" if classes is not None else "")
+        + (" as one class (single_cls)" if single else "")
+        + ": the mini split stratifies on those")
+    return trained
 
 
 def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
@@ -251,9 +269,9 @@ def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
                 f"{shown(differences(plain, ultralytics_defaults()))} (the rest ultralytics' "
                 "defaults)"
                 + (f"; outside the space ({plan.outside})" if plan.outside else ""))
-    if plan.settings:
-        say(f"your training settings, in every trial and the plain training: "
-            f"{shown(plan.settings)}")
+    mine = differences(plan.settings, ultralytics_defaults())
+    if mine:
+        say(f"your training settings, in every trial and the plain training: {shown(mine)}")
         if len(queued) > 1:
             say(f"second trial: ultralytics' default values {shown(queued[1])}")
     return the_study

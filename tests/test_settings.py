@@ -116,3 +116,69 @@ def test_the_command_line_takes_settings_between_flags(tmp_path):
     assert out.returncode == 2 and "unrecognized arguments: cos_lr=True" in out.stderr
 
 
+
+
+def test_classes_and_single_cls_count_what_the_trials_train_on(tmp_path):
+    import numpy as np
+
+    from automl.data.dataset import Dataset, as_trained, read_labels
+
+    box = [0.5, 0.5, 0.2, 0.2]
+    files = tuple(tmp_path / f"{i}.png" for i in range(3))
+    boxes = dict(zip(files, (np.array([[0, *box], [1, *box]]), np.array([[2, *box]]),
+                             np.array([[1, *box], [2, *box]])), strict=True))
+    data = Dataset(tmp_path / "d.yaml", ("a", "b", "c"), files, files, boxes=boxes)
+    kept = as_trained(data, classes=[0, 2])
+    assert [b[:, 0].tolist() for b in kept.boxes.values()] == [[0], [2], [2]]
+    one = as_trained(data, classes=[1, 2], single_cls=True)
+    assert [b[:, 0].tolist() for b in one.boxes.values()] == [[0], [0], [0, 0]]
+    # the mini split stratifies on those: class b is no column of an image under classes=[0, 2]
+    assert read_labels(kept, files)[:, 1].sum() == 0 and read_labels(data, files)[:, 1].sum() == 2
+    assert as_trained(data) is data
+
+
+def test_single_cls_is_one_class_for_the_optimizer_auto_picks():
+    from tests.test_planning import dataset
+
+    flags = with_settings(SearchFlags(data="/data/d.yaml", epochs=20, batch=16,
+                                      train_args=["single_cls"]))
+    p = plan(flags, data=dataset(120, nc=3))
+    assert p.config.baseline_fixed["lr0"] == 0.002  # 0.01 * 5 / (4 + 1 class), as ultralytics
+    assert plan(with_settings(SearchFlags(data="/data/d.yaml", epochs=20, batch=16)),
+                data=dataset(120, nc=3)).config.baseline_fixed["lr0"] == 0.001429
+
+
+@pytest.mark.integration
+def test_a_search_trains_the_users_settings_and_refuses_to_continue_with_others(in_tmp):
+    import optuna
+    import yaml
+
+    from automl.data.demo import make_demo_dataset
+    from automl.study import CONFIG_ATTR
+
+    data = make_demo_dataset(in_tmp / "data", n_train=16, n_val=8, seed=2, nc=3)
+    args = ["search", "--data", data, "--trials", "2", "--epochs", "1", "--imgsz", "32",
+            "--batch", "4", "--study", "mine", "--cpus-per-trial", "1", "--seed", "0"]
+    out = run_cli(*args, "cos_lr", "classes=[0,2]", "single_cls=True", "close_mosaic=0",
+                  cwd=in_tmp)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "your training settings, in every trial and the plain training: cos_lr=True, " \
+           "classes=[0, 2], single_cls=True, close_mosaic=0" in out.stdout
+    assert "first trial: your plain training, yolo train with model=yolo11n.yaml, epochs=1, " \
+           "imgsz=32, optimizer=AdamW" in out.stdout
+    assert "as one class (single_cls)" in out.stdout
+    study = optuna.load_study(study_name="mine", storage="sqlite:///studies/mine.db")
+    assert study.user_attrs[CONFIG_ATTR]["settings"] == {
+        "cos_lr": True, "classes": [0, 2], "single_cls": True, "close_mosaic": 0}
+    for trial in study.trials:  # every trial trained them, the plain training included
+        args_yaml = in_tmp / "studies" / "mine" / "trials" / f"trial_{trial.number:04d}"
+        trained = yaml.safe_load((args_yaml / "args.yaml").read_text())
+        assert (trained["cos_lr"], trained["classes"], trained["single_cls"]) == (
+            True, [0, 2], True)
+    best = (in_tmp / "studies" / "mine" / "best_hyperparameters.yaml").read_text()
+    assert "cos_lr: true" in best and "single_cls: true" in best
+
+    again = run_cli(*args, "cos_lr", cwd=in_tmp)
+    assert again.returncode == 2
+    assert "was created with the training settings cos_lr=True classes=[0, 2] single_cls=True " \
+           "close_mosaic=0, not cos_lr=True" in again.stderr

@@ -88,7 +88,7 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
         why = "--fraction"
     # the user's plain `yolo train` on the trial's data: ultralytics' optimizer=auto resolved
     auto = resolve_auto(n_images=mini_size(len(dataset.train), fraction), epochs=epochs,
-                        batch=batch, nbs=nbs, nc=dataset.nc)
+                        batch=batch, nbs=nbs, nc=1 if settings.get("single_cls") else dataset.nc)
     named = str(settings.get("optimizer", D.AUTO))
     if "optimizer" not in space.keys:  # the ranges for the optimizer that trains
         space = space.for_optimizer(auto.optimizer if named == D.AUTO else named)
