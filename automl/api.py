@@ -286,6 +286,7 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     from automl.execution.pruners import rungs_text
     from automl.execution.ray_runner import Resources, run_search
     from automl.fitness import parse_fitness
+    from automl.searching.spaces import ultralytics_defaults
 
     config, run, dataset = plan.config, plan.run, plan.dataset
     trainable = {}
@@ -315,6 +316,12 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
         f"{plan.gpus:g} GPU each; pruner "
         f"{config.pruner}" + (f" ({rungs_text(run.epochs)})" if config.pruner == "asha" else "")
         + (f"; no new trial after {flags.timeout:g} s" if flags.timeout else ""))
+    patience = int(plan.settings.get("patience", ultralytics_defaults()["patience"]) or 0)
+    if 0 < patience < run.epochs:
+        say(f"patience={patience}: as in yolo train, a trial whose fitness (ultralytics' own) has "
+            f"not improved for {patience} epochs stops early, COMPLETE and recorded with "
+            f"stopped_by=patience; the pruner ({config.pruner}) stops weak trials besides "
+            "(PRUNED)")
     if flags.seed is not None and plan.concurrency > 1:
         say(f"--seed {flags.seed}: the mini split, the first trials and the searcher's random "
             f"draws repeat; with {plan.concurrency} trials at once, which results a proposal "

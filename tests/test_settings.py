@@ -40,9 +40,10 @@ def test_ultralytics_defaults_change_nothing_and_run_keys_become_flags(tmp_path)
     (["cos_lr=3"], "'cos_lr' must be a bool"),
     (["hsv_h=2"], "'hsv_h=2' is an invalid value"),
     (["patience"], "patience: missing '='; give patience=VALUE"),
-    (["project=mine"], "project=mine: automl sets project itself"),
+    (["project=mine"], "project=mine: trials go to studies/NAME/trials"),
+    (["time=0.5"], "time=0.5: a trial trains --epochs epochs"),
     (["resume=True"], "run the same automl search command again"),
-    (["fraction=0.5"], "--fraction is the share each trial trains on"),
+    (["fraction=0.5"], "--fraction is the share of your images each trial trains on"),
     (["cfg=/no/such.yaml"], "cfg=/no/such.yaml: no such file"),
 ])
 def test_a_bad_setting_is_one_line_from_ultralytics_own_checks(pairs, message):
@@ -182,3 +183,27 @@ def test_a_search_trains_the_users_settings_and_refuses_to_continue_with_others(
     assert again.returncode == 2
     assert "was created with the training settings cos_lr=True classes=[0, 2] single_cls=True " \
            "close_mosaic=0, not cos_lr=True" in again.stderr
+
+
+@pytest.mark.integration
+def test_a_training_ultralytics_stops_by_patience_reports_why_and_keeps_its_weights(
+        tiny_data, tmp_path, monkeypatch):
+    """ultralytics' own EarlyStopping, primed as after an epoch that scored 1.0: with patience=2
+    the next two epochs (fitness 0 at this scale) end the training after epoch 2 of 4."""
+    from ultralytics.utils.callbacks import base
+
+    from automl.config import RunSpec
+    from automl.execution.trainer import train_once
+
+    def primed(trainer):
+        trainer.stopper.best_fitness, trainer.stopper.best_epoch = 1.0, 0
+
+    monkeypatch.setitem(base.default_callbacks, "on_train_start",
+                        [*base.default_callbacks["on_train_start"], primed])
+    run = RunSpec(data=str(tiny_data), model="yolo11n.yaml", epochs=4, imgsz=32, batch=8,
+                  project=str(tmp_path), threads=1, fixed={"patience": 2, "workers": 0})
+    reports = []
+    outcome = train_once({}, run, name="t", report=reports.append)
+    assert "error" not in outcome, outcome  # YOLO.train found the weights it reloads
+    assert [(r.epoch, r.stopped_by) for r in reports] == [(1, ""), (2, "patience")]
+    assert outcome["epochs"] == 2

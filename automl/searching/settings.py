@@ -18,7 +18,7 @@ from automl.errors import ConfigError
 
 # `yolo train` keys that are automl flags: KEY=VALUE sets the flag
 AS_FLAGS = ("data", "model", "epochs", "imgsz", "batch", "device")
-# keys automl sets for every training itself, and what to do instead
+# keys automl sets for every training itself, or that a search cannot take: what to do instead
 OWNED = {
     "project": "trials go to studies/NAME/trials (automl promote --project sets a promotion's)",
     "name": "automl names each trial's run folder",
@@ -31,8 +31,11 @@ OWNED = {
     "plots": "trials draw no plots (automl report draws the study's)",
     "save": "automl keeps the weights of the trials --keep-weights names",
     "verbose": "automl prints one line per trial",
-    "fraction": "train on a share of your images with a data.yaml that lists them "
-                "(automl split --mini); --fraction is the share each trial trains on",
+    "fraction": "--fraction is the share of your images each trial trains on (ultralytics' "
+                "fraction= would take the first images of that share); train on a part of your "
+                "data with a data.yaml that lists it (automl split --mini)",
+    "time": "a trial trains --epochs epochs (ultralytics' time= would re-estimate each trial's "
+            "epochs from its own speed); give the search a time budget with --timeout SECONDS",
 }
 
 
@@ -146,8 +149,7 @@ def read_settings(pairs: Sequence[str] | Mapping[str, Any] | None,
     changed = {k: v for k, v in merged.items() if v != defaults.get(k)}
     for key in changed:
         if key in OWNED:
-            raise ConfigError(f"{key}={changed[key]}: automl sets {key} itself: {OWNED[key]}; "
-                              "leave it out")
+            raise ConfigError(f"{key}={changed[key]}: {OWNED[key]}; leave it out")
     flags = {k: changed.pop(k) for k in AS_FLAGS if k in changed}
     return changed, flags
 
