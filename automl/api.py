@@ -168,6 +168,7 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0):
     from automl.data.tasks import check_space_task, check_task, task_fitness
     from automl.machine import machine_cpus, machine_gpus
     from automl.searching.planning import check_search, resolve_search, with_settings
+    from automl.searching.settings import check_pretrained
     from automl.searching.spaces import load_space, ultralytics_defaults
     from automl.study import STUDIES_DIR
 
@@ -182,6 +183,7 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0):
                                   if getattr(flags, k) is None and k in recorded})
     space = load_space(flags.space)
     check_model(flags.model)
+    check_pretrained(flags.train_args)
     task = check_task(flags.model, None if flags.demo or flags.replay else flags.data)
     flags = replace(flags, fitness=task_fitness(task, flags.fitness, flags.model))
     check_space_task(space, task, flags.model)
@@ -286,6 +288,7 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     from automl.execution.pruners import rungs_text
     from automl.execution.ray_runner import Resources, run_search
     from automl.fitness import parse_fitness
+    from automl.searching.settings import describe_start
     from automl.searching.spaces import ultralytics_defaults
 
     config, run, dataset = plan.config, plan.run, plan.dataset
@@ -316,6 +319,13 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
         f"{plan.gpus:g} GPU each; pruner "
         f"{config.pruner}" + (f" ({rungs_text(run.epochs)})" if config.pruner == "asha" else "")
         + (f"; no new trial after {flags.timeout:g} s" if flags.timeout else ""))
+    if flags.batch == -1:
+        say("batch -1: ultralytics' AutoBatch " + (
+            f"falls back to batch {run.batch} on the CPU" if run.batch > 0 else
+            "picks each trial's batch on its GPU (recorded on the trial as batch)"))
+    if run.model.endswith(".pt") or plan.settings.get("freeze") or isinstance(
+            plan.settings.get("pretrained"), str):
+        say(describe_start(run.model, plan.settings))
     patience = int(plan.settings.get("patience", ultralytics_defaults()["patience"]) or 0)
     if 0 < patience < run.epochs:
         say(f"patience={patience}: as in yolo train, a trial whose fitness (ultralytics' own) has "
@@ -392,7 +402,9 @@ def _summarise(plan, the_study, say: Callable[[str], None]) -> SearchResult:
         say(front_table(the_study, plan.config.goals))
     verdict = baseline_verdict(the_study)
     if verdict:
-        say(verdict)
+        start = plan.run.model
+        say(verdict + (f" (the plain training fine-tunes {start} with your settings)"
+                       if start.endswith(".pt") else ""))
     if result.best_hyperparameters_path:
         say(f"best hyperparameters: {result.best_hyperparameters_path}")
     return result

@@ -250,8 +250,10 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
            f"{D.DEMO_PROFILE['epochs']})", type=int, check=at_least(1)),
     Option("imgsz", f"training image size (default: {D.IMGSZ}; demo data: "
            f"{D.DEMO_PROFILE['imgsz']})", type=int, check=at_least(32)),
-    Option("batch", f"batch size (default: {D.BATCH}; demo data: {D.DEMO_PROFILE['batch']})",
-           type=int, check=at_least(1)),
+    Option("batch", f"batch size, or -1 for ultralytics' AutoBatch (default: {D.BATCH}; demo "
+           f"data: {D.DEMO_PROFILE['batch']})", type=int,
+           check=lambda v: None if v is None or v >= 1 or v == -1 else
+           "must be at least 1, or -1 for ultralytics' AutoBatch"),
     DEVICE,
     Option("ga_parent", "GA parent selection: single | weighted (default: single; --searcher ga "
            "only)", choices=D.GA_PARENT_MODES),

@@ -207,3 +207,38 @@ def test_a_training_ultralytics_stops_by_patience_reports_why_and_keeps_its_weig
     assert "error" not in outcome, outcome  # YOLO.train found the weights it reloads
     assert [(r.epoch, r.stopped_by) for r in reports] == [(1, ""), (2, "patience")]
     assert outcome["epochs"] == 2
+
+
+def test_autobatch_is_ultralytics_default_batch_on_the_cpu_and_each_trials_pick_on_a_gpu():
+    from tests.test_planning import dataset
+
+    on_cpu = plan(with_settings(SearchFlags(data="/data/d.yaml", epochs=20,
+                                            train_args=["batch=-1"])))
+    # ultralytics' AutoBatch falls back to its default batch on the CPU (autobatch.py)
+    assert on_cpu.run.batch == on_cpu.config.batch == 16
+    assert on_cpu.config.baseline_fixed["batch"] == 16
+    on_gpu = plan(SearchFlags(data="/data/d.yaml", epochs=20, batch=-1), data=dataset(120),
+                  gpus=1)
+    assert on_gpu.run.batch == -1 and on_gpu.run.fixed["batch"] == -1  # picked as a trial starts
+    # up to nbs a batch changes no step count: auto decides as for any batch <= 64
+    assert on_gpu.config.auto_optimizer == plan(SearchFlags(
+        data="/data/d.yaml", epochs=20, batch=16), gpus=1).config.auto_optimizer
+    with pytest.raises(ConfigError, match="--batch -2: must be at least 1, or -1 for ultralytics' "
+                                          "AutoBatch"):
+        plan(SearchFlags(data="/data/d.yaml", batch=-2))
+
+
+def test_a_trained_start_is_said_and_pretrained_weights_are_checked(tmp_path):
+    from automl.searching.settings import check_pretrained, describe_start
+
+    assert describe_start("mine.pt", {"freeze": 10}) == (
+        "a trained start: every trial fine-tunes mine.pt, its first 10 layers frozen, the plain "
+        "training included")
+    assert "from scratch (pretrained=False)" in describe_start("mine.pt", {"pretrained": False})
+    assert describe_start("yolo11n.yaml", {}) == "every trial trains yolo11n.yaml from scratch"
+    with pytest.raises(ConfigError, match="pretrained=nothere.pt: weights file not found"):
+        check_pretrained({"pretrained": "nothere.pt"})
+    bad = write(tmp_path / "bad.pt", "not weights")
+    with pytest.raises(ConfigError, match="cannot be read as weights"):
+        check_pretrained({"pretrained": str(bad)})
+    check_pretrained({"pretrained": True})

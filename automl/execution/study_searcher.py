@@ -306,6 +306,8 @@ class StudySearcher(Searcher):
                 trial.set_user_attr("device", last.device)
             trial.set_user_attr("epochs", last.epoch)
             trial.set_user_attr("train_seconds", last.train_seconds)
+            if last.batch and int(self._run.batch or 0) < 1:  # what AutoBatch picked
+                trial.set_user_attr("batch", last.batch)
             if last.stopped_by:  # shorter than its epochs, and why
                 trial.set_user_attr(STOPPED_BY_ATTR, last.stopped_by)
             if math.isfinite(last.val_loss):  # the last epoch's: a fingerprint of the weights

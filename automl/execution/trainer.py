@@ -166,6 +166,7 @@ def train_once(
             stopped_by = early_stop(trainer, epoch)
             report(EpochReport(
                 stopped_by=stopped_by,
+                batch=int(trainer.batch_size),
                 epoch=epoch,
                 fitness=value if math.isfinite(value) else float("nan"),
                 val_loss=validation_loss(trainer),

@@ -67,6 +67,11 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     entry = searcher_entry(flags.searcher)
     fit = parse_fitness(flags.fitness)
     epochs, imgsz, batch = training_profile(flags)
+    plan_batch = batch
+    if batch == -1:  # AutoBatch, as ultralytics does it on the trials' device
+        on_gpu = gpu_count > 0 and flags.device != "cpu" and flags.gpus_per_trial != 0
+        if not on_gpu:  # its fallback on the CPU: the default batch, known now
+            batch = plan_batch = int(ultralytics_defaults["batch"])
     goals = search_goals(flags)
     pruner = ("none" if goals.multi else pruner_entry(flags.pruner).name
               if flags.pruner is not None else default_pruner(epochs))
@@ -77,18 +82,23 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     # the user's training: the space's fixed args, their KEY=VALUE and --cfg settings over them
     settings = {**space.fixed, **user}
     # run-level args every trial shares, the plain training included (see DEMO_PROFILE)
-    run_args: dict[str, Any] = {"batch": batch, **({"nbs": batch} if flags.demo else {})}
+    run_args: dict[str, Any] = {"batch": batch, **({"nbs": plan_batch if plan_batch > 0 else
+                                                     D.DEMO_PROFILE["batch"]} if flags.demo else {})}
     if "nbs" in settings:
         run_args["nbs"] = settings["nbs"]
     nbs = int(run_args.get("nbs", ultralytics_defaults["nbs"]))
+    if plan_batch < 1:  # AutoBatch on a GPU picks it as each trial starts; one up to nbs
+        plan_batch = nbs  # changes no optimizer step count (ultralytics steps once per nbs)
     fraction = fraction_value(flags.fraction)
     if fraction == D.AUTO:
-        fraction, why = auto_fraction(len(dataset.train), epochs=epochs, batch=batch, nbs=nbs)
+        fraction, why = auto_fraction(len(dataset.train), epochs=epochs, batch=plan_batch,
+                                      nbs=nbs)
     else:
         why = "--fraction"
     # the user's plain `yolo train` on the trial's data: ultralytics' optimizer=auto resolved
     auto = resolve_auto(n_images=mini_size(len(dataset.train), fraction), epochs=epochs,
-                        batch=batch, nbs=nbs, nc=1 if settings.get("single_cls") else dataset.nc)
+                        batch=plan_batch, nbs=nbs,
+                        nc=1 if settings.get("single_cls") else dataset.nc)
     named = str(settings.get("optimizer", D.AUTO))
     if "optimizer" not in space.keys:  # the ranges for the optimizer that trains
         space = space.for_optimizer(auto.optimizer if named == D.AUTO else named)

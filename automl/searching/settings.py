@@ -190,3 +190,36 @@ def check_against_space(settings: Mapping[str, Any], space) -> None:
 def differences(args: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     """The args whose value is not ultralytics' default (the header lists them)."""
     return {k: v for k, v in args.items() if k not in defaults or v != defaults[k]}
+
+
+def check_pretrained(settings: Mapping[str, Any]) -> None:
+    """`pretrained=FILE.pt`: the weights every trial starts from, checked as --model is.
+
+    Raises:
+        ConfigError: no such local file, or not weights that are safe to load.
+    """
+    value = settings.get("pretrained")
+    if not isinstance(value, str):
+        return
+    if not Path(value).is_file():
+        raise ConfigError(f"pretrained={value}: weights file not found (nothing is downloaded); "
+                          "pass a local .pt, or pretrained=True to start from --model's weights")
+    from automl.weights import check_weights
+
+    check_weights(value, "pretrained=")
+
+
+def describe_start(model: str, settings: Mapping[str, Any]) -> str:
+    """What every trial, the plain training included, starts from, in a few words."""
+    pretrained = settings.get("pretrained", True)
+    freeze = settings.get("freeze")
+    frozen = (f", its first {freeze} layers frozen" if isinstance(freeze, int) else
+              f", layers {freeze} frozen" if freeze else "")
+    if isinstance(pretrained, str):
+        return f"every trial builds {model} and starts from the weights of {pretrained}{frozen}"
+    if not str(model).endswith(".pt"):
+        return f"every trial trains {model} from scratch{frozen}"
+    if pretrained is False:
+        return f"every trial trains the architecture of {model} from scratch (pretrained=False)"
+    return (f"a trained start: every trial fine-tunes {model}{frozen}, the plain training "
+            "included")
