@@ -288,7 +288,7 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     from automl.execution.pruners import rungs_text
     from automl.execution.ray_runner import Resources, run_search
     from automl.fitness import parse_fitness
-    from automl.searching.settings import describe_start
+    from automl.searching.settings import describe_start, trackers_text
     from automl.searching.spaces import ultralytics_defaults
 
     config, run, dataset = plan.config, plan.run, plan.dataset
@@ -319,6 +319,11 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
         f"{plan.gpus:g} GPU each; pruner "
         f"{config.pruner}" + (f" ({rungs_text(run.epochs)})" if config.pruner == "asha" else "")
         + (f"; no new trial after {flags.timeout:g} s" if flags.timeout else ""))
+    from ultralytics.utils import SETTINGS
+
+    tracked = trackers_text(SETTINGS, run.project)
+    if tracked:
+        say(tracked)
     if flags.batch == -1:
         say("batch -1: ultralytics' AutoBatch " + (
             f"falls back to batch {run.batch} on the CPU" if run.batch > 0 else

@@ -242,3 +242,13 @@ def test_a_trained_start_is_said_and_pretrained_weights_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="cannot be read as weights"):
         check_pretrained({"pretrained": str(bad)})
     check_pretrained({"pretrained": True})
+
+
+def test_the_search_says_where_each_trial_logs_with_the_trackers_yolo_settings_turn_on():
+    from automl.searching.settings import trackers_text
+
+    assert trackers_text({"tensorboard": False, "mlflow": False}, "/s/trials") is None
+    text = trackers_text({"tensorboard": True, "mlflow": True, "wandb": False}, "/s/trials")
+    assert text == ("your yolo settings turn on tensorboard, mlflow: each trial logs as its own "
+                    "run (TensorBoard: /s/trials/trial_NNNN (tensorboard --logdir /s/trials); "
+                    "MLflow: experiment /s/trials (or $MLFLOW_EXPERIMENT_NAME), run trial_NNNN)")

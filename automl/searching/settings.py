@@ -223,3 +223,25 @@ def describe_start(model: str, settings: Mapping[str, Any]) -> str:
         return f"every trial trains the architecture of {model} from scratch (pretrained=False)"
     return (f"a trained start: every trial fine-tunes {model}{frozen}, the plain training "
             "included")
+
+
+# ultralytics' experiment-tracker integrations (`yolo settings KEY=True`), and where a trial of
+# project p named n logs with each (ultralytics' own naming: automl leaves them as they are)
+TRACKERS = {
+    "tensorboard": "TensorBoard: {p}/{n} (tensorboard --logdir {p})",
+    "mlflow": "MLflow: experiment {p} (or $MLFLOW_EXPERIMENT_NAME), run {n}",
+    "wandb": "W&B: project {p} (/ as -), run {n}",
+    "clearml": "ClearML: project {p}, task {n}",
+    "comet": "Comet: project {p}, experiment {n}",
+    "dvc": "DVCLive: {p}/{n}",
+}
+
+
+def trackers_text(settings: Mapping[str, Any], project: str) -> str | None:
+    """Which of ultralytics' experiment trackers `yolo settings` turns on, and where each trial
+    logs with them (None when none is on: nothing is turned on that ultralytics does not)."""
+    on = [key for key in TRACKERS if settings.get(key) is True]
+    if not on:
+        return None
+    where = "; ".join(TRACKERS[key].format(p=project, n="trial_NNNN") for key in on)
+    return f"your yolo settings turn on {', '.join(on)}: each trial logs as its own run ({where})"
