@@ -271,11 +271,11 @@ def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
                 f"{shown(differences(plain, ultralytics_defaults()))} (the rest ultralytics' "
                 "defaults)"
                 + (f"; outside the space ({plan.outside})" if plan.outside else ""))
+        if len(queued) > 1:
+            say(f"second trial: ultralytics' default values {shown(queued[1])}")
     mine = differences(plan.settings, ultralytics_defaults())
     if mine:
         say(f"your training settings, in every trial and the plain training: {shown(mine)}")
-        if len(queued) > 1:
-            say(f"second trial: ultralytics' default values {shown(queued[1])}")
     return the_study
 
 

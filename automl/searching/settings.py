@@ -237,10 +237,23 @@ TRACKERS = {
 }
 
 
-def trackers_text(settings: Mapping[str, Any], project: str) -> str | None:
-    """Which of ultralytics' experiment trackers `yolo settings` turns on, and where each trial
-    logs with them (None when none is on: nothing is turned on that ultralytics does not)."""
-    on = [key for key in TRACKERS if settings.get(key) is True]
+def tracker_works(key: str) -> bool:
+    """Whether ultralytics' integration `key` would log: its callbacks module finds its package
+    (it has none when the package is missing, or under pytest)."""
+    from importlib import import_module
+
+    try:
+        module = import_module(f"ultralytics.utils.callbacks.{'wb' if key == 'wandb' else key}")
+    except Exception:  # an integration that fails to import logs nothing either
+        return False
+    return bool(getattr(module, "callbacks", None))
+
+
+def trackers_text(settings: Mapping[str, Any], project: str,
+                  works=tracker_works) -> str | None:
+    """Which of ultralytics' experiment trackers `yolo settings` turns on (and whose package is
+    there), and where each trial logs with them; None when none: automl turns none on."""
+    on = [key for key in TRACKERS if settings.get(key) is True and works(key)]
     if not on:
         return None
     where = "; ".join(TRACKERS[key].format(p=project, n="trial_NNNN") for key in on)
