@@ -261,3 +261,28 @@ def test_the_search_says_where_each_trial_logs_with_the_trackers_yolo_settings_t
     assert text == ("your yolo settings turn on tensorboard, mlflow: each trial logs as its own "
                     "run (TensorBoard: /s/trials/trial_NNNN (tensorboard --logdir /s/trials); "
                     "MLflow: experiment /s/trials (or $MLFLOW_EXPERIMENT_NAME), run trial_NNNN)")
+
+
+def test_a_promotion_and_a_validation_train_the_studys_settings():
+    import optuna
+
+    from automl.results.promotion import resolve_promotion
+    from automl.study import BASELINE_ATTR, CONFIG_ATTR, trial_args
+
+    p = plan(with_settings(SearchFlags(data="/data/d.yaml", epochs=20, batch=16,
+                                       train_args=["cos_lr", "freeze=10"])))
+    study = optuna.create_study()
+    study.set_user_attr(CONFIG_ATTR, p.config.to_dict())
+    study.enqueue_trial({"lr0": 0.001667, "lrf": 0.01, "momentum": 0.9},
+                        user_attrs={BASELINE_ATTR: True})
+    study.enqueue_trial({"lr0": 0.02, "lrf": 0.1, "momentum": 0.8})
+    for _ in range(2):
+        trial = study.ask(p.space.distributions())
+        study.tell(trial, 0.1)
+    plain, searched = (trial_args(study, t) for t in study.trials)
+    assert plain["cos_lr"] is searched["cos_lr"] is True
+    assert plain["freeze"] == searched["freeze"] == 10
+    promotion = resolve_promotion(p.config, study="s", trial_number=1, params=searched,
+                                  data=None, full_data="train", epochs=None, model=None,
+                                  device=None, imgsz=None, batch=None, project="runs")
+    assert promotion.params["cos_lr"] is True and promotion.params["lr0"] == 0.02
