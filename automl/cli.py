@@ -170,12 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     command = command_of(args)
-    if extra and hasattr(args, "train_args"):
+    settings = hasattr(args, "train_args")
+    unknown = [a for a in extra if a.startswith("-")] if settings else extra
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
         # KEY=VALUE settings between flags: argparse gives the first run of them to the
         # positional, the rest come back here
         args.train_args = [*(args.train_args or ()), *extra]
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         values = values_of(args)
         if command not in CHECKED_BY_THE_API:
