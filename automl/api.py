@@ -288,8 +288,7 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     from automl.execution.pruners import rungs_text
     from automl.execution.ray_runner import Resources, run_search
     from automl.fitness import parse_fitness
-    from automl.searching.settings import describe_start, trackers_text
-    from automl.searching.spaces import ultralytics_defaults
+    from automl.searching.settings import training_lines
 
     config, run, dataset = plan.config, plan.run, plan.dataset
     trainable = {}
@@ -319,24 +318,10 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
         f"{plan.gpus:g} GPU each; pruner "
         f"{config.pruner}" + (f" ({rungs_text(run.epochs)})" if config.pruner == "asha" else "")
         + (f"; no new trial after {flags.timeout:g} s" if flags.timeout else ""))
-    from ultralytics.utils import SETTINGS
-
-    tracked = trackers_text(SETTINGS, run.project)
-    if tracked:
-        say(tracked)
-    if flags.batch == -1:
-        say("batch -1: ultralytics' AutoBatch " + (
-            f"falls back to batch {run.batch} on the CPU" if run.batch > 0 else
-            "picks each trial's batch on its GPU (recorded on the trial as batch)"))
-    if run.model.endswith(".pt") or plan.settings.get("freeze") or isinstance(
-            plan.settings.get("pretrained"), str):
-        say(describe_start(run.model, plan.settings))
-    patience = int(plan.settings.get("patience", ultralytics_defaults()["patience"]) or 0)
-    if 0 < patience < run.epochs:
-        say(f"patience={patience}: as in yolo train, a trial whose fitness (ultralytics' own) has "
-            f"not improved for {patience} epochs stops early, COMPLETE and recorded with "
-            f"stopped_by=patience; the pruner ({config.pruner}) stops weak trials besides "
-            "(PRUNED)")
+    for line in training_lines(plan.settings, model=run.model, epochs=run.epochs,
+                               batch=run.batch, autobatch=flags.batch == -1,
+                               pruner=config.pruner, project=None if run.replay else run.project):
+        say(line)
     if flags.seed is not None and plan.concurrency > 1:
         say(f"--seed {flags.seed}: the mini split, the first trials and the searcher's random "
             f"draws repeat; with {plan.concurrency} trials at once, which results a proposal "

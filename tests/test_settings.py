@@ -286,3 +286,20 @@ def test_a_promotion_and_a_validation_train_the_studys_settings():
                                   data=None, full_data="train", epochs=None, model=None,
                                   device=None, imgsz=None, batch=None, project="runs")
     assert promotion.params["cos_lr"] is True and promotion.params["lr0"] == 0.02
+
+
+def test_the_header_says_what_patience_autobatch_and_a_trained_start_do():
+    from automl.searching.settings import training_lines
+
+    lines = training_lines({"patience": 5, "freeze": 10}, model="mine.pt", epochs=30, batch=16,
+                           autobatch=True, pruner="asha", project=None)
+    assert lines == [
+        "batch -1: ultralytics' AutoBatch falls back to batch 16 on the CPU",
+        "a trained start: every trial fine-tunes mine.pt, its first 10 layers frozen, the plain "
+        "training included",
+        "patience=5: as in yolo train, a trial whose fitness (ultralytics' own) has not improved "
+        "for 5 epochs stops early, COMPLETE and recorded with stopped_by=patience; the pruner "
+        "(asha) stops weak trials besides (PRUNED)"]
+    # ultralytics' default patience (100) says nothing to a 30-epoch search
+    assert training_lines({}, model="yolo11n.yaml", epochs=30, batch=16, autobatch=False,
+                          pruner="asha", project=None) == []

@@ -258,3 +258,32 @@ def trackers_text(settings: Mapping[str, Any], project: str,
         return None
     where = "; ".join(TRACKERS[key].format(p=project, n="trial_NNNN") for key in on)
     return f"your yolo settings turn on {', '.join(on)}: each trial logs as its own run ({where})"
+
+
+def training_lines(settings: Mapping[str, Any], *, model: str, epochs: int, batch: int | None,
+                   autobatch: bool, pruner: str, project: str | None) -> list[str]:
+    """The search header's lines on the user's training: the trackers that log each trial (where
+    trials train in `project`), AutoBatch, a trained start, ultralytics' early stopping."""
+    lines = []
+    if project is not None:
+        from ultralytics.utils import SETTINGS
+
+        tracked = trackers_text(SETTINGS, project)
+        if tracked:
+            lines.append(tracked)
+    if autobatch:
+        lines.append("batch -1: ultralytics' AutoBatch " + (
+            f"falls back to batch {batch} on the CPU" if batch and batch > 0 else
+            "picks each trial's batch on its GPU (recorded on the trial as batch)"))
+    if model.endswith(".pt") or settings.get("freeze") or isinstance(settings.get("pretrained"),
+                                                                     str):
+        lines.append(describe_start(model, settings))
+    from automl.searching.spaces import ultralytics_defaults
+
+    patience = int(settings.get("patience", ultralytics_defaults()["patience"]) or 0)
+    if 0 < patience < epochs:
+        lines.append(f"patience={patience}: as in yolo train, a trial whose fitness (ultralytics' "
+                     f"own) has not improved for {patience} epochs stops early, COMPLETE and "
+                     f"recorded with stopped_by=patience; the pruner ({pruner}) stops weak "
+                     "trials besides (PRUNED)")
+    return lines
