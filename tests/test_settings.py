@@ -30,7 +30,8 @@ def test_ultralytics_defaults_change_nothing_and_run_keys_become_flags(tmp_path)
         {**DEFAULT_CFG_DICT, "cos_lr": True, "patience": 3, "epochs": 7}))
     settings, flags = read_settings(["patience=5", "model=yolo11s.yaml"], cfg)
     assert settings == {"cos_lr": True, "patience": 5}  # the command line over the file
-    assert flags == {"epochs": 7, "model": "yolo11s.yaml"}
+    # the flags' keys it gives are those flags, default values too: yolo train cfg= trains them
+    assert flags == {"epochs": 7, "model": "yolo11s.yaml", "imgsz": 640, "batch": 16}
 
 
 @pytest.mark.parametrize(("pairs", "message"), [
@@ -303,3 +304,19 @@ def test_the_header_says_what_patience_autobatch_and_a_trained_start_do():
     # ultralytics' default patience (100) says nothing to a 30-epoch search
     assert training_lines({}, model="yolo11n.yaml", epochs=30, batch=16, autobatch=False,
                           pruner="asha", project=None) == []
+
+
+def test_a_best_hyperparameters_yaml_is_a_cfg_for_the_next_search(tmp_path):
+    best = write(tmp_path / "best_hyperparameters.yaml", (
+        "# best of study 'x': trial 4, fitness 0.49960 (v5)\n"
+        "# use: yolo train cfg=best_hyperparameters.yaml data=... model=...\n"
+        "optimizer: AdamW\ncos_lr: true\nlr0: 0.0033\nmomentum: 0.67\nwarmup_bias_lr: 0.0\n"
+        "batch: 16\n"))
+    flags = with_settings(SearchFlags(data="/data/d.yaml", epochs=20, cfg=str(best),
+                                      space="loss_gains"))
+    assert flags.batch == 16
+    p = plan(flags, space="loss_gains")  # a space that searches other keys on top of it
+    assert p.run.fixed["lr0"] == 0.0033 and p.config.baseline_fixed["cos_lr"] is True
+    assert p.config.baseline_fixed["optimizer"] == "AdamW"
+    with pytest.raises(ConfigError, match="the space lr_momentum searches lr0"):
+        plan(with_settings(SearchFlags(data="/data/d.yaml", cfg=str(best))))

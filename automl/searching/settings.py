@@ -117,7 +117,7 @@ def read_settings(pairs: Sequence[str] | Mapping[str, Any] | None,
 
     `cfg` (and a `cfg=FILE` pair) is read first, the pairs over it, as `yolo train` does. Keys
     whose value is ultralytics' default change nothing and are dropped (a full copy of
-    default.yaml works as a cfg file).
+    default.yaml works as a cfg file), but for those of AS_FLAGS: they set their flag.
 
     Returns:
         (settings, flags): ultralytics train args that differ from its defaults, and the values
@@ -146,11 +146,13 @@ def read_settings(pairs: Sequence[str] | Mapping[str, Any] | None,
         ucfg.check_cfg(merged, hard=True)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{e} (ultralytics' check of your training settings)") from None
-    changed = {k: v for k, v in merged.items() if v != defaults.get(k)}
+    # a flag's key given is that flag, ultralytics' default value or not (epochs: 100 in a cfg
+    # file trains 100 epochs, as yolo train would, not automl's default)
+    flags = {k: merged.pop(k) for k in AS_FLAGS if merged.get(k) not in (None, "")}
+    changed = {k: v for k, v in merged.items() if k not in AS_FLAGS and v != defaults.get(k)}
     for key in changed:
         if key in OWNED:
             raise ConfigError(f"{key}={changed[key]}: {OWNED[key]}; leave it out")
-    flags = {k: changed.pop(k) for k in AS_FLAGS if k in changed}
     return changed, flags
 
 
