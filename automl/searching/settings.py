@@ -26,7 +26,7 @@ OWNED = {
     "save_dir": "trials go to studies/NAME/trials (automl promote --project sets a promotion's)",
     "resume": "run the same automl search command again to continue a study",
     "mode": "automl search trains",
-    "task": "automl searches detection trainings (task=detect)",
+    "task": "automl takes the task from --model and the data",
     "val": "every trial validates after each epoch: the search ranks trials on it",
     "plots": "trials draw no plots (automl report draws the study's)",
     "save": "automl keeps the weights of the trials --keep-weights names",
