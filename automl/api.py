@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,8 @@ def search(
     replay_epoch_seconds: float = 0.0,
     drop_bad_images: bool = False,
     budget: str | float | None = None,
+    cfg: str | Path | None = None,
+    train_args: Mapping[str, Any] | Sequence[str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Run (or continue) a hyperparameter search whose every trial is an ultralytics training.
@@ -146,6 +148,13 @@ def search(
             of the plain training is timed, the trials, epochs (at most `epochs`), mini-split
             share and trials at once are planned to fit, and no trial starts that the measured
             pace says would end after it (automl.execution.budget).
+        cfg: a `yolo train cfg=` YAML of the user's training settings (their own, or a
+            best_hyperparameters.yaml).
+        train_args: the user's `yolo train` settings, over `cfg`: a mapping (as
+            `model.train(**train_args)` takes them) or `KEY=VALUE` strings (as `yolo train`
+            takes them). Every trial trains with them, the plain training included; data, model,
+            epochs, imgsz, batch and device set those arguments. Checked by ultralytics' own
+            configuration checks (automl.searching.settings).
         log: where progress lines go (default: stdout).
 
     Returns:
@@ -172,11 +181,13 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0):
     from automl.data.demo import ensure_demo_dataset
     from automl.data.tasks import check_space_task, check_task, task_fitness
     from automl.machine import machine_cpus, machine_gpus
-    from automl.searching.planning import check_search, resolve_search
+    from automl.searching.planning import check_search, resolve_search, with_settings
+    from automl.searching.settings import check_pretrained
     from automl.searching.spaces import load_space, ultralytics_defaults
     from automl.study import STUDIES_DIR
 
     # the flags first: a typo must not wait for torch to load or demo data to be generated
+    flags = with_settings(flags)
     check_search(flags)
     if flags.replay:  # the recorded trainings' epochs, imgsz and batch unless the flags say
         from automl.execution.replay import load_record
@@ -191,6 +202,7 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0):
     else:
         space = load_space(flags.space)
     check_model(flags.model)
+    check_pretrained(flags.train_args)
     task = check_task(flags.model, None if flags.demo or flags.replay else flags.data)
     flags = replace(flags, fitness=task_fitness(task, flags.fitness, flags.model))
     check_space_task(space, task, flags.model)
@@ -206,6 +218,7 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0):
         say(report.headline() if report.clean else f"{report.details(limit=20)}\n{report.summary()}")
         if not flags.drop_bad_images:
             refuse_heavy_loss(report)
+        dataset = _as_trained(dataset, flags.train_args, say)
     def resolve(flags: SearchFlags):
         return resolve_search(flags, dataset=dataset, space=space,
                               ultralytics_defaults=ultralytics_defaults(),
@@ -226,11 +239,30 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0):
     return plan
 
 
+def _as_trained(dataset, settings: Mapping[str, Any], say: Callable[[str], None]):
+    """The dataset as the trials train on it under the user's `classes` and `single_cls`."""
+    from automl.data.dataset import as_trained
+
+    classes, single = settings.get("classes"), bool(settings.get("single_cls"))
+    if classes is None and not single:
+        return dataset
+    trained = as_trained(dataset, classes=classes, single_cls=single)
+    n_all = sum(len(b) for b in dataset.boxes.values())
+    n_kept = sum(len(b) for b in trained.boxes.values())
+    say(f"trials train on {n_kept} of the {n_all} boxes"
+        + (f" (classes={classes} only)" if classes is not None else "")
+        + (" as one class (single_cls)" if single else "")
+        + ": the mini split stratifies on those")
+    return trained
+
+
 def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
     """Open (or create) the study, check it measures the same thing, queue its first trials."""
     from automl import study as studies
     from automl.console import shown
     from automl.searching.searchers import make_sampler, queue_first_trials
+    from automl.searching.settings import differences
+    from automl.searching.spaces import ultralytics_defaults
 
     storage_url = flags.storage or studies.default_storage(plan.name)
     goals = plan.config.goals
@@ -252,11 +284,17 @@ def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
             queued = queue_first_trials(the_study, flags.searcher, plan.space, plan.baseline,
                                         plan.start, outside=plan.outside, budget=plan.trials)
         if queued:
-            say(f"first trial: your plain training (yolo train with these flags: "
-                f"{shown(plan.config.baseline_fixed)})"
+            plain = {"model": plan.run.model, "epochs": plan.run.epochs,
+                     "imgsz": plan.run.imgsz, **plan.config.baseline_fixed}
+            say(f"first trial: your plain training, yolo train with "
+                f"{shown(differences(plain, ultralytics_defaults()))} (the rest ultralytics' "
+                "defaults)"
                 + (f"; outside the space ({plan.outside})" if plan.outside else ""))
         if len(queued) > 1:
             say(f"second trial: ultralytics' default values {shown(queued[1])}")
+    mine = differences(plan.settings, ultralytics_defaults())
+    if mine:
+        say(f"your training settings, in every trial and the plain training: {shown(mine)}")
     return the_study
 
 
@@ -269,6 +307,7 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     from automl.execution.pruners import rungs_text
     from automl.execution.ray_runner import Resources, run_search
     from automl.fitness import parse_fitness
+    from automl.searching.settings import training_lines
 
     config, run, dataset = plan.config, plan.run, plan.dataset
     trainable = {}
@@ -303,6 +342,10 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
         f"{plan.gpus:g} GPU each; pruner "
         f"{config.pruner}" + (f" ({rungs_text(run.epochs)})" if config.pruner == "asha" else "")
         + (f"; no new trial after {flags.timeout:g} s" if flags.timeout else ""))
+    for line in training_lines(plan.settings, model=run.model, epochs=run.epochs,
+                               batch=run.batch, autobatch=flags.batch == -1,
+                               pruner=config.pruner, project=None if run.replay else run.project):
+        say(line)
     if flags.seed is not None and plan.concurrency > 1:
         say(f"--seed {flags.seed}: the mini split, the first trials and the searcher's random "
             f"draws repeat; with {plan.concurrency} trials at once, which results a proposal "
@@ -373,7 +416,9 @@ def _summarise(plan, the_study, say: Callable[[str], None]) -> SearchResult:
         say(front_table(the_study, plan.config.goals))
     verdict = baseline_verdict(the_study)
     if verdict:
-        say(verdict)
+        start = plan.run.model
+        say(verdict + (f" (the plain training fine-tunes {start} with your settings)"
+                       if start.endswith(".pt") else ""))
     if result.best_hyperparameters_path:
         say(f"best hyperparameters: {result.best_hyperparameters_path}")
     return result

@@ -27,6 +27,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_option(parser: argparse.ArgumentParser, option) -> None:
+    if not option.cli_flag.startswith("-"):  # positional: `automl search ... KEY=VALUE ...`
+        parser.add_argument(option.name, nargs=option.nargs, default=option.default,
+                            metavar=option.metavar, help=option.help_text())
+        return
     if option.switch:
         parser.add_argument(option.cli_flag, dest=option.name, help=option.help_text(),
                             action="store_true" if option.switch == "on" else "store_false")
@@ -163,8 +167,17 @@ CHECKED_BY_THE_API = {"search", "promote", "validate", "deploy", "thresholds"}
 def main(argv: list[str] | None = None) -> int:
     from automl.options import check
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
     command = command_of(args)
+    settings = hasattr(args, "train_args")
+    unknown = [a for a in extra if a.startswith("-")] if settings else extra
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        # KEY=VALUE settings between flags: argparse gives the first run of them to the
+        # positional, the rest come back here
+        args.train_args = [*(args.train_args or ()), *extra]
     try:
         values = values_of(args)
         if command not in CHECKED_BY_THE_API:

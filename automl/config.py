@@ -68,7 +68,7 @@ class RunSpec:
 
 
 # What a study measures: continuing it with other values would mix incomparable trials.
-DEFINING = ("space_keys", "fixed", "fitness", "data", "model", "epochs", "imgsz", "fraction",
+DEFINING = ("space_keys", "settings", "fixed", "fitness", "data", "model", "epochs", "imgsz", "fraction",
             "batch")
 # ... and what it optimises: another objective or cap changes which trials count (and a
 # multi-objective study cannot become a single-objective one)
@@ -102,6 +102,8 @@ class StudyConfig:
     objectives: tuple[str, ...] | None = None
     max_size_mb: float | None = None
     max_latency_ms: float | None = None
+    # the user's own training settings (KEY=VALUE, --cfg), ultralytics' defaults left out
+    settings: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -140,9 +142,17 @@ class StudyConfig:
         for key in (*DEFINING, *GOAL_FIELDS):
             # a goal missing from a stored config is its absence (no cap, fitness alone)
             if (key in stored or key in GOAL_FIELDS) and stored.get(key) != mine.get(key):
+                if key == "settings":
+                    return (f"was created with the training settings {_pairs(stored[key])}, not "
+                            f"{_pairs(mine.get(key))}; give the original KEY=VALUE settings to "
+                            "resume, or a new --study NAME")
                 return (f"was created with {key}={stored.get(key)!r}, not {mine.get(key)!r}; use "
                         "the original value to resume, or a new --study NAME")
         return None
+
+
+def _pairs(settings: Mapping[str, Any] | None) -> str:
+    return " ".join(f"{k}={v}" for k, v in (settings or {}).items()) or "(none)"
 
 
 @dataclass(frozen=True)
@@ -180,6 +190,10 @@ class SearchFlags:
     drop_bad_images: bool = False  # search even when ultralytics would leave out > 5% of images
     replay_epoch_seconds: float = 0.0  # with replay: each replayed epoch takes this long
     budget: str | float | None = None  # time for the whole search (automl.durations)
+    # the user's `yolo train` settings: KEY=VALUE strings or a mapping, and a cfg= YAML
+    # (automl.searching.settings reads them)
+    train_args: Any = None
+    cfg: str | Path | None = None
 
     @property
     def demo(self) -> bool:

@@ -67,6 +67,10 @@ class EpochReport:
     device: str = ""
     size_mb: float = math.nan
     latency_ms: float = math.nan
+    # why the training ended after this epoch, before its last: "patience" (ultralytics' own
+    # early stopping, as in yolo train); "" when it goes on or ends at its last epoch
+    stopped_by: str = ""
+    batch: int = 0  # the batch the training runs (AutoBatch's pick with batch=-1); 0: unknown
 
     def metrics(self) -> dict[str, float]:
         """The validation metrics by canonical name (METRICS; a task's own where measured)."""

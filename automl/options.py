@@ -328,8 +328,10 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
            f"{D.DEMO_PROFILE['epochs']})", type=int, check=at_least(1)),
     Option("imgsz", f"training image size (default: {D.IMGSZ}; demo data: "
            f"{D.DEMO_PROFILE['imgsz']})", type=int, check=at_least(32)),
-    Option("batch", f"batch size (default: {D.BATCH}; demo data: {D.DEMO_PROFILE['batch']})",
-           type=int, check=at_least(1)),
+    Option("batch", f"batch size, or -1 for ultralytics' AutoBatch (default: {D.BATCH}; demo "
+           f"data: {D.DEMO_PROFILE['batch']})", type=int,
+           check=lambda v: None if v is None or v >= 1 or v == -1 else
+           "must be at least 1, or -1 for ultralytics' AutoBatch"),
     DEVICE,
     Option("ga_parent", "GA parent selection: single | weighted (default: single; --searcher ga "
            "only)", choices=D.GA_PARENT_MODES),
@@ -371,6 +373,11 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
     Option("drop_bad_images", "search even when ultralytics would leave out more than 5%% of "
            "the images (automl check says why); without it the search stops first", type=None,
            default=False, switch="on"),
+    Option("cfg", "a yolo train cfg= YAML of your training settings (your own, or a "
+           "best_hyperparameters.yaml); KEY=VALUE settings go over it", check=not_empty),
+    Option("train_args", "your yolo train settings, as yolo train takes them (cos_lr=True "
+           "close_mosaic=5 freeze=10 ...): every trial trains with them, the plain training "
+           "(trial #0) included", flag="train_args", nargs="*", metavar="KEY=VALUE"),
 ))
 
 PROMOTE = Command("promote", "train a study's best trial on the full data", (

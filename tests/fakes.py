@@ -112,3 +112,13 @@ def fake_measured_trainer(config):
         value = lr0 * epoch
         extra = {"latency_ms": 100 * lr0, "size_mb": 5.0} if epoch == epochs else {}
         _report(epoch, value, map50=value, map50_95=value, **extra)
+
+
+def fake_patient_trainer(config):
+    """A training that ultralytics' early stopping (patience) ends after epoch 4 when lr0 < 0.05:
+    its last report says so, as train_once's does."""
+    lr0 = config["params"]["lr0"]
+    last = 4 if lr0 < 0.05 else config["run"].epochs
+    for epoch in range(1, last + 1):
+        _report(epoch, lr0 * min(epoch, 2),
+                stopped_by="patience" if epoch == last < config["run"].epochs else "")

@@ -44,7 +44,8 @@ def test_an_auto_space_trains_the_resolved_optimizer_with_auto_values_for_unsear
     assert trial_fixed({}, ("optimizer", "lr0"), auto) == {}
 
 
-def _trial_0_is_the_plain_training(data, project, study_name: str, trials: int = 2):
+def _trial_0_is_the_plain_training(data, project, study_name: str, trials: int = 2,
+                                   model: str = "yolo11n.yaml", settings=None):
     """Search `data`, train `yolo train` on it with the same flags; trial #0 must be that training:
     the same images (counted by ultralytics in both), the same weights (val loss and metrics).
 
@@ -62,8 +63,10 @@ def _trial_0_is_the_plain_training(data, project, study_name: str, trials: int =
         seen.setdefault("plain", (len(trainer.train_loader.dataset),
                                   sum(len(lb["cls"]) for lb in trainer.train_loader.dataset.labels)))
 
+    settings = dict(settings or {})
     automl.search(data=str(data), trials=trials, seed=0, cpus_per_trial=1, pruner="none",
-                  study=study_name, log=lambda line: None, **flags)
+                  study=study_name, log=lambda line: None, model=model, train_args=settings,
+                  **flags)
     study = optuna.load_study(study_name=study_name, storage=f"sqlite:///studies/{study_name}.db")
     trial = study.trials[0]
     assert trial.user_attrs[BASELINE_ATTR] is True
@@ -74,16 +77,18 @@ def _trial_0_is_the_plain_training(data, project, study_name: str, trials: int =
         per_epoch.setdefault(trainer.epoch + 1, {**epoch_metrics(trainer),
                                                  "val_loss": validation_loss(trainer)})
         used.update(optimizer=trainer.args.optimizer, lr0=trainer.args.lr0,
-                    warmup_bias_lr=trainer.args.warmup_bias_lr)
+                    warmup_bias_lr=trainer.args.warmup_bias_lr,
+                    **{k: getattr(trainer.args, k) for k in settings})
 
-    model = YOLO("yolo11n.yaml")
-    model.add_callback("on_fit_epoch_end", on_epoch_end)
-    model.add_callback("on_train_start", on_train_start)
-    model.train(data=str(data), plots=False, project=str(project), name="run", **flags)
+    yolo = YOLO(model)
+    yolo.add_callback("on_fit_epoch_end", on_epoch_end)
+    yolo.add_callback("on_train_start", on_train_start)
+    yolo.train(data=str(data), plots=False, project=str(project), name="run", **flags, **settings)
 
     config = study.user_attrs[CONFIG_ATTR]
     plain = config["baseline_fixed"]
-    assert {k: plain[k] for k in used} == used  # what ultralytics' auto chose, as automl resolved it
+    # what ultralytics' auto chose, as automl resolved it, and the user's settings
+    assert {k: plain[k] for k in used} == used
     last = per_epoch[3]
     assert math.isfinite(last["val_loss"]) and last["val_loss"] > 0
     # ultralytics rounds losses to 5 decimals; another configuration lands far from it
@@ -105,6 +110,31 @@ def test_trial_0_equals_a_plain_yolo_train_with_the_same_arguments(in_tmp):
     # trial #1 is ultralytics' default values with the same optimizer: another training
     assert other.params == {"lr0": 0.01, "lrf": 0.01, "momentum": 0.937}
     assert abs(other.user_attrs["val_loss"] - trial.user_attrs["val_loss"]) > 1e-3
+
+
+@pytest.mark.integration
+def test_trial_0_equals_yolo_train_with_the_users_own_settings_from_a_trained_start(in_tmp):
+    """A fine-tuning: a checkpoint trained here, frozen backbone, cosine schedule, mosaic
+    closed early, RAM cache, ...: trial #0 is `yolo train` with exactly those settings."""
+    from ultralytics import YOLO
+
+    data = make_demo_dataset(in_tmp / "data", n_train=16, n_val=8, seed=4, nc=2,
+                             image_sizes=((128, 96),), boxes_per_image=(1, 2))
+    YOLO("yolo11n.yaml").train(data=str(data), epochs=1, imgsz=64, batch=4, plots=False,
+                               project=str(in_tmp / "start"), name="run", val=False)
+    start = in_tmp / "start" / "run" / "weights" / "last.pt"
+    # nbs 4: an optimizer step every batch, so that three short epochs change the weights
+    settings = {"cos_lr": True, "close_mosaic": 2, "patience": 20, "freeze": 10, "nbs": 4,
+                "cache": "ram", "mosaic": 0.5, "fliplr": 0.2, "warmup_epochs": 1.0}
+    study, _ = _trial_0_is_the_plain_training(data, in_tmp / "plain", "finetune", trials=1,
+                                              model=str(start), settings=settings)
+    config = study.user_attrs[CONFIG_ATTR]
+    assert config["settings"] == settings and config["model"] == str(start)
+    # the weights trained: a val loss that does not move would match any training
+    rows = (in_tmp / "studies" / "finetune" / "trials" / "trial_0000" / "results.csv"
+            ).read_text().splitlines()
+    losses = {line.split(",")[9] for line in rows[1:]}  # val/box_loss of each epoch
+    assert len(losses) == 3, rows
 
 
 @pytest.mark.integration

@@ -62,13 +62,14 @@ def test_large_data_gets_the_sgd_like_optimizer_and_its_own_lr0_range():
     assert (p.space["lr0"].low, p.space["lr0"].high) == (1e-3, 0.1)
 
 
-def test_a_space_that_names_its_optimizer_keeps_it_and_says_the_baseline_is_outside():
-    space = parse_space({"fixed": {"optimizer": "SGD"},
+def test_a_space_that_names_its_optimizer_trains_it_in_the_plain_training_too():
+    # a space's fixed args are the user's training: trial #0 is yolo train with them
+    space = parse_space({"fixed": {"optimizer": "SGD", "cos_lr": True},
                          "params": {"lr0": {"low": 1e-3, "high": 0.1, "log": True}}})
     p = plan(SearchFlags(data="/data/d.yaml", epochs=20, batch=16), space=space)
-    assert p.run.fixed == {"optimizer": "SGD", "batch": 16}
-    assert p.config.baseline_fixed["optimizer"] == "AdamW"  # the plain training stays plain
-    assert "optimizer='SGD'" in p.outside
+    assert p.run.fixed == {"optimizer": "SGD", "cos_lr": True, "batch": 16}
+    assert p.config.baseline_fixed == {"optimizer": "SGD", "cos_lr": True, "batch": 16}
+    assert p.baseline["lr0"] == 0.01 and p.outside is None  # SGD at ultralytics' lr0
 
 
 def test_explicit_flags_win_and_resources_are_shared():

@@ -19,6 +19,7 @@ from automl.searching.spaces import parse_space
 from automl.study import finished_trials, open_study
 from tests.fakes import (
     fake_late_learner,
+    fake_patient_trainer,
     fake_run,
     fake_slow_trainer,
     fake_trainer,
@@ -115,6 +116,23 @@ def test_the_plain_training_is_never_stopped(in_tmp, pruner):
     assert plain.user_attrs[BASELINE_ATTR] and plain.state == TrialState.COMPLETE
     assert sorted(plain.intermediate_values) == list(range(1, EPOCHS + 1))
     assert other.state == TrialState.PRUNED
+
+
+def test_a_trial_ultralytics_stopped_early_is_complete_and_says_why(in_tmp):
+    """patience, as in yolo train: the trial ends before its epochs and counts (COMPLETE, its best
+    epoch's fitness), recorded with why; not mistaken for a trial the pruner stopped."""
+    from automl.study import STOPPED_BY_ATTR
+
+    study = open_study("patience", None)
+    for lr0 in (0.01, 0.09):
+        study.enqueue_trial({"lr0": lr0})
+    run_search(study, SPACE.distributions(), fake_run(EPOCHS), n_trials=2,
+               resources=Resources(1, 1, 0), pruner="none", trainable=fake_patient_trainer)
+    stopped, full = study.trials
+    assert stopped.state == full.state == TrialState.COMPLETE
+    assert (stopped.user_attrs["epochs"], stopped.user_attrs[STOPPED_BY_ATTR]) == (4, "patience")
+    assert stopped.value == pytest.approx(0.02)
+    assert full.user_attrs["epochs"] == EPOCHS and STOPPED_BY_ATTR not in full.user_attrs
 
 
 def test_no_trial_starts_after_the_timeout_and_running_ones_finish(in_tmp):

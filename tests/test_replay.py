@@ -236,9 +236,14 @@ def test_a_replay_refuses_a_record_trained_otherwise_in_one_line(record_path, tm
     from automl.searching.spaces import load_space
 
     path = record_space(load_record(old), tmp_path / "recorded.yaml")
-    assert load_space(str(path)).fixed == {"optimizer": "AdamW", "warmup_bias_lr": 0.0}
+    # auto's pick, written as auto: the searched trials train AdamW, the plain training auto's
+    # lr0 as the record's did (a space's fixed optimizer would be the plain training's too)
+    assert load_space(str(path)).fixed == {"optimizer": "auto", "warmup_bias_lr": 0.0}
     study = simulate_search(old, searcher="tpe", trials=4, seed=0, space=str(path))
     assert len(study.trials) == 4
+    config = study.user_attrs["automl:config"]
+    assert config["fixed"]["optimizer"] == config["baseline_fixed"]["optimizer"] == "AdamW"
+    assert config["baseline_fixed"]["lr0"] != 0.01
     # without --data too: a replay is the record's data, not the demo's (whose profile trains
     # nbs = batch, which the record did not)
     from automl.execution.replay import replay_plan

@@ -77,7 +77,7 @@ def test_space_by_path(tmp_path):
         ("params:\n  lr0: {low: 0.001, high: 0.1, log: true, step: 0.01}\n", "lr0: log and step cannot be combined"),
         ("params:\n  epochs: {low: 1, high: 9}\n", "epochs: is set by automl's own flags"),
         ("fixed: {single_cls: true}\nparams:\n  lr0: {low: 0.001, high: 0.1}\n",
-         "single_cls: changes which labels the data holds"),
+         "single_cls: changes which labels the trials train on; give it as your training setting"),
         ("fixed:\n  imgsz: 320\nparams:\n  lr0: {low: 0.001, high: 0.1}\n",
          "imgsz: is fixed by automl's --imgsz flag; list it under 'params' to search it"),
         ("params:\n  model: {choices: [yolo11n.yaml, nosuch.yaml]}\n",

@@ -11,7 +11,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,27 @@ class Dataset:
         """A pose dataset's keypoints per object and values per keypoint; None for the others."""
         shape = self.extra.get("kpt_shape")
         return tuple(shape) if shape is not None else None
+
+
+def as_trained(dataset: Dataset, *, classes: Sequence[int] | None = None,
+               single_cls: bool = False) -> Dataset:
+    """A checked dataset's boxes as a training with ultralytics' `classes` and `single_cls`
+    reads them: only the boxes of `classes` (an image left without any is a background), every
+    class 0 under `single_cls`. Splits drawn from it stratify on what the trials train on."""
+    if dataset.boxes is None or (classes is None and not single_cls):
+        return dataset
+    if isinstance(classes, int):
+        classes = [classes]
+    keep = np.array(sorted({int(c) for c in classes})) if classes is not None else None
+    boxes = {}
+    for image, b in dataset.boxes.items():
+        if keep is not None:
+            b = b[np.isin(b[:, 0].astype(int), keep)]
+        if single_cls and len(b):
+            b = b.copy()
+            b[:, 0] = 0
+        boxes[image] = b
+    return replace(dataset, boxes=boxes)
 
 
 def label_path(image: Path | str) -> Path:

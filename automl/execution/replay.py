@@ -30,9 +30,12 @@ from automl.epochs import EpochReport
 from automl.errors import ConfigError
 
 # EpochReport fields a record stores per epoch, in this order (node and device are not
-# recorded, nor size and latency: a replayed search has no caps or objectives on them)
+# recorded, nor size and latency: a replayed search has no caps or objectives on them; nor
+# why a training stopped early and the batch it ran: a record's trainings run their epochs at
+# the batch its meta names)
 FIELDS = tuple(f.name for f in fields(EpochReport)
-               if f.name not in ("epoch", "node", "device", "size_mb", "latency_ms"))
+               if f.name not in ("epoch", "node", "device", "size_mb", "latency_ms",
+                                 "stopped_by", "batch"))
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,12 @@ def recorded_space(record: Record) -> dict[str, Any]:
               for k, (lo, hi, log) in record.bounds.items()}
     fixed = {k: v for k, v in (record.meta.get("fixed") or {}).items()
              if k not in _BOOKKEEPING}
+    plain = record.meta.get("baseline_fixed") or {}
+    if "optimizer" in fixed and fixed["optimizer"] == plain.get("optimizer") and "lr0" in plain:
+        # the optimizer ultralytics' auto picked, made explicit for the searched trials: written
+        # as auto, a search resolves it again and its plain training trains auto's lr0 and
+        # momentum, as the record's did (a space's fixed optimizer is the plain training's too)
+        fixed["optimizer"] = "auto"
     return {"description": f"the space recorded in {record.meta.get('regime', 'a record')}: its "
                            "keys, bounds and fixed args", "fixed": fixed, "params": params}
 

@@ -31,6 +31,7 @@ from automl.study import (
     LATEST_FITNESS_ATTR,
     OWNER_ATTR,
     SEED_ATTR,
+    STOPPED_BY_ATTR,
     best_trial,
     finished_trials,
     fitness_of,
@@ -305,6 +306,10 @@ class StudySearcher(Searcher):
                 trial.set_user_attr("device", last.device)
             trial.set_user_attr("epochs", last.epoch)
             trial.set_user_attr("train_seconds", last.train_seconds)
+            if last.batch and int(self._run.batch or 0) < 1:  # what AutoBatch picked
+                trial.set_user_attr("batch", last.batch)
+            if last.stopped_by:  # shorter than its epochs, and why
+                trial.set_user_attr(STOPPED_BY_ATTR, last.stopped_by)
             if math.isfinite(last.val_loss):  # the last epoch's: a fingerprint of the weights
                 trial.set_user_attr("val_loss", last.val_loss)
         measured = history[-1].measured() if history else {}
@@ -324,7 +329,7 @@ class StudySearcher(Searcher):
             trial.set_user_attr(ERROR_ATTR, message)
             self._study.tell(trial, state=TrialState.FAIL)
             state, value = "FAIL", None
-        elif last_epoch < int(self._run.epochs):
+        elif last_epoch < int(self._run.epochs) and not history[-1].stopped_by:
             # the scheduler stopped it at a rung: PRUNED, never mistaken for COMPLETE
             trial.set_user_attr(FITNESS, best.fitness)
             self._study.tell(trial, state=TrialState.PRUNED)

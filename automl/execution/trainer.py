@@ -163,7 +163,10 @@ def train_once(
             measured = {}
             if run.measure and epoch == int(run.epochs):
                 measured = footprint(trainer, int(trainer.args.imgsz))  # the size it trained at
+            stopped_by = early_stop(trainer, epoch)
             report(EpochReport(
+                stopped_by=stopped_by,
+                batch=int(trainer.batch_size),
                 epoch=epoch,
                 fitness=value if math.isfinite(value) else float("nan"),
                 val_loss=validation_loss(trainer),
@@ -182,7 +185,7 @@ def train_once(
 
             model.add_callback("on_train_batch_end", on_batch_end)
         model.train(**train_args(params, run, name=name))
-        return {"epochs": int(run.epochs)}
+        return {"epochs": int(model.trainer.epoch) + 1}  # fewer where patience stopped it
     except _Stopped:
         return {"stopped": True}
     except Exception as e:  # a bad hyperparameter or CUDA OOM fails this trial only
@@ -192,6 +195,17 @@ def train_once(
         gc.collect()
         _free_cuda()
         _freeze_survivors()
+
+
+def early_stop(trainer, epoch: int) -> str:
+    """"patience" when ultralytics' own early stopping ends the training at this epoch, before
+    its last ("" otherwise). Its weights are then saved as at a final epoch: `YOLO.train` reloads
+    them (with save=False ultralytics writes them at the final epoch alone)."""
+    if not trainer.stop or epoch >= int(trainer.epochs):
+        return ""
+    if not trainer.args.save:
+        trainer.save_model()
+    return "patience"
 
 
 def footprint(trainer, imgsz: int) -> dict[str, float]:

@@ -287,6 +287,9 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
                       for k, v in chosen.params.items())
     say(f"promoting trial #{chosen.number} of study '{study}' (search fitness "
         f"{fitness_of(chosen):.4f}): {shown}")
+    settings = studies.study_config(the_study).settings
+    if settings:  # in plan.params, as in every trial of the study
+        say("with your training settings " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     say(f"full data {train_yaml} ({plan.full_data}), model {plan.model}, {plan.epochs} epochs at "
         f"{plan.imgsz} px, batch {plan.batch}, device {plan.device or 'auto'} -> {plan.run_dir}")
 

@@ -32,6 +32,7 @@ class SearchPlan:
     start: dict[str, Any]  # ultralytics' default.yaml values of the space's keys (trial #1)
     outside: str | None  # why the plain training is not a point of the space
     concurrency: int
+    settings: dict[str, Any]  # the user's training settings (KEY=VALUE, --cfg, the space's fixed)
     cpus: float
     gpus: float
     concurrency_why: str = "--concurrency"
@@ -61,33 +62,49 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     from automl.options import fraction_value
     from automl.searching.baseline import resolve_auto, trial_fixed
     from automl.searching.searchers import searcher_entry
+    from automl.searching.settings import check_against_space
 
     entry = searcher_entry(flags.searcher)
     fit = parse_fitness(flags.fitness)
     epochs, imgsz, batch = training_profile(flags)
+    plan_batch = batch
+    if batch == -1:  # AutoBatch, as ultralytics does it on the trials' device
+        on_gpu = gpu_count > 0 and flags.device != "cpu" and flags.gpus_per_trial != 0
+        if not on_gpu:  # its fallback on the CPU: the default batch, known now
+            batch = plan_batch = int(ultralytics_defaults["batch"])
     goals = search_goals(flags)
     pruner = ("none" if goals.multi else pruner_entry(flags.pruner).name
               if flags.pruner is not None else default_pruner(epochs))
 
     name = flags.study or f"{'demo' if flags.demo else Path(dataset.yaml_path).stem}-{space.name}"
+    user = dict(flags.train_args or {})
+    check_against_space(user, space)
+    # the user's training: the space's fixed args, their KEY=VALUE and --cfg settings over them
+    settings = {**space.fixed, **user}
     # run-level args every trial shares, the plain training included (see DEMO_PROFILE)
-    run_args: dict[str, Any] = {"batch": batch, **({"nbs": batch} if flags.demo else {})}
-    if "nbs" in space.fixed:
-        run_args["nbs"] = space.fixed["nbs"]
+    run_args: dict[str, Any] = {"batch": batch, **({"nbs": plan_batch if plan_batch > 0 else
+                                                     D.DEMO_PROFILE["batch"]} if flags.demo else {})}
+    if "nbs" in settings:
+        run_args["nbs"] = settings["nbs"]
     nbs = int(run_args.get("nbs", ultralytics_defaults["nbs"]))
+    if plan_batch < 1:  # AutoBatch on a GPU picks it as each trial starts; one up to nbs
+        plan_batch = nbs  # changes no optimizer step count (ultralytics steps once per nbs)
     fraction = fraction_value(flags.fraction)
     if fraction == D.AUTO:
-        fraction, why = auto_fraction(len(dataset.train), epochs=epochs, batch=batch, nbs=nbs)
+        fraction, why = auto_fraction(len(dataset.train), epochs=epochs, batch=plan_batch,
+                                      nbs=nbs)
     else:
         why = "--fraction"
     # the user's plain `yolo train` on the trial's data: ultralytics' optimizer=auto resolved
     auto = resolve_auto(n_images=mini_size(len(dataset.train), fraction), epochs=epochs,
-                        batch=batch, nbs=nbs, nc=dataset.nc)
+                        batch=plan_batch, nbs=nbs,
+                        nc=1 if settings.get("single_cls") else dataset.nc)
+    named = str(settings.get("optimizer", D.AUTO))
     if "optimizer" not in space.keys:  # the ranges for the optimizer that trains
-        named = str(space.fixed.get("optimizer", D.AUTO))
         space = space.for_optimizer(auto.optimizer if named == D.AUTO else named)
-    fixed = {**trial_fixed(space.fixed, space.keys, auto), **run_args}
-    plain = {**auto.as_args(), **run_args}
+    fixed = {**trial_fixed(settings, space.keys, auto), **run_args}
+    # `yolo train` with those settings: under optimizer=auto, auto's choice replaces lr0 & co.
+    plain = {**settings, **(auto.as_args() if named == D.AUTO else {}), **run_args}
     # a searched model or imgsz starts, for the plain training and trial #1 alike, at the flag's
     run_values = {"model": flags.model, "imgsz": imgsz}
     baseline = {k: run_values[k] if k in run_values else plain.get(k, ultralytics_defaults.get(k))
@@ -115,6 +132,7 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
         space=space.name, space_source=space.source, space_keys=tuple(space.keys), fixed=fixed,
         baseline_fixed=plain, auto_optimizer={**auto.as_args(), "iterations": auto.iterations},
         fitness=fit.spec, searcher=flags.searcher, data=str(dataset.yaml_path), model=flags.model,
+        settings=user,
         epochs=epochs, imgsz=imgsz, fraction=fraction, batch=batch, seed=flags.seed,
         pruner=pruner, objectives=goals.objectives if goals.multi else None,
         max_size_mb=goals.max_size_mb, max_latency_ms=goals.max_latency_ms)
@@ -130,7 +148,28 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
                       fraction_why=why, mini_dir=out_dir / "mini", baseline=baseline, start=start,
                       outside=outside_space(space, fixed, plain, baseline, ultralytics_defaults),
                       concurrency=concurrency, cpus=cpus, gpus=gpus,
-                      concurrency_why=concurrency_why)
+                      concurrency_why=concurrency_why, settings=settings)
+
+
+def with_settings(flags: SearchFlags) -> SearchFlags:
+    """The flags with the user's `yolo train` settings read and checked (automl.searching.settings):
+    `train_args` becomes the settings that differ from ultralytics' defaults, and a KEY=VALUE
+    that names one of automl's flags (epochs=, model=, ...) sets that flag.
+
+    Raises:
+        ConfigError: a setting ultralytics refuses, one automl sets itself, or a KEY=VALUE and
+            its flag given with different values.
+    """
+    from dataclasses import fields, replace
+
+    from automl.searching.settings import merge_flags, read_settings
+
+    settings, as_flags = read_settings(flags.train_args, flags.cfg)
+    current = {f.name: getattr(flags, f.name) for f in fields(flags)}
+    defaults = {f.name: f.default for f in fields(flags)}
+    if "epochs" in as_flags:  # ultralytics accepts epochs=1e2
+        as_flags["epochs"] = int(as_flags["epochs"])
+    return replace(flags, train_args=settings, **merge_flags(current, as_flags, defaults))
 
 
 def search_goals(flags: SearchFlags):

@@ -222,8 +222,8 @@ def _check_known_key(source: str, key: str, *, searched: bool = False) -> None:
     if key in _RESERVED and key not in SEARCHABLE_RUN_KEYS:
         raise _fail(source, key, "is set by automl's own flags, not by a search space; remove it")
     if key in _CHANGES_THE_DATA:
-        raise _fail(source, key, "changes which labels the data holds (automl checks and splits "
-                                 "the data as the data.yaml gives it); remove it")
+        raise _fail(source, key, "changes which labels the trials train on; give it as your "
+                                 f"training setting instead (automl search ... {key}=...)")
     if key not in defaults:
         hint = difflib.get_close_matches(key, list(defaults), n=1)
         did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""

@@ -1,0 +1,322 @@
+"""The user's `yolo train` settings: read and checked by ultralytics' own code, in every trial."""
+
+from __future__ import annotations
+
+import pytest
+
+from automl.config import SearchFlags, StudyConfig
+from automl.errors import ConfigError
+from automl.searching.planning import with_settings
+from automl.searching.settings import read_settings
+from automl.searching.spaces import parse_space
+from tests.conftest import run_cli, write
+from tests.test_planning import plan
+
+
+def test_pairs_are_parsed_as_yolo_train_parses_them():
+    settings, flags = read_settings(["cos_lr", "close_mosaic=5", "freeze", "=", "10",
+                                     "classes=[0,", "2]", "cache=ram", "lr0=1e-3"])
+    assert settings == {"cos_lr": True, "close_mosaic": 5, "freeze": 10, "classes": [0, 2],
+                        "cache": "ram", "lr0": 0.001}
+    assert flags == {}
+
+
+def test_ultralytics_defaults_change_nothing_and_run_keys_become_flags(tmp_path):
+    # a full copy of default.yaml (yolo copy-cfg) with two changes is read as those two
+    import yaml
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    cfg = write(tmp_path / "mine.yaml", yaml.safe_dump(
+        {**DEFAULT_CFG_DICT, "cos_lr": True, "patience": 3, "epochs": 7}))
+    settings, flags = read_settings(["patience=5", "model=yolo11s.yaml"], cfg)
+    assert settings == {"cos_lr": True, "patience": 5}  # the command line over the file
+    # the flags' keys it gives are those flags, default values too: yolo train cfg= trains them
+    assert flags == {"epochs": 7, "model": "yolo11s.yaml", "imgsz": 640, "batch": 16}
+
+
+@pytest.mark.parametrize(("pairs", "message"), [
+    (["lr=0.1"], "'lr' is not a valid YOLO argument. Similar arguments are i.e. ['lrf=0.01', "
+                 "'lr0=0.01']"),
+    (["close_mosaic=abc"], "'close_mosaic=abc' is of invalid type str"),
+    (["cos_lr=3"], "'cos_lr' must be a bool"),
+    (["hsv_h=2"], "'hsv_h=2' is an invalid value"),
+    (["patience"], "patience: missing '='; give patience=VALUE"),
+    (["project=mine"], "project=mine: trials go to studies/NAME/trials"),
+    (["time=0.5"], "time=0.5: a trial trains --epochs epochs"),
+    (["resume=True"], "run the same automl search command again"),
+    (["fraction=0.5"], "--fraction is the share of your images each trial trains on"),
+    (["cfg=/no/such.yaml"], "cfg=/no/such.yaml: no such file"),
+])
+def test_a_bad_setting_is_one_line_from_ultralytics_own_checks(pairs, message):
+    with pytest.raises(ConfigError) as e:
+        read_settings(pairs)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_setting_and_its_flag_must_agree():
+    flags = with_settings(SearchFlags(data="d.yaml", train_args=["epochs=5", "imgsz=320"]))
+    assert (flags.epochs, flags.imgsz, flags.train_args) == (5, 320, {})
+    assert with_settings(SearchFlags(epochs=5, train_args=["epochs=5"])).epochs == 5
+    with pytest.raises(ConfigError, match="epochs=5 and --epochs 3 disagree"):
+        with_settings(SearchFlags(epochs=3, train_args=["epochs=5"]))
+
+
+def test_settings_reach_every_trial_and_the_plain_training():
+    flags = with_settings(SearchFlags(data="/data/d.yaml", epochs=20, batch=16, train_args=[
+        "cos_lr=True", "close_mosaic=5", "patience=3", "optimizer=SGD", "momentum=0.9"]))
+    space = parse_space({"fixed": {"cache": "ram", "patience": 50},
+                         "params": {"lr0": {"low": 1e-3, "high": 0.1, "log": True}}})
+    p = plan(flags, space=space)
+    mine = {"cache": "ram", "patience": 3, "cos_lr": True, "close_mosaic": 5, "optimizer": "SGD",
+            "momentum": 0.9}
+    assert p.settings == mine  # the command line over the space's fixed
+    assert p.run.fixed == {**mine, "batch": 16}
+    assert p.config.baseline_fixed == {**mine, "batch": 16}  # trial #0: yolo train with them
+    assert p.config.settings == {"cos_lr": True, "close_mosaic": 5, "patience": 3,
+                                 "optimizer": "SGD", "momentum": 0.9}
+
+
+def test_under_optimizer_auto_the_plain_training_trains_what_auto_picks():
+    flags = with_settings(SearchFlags(data="/data/d.yaml", epochs=20, batch=16,
+                                      train_args={"lr0": 0.005, "cos_lr": True}))
+    p = plan(flags, space="loss_gains")
+    # ultralytics' auto ignores lr0: so does the plain training; searched trials keep it
+    assert p.config.baseline_fixed["lr0"] == 0.001667
+    assert p.config.baseline_fixed["cos_lr"] is True
+    assert p.run.fixed["lr0"] == 0.005 and p.run.fixed["optimizer"] == "AdamW"
+
+
+def test_a_searched_key_is_refused_with_what_to_do_instead():
+    flags = with_settings(SearchFlags(data="/data/d.yaml", train_args=["lr0=0.02"]))
+    with pytest.raises(ConfigError, match="the space lr_momentum searches lr0; leave lr0 out"):
+        plan(flags)
+
+
+def test_a_study_refuses_to_continue_with_other_settings():
+    base = dict(space="s", space_keys=("lr0",), fixed={}, fitness="v5", data="d", model="m",
+                epochs=3, imgsz=64, fraction=1.0)
+    stored = StudyConfig(**base, settings={"cos_lr": True}).to_dict()
+    assert StudyConfig(**base, settings={"cos_lr": True}).conflict(stored) is None
+    problem = StudyConfig(**base, settings={}).conflict(stored)
+    assert problem.startswith("was created with the training settings cos_lr=True, not (none)")
+
+
+def test_the_command_line_takes_settings_between_flags(tmp_path):
+    # refused before any data is read: the data.yaml does not exist
+    out = run_cli("search", "--data", "none.yaml", "cos_lr", "--epochs", "3", "lr=0.1",
+                  cwd=tmp_path)
+    assert out.returncode == 2
+    assert "'lr' is not a valid YOLO argument" in out.stderr and "Traceback" not in out.stderr
+    out = run_cli("search", "--data", "none.yaml", "close_mosaic=5", "--epochs", "3",
+                  "--bogus", cwd=tmp_path)
+    assert out.returncode == 2 and "unrecognized arguments: --bogus" in out.stderr
+    out = run_cli("search", "--data", "none.yaml", "close_mosaic=5", "--epochs", "3",
+                  cwd=tmp_path)
+    assert out.returncode == 2 and "none.yaml: data.yaml not found" in out.stderr
+    assert not (tmp_path / "studies").exists()
+    out = run_cli("studies", "cos_lr=True", cwd=tmp_path)  # no settings there
+    assert out.returncode == 2 and "unrecognized arguments: cos_lr=True" in out.stderr
+
+
+
+
+def test_classes_and_single_cls_count_what_the_trials_train_on(tmp_path):
+    import numpy as np
+
+    from automl.data.dataset import Dataset, as_trained, read_labels
+
+    box = [0.5, 0.5, 0.2, 0.2]
+    files = tuple(tmp_path / f"{i}.png" for i in range(3))
+    boxes = dict(zip(files, (np.array([[0, *box], [1, *box]]), np.array([[2, *box]]),
+                             np.array([[1, *box], [2, *box]])), strict=True))
+    data = Dataset(tmp_path / "d.yaml", ("a", "b", "c"), files, files, boxes=boxes)
+    kept = as_trained(data, classes=[0, 2])
+    assert [b[:, 0].tolist() for b in kept.boxes.values()] == [[0], [2], [2]]
+    one = as_trained(data, classes=[1, 2], single_cls=True)
+    assert [b[:, 0].tolist() for b in one.boxes.values()] == [[0], [0], [0, 0]]
+    # the mini split stratifies on those: class b is no column of an image under classes=[0, 2]
+    assert read_labels(kept, files)[:, 1].sum() == 0 and read_labels(data, files)[:, 1].sum() == 2
+    assert as_trained(data) is data
+
+
+def test_single_cls_is_one_class_for_the_optimizer_auto_picks():
+    from tests.test_planning import dataset
+
+    flags = with_settings(SearchFlags(data="/data/d.yaml", epochs=20, batch=16,
+                                      train_args=["single_cls"]))
+    p = plan(flags, data=dataset(120, nc=3))
+    assert p.config.baseline_fixed["lr0"] == 0.002  # 0.01 * 5 / (4 + 1 class), as ultralytics
+    assert plan(with_settings(SearchFlags(data="/data/d.yaml", epochs=20, batch=16)),
+                data=dataset(120, nc=3)).config.baseline_fixed["lr0"] == 0.001429
+
+
+@pytest.mark.integration
+def test_a_search_trains_the_users_settings_and_refuses_to_continue_with_others(in_tmp):
+    import optuna
+    import yaml
+
+    from automl.data.demo import make_demo_dataset
+    from automl.study import CONFIG_ATTR
+
+    data = make_demo_dataset(in_tmp / "data", n_train=16, n_val=8, seed=2, nc=3)
+    args = ["search", "--data", data, "--trials", "2", "--epochs", "1", "--imgsz", "32",
+            "--batch", "4", "--study", "mine", "--cpus-per-trial", "1", "--seed", "0"]
+    out = run_cli(*args, "cos_lr", "classes=[0,2]", "single_cls=True", "close_mosaic=0",
+                  cwd=in_tmp)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "your training settings, in every trial and the plain training: cos_lr=True, " \
+           "classes=[0, 2], single_cls=True, close_mosaic=0" in out.stdout
+    assert "first trial: your plain training, yolo train with model=yolo11n.yaml, epochs=1, " \
+           "imgsz=32, optimizer=AdamW" in out.stdout
+    assert "as one class (single_cls)" in out.stdout
+    study = optuna.load_study(study_name="mine", storage="sqlite:///studies/mine.db")
+    assert study.user_attrs[CONFIG_ATTR]["settings"] == {
+        "cos_lr": True, "classes": [0, 2], "single_cls": True, "close_mosaic": 0}
+    for trial in study.trials:  # every trial trained them, the plain training included
+        args_yaml = in_tmp / "studies" / "mine" / "trials" / f"trial_{trial.number:04d}"
+        trained = yaml.safe_load((args_yaml / "args.yaml").read_text())
+        assert (trained["cos_lr"], trained["classes"], trained["single_cls"]) == (
+            True, [0, 2], True)
+    best = (in_tmp / "studies" / "mine" / "best_hyperparameters.yaml").read_text()
+    assert "cos_lr: true" in best and "single_cls: true" in best
+
+    again = run_cli(*args, "cos_lr", cwd=in_tmp)
+    assert again.returncode == 2
+    assert "was created with the training settings cos_lr=True classes=[0, 2] single_cls=True " \
+           "close_mosaic=0, not cos_lr=True" in again.stderr
+
+
+@pytest.mark.integration
+def test_a_training_ultralytics_stops_by_patience_reports_why_and_keeps_its_weights(
+        tiny_data, tmp_path, monkeypatch):
+    """ultralytics' own EarlyStopping, primed as after an epoch that scored 1.0: with patience=2
+    the next two epochs (fitness 0 at this scale) end the training after epoch 2 of 4."""
+    from ultralytics.utils.callbacks import base
+
+    from automl.config import RunSpec
+    from automl.execution.trainer import train_once
+
+    def primed(trainer):
+        trainer.stopper.best_fitness, trainer.stopper.best_epoch = 1.0, 0
+
+    monkeypatch.setitem(base.default_callbacks, "on_train_start",
+                        [*base.default_callbacks["on_train_start"], primed])
+    run = RunSpec(data=str(tiny_data), model="yolo11n.yaml", epochs=4, imgsz=32, batch=8,
+                  project=str(tmp_path), threads=1, fixed={"patience": 2, "workers": 0})
+    reports = []
+    outcome = train_once({}, run, name="t", report=reports.append)
+    assert "error" not in outcome, outcome  # YOLO.train found the weights it reloads
+    assert [(r.epoch, r.stopped_by) for r in reports] == [(1, ""), (2, "patience")]
+    assert outcome["epochs"] == 2
+
+
+def test_autobatch_is_ultralytics_default_batch_on_the_cpu_and_each_trials_pick_on_a_gpu():
+    from tests.test_planning import dataset
+
+    on_cpu = plan(with_settings(SearchFlags(data="/data/d.yaml", epochs=20,
+                                            train_args=["batch=-1"])))
+    # ultralytics' AutoBatch falls back to its default batch on the CPU (autobatch.py)
+    assert on_cpu.run.batch == on_cpu.config.batch == 16
+    assert on_cpu.config.baseline_fixed["batch"] == 16
+    on_gpu = plan(SearchFlags(data="/data/d.yaml", epochs=20, batch=-1), data=dataset(120),
+                  gpus=1)
+    assert on_gpu.run.batch == -1 and on_gpu.run.fixed["batch"] == -1  # picked as a trial starts
+    # up to nbs a batch changes no step count: auto decides as for any batch <= 64
+    assert on_gpu.config.auto_optimizer == plan(SearchFlags(
+        data="/data/d.yaml", epochs=20, batch=16), gpus=1).config.auto_optimizer
+    with pytest.raises(ConfigError, match="--batch -2: must be at least 1, or -1 for ultralytics' "
+                                          "AutoBatch"):
+        plan(SearchFlags(data="/data/d.yaml", batch=-2))
+
+
+def test_a_trained_start_is_said_and_pretrained_weights_are_checked(tmp_path):
+    from automl.searching.settings import check_pretrained, describe_start
+
+    assert describe_start("mine.pt", {"freeze": 10}) == (
+        "a trained start: every trial fine-tunes mine.pt, its first 10 layers frozen, the plain "
+        "training included")
+    assert "from scratch (pretrained=False)" in describe_start("mine.pt", {"pretrained": False})
+    assert describe_start("yolo11n.yaml", {}) == "every trial trains yolo11n.yaml from scratch"
+    with pytest.raises(ConfigError, match="pretrained=nothere.pt: weights file not found"):
+        check_pretrained({"pretrained": "nothere.pt"})
+    bad = write(tmp_path / "bad.pt", "not weights")
+    with pytest.raises(ConfigError, match="cannot be read as weights"):
+        check_pretrained({"pretrained": str(bad)})
+    check_pretrained({"pretrained": True})
+
+
+def test_the_search_says_where_each_trial_logs_with_the_trackers_yolo_settings_turn_on():
+    from automl.searching.settings import tracker_works, trackers_text
+
+    # ultralytics' own settings turn mlflow, clearml, comet and dvc on; without their packages
+    # (none is installed here) or under pytest, its integrations log nothing: nor is it said
+    assert not tracker_works("mlflow") and not tracker_works("tensorboard")
+    assert trackers_text({"mlflow": True, "dvc": True}, "/s/trials") is None
+
+    def every(key):  # stands in for installed trackers
+        return True
+
+    assert trackers_text({"tensorboard": False, "mlflow": False}, "/s/trials", every) is None
+    text = trackers_text({"tensorboard": True, "mlflow": True, "wandb": False}, "/s/trials",
+                         every)
+    assert text == ("your yolo settings turn on tensorboard, mlflow: each trial logs as its own "
+                    "run (TensorBoard: /s/trials/trial_NNNN (tensorboard --logdir /s/trials); "
+                    "MLflow: experiment /s/trials (or $MLFLOW_EXPERIMENT_NAME), run trial_NNNN)")
+
+
+def test_a_promotion_and_a_validation_train_the_studys_settings():
+    import optuna
+
+    from automl.results.promotion import resolve_promotion
+    from automl.study import BASELINE_ATTR, CONFIG_ATTR, trial_args
+
+    p = plan(with_settings(SearchFlags(data="/data/d.yaml", epochs=20, batch=16,
+                                       train_args=["cos_lr", "freeze=10"])))
+    study = optuna.create_study()
+    study.set_user_attr(CONFIG_ATTR, p.config.to_dict())
+    study.enqueue_trial({"lr0": 0.001667, "lrf": 0.01, "momentum": 0.9},
+                        user_attrs={BASELINE_ATTR: True})
+    study.enqueue_trial({"lr0": 0.02, "lrf": 0.1, "momentum": 0.8})
+    for _ in range(2):
+        trial = study.ask(p.space.distributions())
+        study.tell(trial, 0.1)
+    plain, searched = (trial_args(study, t) for t in study.trials)
+    assert plain["cos_lr"] is searched["cos_lr"] is True
+    assert plain["freeze"] == searched["freeze"] == 10
+    promotion = resolve_promotion(p.config, study="s", trial_number=1, params=searched,
+                                  data=None, full_data="train", epochs=None, model=None,
+                                  device=None, imgsz=None, batch=None, project="runs")
+    assert promotion.params["cos_lr"] is True and promotion.params["lr0"] == 0.02
+
+
+def test_the_header_says_what_patience_autobatch_and_a_trained_start_do():
+    from automl.searching.settings import training_lines
+
+    lines = training_lines({"patience": 5, "freeze": 10}, model="mine.pt", epochs=30, batch=16,
+                           autobatch=True, pruner="asha", project=None)
+    assert lines == [
+        "batch -1: ultralytics' AutoBatch falls back to batch 16 on the CPU",
+        "a trained start: every trial fine-tunes mine.pt, its first 10 layers frozen, the plain "
+        "training included",
+        "patience=5: as in yolo train, a trial whose fitness (ultralytics' own) has not improved "
+        "for 5 epochs stops early, COMPLETE and recorded with stopped_by=patience; the pruner "
+        "(asha) stops weak trials besides (PRUNED)"]
+    # ultralytics' default patience (100) says nothing to a 30-epoch search
+    assert training_lines({}, model="yolo11n.yaml", epochs=30, batch=16, autobatch=False,
+                          pruner="asha", project=None) == []
+
+
+def test_a_best_hyperparameters_yaml_is_a_cfg_for_the_next_search(tmp_path):
+    best = write(tmp_path / "best_hyperparameters.yaml", (
+        "# best of study 'x': trial 4, fitness 0.49960 (v5)\n"
+        "# use: yolo train cfg=best_hyperparameters.yaml data=... model=...\n"
+        "optimizer: AdamW\ncos_lr: true\nlr0: 0.0033\nmomentum: 0.67\nwarmup_bias_lr: 0.0\n"
+        "batch: 16\n"))
+    flags = with_settings(SearchFlags(data="/data/d.yaml", epochs=20, cfg=str(best),
+                                      space="loss_gains"))
+    assert flags.batch == 16
+    p = plan(flags, space="loss_gains")  # a space that searches other keys on top of it
+    assert p.run.fixed["lr0"] == 0.0033 and p.config.baseline_fixed["cos_lr"] is True
+    assert p.config.baseline_fixed["optimizer"] == "AdamW"
+    with pytest.raises(ConfigError, match="the space lr_momentum searches lr0"):
+        plan(with_settings(SearchFlags(data="/data/d.yaml", cfg=str(best))))
