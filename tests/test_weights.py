@@ -227,3 +227,41 @@ def test_a_trial_checks_the_file_it_loads_itself(crafted, in_tmp, tiny_data):
     outcome = train_once({}, run, name="t", report=lambda report: None)
     assert "numpy.testing._private.utils.runstring" in outcome["error"]
     assert not (in_tmp / MARKER).exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_data):
+    """last.pt and best.pt of a real 1-epoch yolo11n training, as ultralytics saves them."""
+    from automl.config import RunSpec
+    from automl.execution.trainer import train_once
+
+    root = tmp_path_factory.mktemp("trained")
+    run = RunSpec(data=str(tiny_data), model="yolo11n.yaml", epochs=1, imgsz=64, batch=4,
+                  fixed={"workers": 0}, project=str(root), save=True, threads=1)
+    outcome = train_once({}, run, name="t", report=lambda report: None)
+    assert "error" not in outcome, outcome
+    return root / "t" / "weights"
+
+
+@pytest.mark.integration
+def test_real_checkpoints_work_through_search_promote_and_thresholds(trained, in_tmp, tiny_data):
+    from automl.study import get_storage
+
+    for name in ("last.pt", "best.pt"):
+        checkpoint = read_weights(trained / name).checkpoint
+        assert checkpoint["ema"] is not None or checkpoint["model"] is not None
+    result = run_cli("search", "--data", tiny_data, "--model", trained / "last.pt", "--trials",
+                     "1", "--epochs", "1", "--imgsz", "64", "--study", "pt", cwd=in_tmp)
+    assert result.returncode == 0, result.stderr
+    import optuna
+
+    study = optuna.load_study(study_name="pt", storage=get_storage(None, "pt"))
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
+    result = run_cli("promote", "--study", "pt", "--model", trained / "best.pt", "--epochs", "1",
+                     cwd=in_tmp)
+    assert result.returncode == 0, result.stderr
+    assert (in_tmp / "runs" / "promote" / "pt-trial0" / "weights" / "best.pt").is_file()
+    result = run_cli("thresholds", "--weights", trained / "best.pt", "--data", tiny_data,
+                     "--conf-grid", "0.1", "--iou-grid", "0.5", cwd=in_tmp)
+    assert result.returncode == 0, result.stderr
+    assert not list(trained.glob("*.tmp")) and not (in_tmp / MARKER).exists()
