@@ -174,12 +174,13 @@ def _scan_pickle(data: bytes) -> set[tuple[str, str]]:
 
 
 def _pickles(data: bytes) -> tuple[list[bytes], bool]:
-    """The pickles torch would read: a zip checkpoint's .pkl records, else the bytes as one
-    (a legacy or plain pickle); and whether it is a zip checkpoint."""
-    if not zipfile.is_zipfile(io.BytesIO(data)):
+    """The pickles torch could read: every .pkl record of a zip checkpoint (duplicate names
+    included), else the bytes as one (a legacy or plain pickle); and whether it is a zip
+    checkpoint as torch tells one: by its first bytes, not by a zip directory at its end."""
+    if not data.startswith(b"PK\x03\x04"):
         return [data], False
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        return [archive.read(n) for n in archive.namelist() if n.endswith(".pkl")], True
+        return [archive.read(i) for i in archive.infolist() if i.filename.endswith(".pkl")], True
 
 
 def _resolve(key: tuple[str, str]):

@@ -139,7 +139,27 @@ PAYLOADS = {
                                     "calls ultralytics.nn.tasks.DetectionModel"),
     "plain pickle": (lambda: pickle.dumps({"model": _Call(os.system, f"touch {MARKER}")}),
                      "system"),
+    # torch reads a file as legacy pickles unless it starts as a zip: a zip appended is no cover
+    "a pickle with a checkpoint appended": (lambda: pickle.dumps(
+        _Call(os.system, f"touch {MARKER}"), protocol=2) + _saved({"epoch": 1}), "system"),
+    "a second data.pkl in the archive": (lambda: _with_duplicate(pickle.dumps(
+        _Call(os.system, f"touch {MARKER}"), protocol=2)), "system"),
 }
+
+
+def _with_duplicate(pickle_bytes: bytes) -> bytes:
+    """A real checkpoint with another record of the same name as its data.pkl, written first."""
+    import warnings
+
+    source = zipfile.ZipFile(io.BytesIO(_saved({"epoch": 1})))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name
+        for name in source.namelist():
+            if name.endswith("data.pkl"):
+                archive.writestr(name, pickle_bytes)
+            archive.writestr(name, source.read(name))
+    return out.getvalue()
 
 
 def _detection_model():
@@ -265,3 +285,56 @@ def test_real_checkpoints_work_through_search_promote_and_thresholds(trained, in
                      "--conf-grid", "0.1", "--iou-grid", "0.5", cwd=in_tmp)
     assert result.returncode == 0, result.stderr
     assert not list(trained.glob("*.tmp")) and not (in_tmp / MARKER).exists()
+
+
+def _model_configs():
+    """Every model YAML in the installed ultralytics' cfg/models, with the class it builds."""
+    from pathlib import Path
+
+    import ultralytics
+    from ultralytics.nn import tasks
+
+    for path in sorted((Path(ultralytics.__file__).parent / "cfg" / "models").rglob("*.yaml")):
+        name = path.stem
+        if "rtdetr" in name:
+            kind = tasks.RTDETRDetectionModel
+        elif "world" in name:
+            kind = tasks.WorldModel
+        elif "yoloe" in name:
+            kind = tasks.YOLOESegModel if "seg" in name else tasks.YOLOEModel
+        else:
+            kind = {"detect": tasks.DetectionModel, "segment": tasks.SegmentationModel,
+                    "pose": tasks.PoseModel, "obb": tasks.OBBModel,
+                    "classify": tasks.ClassificationModel}.get(
+                tasks.guess_model_task(tasks.yaml_model_load(path.name)))
+        yield path, kind
+
+
+@pytest.mark.integration
+def test_every_model_ultralytics_ships_passes_as_ultralytics_saves_it(tmp_path):
+    # a checkpoint as the trainer's save_model writes it (the EMA in half precision, train_args)
+    import copy
+
+    from ultralytics.cfg import get_cfg
+    from ultralytics.nn.tasks import yaml_model_load
+
+    built = 0
+    for path, kind in _model_configs():
+        if kind is None:  # a task automl does not train (depth, semantic)
+            continue
+        config = yaml_model_load(path.name)
+        if config.get("scales"):
+            config["scale"] = next(iter(config["scales"]))
+        try:
+            model = kind(config, verbose=False)
+        except Exception as e:  # needs a download (a torchvision backbone): nothing to check
+            assert "urlopen" in str(e) or "download" in str(e).lower() or "URL" in repr(e), e
+            continue
+        model.args = dict(vars(get_cfg()))
+        file = tmp_path / f"{path.stem}.pt"
+        file.write_bytes(_saved({"epoch": 0, "model": None, "ema": copy.deepcopy(model).half(),
+                                 "updates": 1, "train_args": dict(vars(get_cfg()))}))
+        read_weights(file)  # passes both gates
+        file.unlink()
+        built += 1
+    assert built >= 60
