@@ -18,6 +18,7 @@ opened again.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import io
 import os
@@ -57,6 +58,10 @@ class Weights:
     path: Path
     data: bytes
     checkpoint: Any
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
 
 
 class _Refused(Exception):
@@ -190,13 +195,16 @@ def _resolve(key: tuple[str, str]):
     return obj
 
 
-def read_weights(path: str | Path, flag: str = "--weights") -> Weights:
+def read_weights(path: str | Path, flag: str = "--weights", *, sha256: str | None = None
+                 ) -> Weights:
     """Read a .pt once and check those bytes (see the module's docstring); nothing of it runs.
+
+    `sha256`: the bytes must be these (what another process checked before).
 
     Raises:
         UnsafeWeightsError: it names a global outside the list, or uses one otherwise (named
             in the message).
-        ConfigError: the file is missing or cannot be read as a checkpoint.
+        ConfigError: the file is missing, cannot be read as a checkpoint, or is not `sha256`.
     """
     path = Path(path)
     try:
@@ -204,6 +212,9 @@ def read_weights(path: str | Path, flag: str = "--weights") -> Weights:
     except OSError as e:
         raise ConfigError(f"{flag} {path}: cannot be read ({e.strerror or e}); pass a local .pt"
                           ) from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ConfigError(f"{flag} {path}: changed since automl checked it; nothing of it was "
+                          "loaded (run the command again to check the new file)")
     used: set[tuple[str, str]] = set()
     try:
         pickles, is_zip = _pickles(data)
@@ -266,14 +277,22 @@ def private_copy(weights: Weights) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def checked_model(model: str | Path, flag: str = "--model") -> Iterator[str]:
+def checked_model(model: str | Path, flag: str = "--model", *, sha256: str | None = None
+                  ) -> Iterator[str]:
     """The model path to hand ultralytics: a model YAML as is, a .pt as a private copy of its
-    checked bytes (see private_copy)."""
+    checked bytes (see private_copy); `sha256` as in read_weights."""
     if Path(model).suffix != ".pt":
         yield str(model)
         return
-    with private_copy(read_weights(model, flag)) as copy:
+    with private_copy(read_weights(model, flag, sha256=sha256)) as copy:
         yield str(copy)
+
+
+def pin_weights(models) -> dict[str, str]:
+    """{path: SHA-256} of each .pt among `models`, read and checked now: what trials elsewhere
+    (Ray workers, other nodes) must find at that path (see read_weights' `sha256`)."""
+    return {str(m): read_weights(m, "--model").sha256 for m in dict.fromkeys(models)
+            if isinstance(m, str | Path) and Path(m).suffix == ".pt"}
 
 
 def _first_line(error: BaseException) -> str:

@@ -338,3 +338,20 @@ def test_every_model_ultralytics_ships_passes_as_ultralytics_saves_it(tmp_path):
         file.unlink()
         built += 1
     assert built >= 60
+
+
+def test_a_trial_loads_the_bytes_the_driver_checked_or_nothing(crafted, in_tmp, tiny_data):
+    from automl.config import RunSpec
+    from automl.execution.trainer import train_once
+    from automl.weights import pin_weights
+
+    legit = in_tmp / "legit.pt"
+    legit.write_bytes(_saved({"epoch": 1}))
+    pins = pin_weights(["yolo11n.yaml", legit])
+    assert list(pins) == [str(legit)] and len(pins[str(legit)]) == 64
+    legit.write_bytes(crafted["os.system"].read_bytes())  # swapped after the driver's check
+    run = RunSpec(data=str(tiny_data), model=str(legit), epochs=1, imgsz=32, batch=2,
+                  project=str(in_tmp / "runs"), weights_sha256=pins)
+    outcome = train_once({}, run, name="t", report=lambda report: None)
+    assert "changed since automl checked it" in outcome["error"]
+    assert not (in_tmp / MARKER).exists()

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from automl.config import RunSpec
@@ -217,6 +217,10 @@ def run_search(
     """
     use_cluster_auth(address)  # before the searcher's module imports ray
     from automl.execution.study_searcher import StudySearcher
+    from automl.weights import pin_weights
+
+    choices = getattr(distributions.get("model"), "choices", ())
+    run = replace(run, weights_sha256=pin_weights([run.model, *choices]))
 
     deadline = None if timeout is None else time.monotonic() + timeout
     # Tune runs at most `remaining` trials a round; a trial interrupted in a round (its node

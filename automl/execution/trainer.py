@@ -155,7 +155,9 @@ def train_once(
 
         start = time.perf_counter()  # train_seconds: the training's own time, model build on
         # a .pt is read and checked here, in this process, and ultralytics loads those bytes
-        model = YOLO(checked.enter_context(checked_model(run_model(params, run))))
+        path = run_model(params, run)
+        model = YOLO(checked.enter_context(checked_model(
+            path, sha256=run.weights_sha256.get(path))))
         model.add_callback("on_pretrain_routine_start", _trainer_setup(
             threads=run.threads, final_eval=run.final_eval))
 
