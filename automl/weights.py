@@ -178,14 +178,14 @@ def _scan_pickle(data: bytes) -> set[tuple[str, str]]:
     return used
 
 
-def _pickles(data: bytes) -> tuple[list[bytes], bool]:
+def _pickles(data: bytes) -> list[bytes]:
     """The pickles torch could read: every .pkl record of a zip checkpoint (duplicate names
-    included), else the bytes as one (a legacy or plain pickle); and whether it is a zip
-    checkpoint as torch tells one: by its first bytes, not by a zip directory at its end."""
+    included), else the bytes as one (a legacy or plain pickle, whose first pickle names its
+    globals first). A zip as torch tells one: by its first bytes, not by a directory at its end."""
     if not data.startswith(b"PK\x03\x04"):
-        return [data], False
+        return [data]
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        return [archive.read(i) for i in archive.infolist() if i.filename.endswith(".pkl")], True
+        return [archive.read(i) for i in archive.infolist() if i.filename.endswith(".pkl")]
 
 
 def _resolve(key: tuple[str, str]):
@@ -216,8 +216,9 @@ def read_weights(path: str | Path, flag: str = "--weights", *, sha256: str | Non
         raise ConfigError(f"{flag} {path}: changed since automl checked it; nothing of it was "
                           "loaded (run the command again to check the new file)")
     used: set[tuple[str, str]] = set()
+    is_zip = data.startswith(b"PK\x03\x04")
     try:
-        pickles, is_zip = _pickles(data)
+        pickles = _pickles(data)
         for pickle_bytes in pickles:
             used |= _scan_pickle(pickle_bytes)
     except _Refused as e:
@@ -225,12 +226,16 @@ def read_weights(path: str | Path, flag: str = "--weights", *, sha256: str | Non
             f"{flag} {path}: refused: its pickle {e} (a crafted file runs code when loaded); "
             "nothing of it was loaded") from None
     except (ValueError, IndexError, zipfile.BadZipFile, EOFError) as e:
-        raise ConfigError(f"{flag} {path}: cannot be read as weights ({_first_line(e)})"
-                          ) from None
+        raise _not_a_checkpoint(path, flag, _first_line(e) if is_zip else None) from None
     if not is_zip or not pickles:
-        raise ConfigError(f"{flag} {path}: not a PyTorch checkpoint as ultralytics writes it (a "
-                          "zip file); pass the best.pt or last.pt of a training")
+        raise _not_a_checkpoint(path, flag, None)
     return Weights(path=path, data=data, checkpoint=_restricted_load(data, used, path, flag))
+
+
+def _not_a_checkpoint(path: Path, flag: str, why: str | None) -> ConfigError:
+    return ConfigError(f"{flag} {path}: not an ultralytics YOLO checkpoint "
+                       f"({why or 'not a zip file as torch.save writes'}); pass the best.pt or "
+                       "last.pt of a training")
 
 
 def _restricted_load(data: bytes, used: set[tuple[str, str]], path: Path, flag: str):
@@ -251,8 +256,7 @@ def _restricted_load(data: bytes, used: set[tuple[str, str]], path: Path, flag: 
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, TypeError,
             AttributeError, KeyError, IndexError) as e:
-        raise ConfigError(f"{flag} {path}: cannot be read as weights ({_first_line(e)})"
-                          ) from None
+        raise _not_a_checkpoint(path, flag, _first_line(e)) from None
 
 
 def check_weights(path: str | Path, flag: str = "--weights") -> None:
@@ -328,14 +332,7 @@ def detection_weights(weights: str | Path, purpose: str, *, nms: bool = False
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
 
-    try:
-        checked = read_weights(path)  # a crafted pickle must not run its code
-    except UnsafeWeightsError:
-        raise
-    except ConfigError as e:
-        raise ConfigError(f"{e}; pass the best.pt or last.pt of a training"
-                          if "pass " not in str(e) else str(e)) from None
-    with private_copy(checked) as copy:
+    with private_copy(read_weights(path)) as copy:
         try:
             model = YOLO(str(copy))
         except Exception as e:  # a checkpoint without an ultralytics model

@@ -202,7 +202,7 @@ def test_the_role_check_is_what_stops_a_called_model_class(crafted, in_tmp):
 def test_a_plain_pickle_without_payload_is_refused_as_no_checkpoint(tmp_path):
     path = tmp_path / "plain.pt"
     path.write_bytes(pickle.dumps({"epoch": 1}))
-    with pytest.raises(ConfigError, match="not a PyTorch checkpoint as ultralytics writes it"):
+    with pytest.raises(ConfigError, match="not an ultralytics YOLO checkpoint .not a zip file"):
         read_weights(path)
 
 
