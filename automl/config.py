@@ -61,6 +61,8 @@ class RunSpec:
     replay_neighbours: int = 1  # a replay blends this many nearest recorded configurations
     replay_bandwidth: float = 0.0  # ... or, > 0, all of them by a Gaussian kernel this wide
     replay_epoch_seconds: float = 0.0  # a replayed epoch takes this long (scale benchmarks)
+    # .pt path -> SHA-256 of the bytes the driver checked: a trial loads those bytes or nothing
+    weights_sha256: Mapping[str, str] = field(default_factory=dict)
 
     def for_baseline(self) -> RunSpec:
         """The same run training the plain training's args instead of the space's fixed ones."""

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from automl.config import RunSpec
@@ -118,6 +118,33 @@ def _auth_token_available() -> bool:
     return bool(os.environ.get("RAY_AUTH_TOKEN")) or os.path.isfile(path)
 
 
+def bind_loopback(local: bool) -> None:
+    """A local Ray listens on 127.0.0.1 only; one that joins a cluster on the node's address.
+
+    Ray binds every gRPC server (GCS, raylet, workers, driver, runtime-env agent) to all
+    interfaces unless the node's address is the loopback one, and it resolves a loopback
+    `_node_ip_address` back to the machine's address, except where its multi-machine mode is
+    off (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, its default on macOS and Windows). Ray reads that
+    variable when imported: the value this process read is set as well, the variable for the
+    processes the local Ray starts.
+    """
+    global _loopback_set
+    if local:
+        os.environ[_SINGLE_MACHINE] = "0"  # its children (agents, workers) read it too
+        _loopback_set = True
+    elif _loopback_set:
+        os.environ.pop(_SINGLE_MACHINE, None)
+        _loopback_set = False
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = not local and ray_constants.env_bool(
+        _SINGLE_MACHINE, not ray_constants.IS_WINDOWS_OR_OSX)
+
+
+_SINGLE_MACHINE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_loopback_set = False
+
+
 def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: str | None = None):
     """Start a private local Ray (or join `address`), quiet, with offline ultralytics in workers."""
     import logging
@@ -125,6 +152,7 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: 
     use_cluster_auth(address)
     import ray
 
+    bind_loopback(not address)
     os.environ.update(offline_env())
     # Tune's own loggers write CSV/JSON/TensorBoard per trial; the study is our record.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -241,6 +269,10 @@ def run_search(
     """
     use_cluster_auth(address)  # before the searcher's module imports ray
     from automl.execution.study_searcher import StudySearcher
+    from automl.weights import pin_weights
+
+    choices = getattr(distributions.get("model"), "choices", ())
+    run = replace(run, weights_sha256=pin_weights([run.model, *choices]))
 
     deadline = None if timeout is None else time.monotonic() + timeout
     # Tune runs at most `remaining` trials a round; a trial interrupted in a round (its node

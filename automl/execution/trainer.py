@@ -11,7 +11,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from automl.config import RunSpec
@@ -147,11 +147,17 @@ def train_once(
     os.environ.update(offline_env())
     fitness = parse_fitness(run.fitness)
     model = None
+    checked = ExitStack()
     try:
         from ultralytics import YOLO
 
+        from automl.weights import checked_model
+
         start = time.perf_counter()  # train_seconds: the training's own time, model build on
-        model = YOLO(run_model(params, run))
+        # a .pt is read and checked here, in this process, and ultralytics loads those bytes
+        path = run_model(params, run)
+        model = YOLO(checked.enter_context(checked_model(
+            path, sha256=run.weights_sha256.get(path))))
         model.add_callback("on_pretrain_routine_start", _trainer_setup(
             threads=run.threads, final_eval=run.final_eval))
 
@@ -191,6 +197,7 @@ def train_once(
     except Exception as e:  # a bad hyperparameter or CUDA OOM fails this trial only
         return {"error": _describe(e)}
     finally:
+        checked.close()
         del model
         gc.collect()
         _free_cuda()

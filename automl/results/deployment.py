@@ -204,11 +204,8 @@ def deploy(
         ConfigError: a bad flag, weights that are not a detection model, a missing extra, data
             whose classes are not the model's; all before anything is written.
     """
-    from automl.console import text_table
-    from automl.data.dataset import load_dataset
-    from automl.machine import machine_cpus
     from automl.options import check
-    from automl.weights import check_classes, load_detection_model
+    from automl.weights import detection_weights
 
     check("deploy", locals())
     if warmup < 0:
@@ -218,7 +215,20 @@ def deploy(
     check_installed(names, int8)
     weights = Path(weights)
     _no_autoinstall()
-    model = load_detection_model(weights, "deploy exports")
+    with detection_weights(weights, "deploy exports") as (model, checked):
+        return _deploy(model, checked, weights, names, data, imgsz, int8, threads, runs, warmup,
+                       study, storage, say)
+
+
+def _deploy(model, checked: Path, weights: Path, names: list[str], data, imgsz, int8: bool,
+            threads, runs: int, warmup: int, study, storage, say) -> DeployResult:
+    """deploy's work once the weights are checked: `checked` is the private copy of their bytes
+    that ultralytics reads (measured, exported); the artifacts land beside `weights`."""
+    from automl.console import text_table
+    from automl.data.dataset import load_dataset
+    from automl.machine import machine_cpus
+    from automl.weights import check_classes
+
     train_args = dict(getattr(model, "ckpt", {}).get("train_args") or {})
     data_path = data or train_args.get("data")
     if not data_path:
@@ -237,13 +247,15 @@ def deploy(
         f"{' fp32 + int8 (calibrated on the train images)' if int8 else ' fp32'}; latency: batch "
         f"1, {threads} CPU threads, median/p90 of {runs} runs after {warmup} warm-up runs")
 
-    artifacts = [_measure("pytorch", weights.resolve(), None, data_path, size, threads, runs, warmup)]
+    artifacts = [_measure("pytorch", checked, None, data_path, size, threads, runs, warmup)]
+    artifacts[0].path = str(weights.resolve())
     say(_line(artifacts[0]))
     # int8 first: ultralytics' ONNX int8 export removes the fp32 .onnx it quantised from
     for fmt in names:
         for quantised in ((True, False) if int8 else (False,)):
             start = time.perf_counter()
-            path = export_model(weights, fmt, int8=quantised, data=Path(data_path), imgsz=size)
+            path = _beside(export_model(checked, fmt, int8=quantised, data=Path(data_path),
+                                        imgsz=size), weights)
             spent = time.perf_counter() - start
             artifact = _measure(f"{fmt} {'int8' if quantised else 'fp32'}", path, spent,
                                 data_path, size, threads, runs, warmup)
@@ -274,6 +286,18 @@ def deploy(
         say(f"recorded on the promotion of trial #{number} of study '{recorded}'")
     return DeployResult(weights=weights, yaml=out, artifacts=artifacts, threads=threads,
                         runs=runs, study=recorded)
+
+
+def _beside(artifact: Path, weights: Path) -> Path:
+    """Move an artifact exported beside the private copy to beside the user's weights."""
+    import shutil
+
+    dest = weights.resolve().parent / artifact.name
+    if dest.is_dir():
+        shutil.rmtree(dest)
+    elif dest.exists():
+        dest.unlink()
+    return Path(shutil.move(artifact, dest))
 
 
 def _measure(name: str, path: Path, export_seconds: float | None, data, imgsz: int,

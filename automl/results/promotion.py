@@ -103,13 +103,10 @@ def _resumable(last: Path) -> bool:
     """last.pt of an unfinished training: ultralytics strips epoch to -1 once training ends."""
     if not last.is_file():
         return False
-    import torch
+    from automl.weights import read_weights
 
-    from automl.weights import check_weights
-
-    try:
-        check_weights(last, "--resume")  # our own file, but a pickle all the same
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    try:  # our own file, but a pickle all the same: read as any weights are
+        ckpt = read_weights(last, "--resume").checkpoint
     except Exception:  # a half-written (or refused) checkpoint: start over
         return False
     return isinstance(ckpt, dict) and ckpt.get("epoch", -1) >= 0 and ckpt.get("optimizer") is not None
