@@ -210,10 +210,10 @@ def read_weights(path: str | Path, flag: str = "--weights", *, sha256: str | Non
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise ConfigError(f"{flag} {path}: cannot be read ({e.strerror or e}); pass a local .pt"
+        raise ConfigError(f"{_named(flag, path)}: cannot be read ({e.strerror or e}); pass a local .pt"
                           ) from None
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-        raise ConfigError(f"{flag} {path}: changed since automl checked it; nothing of it was "
+        raise ConfigError(f"{_named(flag, path)}: changed since automl checked it; nothing of it was "
                           "loaded (run the command again to check the new file)")
     used: set[tuple[str, str]] = set()
     is_zip = data.startswith(b"PK\x03\x04")
@@ -223,7 +223,7 @@ def read_weights(path: str | Path, flag: str = "--weights", *, sha256: str | Non
             used |= _scan_pickle(pickle_bytes)
     except _Refused as e:
         raise UnsafeWeightsError(
-            f"{flag} {path}: refused: its pickle {e} (a crafted file runs code when loaded); "
+            f"{_named(flag, path)}: refused: its pickle {e} (a crafted file runs code when loaded); "
             "nothing of it was loaded") from None
     except (ValueError, IndexError, zipfile.BadZipFile, EOFError) as e:
         raise _not_a_checkpoint(path, flag, _first_line(e) if is_zip else None) from None
@@ -233,7 +233,7 @@ def read_weights(path: str | Path, flag: str = "--weights", *, sha256: str | Non
 
 
 def _not_a_checkpoint(path: Path, flag: str, why: str | None) -> ConfigError:
-    return ConfigError(f"{flag} {path}: not an ultralytics YOLO checkpoint "
+    return ConfigError(f"{_named(flag, path)}: not an ultralytics YOLO checkpoint "
                        f"({why or 'not a zip file as torch.save writes'}); pass the best.pt or "
                        "last.pt of a training")
 
@@ -249,7 +249,7 @@ def _restricted_load(data: bytes, used: set[tuple[str, str]], path: Path, flag: 
         try:
             entries.append((_resolve(key), ".".join(key)))
         except (ImportError, AttributeError):
-            raise ConfigError(f"{flag} {path}: needs {'.'.join(key)}, which this installation "
+            raise ConfigError(f"{_named(flag, path)}: needs {'.'.join(key)}, which this installation "
                               "lacks (a checkpoint of another ultralytics version?)") from None
     try:
         with torch.serialization.safe_globals(entries):
@@ -257,6 +257,11 @@ def _restricted_load(data: bytes, used: set[tuple[str, str]], path: Path, flag: 
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, TypeError,
             AttributeError, KeyError, IndexError) as e:
         raise _not_a_checkpoint(path, flag, _first_line(e)) from None
+
+
+def _named(flag: str, path: str | Path) -> str:
+    """`--weights x.pt`, or `pretrained=x.pt` for a setting given as KEY=VALUE."""
+    return f"{flag}{path}" if flag.endswith("=") else f"{flag} {path}"
 
 
 def check_weights(path: str | Path, flag: str = "--weights") -> None:
