@@ -36,6 +36,7 @@ class RunSpec:
         replay: a record of learning curves (automl.execution.replay): trials replay it, nothing trains.
         keep_weights: which trials keep their weights once finished: all, best (the study's best
             COMPLETE trial only), none.
+        min_batch: the smallest batch an out-of-memory retry trains with (automl.execution.memory).
         measure: after the final epoch, measure the trained weights' size and CPU latency
             (automl.execution.footprint) and report them with that epoch (a search with caps or
             objectives on them, automl.objectives).
@@ -63,6 +64,7 @@ class RunSpec:
     replay_epoch_seconds: float = 0.0  # a replayed epoch takes this long (scale benchmarks)
     # .pt path -> SHA-256 of the bytes the driver checked: a trial loads those bytes or nothing
     weights_sha256: Mapping[str, str] = field(default_factory=dict)
+    min_batch: int = D.MIN_BATCH
 
     def for_baseline(self) -> RunSpec:
         """The same run training the plain training's args instead of the space's fixed ones."""

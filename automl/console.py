@@ -67,6 +67,8 @@ class TrialLines:
         else:
             outcome = f"{event.state}: {event.error}"
         plain = " (plain training)" if event.baseline else ""
+        if event.notes:
+            outcome += "  [" + "; ".join(event.notes) + "]"
         return (f"trial {done}/{self._total}  #{event.number}{plain}  {outcome}  "
                 f"({event.seconds:.1f}s)  |  {best_text}")
 

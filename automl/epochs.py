@@ -39,6 +39,12 @@ class EpochReport:
         size_mb, latency_ms: the trained weights' size and median CPU latency at batch 1
             (automl.execution.footprint), on the final epoch of a run that measures them (RunSpec.measure);
             NaN on every other epoch.
+        batch: the batch this epoch trained with (0 when unknown, e.g. a replay); smaller than
+            `requested_batch` after an out-of-memory retry (automl.execution.memory).
+        requested_batch: the batch the training asked for (0 when not a number of images).
+        gpu_peak_allocated_mb, gpu_peak_reserved_mb, gpu_total_mb: torch's peak CUDA memory
+            counters since the training began and the device's total (NaN off CUDA).
+        gpu_share: the fraction of a GPU the trial was given (NaN outside Ray or without one).
     """
 
     epoch: int
@@ -71,6 +77,11 @@ class EpochReport:
     # early stopping, as in yolo train); "" when it goes on or ends at its last epoch
     stopped_by: str = ""
     batch: int = 0  # the batch the training runs (AutoBatch's pick with batch=-1); 0: unknown
+    requested_batch: int = 0
+    gpu_peak_allocated_mb: float = math.nan
+    gpu_peak_reserved_mb: float = math.nan
+    gpu_total_mb: float = math.nan
+    gpu_share: float = math.nan
 
     def metrics(self) -> dict[str, float]:
         """The validation metrics by canonical name (METRICS; a task's own where measured)."""

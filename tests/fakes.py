@@ -5,11 +5,14 @@ searchers' or the runner's logic, not about what a real training does.
 - `fake_*` Ray trainables: report `EpochReport`s through Ray Tune as a real trial does, with a
   per-epoch fitness that is a closed-form function of lr0 (runner and pruner tests). Ray ships
   them to its workers by value (the `ray_fakes` fixture in conftest.py).
+- `fake_out_of_memory`: a fake memory limit on a real training (torch.OutOfMemoryError raised at
+  model build, a first batch or mid-epoch); `FakeCuda`: torch.cuda's peak counters, faked.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 from automl.config import RunSpec
 from automl.epochs import EpochReport
@@ -122,3 +125,109 @@ def fake_patient_trainer(config):
     for epoch in range(1, last + 1):
         _report(epoch, lr0 * min(epoch, 2),
                 stopped_by="patience" if epoch == last < config["run"].epochs else "")
+
+
+def fake_out_of_memory(at: str, above: int, epoch: int = 1):
+    """A fake memory limit on a real ultralytics training: an on_pretrain_routine_start callback
+    that makes the trainer raise torch.OutOfMemoryError, as torch does when an allocation does
+    not fit, while its batch is above `above`.
+
+    at: "build" (right after the trainer builds its model), "first_batch" (the forward pass of
+        epoch `epoch`'s first batch, inside ultralytics' own out-of-memory handling) or
+        "mid_epoch" (the start of epoch `epoch`'s second batch, outside it).
+    """
+    import torch
+
+    def raise_oom() -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (a fake)")
+
+    def install(trainer) -> None:
+        if at == "build":
+            build = trainer.setup_model
+
+            def setup_model():
+                ckpt = build()
+                if trainer.batch_size > above:
+                    raise_oom()
+                return ckpt
+
+            trainer.setup_model = setup_model
+        elif at == "first_batch":
+            preprocess = trainer.preprocess_batch
+
+            def preprocess_batch(batch):
+                if int(trainer.epoch) + 1 == epoch and trainer.batch_size > above:
+                    raise_oom()
+                return preprocess(batch)
+
+            trainer.preprocess_batch = preprocess_batch
+        elif at == "mid_epoch":
+            batches = {"n": 0}
+
+            def on_train_epoch_start(trainer) -> None:
+                batches["n"] = 0
+
+            def on_train_batch_start(trainer) -> None:
+                batches["n"] += 1
+                if (int(trainer.epoch) + 1 == epoch and batches["n"] == 2
+                        and trainer.batch_size > above):
+                    raise_oom()
+
+            trainer.add_callback("on_train_epoch_start", on_train_epoch_start)
+            trainer.add_callback("on_train_batch_start", on_train_batch_start)
+        else:
+            raise ValueError(f"fake_out_of_memory: unknown point {at!r}")
+
+    return install
+
+
+@contextmanager
+def fake_memory_limit(*args, **kwargs):
+    """Inside the block, every ultralytics training in this process gets `fake_out_of_memory`."""
+    from ultralytics.utils.callbacks.base import default_callbacks
+
+    hook = fake_out_of_memory(*args, **kwargs)
+    default_callbacks["on_pretrain_routine_start"].append(hook)
+    try:
+        yield
+    finally:
+        default_callbacks["on_pretrain_routine_start"].remove(hook)
+
+
+def fake_out_of_memory_trials(limits):
+    """automl's real Ray trial (`run_trial`), with a fake memory limit on the trials numbered in
+    `limits` ({number: fake_out_of_memory's arguments})."""
+
+    def trial(config):
+        from automl.execution.ray_runner import run_trial
+
+        limit = limits.get(config["number"])
+        if limit is None:
+            return run_trial(config)
+        with fake_memory_limit(*limit):
+            return run_trial(config)
+
+    return trial
+
+
+class FakeCuda:
+    """A fake `torch.cuda`: the four peak-memory functions automl reads, with set values."""
+
+    def __init__(self, allocated_mb: float, reserved_mb: float, total_mb: float) -> None:
+        self.resets = 0
+        self._allocated, self._reserved = allocated_mb * 2**20, reserved_mb * 2**20
+        self._total = total_mb * 2**20
+
+    def reset_peak_memory_stats(self, device) -> None:
+        self.resets += 1
+
+    def max_memory_allocated(self, device) -> float:
+        return self._allocated
+
+    def max_memory_reserved(self, device) -> float:
+        return self._reserved
+
+    def get_device_properties(self, device):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(total_memory=self._total)

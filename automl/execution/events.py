@@ -19,6 +19,7 @@ class TrialEvent:
     baseline: bool = False  # the user's plain training (trial #0 of a new study)
     measured: dict[str, float] = field(default_factory=dict)  # size_mb, latency_ms (if measured)
     over_cap: str | None = None  # which cap a COMPLETE trial exceeded (it is infeasible)
+    notes: tuple[str, ...] = ()  # memory: a retry at a smaller batch, a peak over its GPU share
 
 
 @dataclass

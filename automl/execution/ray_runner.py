@@ -82,8 +82,10 @@ def run_trial(config: dict[str, Any]) -> None:
         params, run = {}, run.for_baseline()
     if config.get("seed") is not None:
         params = {**params, "seed": int(config["seed"])}
+    # the fraction of a GPU Ray gave this trial: its peak memory is checked against it
+    share = ray.get_runtime_context().get_assigned_resources().get("GPU")
     outcome = train_once(params, run, name=f"trial_{config['number']:04d}", report=report,
-                         should_stop=_stop_requested)
+                         should_stop=_stop_requested, gpu_share=share)
     if "error" in outcome:
         # Reported, not raised: the searcher marks the trial FAIL with this message.
         tune.report(error_report(outcome["error"]))

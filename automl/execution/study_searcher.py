@@ -22,6 +22,7 @@ from ray.tune.search import Searcher
 from automl.config import RunSpec
 from automl.epochs import FITNESS, EpochReport
 from automl.execution.events import EpochEvent, TrialEvent
+from automl.execution.memory import memory_record
 from automl.execution.trainer import quiet_ultralytics
 from automl.objectives import Goals
 from automl.study import (
@@ -233,6 +234,10 @@ class StudySearcher(Searcher):
         if trial is None or epoch is None:
             return
         history = self._history[trial_id]
+        if history and epoch.batch != history[-1].batch:
+            # out of memory: the training started again at a smaller batch; its epochs count.
+            # (Optuna keeps the first report of a step: the curve keeps the earlier epochs.)
+            history.clear()
         if history and history[-1].epoch >= epoch.epoch:
             return  # already recorded
         history.append(epoch)
@@ -312,6 +317,9 @@ class StudySearcher(Searcher):
                 trial.set_user_attr(STOPPED_BY_ATTR, last.stopped_by)
             if math.isfinite(last.val_loss):  # the last epoch's: a fingerprint of the weights
                 trial.set_user_attr("val_loss", last.val_loss)
+        memory, notes = memory_record(history[-1]) if history else ({}, [])
+        for key, value in memory.items():  # the batch it trained with, peak GPU memory
+            trial.set_user_attr(key, value)
         measured = history[-1].measured() if history else {}
         for key, value in measured.items():
             trial.set_user_attr(key, value)
@@ -349,7 +357,7 @@ class StudySearcher(Searcher):
         if self._on_event:
             self._on_event(TrialEvent(trial.number, state, value, metrics, message, seconds,
                                       last_epoch, bool(trial.user_attrs.get(BASELINE_ATTR)),
-                                      measured, over_cap))
+                                      measured, over_cap, tuple(notes)))
 
     def fail_live(self, message: str) -> list[int]:
         """Mark every trial still running as interrupted (FAIL, queued again)."""

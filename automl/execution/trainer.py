@@ -134,20 +134,73 @@ def train_once(
     name: str,
     report: Callable[[EpochReport], None],
     should_stop: Callable[[], bool] | None = None,
+    gpu_share: float | None = None,
 ) -> dict[str, Any]:
     """Train once and call `report` with an EpochReport after each validated epoch.
+
+    Out of memory (model build, any batch, validation) trains again from the start with half the
+    batch, `nbs` kept (ultralytics then accumulates gradients over nbs images and scales weight
+    decay as the configuration meant), down to `run.min_batch`; the reports of a retry carry its
+    batch and start again at epoch 1. ultralytics itself halves the batch in place on an
+    out-of-memory forward or backward pass of the first epoch; that is kept, under the same floor.
 
     Never raises for a failed training: the error comes back as {"error": message}, with CUDA
     memory released, so the caller can mark the trial FAIL and go on.
 
     Returns:
-        {"epochs": n} on success, {"stopped": True} when `should_stop` cut it short, or
-        {"error": "..."}.
+        {"epochs": n, "batch": b} on success (b: the batch it trained with, 0 when unknown),
+        {"stopped": True} when `should_stop` cut it short, or {"error": "..."}.
     """
+    from automl.execution.memory import below_floor_message, retry_batch
+
     os.environ.update(offline_env())
+    requested = _requested_batch(params, run)
+    batch = requested
+    while True:
+        tried = {**params, "batch": batch} if batch != requested else params
+        outcome = _train_at(tried, run, name=name, report=report, should_stop=should_stop,
+                            gpu_share=gpu_share, requested=requested)
+        if "out_of_memory" not in outcome:
+            return outcome
+        failed, where = outcome["out_of_memory"]
+        batch = retry_batch(failed, run.min_batch)
+        if batch is None:
+            return {"error": below_floor_message(failed, run.min_batch, where)
+                    if failed >= 1 else outcome["error"]}
+
+
+def _requested_batch(params: Mapping[str, Any], run: RunSpec) -> int:
+    """The batch a training asks for (ultralytics' default when nothing sets it); 0 when it is
+    not a number of images (-1 or a memory fraction: ultralytics' autobatch)."""
+    batch = train_args(params, run, name="").get("batch")
+    if batch is None:
+        from ultralytics.cfg import DEFAULT_CFG_DICT
+
+        batch = DEFAULT_CFG_DICT["batch"]
+    return int(batch) if float(batch) >= 1 and float(batch) == int(batch) else 0
+
+
+def _train_at(
+    params: Mapping[str, Any],
+    run: RunSpec,
+    *,
+    name: str,
+    report: Callable[[EpochReport], None],
+    should_stop: Callable[[], bool] | None,
+    gpu_share: float | None,
+    requested: int,
+) -> dict[str, Any]:
+    """One attempt of `train_once`; {"out_of_memory": (batch, where), "error": ...} when it ran
+    out of memory, where the batch is the one that did not fit."""
+    from automl.execution.memory import is_out_of_memory, peak_memory, reset_peak
+
     fitness = parse_fitness(run.fitness)
     model = None
     checked = ExitStack()
+    # what the trainer was doing when memory ran out: its batch and where (model build until
+    # the first epoch starts)
+    at: dict[str, Any] = {"batch": int(params.get("batch") or requested or 0),
+                          "where": "model build"}
     try:
         from ultralytics import YOLO
 
@@ -160,6 +213,19 @@ def train_once(
             path, sha256=run.weights_sha256.get(path))))
         model.add_callback("on_pretrain_routine_start", _trainer_setup(
             threads=run.threads, final_eval=run.final_eval))
+
+        def on_pretrain_routine_start(trainer) -> None:
+            reset_peak(trainer.device)  # this training's peak, not an earlier one's in this process
+            at["trainer"] = trainer
+            if int(trainer.batch_size) >= 1:
+                at["batch"] = int(trainer.batch_size)
+
+        def on_train_epoch_start(trainer) -> None:
+            batch = int(trainer.batch_size)
+            if 1 <= batch < run.min_batch:
+                # ultralytics halved it in place after an out-of-memory first batch
+                raise _OutOfMemoryAt(at["batch"], at["where"])
+            at["batch"], at["where"] = batch, f"epoch {int(trainer.epoch) + 1}"
 
         def on_epoch_end(trainer) -> None:
             metrics = epoch_metrics(trainer)
@@ -178,10 +244,15 @@ def train_once(
                 val_loss=validation_loss(trainer),
                 train_seconds=seconds,
                 device=str(trainer.device),
+                requested_batch=requested,
+                gpu_share=float("nan") if gpu_share is None else float(gpu_share),
+                **peak_memory(trainer.device),
                 **metrics,
                 **measured,
             ))
 
+        model.add_callback("on_pretrain_routine_start", on_pretrain_routine_start)
+        model.add_callback("on_train_epoch_start", on_train_epoch_start)
         model.add_callback("on_fit_epoch_end", on_epoch_end)
         if should_stop is not None:
 
@@ -191,10 +262,18 @@ def train_once(
 
             model.add_callback("on_train_batch_end", on_batch_end)
         model.train(**train_args(params, run, name=name))
-        return {"epochs": int(model.trainer.epoch) + 1}  # fewer where patience stopped it
+        return {"epochs": int(model.trainer.epoch) + 1,  # fewer where patience stopped it
+                "batch": max(int(at["batch"]), 0)}
     except _Stopped:
         return {"stopped": True}
+    except _OutOfMemoryAt as e:
+        return {"out_of_memory": (e.batch, e.where), "error": _describe(e)}
     except Exception as e:  # a bad hyperparameter or CUDA OOM fails this trial only
+        halved = int(getattr(at.get("trainer"), "batch_size", 0) or 0)
+        if is_out_of_memory(e) or 1 <= halved < min(at["batch"], run.min_batch):
+            # (the second: ultralytics halved the batch below the floor and its rebuild at that
+            # batch failed, e.g. batch 1 refused for BatchNorm)
+            return {"out_of_memory": (at["batch"], at["where"]), "error": _describe(e)}
         return {"error": _describe(e)}
     finally:
         checked.close()
@@ -258,9 +337,19 @@ class _Stopped(Exception):
     """Raised inside the training loop when the scheduler has stopped the trial."""
 
 
+class _OutOfMemoryAt(Exception):
+    """Raised when ultralytics' own retry went below the floor: memory ran out at `batch`."""
+
+    def __init__(self, batch: int, where: str) -> None:
+        super().__init__(f"out of memory at batch {batch} ({where})")
+        self.batch, self.where = batch, where
+
+
 def _describe(e: BaseException) -> str:
+    from automl.execution.memory import is_out_of_memory
+
     name = type(e).__name__
-    if "OutOfMemory" in name or "out of memory" in str(e).lower():
+    if is_out_of_memory(e):
         return f"CUDA out of memory ({e}); lower --batch or --imgsz, or raise --gpus-per-trial"
     where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
     at = f" (at {os.path.basename(where.filename)}:{where.lineno})" if where else ""

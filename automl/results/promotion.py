@@ -266,6 +266,7 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
     from automl import study as studies
     from automl.config import RunSpec
     from automl.console import task_text
+    from automl.execution.memory import memory_record
     from automl.execution.trainer import train_once
     from automl.fitness import METRICS, TASK_METRICS
     from automl.machine import machine_cpus
@@ -323,6 +324,11 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
         "trained_on": reports[-1].device if reports else None,  # the device auto resolved to
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if reports:  # the batch it trained with (smaller after out of memory), peak GPU memory
+        memory, notes = memory_record(reports[-1])
+        record.update(memory)
+        for note in notes:
+            say(note)
     studies.record_promotion(the_study, record)
     say(f"promoted: {plan.best}  fitness {value:.4f} ({fit.describe()})  "
         f"mAP50 {metrics.get('map50', math.nan):.3f}  mAP50-95 {metrics.get('map50_95', math.nan):.3f}"
