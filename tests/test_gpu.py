@@ -38,6 +38,15 @@ def test_a_search_packs_two_trials_on_one_gpu_and_promotes_there(in_tmp, tiny_da
     # every trial trained on the GPU Ray gave it (device auto inside the trial)
     assert all(t.user_attrs["device"].startswith("cuda") for t in trials), \
         [t.user_attrs.get("device") for t in trials]
+    # torch's own peak counters, reset at each training's start, against the half it was given
+    import torch
+
+    total = torch.cuda.get_device_properties(0).total_memory / 2**20
+    for t in trials:
+        attrs = t.user_attrs
+        assert 0 < attrs["gpu_peak_allocated_mb"] <= attrs["gpu_peak_reserved_mb"] < total / 2
+        assert attrs["gpu_total_mb"] == total and attrs["gpu_share"] == 0.5
+        assert "over_gpu_share" not in attrs and attrs["batch"] == 8
     # half a GPU each: two trained at the same time
     assert any(later.datetime_start < earlier.datetime_complete
                for earlier, later in zip(trials, trials[1:], strict=False))
@@ -46,4 +55,5 @@ def test_a_search_packs_two_trials_on_one_gpu_and_promotes_there(in_tmp, tiny_da
     record = promotions(optuna.load_study(study_name="gpu", storage=storage))[result.trial]
     assert record == result.record
     assert record["device"] == "auto" and record["trained_on"].startswith("cuda")
+    assert record["gpu_peak_reserved_mb"] > 0 and "gpu_share" not in record  # the whole GPU
     assert result.weights.exists()

@@ -192,3 +192,34 @@ def test_a_search_keeps_a_trial_that_ran_out_of_memory_at_its_smaller_batch(
                for line in lines), lines
     exported = study.trials_dataframe()
     assert list(exported["user_attrs_batch"])[:2] == [8, 4]
+
+
+def test_the_searcher_counts_the_retrys_epochs_and_keeps_its_batch(tmp_path):
+    """Epochs 1-2 at batch 8, then out of memory: the retry's epochs 1-3 at batch 4 are the
+    trial's (a fake sequence of reports, as a real retry sends them)."""
+    from optuna.distributions import FloatDistribution
+
+    from automl.execution.study_searcher import StudySearcher
+    from tests.fakes import fake_run
+
+    study = optuna.create_study(direction="maximize",
+                                storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s")
+    events = []
+    searcher = StudySearcher(study, {"lr0": FloatDistribution(1e-4, 1e-1, log=True)},
+                             fake_run(3), 1, on_event=events.append)
+    searcher.suggest("a")
+
+    def epoch(n: int, fitness: float, batch: int) -> dict:
+        return EpochReport(epoch=n, fitness=fitness, map50=fitness, batch=batch,
+                           requested_batch=8).as_dict()
+
+    for n, fitness, batch in [(1, 0.9, 8), (2, 0.95, 8), (1, 0.1, 4), (2, 0.2, 4), (3, 0.3, 4)]:
+        searcher.on_trial_result("a", epoch(n, fitness, batch))
+    searcher.on_trial_complete("a", epoch(3, 0.3, 4))
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE
+    assert trial.value == 0.3 and trial.user_attrs["best_epoch"] == 3  # not the lost 0.95
+    assert trial.user_attrs["batch"] == 4
+    assert trial.user_attrs["out_of_memory"].startswith("out of memory at batch 8")
+    assert trial.intermediate_values == {1: 0.9, 2: 0.95, 3: 0.3}  # Optuna keeps a step's first
+    assert events[-1].notes == (trial.user_attrs["out_of_memory"],)

@@ -129,7 +129,7 @@ class StudySearcher(Searcher):
     # attribute -> what a pickled copy holds instead (the trials in flight hold the study too)
     DRIVER_ONLY: Mapping[str, Callable[[], Any]] = {
         "_study": lambda: None, "_on_event": lambda: None, "_live": dict, "_history": dict,
-        "_started": dict, "_progress_at": dict, "_pace": lambda: None}
+        "_started": dict, "_progress_at": dict, "_pace": lambda: None, "_restarted": dict}
 
     def __init__(
         self,
@@ -160,6 +160,7 @@ class StudySearcher(Searcher):
         self._history: dict[str, list[EpochReport]] = {}
         self._started: dict[str, float] = {}
         self._progress_at: dict[str, float] = {}  # when a trial's progress attrs were written
+        self._restarted: dict[str, int] = {}  # the epochs a trial reported before a retry
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, **{key: empty() for key, empty in self.DRIVER_ONLY.items()}}
@@ -235,18 +236,21 @@ class StudySearcher(Searcher):
             return
         history = self._history[trial_id]
         if history and epoch.batch != history[-1].batch:
-            # out of memory: the training started again at a smaller batch; its epochs count.
-            # (Optuna keeps the first report of a step: the curve keeps the earlier epochs.)
+            # out of memory: the training started again at a smaller batch; its epochs count
+            self._restarted[trial_id] = max(self._restarted.get(trial_id, 0), history[-1].epoch)
             history.clear()
         if history and history[-1].epoch >= epoch.epoch:
             return  # already recorded
         history.append(epoch)
         if self._pace is not None:
             self._pace.epoch(trial.number, epoch.epoch)
-        if math.isfinite(epoch.fitness) and not self._goals.multi:
-            trial.report(epoch.fitness, step=epoch.epoch)
-        elif math.isfinite(epoch.fitness):  # Optuna takes no report() on several objectives
+        # Optuna keeps the first value of a step: the curve keeps the epochs before a retry
+        reported = epoch.epoch <= self._restarted.get(trial_id, 0)
+        if math.isfinite(epoch.fitness) and self._goals.multi:
+            # Optuna takes no report() on several objectives
             trial.set_user_attr(LATEST_FITNESS_ATTR, epoch.fitness)
+        elif math.isfinite(epoch.fitness) and not reported:
+            trial.report(epoch.fitness, step=epoch.epoch)
         # for `automl status` elsewhere: how far the trial is and how fast it goes, at most every
         # PROGRESS_EVERY_S (status reads the epoch from the reports between; the end writes both)
         now = time.monotonic()
@@ -267,6 +271,7 @@ class StudySearcher(Searcher):
         trial = self._live.pop(trial_id)
         history = self._history.pop(trial_id, [])
         self._progress_at.pop(trial_id, None)
+        self._restarted.pop(trial_id, None)
         seconds = time.perf_counter() - self._started.pop(trial_id)
         message = None
         last_epoch = history[-1].epoch if history else 0
