@@ -223,3 +223,28 @@ def test_the_searcher_counts_the_retrys_epochs_and_keeps_its_batch(tmp_path):
     assert trial.user_attrs["out_of_memory"].startswith("out of memory at batch 8")
     assert trial.intermediate_values == {1: 0.9, 2: 0.95, 3: 0.3}  # Optuna keeps a step's first
     assert events[-1].notes == (trial.user_attrs["out_of_memory"],)
+
+
+@pytest.mark.integration
+def test_promote_trains_at_half_the_batch_and_fails_below_the_floor_in_one_line(in_tmp,
+                                                                               tiny_data):
+    from automl.errors import AutoMLError
+    from automl.results.promotion import promote
+    from automl.study import default_storage, promotions
+    from tests.test_promote import make_study
+
+    make_study("s", tiny_data, [(TrialState.COMPLETE, 0.3, {"lr0": 0.02, "momentum": 0.8})])
+    lines: list[str] = []
+    with fake_memory_limit("build", 2):  # the study's batch 4 does not fit, 2 does
+        result = promote(study="s", log=lines.append)
+    record = promotions(optuna.load_study(study_name="s", storage=default_storage("s")))[0]
+    assert record == result.record and record["batch"] == 2
+    assert record["out_of_memory"] == "out of memory at batch 4: trained at batch 2 (nbs kept)"
+    assert record["out_of_memory"] in lines
+
+    with fake_memory_limit("build", 1), pytest.raises(AutoMLError) as failed:
+        promote(study="s", trial=0, epochs=1, project="again", log=lines.append)
+    assert str(failed.value) == (
+        "promoting trial #0 failed: out of memory at batch 2 (model build), and half of it is "
+        "below the smallest batch a retry trains with (2): lower imgsz, search a smaller model, "
+        "or give each trial more of the GPU (--gpus-per-trial, --concurrency)")
