@@ -250,14 +250,17 @@ def trial_rows(study, trials: list, metric: Callable[[Any], str] = lambda v: f"{
     measured = [k for k in MEASURED_LABELS if any(k in t.user_attrs for t in trials)]
     labels = {**METRIC_LABELS, **{k: v for k, v in TASK_LABELS.items()
                                   if any(k in t.user_attrs for t in trials)}}
+    # the batch each trained with, once one ran out of memory and trained at a smaller one
+    batch = ["batch"] if any("out_of_memory" in t.user_attrs for t in trials) else []
     header = ["trial", "fitness", *(["mean (runs)"] if means else []), *labels.values(),
-              *(MEASURED_LABELS[k] for k in measured), *keys]
+              *(MEASURED_LABELS[k] for k in measured), *batch, *keys]
     rows = [[f"#{t.number}" + (" plain" if t.user_attrs.get(BASELINE_ATTR) else ""),
              f"{fitness_of(t):.4f}",
              *([f"{means[t.number][0]:.4f} ({means[t.number][1]})" if t.number in means else "-"]
                if means else []),
              *(metric(t.user_attrs.get(k, math.nan)) for k in labels),
              *(f"{t.user_attrs[k]:.2f}" if k in t.user_attrs else "-" for k in measured),
+             *(str(t.user_attrs.get(k, "-")) for k in batch),
              *(param(t.params.get(k)) for k in keys)] for t in trials]
     return header, rows
 

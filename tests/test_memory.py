@@ -248,3 +248,22 @@ def test_promote_trains_at_half_the_batch_and_fails_below_the_floor_in_one_line(
         "promoting trial #0 failed: out of memory at batch 2 (model build), and half of it is "
         "below the smallest batch a retry trains with (2): lower imgsz, search a smaller model, "
         "or give each trial more of the GPU (--gpus-per-trial, --concurrency)")
+
+
+def test_the_top_table_shows_the_batch_once_a_trial_trained_at_a_smaller_one(tmp_path):
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from automl.console import top_table
+
+    study = optuna.create_study(direction="maximize",
+                                storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s")
+    dist = {"lr0": FloatDistribution(1e-4, 0.1, log=True)}
+    study.add_trial(create_trial(value=0.4, params={"lr0": 0.01}, distributions=dist,
+                                 user_attrs={"fitness": 0.4, "batch": 16}))
+    assert "batch" not in top_table(study).splitlines()[1]
+    study.add_trial(create_trial(value=0.5, params={"lr0": 0.02}, distributions=dist,
+                                 user_attrs={"fitness": 0.5, "batch": 8, "out_of_memory": "..."}))
+    table = top_table(study).splitlines()
+    assert "batch" in table[1]
+    assert [row.split()[table[1].split().index("batch")] for row in table[2:]] == ["8", "16"]
