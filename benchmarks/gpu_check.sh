@@ -3,7 +3,8 @@
 # image, no network): .gpu/ holds the wheels of what the image lacks (pip download for cp312:
 # automl's dependencies but torch and plotly, pytest) and ray-pruned.tgz, Ray 2.60.0's cp312 wheel
 # unpacked without ray/jars, ray/rllib and ray/llm, to fit the 64 MiB a run can carry.
-# Run from the repository root: bash benchmarks/gpu_check.sh (logs under $OUT).
+# Run from the repository root: bash benchmarks/gpu_check.sh (logs under $OUT);
+# bash benchmarks/gpu_check.sh packing runs benchmarks/gpu_packing.py instead (under 8 minutes).
 set -o pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/*.whl || exit 1
 tar -xzf .gpu/ray-pruned.tgz -C /tmp/site || exit 1
@@ -12,6 +13,10 @@ export PYTHONPATH=/tmp/site:$PWD YOLO_OFFLINE=1 PYTHONUNBUFFERED=1
 mkdir -p /tmp/site/polars && echo 'def read_csv(*a, **k): raise RuntimeError("no polars on this machine")' > /tmp/site/polars/__init__.py
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; nproc
 python3 -c "import sys, torch, ultralytics, optuna, ray; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'ultralytics', ultralytics.__version__, 'optuna', optuna.__version__, 'ray', ray.__version__)"
+if [ "$1" = packing ]; then
+  timeout 480 python3 benchmarks/gpu_packing.py --out "$OUT" 2>&1 | tee "$OUT/gpu_packing.log" | grep -v "^ *[0-9]*/[0-9]* " | tail -60
+  exit
+fi
 start=$(date +%s)
 timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py -rs 2>&1 | tee $OUT/test_gpu.log | tail -15
 echo "test_gpu wall: $(( $(date +%s) - start )) s"
