@@ -77,6 +77,7 @@ def search(
     epochs: int | None = None,
     imgsz: int | None = None,
     batch: int | None = None,
+    min_batch: int = D.MIN_BATCH,
     device: str | None = None,
     ga_parent: str | None = None,
     pruner: str | None = None,
@@ -114,6 +115,8 @@ def search(
             that leaves a trial under 100 optimizer steps; see automl.data.dataset.auto_fraction).
         model, epochs, imgsz, batch, device: the training of each trial (epochs, imgsz and
             batch default to 30, 640 and 16; on the demo data to its profile, DEMO_PROFILE).
+        min_batch: a trial out of memory trains again at half its batch, down to this
+            (automl.execution.memory); below it the trial is FAIL.
         ga_parent: GA parent selection, single (default) or weighted; --searcher ga only.
         pruner: asha, median or none; default asha when the epochs leave room for two rungs.
         address: join this Ray cluster instead of starting a local one.

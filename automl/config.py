@@ -179,6 +179,7 @@ class SearchFlags:
     epochs: int | None = None
     imgsz: int | None = None
     batch: int | None = None
+    min_batch: int = D.MIN_BATCH  # out of memory: a trial halves its batch down to this
     device: str | None = None
     ga_parent: str | None = None  # the GA's parent selection (None: D.GA_PARENT); ga only
     pruner: str | None = None

@@ -224,6 +224,9 @@ CONCURRENCY_HELP = ("trials at once (default: one per core on the CPU, one per G
                     "quarter of --trials and 4)")
 # the smallest share of a CPU or GPU Ray schedules (it counts resources in ten-thousandths)
 RAY_SHARE = 0.0001
+MIN_BATCH = Option("min_batch", "out of memory: a training starts again at half its batch, "
+                   "down to this (default: %(default)s)", type=int, default=D.MIN_BATCH,
+                   check=at_least(1))
 CPUS = Option("cpus_per_trial", "CPU cores per trial (default: all cores / concurrency)",
               type=number, check=lambda v: None if v is None or v >= RAY_SHARE else
               f"must be at least {RAY_SHARE:g} (fractions such as 0.5 share a core)")
@@ -332,6 +335,7 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
            f"data: {D.DEMO_PROFILE['batch']})", type=int,
            check=lambda v: None if v is None or v >= 1 or v == -1 else
            "must be at least 1, or -1 for ultralytics' AutoBatch"),
+    MIN_BATCH,
     DEVICE,
     Option("ga_parent", "GA parent selection: single | weighted (default: single; --searcher ga "
            "only)", choices=D.GA_PARENT_MODES),
@@ -391,6 +395,7 @@ PROMOTE = Command("promote", "train a study's best trial on the full data", (
     Option("model", "model YAML or local .pt (default: the study's)", check=not_empty),
     Option("imgsz", "default: the study's imgsz", type=int, check=at_least(32)),
     Option("batch", "default: the study's batch", type=int, check=at_least(1)),
+    MIN_BATCH,
     DEVICE,
     Option("project", "runs go to PROJECT/STUDY-trialN (default: %(default)s)",
            default="runs/promote", check=not_empty),
@@ -420,6 +425,7 @@ VALIDATE = Command("validate", "train a study's top trials and its plain trainin
            type=number, check=CPUS.check),
     Option("gpus_per_trial", "GPUs per training, fractions share a GPU (default: GPUs / "
            "concurrency)", type=number, check=GPUS.check),
+    MIN_BATCH,
     ADDRESS,
 ))
 

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from automl import defaults as D
 from automl.errors import AutoMLError, ConfigError, StudyError
 from automl.study import fitness_of
 
@@ -124,6 +125,7 @@ def promote(
     device: str | None = None,
     imgsz: int | None = None,
     batch: int | None = None,
+    min_batch: int = D.MIN_BATCH,
     project: str | Path = str(PROMOTE_DIR),
     tune_thresholds: bool = False,
     metric: str | None = None,
@@ -141,6 +143,7 @@ def promote(
         full_data: 'train' trains on train; 'train+val' trains on train and val images
             (val metrics are then measured on images the model saw).
         epochs, model, imgsz, batch: default to the study's search settings.
+        min_batch: out of memory, the training starts again at half its batch, down to this.
         device: ultralytics device (default: auto, a GPU when present).
         project: runs go to PROJECT/STUDY-trialN.
         tune_thresholds: afterwards sweep NMS IoU x conf on best.pt (see automl.results.thresholds);
@@ -183,7 +186,7 @@ def promote(
 
     result = _already_promoted(the_study, chosen, plan, study, say)
     if result is None:
-        result = _train(the_study, chosen, plan, fit, study, say)
+        result = _train(the_study, chosen, plan, fit, study, say, min_batch)
     if tune_thresholds:
         _tune(result, the_study, plan.data, metric or fit.spec, conf_grid, iou_grid, plan.imgsz,
               device, say)
@@ -226,8 +229,6 @@ def resolve_promotion(config, *, study: str, trial_number: int, params: dict[str
     Raises:
         ConfigError: the study does not record its data and --data is missing.
     """
-    from automl import defaults as D
-
     data_path = data or config.data
     if not str(data_path or ""):
         raise ConfigError(f"study '{study}' does not record its data; pass --data path/to/data.yaml")
@@ -261,7 +262,7 @@ def _already_promoted(the_study, chosen, plan: PromotionPlan, study: str,
 
 
 def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
-           say: Callable[[str], None]) -> PromoteResult:
+           say: Callable[[str], None], min_batch: int = D.MIN_BATCH) -> PromoteResult:
     """Train the promotion (continuing from last.pt when one was cut short) and record it."""
     from automl import study as studies
     from automl.config import RunSpec
@@ -277,7 +278,7 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
     run = RunSpec(data=str(train_yaml), model=str(plan.last) if resumed else plan.model,
                   epochs=plan.epochs, imgsz=plan.imgsz, batch=plan.batch, device=plan.device,
                   fitness=fit.spec, project=str(plan.project), threads=machine_cpus(), save=True,
-                  final_eval=True)
+                  final_eval=True, min_batch=min_batch)
     if resumed:
         params["resume"] = True  # ultralytics restores args, optimizer and epoch
         say(f"resuming {plan.name} from {plan.last}")

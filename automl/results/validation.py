@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from automl import defaults as D
 from automl.errors import ConfigError, StudyError
 
 VALIDATE_DIR = Path("runs/validate")
@@ -271,6 +272,7 @@ def validate(
     concurrency: int = 1,
     cpus_per_trial: float | None = None,
     gpus_per_trial: float | None = None,
+    min_batch: int = D.MIN_BATCH,
     address: str | None = None,
     project: str | Path = VALIDATE_DIR,
     log: Callable[[str], None] | None = None,
@@ -285,7 +287,8 @@ def validate(
         seeds: training seeds 0..seeds-1 per configuration.
         epochs: default the study's; full_data: train or train+val; data: default the data the
             study searched (in full, not its mini split).
-        device, concurrency, cpus_per_trial, gpus_per_trial, address: as for `automl search`.
+        device, concurrency, cpus_per_trial, gpus_per_trial, min_batch, address: as for
+            `automl search`.
         project: the trainings' run folders go to PROJECT/NAME-validate (weights not kept).
         log: where progress lines go (default: stdout); live: redraw progress (default: on a terminal when
             automl prints itself).
@@ -341,7 +344,8 @@ def validate(
                   model=config.model, epochs=settings["epochs"], imgsz=settings["imgsz"],
                   batch=config.batch, fitness=config.fitness, device=device,
                   fixed=dict(config.fixed), baseline_fixed=dict(config.baseline_fixed or {}),
-                  project=str(run_dir), threads=max(1, int(cpus)), keep_weights="none")
+                  project=str(run_dir), threads=max(1, int(cpus)), keep_weights="none",
+                  min_batch=min_batch)
     with studies.trial_slot_lock(url):
         studies.recover_interrupted(companion)
         queued = _queue(companion, picks, seeds)

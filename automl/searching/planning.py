@@ -140,7 +140,8 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
         data=str((out_dir / "mini" / "data.yaml").resolve()), model=flags.model, epochs=epochs,
         imgsz=imgsz, batch=batch, device=flags.device, fitness=fit.spec, fixed=fixed,
         baseline_fixed=plain, project=str((out_dir / "trials").resolve()),
-        threads=max(1, int(cpus)), keep_weights=flags.keep_weights, measure=bool(goals.measures),
+        threads=max(1, int(cpus)), keep_weights=flags.keep_weights,
+        min_batch=flags.min_batch, measure=bool(goals.measures),
         replay=str(Path(flags.replay).resolve()) if flags.replay else None,
         replay_epoch_seconds=flags.replay_epoch_seconds)
     return SearchPlan(name=name, config=config, run=run, space=space, dataset=dataset,
