@@ -118,10 +118,26 @@ def _train(tiny_data, tmp_path, *limit, epochs: int = 2):
 
 @pytest.mark.integration
 def test_out_of_memory_at_model_build_trains_again_at_half_the_batch(tiny_data, tmp_path):
-    outcome, reports = _train(tiny_data, tmp_path, "build", 4)
+    import gc
+    import weakref
+
+    from ultralytics.utils.callbacks.base import default_callbacks
+
+    trainers = []  # each attempt's trainer: the failed one must not hold its memory on
+
+    def remember(trainer) -> None:
+        trainers.append(weakref.ref(trainer))
+
+    default_callbacks["on_pretrain_routine_start"].append(remember)
+    try:
+        outcome, reports = _train(tiny_data, tmp_path, "build", 4)
+    finally:
+        default_callbacks["on_pretrain_routine_start"].remove(remember)
     assert outcome == {"epochs": 2, "batch": 4}
     assert [(r.epoch, r.batch, r.requested_batch) for r in reports] == [(1, 4, 8), (2, 4, 8)]
     assert all(math.isfinite(r.fitness) for r in reports)
+    gc.collect()
+    assert len(trainers) == 2 and all(t() is None for t in trainers)
 
 
 @pytest.mark.integration

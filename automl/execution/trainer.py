@@ -277,6 +277,7 @@ def _train_at(
         return {"error": _describe(e)}
     finally:
         checked.close()
+        at.pop("trainer", None)  # a retry needs the failed training's GPU memory back
         del model
         gc.collect()
         _free_cuda()
