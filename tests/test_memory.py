@@ -285,3 +285,30 @@ def test_the_top_table_shows_the_batch_once_a_trial_trained_at_a_smaller_one(tmp
     table = top_table(study).splitlines()
     assert "batch" in table[1]
     assert [row.split()[table[1].split().index("batch")] for row in table[2:]] == ["8", "16"]
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("ray_session")
+def test_validate_trains_at_half_the_batch_and_fails_below_the_floor(in_tmp, tiny_data,
+                                                                     ray_fakes, monkeypatch):
+    import functools
+
+    from automl.execution import ray_runner
+    from automl.results.validation import validate
+    from automl.study import default_storage
+    from tests.test_validate import SIX, make_study
+
+    make_study("v", tiny_data, SIX, epochs=1)  # batch 4
+    # the companion's trial #0 trains searched trial #1 (the top one), #1 the plain training
+    trainable = ray_fakes.fake_out_of_memory_trials({0: ("build", 2), 1: ("build", 1)})
+    monkeypatch.setattr(ray_runner, "run_search",
+                        functools.partial(ray_runner.run_search, trainable=trainable))
+    lines: list[str] = []
+    validate(study="v", top=1, seeds=1, log=lines.append, live=False)
+    companion = optuna.load_study(study_name="v-validate", storage=default_storage("v"))
+    kept, lost = sorted(companion.trials, key=lambda t: t.number)
+    assert kept.state == TrialState.COMPLETE and kept.user_attrs["batch"] == 2
+    assert kept.user_attrs["out_of_memory"] == ("out of memory at batch 4: trained at batch 2 "
+                                                "(nbs kept)")
+    assert lost.state == TrialState.FAIL
+    assert lost.user_attrs["error"].startswith("out of memory at batch 2 (model build), and half")
