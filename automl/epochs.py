@@ -17,6 +17,9 @@ from automl.fitness import METRICS, TASK_METRICS, f1_score
 FITNESS = "fitness"
 EPOCH = "epoch"
 ERROR = "error"
+# how a training used memory (automl.execution.memory); a replay records none of them
+GPU_FIELDS = ("gpu_peak_allocated_mb", "gpu_peak_reserved_mb", "gpu_total_mb", "gpu_share")
+MEMORY_FIELDS = ("batch", "requested_batch", *GPU_FIELDS)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from automl.epochs import GPU_FIELDS
+
 MB = 2**20
 
 # what torch and its libraries say when an allocation fails (ultralytics treats the cuBLAS one as
@@ -81,8 +83,6 @@ def _torch_cuda():
 
     return torch.cuda
 
-
-GPU_FIELDS = ("gpu_peak_allocated_mb", "gpu_peak_reserved_mb", "gpu_total_mb", "gpu_share")
 
 
 def memory_record(last) -> tuple[dict[str, Any], list[str]]:

@@ -26,16 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from automl.epochs import EpochReport
+from automl.epochs import MEMORY_FIELDS, EpochReport
 from automl.errors import ConfigError
 
 # EpochReport fields a record stores per epoch, in this order (node and device are not
 # recorded, nor size and latency: a replayed search has no caps or objectives on them; nor
 # why a training stopped early and the batch it ran: a record's trainings run their epochs at
-# the batch its meta names)
+# the batch its meta names; nor the memory a training used)
 FIELDS = tuple(f.name for f in fields(EpochReport)
                if f.name not in ("epoch", "node", "device", "size_mb", "latency_ms",
-                                 "stopped_by", "batch"))
+                                 "stopped_by", *MEMORY_FIELDS))
 
 
 @dataclass(frozen=True)
