@@ -160,9 +160,9 @@ def test_below_the_floor_the_training_fails_with_one_line(tiny_data, tmp_path):
     outcome, reports = _train(tiny_data, tmp_path, "build", 1)  # fits nowhere: 8, 4, 2 fail
     assert reports == []
     assert outcome == {"error": (
-        "out of memory at batch 2 (model build), and half of it is below the smallest batch a "
-        "retry trains with (2): lower imgsz, search a smaller model, or give each trial more of "
-        "the GPU (--gpus-per-trial, --concurrency)")}
+        "out of memory at batch 2 (model build), and half of it is below --min-batch 2: lower "
+        "imgsz, search a smaller model, or give each trial more of the GPU (--gpus-per-trial, "
+        "--concurrency)")}
 
 
 @pytest.mark.integration
@@ -170,7 +170,7 @@ def test_ultralytics_halving_below_the_floor_fails_with_the_same_line(tiny_data,
     outcome, reports = _train(tiny_data, tmp_path, "first_batch", 1)  # 8 -> 4 -> 2 -> 1
     assert reports == []
     assert outcome["error"].startswith("out of memory at batch 2 (epoch 1), and half of it is "
-                                       "below the smallest batch")
+                                       "below --min-batch 2: ")
 
 
 @pytest.mark.integration
@@ -204,8 +204,7 @@ def test_a_search_keeps_a_trial_that_ran_out_of_memory_at_its_smaller_batch(
     assert lost.state == TrialState.FAIL
     # ultralytics halved 8 -> 4 -> 2 in place; 2 is below --min-batch 4
     assert lost.user_attrs["error"].startswith("out of memory at batch 4 (epoch 1), and half of "
-                                               "it is below the smallest batch a retry trains "
-                                               "with (4)")
+                                               "it is below --min-batch 4: ")
     assert any("#1" in line and "[out of memory at batch 8: trained at batch 4" in line
                for line in lines), lines
     exported = study.trials_dataframe()
@@ -264,8 +263,8 @@ def test_promote_trains_at_half_the_batch_and_fails_below_the_floor_in_one_line(
         promote(study="s", trial=0, epochs=1, project="again", log=lines.append)
     assert str(failed.value) == (
         "promoting trial #0 failed: out of memory at batch 2 (model build), and half of it is "
-        "below the smallest batch a retry trains with (2): lower imgsz, search a smaller model, "
-        "or give each trial more of the GPU (--gpus-per-trial, --concurrency)")
+        "below --min-batch 2: lower imgsz, search a smaller model, or give each trial more of "
+        "the GPU (--gpus-per-trial, --concurrency)")
 
 
 def test_the_top_table_shows_the_batch_once_a_trial_trained_at_a_smaller_one(tmp_path):

@@ -34,9 +34,9 @@ def retry_batch(batch: int, floor: int) -> int | None:
 
 def below_floor_message(batch: int, floor: int, where: str) -> str:
     """The one line a trial fails with when even its smallest batch does not fit."""
-    return (f"out of memory at batch {batch} ({where}), and half of it is below the smallest "
-            f"batch a retry trains with ({floor}): lower imgsz, search a smaller model, or give "
-            "each trial more of the GPU (--gpus-per-trial, --concurrency)")
+    return (f"out of memory at batch {batch} ({where}), and half of it is below --min-batch "
+            f"{floor}: lower imgsz, search a smaller model, or give each trial more of the GPU "
+            "(--gpus-per-trial, --concurrency)")
 
 
 def retried_note(requested: int, trained: int) -> str | None:
