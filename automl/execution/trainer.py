@@ -222,7 +222,7 @@ def _train_at(
 
         def on_train_epoch_start(trainer) -> None:
             batch = int(trainer.batch_size)
-            if 1 <= batch < run.min_batch:
+            if 1 <= batch < min(at["batch"], run.min_batch):
                 # ultralytics halved it in place after an out-of-memory first batch
                 raise _OutOfMemoryAt(at["batch"], at["where"])
             at["batch"], at["where"] = batch, f"epoch {int(trainer.epoch) + 1}"
