@@ -187,6 +187,25 @@ def _blend(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
         return np.where(total > 0, (w * np.nan_to_num(values)).sum(axis=0) / total, np.nan)
 
 
+def _with_fields(curves: np.ndarray, recorded: tuple[str, ...], path: Path) -> np.ndarray:
+    """The record's curves over today's FIELDS: a metric added since it was recorded (another
+    task's, NaN for the task it trained) gets a column of NaN; any other difference refuses it.
+
+    Raises:
+        ConfigError: a recorded field is gone, or a field other than another task's is missing.
+    """
+    if recorded == FIELDS:
+        return curves
+    missing = [f for f in FIELDS if f not in recorded]
+    if set(recorded) - set(FIELDS) or any(not f.startswith(("mask_", "pose_")) for f in missing):
+        raise ConfigError(f"replay: {path}: recorded fields {list(recorded)} are not "
+                          f"{list(FIELDS)}; record it again")
+    out = np.full(curves.shape[:-1] + (len(FIELDS),), np.nan, dtype=curves.dtype)
+    for i, name in enumerate(recorded):
+        out[..., FIELDS.index(name)] = curves[..., i]
+    return out
+
+
 @lru_cache(maxsize=4)
 def load_record(path: str | Path) -> Record:
     """Read a record written by Record.save (cached per process: replay trials share it).
@@ -204,9 +223,7 @@ def load_record(path: str | Path) -> Record:
             params, curves = z["params"], z["curves"]
     except (OSError, KeyError, ValueError) as e:
         raise ConfigError(f"replay: {path}: not a record of learning curves ({e})") from None
-    if tuple(meta.get("fields", ())) != FIELDS:
-        raise ConfigError(f"replay: {path}: recorded fields {meta.get('fields')} are not "
-                          f"{list(FIELDS)}; record it again")
+    curves = _with_fields(curves, tuple(meta.get("fields", ())), path)
     return Record(keys=tuple(meta["keys"]), params=params, seeds=tuple(meta["seeds"]),
                   curves=curves, bounds={k: (float(v[0]), float(v[1]), bool(v[2]))
                                          for k, v in meta["bounds"].items()},
