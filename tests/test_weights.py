@@ -355,3 +355,29 @@ def test_a_trial_loads_the_bytes_the_driver_checked_or_nothing(crafted, in_tmp, 
     outcome = train_once({}, run, name="t", report=lambda report: None)
     assert "changed since automl checked it" in outcome["error"]
     assert not (in_tmp / MARKER).exists()
+
+
+def test_a_trial_reads_pretrained_weights_from_their_checked_bytes(crafted, in_tmp, tiny_data):
+    # pretrained=FILE (a setting passed through to yolo train) is loaded by path in the trial:
+    # checked there as --model is, and pinned to the bytes the driver checked
+    from automl.config import RunSpec
+    from automl.execution.trainer import train_once
+    from automl.weights import pin_weights
+
+    run = RunSpec(data=str(tiny_data), model="yolo11n.yaml", epochs=1, imgsz=32, batch=2,
+                  project=str(in_tmp / "runs"),
+                  fixed={"pretrained": str(crafted["numpy runstring"])})
+    outcome = train_once({}, run, name="t", report=lambda report: None)
+    assert "numpy.testing._private.utils.runstring" in outcome["error"]
+    assert not (in_tmp / MARKER).exists()
+
+    legit = in_tmp / "start.pt"
+    legit.write_bytes(_saved({"epoch": 1}))
+    pins = pin_weights([legit])
+    legit.write_bytes(crafted["os.system"].read_bytes())  # swapped after the driver's check
+    run = RunSpec(data=str(tiny_data), model="yolo11n.yaml", epochs=1, imgsz=32, batch=2,
+                  project=str(in_tmp / "runs"), fixed={"pretrained": str(legit)},
+                  weights_sha256=pins)
+    outcome = train_once({}, run, name="t", report=lambda report: None)
+    assert "changed since automl checked it" in outcome["error"]
+    assert not (in_tmp / MARKER).exists()

@@ -274,7 +274,7 @@ def run_search(
     from automl.weights import pin_weights
 
     choices = getattr(distributions.get("model"), "choices", ())
-    run = replace(run, weights_sha256=pin_weights([run.model, *choices]))
+    run = replace(run, weights_sha256=pin_weights([run.model, *choices, run.fixed.get("pretrained")]))
 
     deadline = None if timeout is None else time.monotonic() + timeout
     # Tune runs at most `remaining` trials a round; a trial interrupted in a round (its node

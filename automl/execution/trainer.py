@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 from automl.config import RunSpec
@@ -261,7 +262,13 @@ def _train_at(
                     raise _Stopped
 
             model.add_callback("on_train_batch_end", on_batch_end)
-        model.train(**train_args(params, run, name=name))
+        args = train_args(params, run, name=name)
+        if isinstance(args.get("pretrained"), str) and Path(args["pretrained"]).suffix == ".pt":
+            # pretrained=FILE is read by path too: the private copy of its checked bytes
+            args["pretrained"] = checked.enter_context(checked_model(
+                args["pretrained"], "pretrained=",
+                sha256=run.weights_sha256.get(args["pretrained"])))
+        model.train(**args)
         return {"epochs": int(model.trainer.epoch) + 1,  # fewer where patience stopped it
                 "batch": max(int(at["batch"]), 0)}
     except _Stopped:
