@@ -301,6 +301,14 @@ CONF_GRID = _grid_option("conf_grid", "confidence thresholds in (0, 1), e.g. 0.0
                          "0.001,0.01 (default: 10 values from 0.001 to 0.35)")
 IOU_GRID = _grid_option("iou_grid", "NMS IoU thresholds in (0, 1) (default: 0.4 to 0.85 in steps "
                         "of 0.05)")
+THRESHOLD_METRIC = Option("metric", lambda: "what the model is for. Deployed, judged on the boxes "
+                          "kept: f1 (default) | precision@recall=R | recall@precision=P. Ranked: "
+                          + _metric_help(), default="f1")
+PER_CLASS = Option("per_class", "also choose one conf per class (at the chosen IoU), written to "
+                   "thresholds.yaml", type=None, default=False, switch="on")
+FOLDS = Option("folds", "thresholds chosen on K-1 folds of the images, measured on the one left "
+               "out, in turn: the held-out figures (default: %(default)s)", type=int, default=5,
+               check=at_least(2))
 
 # --- the commands ------------------------------------------------------------------------------
 
@@ -401,8 +409,7 @@ PROMOTE = Command("promote", "train a study's best trial on the full data", (
            default="runs/promote", check=not_empty),
     Option("tune_thresholds", "then tune NMS IoU and conf on best.pt (see automl thresholds)",
            type=None, default=False, switch="on"),
-    Option("metric", lambda: _metric_help() + " (default: the study's fitness)"),
-    CONF_GRID, IOU_GRID,
+    THRESHOLD_METRIC, PER_CLASS, FOLDS, CONF_GRID, IOU_GRID,
 ))
 
 VALIDATE = Command("validate", "train a study's top trials and its plain training on the full "
@@ -446,6 +453,9 @@ DEPLOY = Command("deploy", "export weights (ONNX, OpenVINO; fp32 and int8) and m
     Option("study", "record the table on this study's promotion of the weights (default: from "
            "the run folder's name, runs/promote/STUDY-trialN)", check=not_empty),
     Option("storage", "the study's storage URL"),
+    Option("thresholds", "thresholds.yaml from automl thresholds: also measure precision, "
+           "recall and F1 at its thresholds, per class when it holds them (default: the one "
+           "beside the weights, if any)", check=not_empty),
 ))
 
 THRESHOLDS = Command("thresholds", "tune NMS IoU and confidence thresholds from cached "
@@ -456,9 +466,7 @@ THRESHOLDS = Command("thresholds", "tune NMS IoU and confidence thresholds from 
            choices=("train", "val", "test")),
     Option("imgsz", "default: the weights' training imgsz", type=int, check=at_least(32)),
     Option("batch", "validation batch (default: 16, as model.val)", type=int, check=at_least(1)),
-    DEVICE,
-    Option("metric", lambda: _metric_help() + " (default: %(default)s)", default="fitness"),
-    CONF_GRID, IOU_GRID,
+    DEVICE, THRESHOLD_METRIC, PER_CLASS, FOLDS, CONF_GRID, IOU_GRID,
 ))
 
 CHECK = Command("check", "validate every image and label as ultralytics reads them; exit 1 if "

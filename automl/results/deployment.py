@@ -52,6 +52,8 @@ class Artifact:
     latency_p90_ms: float
     metrics: dict[str, float]  # map50, map75, map50_95
     drop: dict[str, float] = field(default_factory=dict)  # the .pt's minus this one's
+    # precision, recall, f1 of the boxes kept at thresholds.yaml's thresholds (when there is one)
+    at_thresholds: dict[str, float] = field(default_factory=dict)
     export_seconds: float | None = None
 
 
@@ -183,6 +185,7 @@ def deploy(
     warmup: int = 10,
     study: str | None = None,
     storage: str | None = None,
+    thresholds: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> DeployResult:
     """Export `weights` to each format (fp32, and int8 with `int8`) and measure every artifact.
@@ -198,6 +201,9 @@ def deploy(
         runs, warmup: timed and untimed batch-1 runs per artifact.
         study, storage: the study whose promotion these weights are (default: from the run
             folder's name STUDY-trialN); the table is added to that promotion's record.
+        thresholds: a thresholds.yaml from `automl thresholds` (default: the one beside the
+            weights, when there is one); each artifact's precision, recall and F1 at its
+            thresholds (per class when it holds per_class) are measured too.
         log: where lines go (default: stdout).
 
     Raises:
@@ -217,11 +223,11 @@ def deploy(
     _no_autoinstall()
     with detection_weights(weights, "deploy exports") as (model, checked):
         return _deploy(model, checked, weights, names, data, imgsz, int8, threads, runs, warmup,
-                       study, storage, say)
+                       study, storage, say, thresholds)
 
 
 def _deploy(model, checked: Path, weights: Path, names: list[str], data, imgsz, int8: bool,
-            threads, runs: int, warmup: int, study, storage, say) -> DeployResult:
+            threads, runs: int, warmup: int, study, storage, say, thresholds=None) -> DeployResult:
     """deploy's work once the weights are checked: `checked` is the private copy of their bytes
     that ultralytics reads (measured, exported); the artifacts land beside `weights`."""
     from automl.console import text_table
@@ -236,6 +242,7 @@ def _deploy(model, checked: Path, weights: Path, names: list[str], data, imgsz, 
                           "path/to/data.yaml")
     dataset = load_dataset(Path(data_path))
     check_classes(model, dataset, data_path, weights, "deploy with")
+    applied = _thresholds_of(weights, thresholds, model.names)
     size = int(imgsz or train_args.get("imgsz") or 640)
     threads = threads or machine_cpus()
     promotion = _promotion_of(weights, study, storage)
@@ -247,7 +254,10 @@ def _deploy(model, checked: Path, weights: Path, names: list[str], data, imgsz, 
         f"{' fp32 + int8 (calibrated on the train images)' if int8 else ' fp32'}; latency: batch "
         f"1, {threads} CPU threads, median/p90 of {runs} runs after {warmup} warm-up runs")
 
-    artifacts = [_measure("pytorch", checked, None, data_path, size, threads, runs, warmup)]
+    if applied is not None:
+        say(f"precision, recall and F1 at {applied.describe()}")
+    artifacts = [_measure("pytorch", checked, None, data_path, size, threads, runs, warmup,
+                          applied)]
     artifacts[0].path = str(weights.resolve())
     say(_line(artifacts[0]))
     # int8 first: ultralytics' ONNX int8 export removes the fp32 .onnx it quantised from
@@ -258,17 +268,23 @@ def _deploy(model, checked: Path, weights: Path, names: list[str], data, imgsz, 
                                         imgsz=size), weights)
             spent = time.perf_counter() - start
             artifact = _measure(f"{fmt} {'int8' if quantised else 'fp32'}", path, spent,
-                                data_path, size, threads, runs, warmup)
+                                data_path, size, threads, runs, warmup, applied)
             artifact.drop = {k: artifacts[0].metrics[k] - v for k, v in artifact.metrics.items()}
             artifacts.append(artifact)
             say(_line(artifact))
+    at = ["P", "R", "F1"] if applied is not None else []
     say(text_table(["artifact", "size MB", "latency ms", "p90 ms", "mAP50", "mAP75", "mAP50-95",
-                    "drop mAP50-95"],
+                    "drop mAP50-95", *at],
                    [[a.name, f"{a.size_mb:.2f}", f"{a.latency_ms:.1f}", f"{a.latency_p90_ms:.1f}",
                      f"{a.metrics['map50']:.4f}", f"{a.metrics['map75']:.4f}",
                      f"{a.metrics['map50_95']:.4f}",
-                     f"{a.drop['map50_95']:+.4f}" if a.drop else "-"] for a in artifacts]))
+                     f"{a.drop['map50_95']:+.4f}" if a.drop else "-",
+                     *(f"{a.at_thresholds[k]:.4f}" for k in ("precision", "recall", "f1") if at)]
+                    for a in artifacts]))
     record = _record(weights, data_path, size, threads, runs, warmup, artifacts)
+    if applied is not None:
+        record["thresholds"] = {"file": str(applied.path.resolve()), "iou": applied.iou,
+                                "per_class": applied.per_class}
     out = weights.parent / "deploy.yaml"
     import yaml
 
@@ -300,12 +316,29 @@ def _beside(artifact: Path, weights: Path) -> Path:
     return Path(shutil.move(artifact, dest))
 
 
+def _thresholds_of(weights: Path, given: str | Path | None, names: dict[int, str]):
+    """The AppliedThresholds of --thresholds, else of thresholds.yaml beside the weights, else None."""
+    from automl.results.thresholds import read_thresholds_file
+
+    beside = weights.with_name("thresholds.yaml")
+    if given is None and not beside.is_file():
+        return None
+    if given is not None and not Path(given).is_file():
+        raise ConfigError(f"--thresholds {given}: file not found; automl thresholds --weights "
+                          f"{weights} writes {beside}")
+    return read_thresholds_file(given or beside, dict(names))
+
+
 def _measure(name: str, path: Path, export_seconds: float | None, data, imgsz: int,
-             threads: int, runs: int, warmup: int) -> Artifact:
+             threads: int, runs: int, warmup: int, applied=None) -> Artifact:
+    from automl.results.thresholds import operating_point_of
+
     median, p90 = latency(path, imgsz, threads=threads, runs=runs, warmup=warmup)
+    at = ({} if applied is None else
+          operating_point_of(path, applied, data=Path(data), imgsz=imgsz))
     return Artifact(name=name, path=str(path), size_mb=size_mb(path), latency_ms=median,
                     latency_p90_ms=p90, metrics=accuracy(path, Path(data), imgsz),
-                    export_seconds=export_seconds)
+                    at_thresholds=at, export_seconds=export_seconds)
 
 
 def _line(a: Artifact) -> str:

@@ -128,7 +128,9 @@ def promote(
     min_batch: int = D.MIN_BATCH,
     project: str | Path = str(PROMOTE_DIR),
     tune_thresholds: bool = False,
-    metric: str | None = None,
+    metric: str = "f1",
+    per_class: bool = False,
+    folds: int = 5,
     conf_grid: Iterable[str | float] | None = None,
     iou_grid: Iterable[str | float] | None = None,
     log: Callable[[str], None] | None = None,
@@ -147,7 +149,7 @@ def promote(
         device: ultralytics device (default: auto, a GPU when present).
         project: runs go to PROJECT/STUDY-trialN.
         tune_thresholds: afterwards sweep NMS IoU x conf on best.pt (see automl.results.thresholds);
-            metric (default: the study's fitness), conf_grid, iou_grid go to it.
+            metric, per_class, folds, conf_grid, iou_grid go to it, as `automl thresholds`.
         log: where progress lines go (default: stdout).
 
     Returns:
@@ -178,18 +180,18 @@ def promote(
     fit = parse_fitness(config.fitness or None)
     if tune_thresholds:  # check the grids now, not after hours of training
         refuse_thresholds(task, plan.model)
-        from automl.results.thresholds import metric_fitness, parse_grid
+        from automl.results.thresholds import check_per_class, parse_grid, parse_metric
 
         parse_grid(conf_grid, "--conf-grid", ())
         parse_grid(iou_grid, "--iou-grid", ())
-        metric_fitness(metric or config.fitness or "fitness")
+        check_per_class(parse_metric(metric), per_class)
 
     result = _already_promoted(the_study, chosen, plan, study, say)
     if result is None:
         result = _train(the_study, chosen, plan, fit, study, say, min_batch)
     if tune_thresholds:
-        _tune(result, the_study, plan.data, metric or fit.spec, conf_grid, iou_grid, plan.imgsz,
-              device, say)
+        _tune(result, the_study, plan.data, dict(metric=metric, per_class=per_class, folds=folds,
+              conf_grid=conf_grid, iou_grid=iou_grid), plan.imgsz, device, say)
     return result
 
 
@@ -339,15 +341,14 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
                          record=record, resumed=resumed)
 
 
-def _tune(result: PromoteResult, the_study, data: Path, metric: str, conf_grid, iou_grid,
-          imgsz: int, device: str | None, say: Callable[[str], None]) -> None:
+def _tune(result: PromoteResult, the_study, data: Path, choice: dict[str, Any], imgsz: int,
+          device: str | None, say: Callable[[str], None]) -> None:
     """Tune best.pt's thresholds on the val split of the user's data.yaml; record them too."""
     from automl import study as studies
     from automl.results.thresholds import tune_thresholds
 
-    result.thresholds = tune_thresholds(weights=result.weights, data=data, metric=metric,
-                                        conf_grid=conf_grid, iou_grid=iou_grid, imgsz=imgsz,
-                                        device=device, log=say)
+    result.thresholds = tune_thresholds(weights=result.weights, data=data, imgsz=imgsz,
+                                        device=device, log=say, **choice)
     result.record["thresholds"] = result.thresholds.as_dict()
     studies.record_promotion(the_study, result.record)
 
