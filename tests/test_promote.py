@@ -115,6 +115,11 @@ def test_no_complete_trial_is_one_line_exit_2(in_tmp, tiny_data):
     (["--epochs", "0"], "--epochs 0: must be at least 1"),
     (["--data", "nowhere.yaml"], "nowhere.yaml: data.yaml not found"),
     (["--tune-thresholds", "--iou-grid", "0.5", "1.2"], "--iou-grid 1.2: every value must be in (0, 1)"),
+    (["--tune-thresholds", "--metric", "precision@recall=1.5"],
+     "--metric precision@recall=1.5: write precision@recall=R or recall@precision=P"),
+    (["--tune-thresholds", "--metric", "map75", "--per-class"],
+     "--per-class with --metric map75: a ranking metric is best at the lowest conf"),
+    (["--tune-thresholds", "--folds", "1"], "--folds 1: must be at least 2"),
 ])
 def test_bad_promote_flags_fail_before_training(in_tmp, tiny_data, capsys, args, expected):
     make_study("one", tiny_data, [(TrialState.FAIL, None, {"lr0": 0.01, "momentum": 0.9}),

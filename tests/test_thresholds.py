@@ -1,17 +1,29 @@
-"""automl thresholds: the sweep on cached raw predictions equals ultralytics' own model.val."""
+"""automl thresholds: the sweep on cached raw predictions equals ultralytics' own model.val; the
+operating point (f1, a floor, per class, held out) on a really trained model; deploy and
+promote take the same choice."""
 
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from automl.cli import main
 from automl.config import RunSpec
-from automl.data.demo import make_demo_dataset
+from automl.data.demo import CLASS_NAMES, make_demo_dataset
 from automl.execution.trainer import train_once
-from automl.results.thresholds import CachedSweep, RawCache, cache_path_for, tune_thresholds
+from automl.results.thresholds import (
+    AppliedThresholds,
+    CachedSweep,
+    RawCache,
+    cache_path_for,
+    operating_point_of,
+    tune_thresholds,
+)
 from tests.conftest import run_automl, run_cli
 
 METRICS = ("precision", "recall", "map50", "map75", "map50_95")
@@ -62,8 +74,17 @@ def test_metrics_from_the_cache_equal_model_val(trained, tmp_path, monkeypatch):
     sweeper = CachedSweep(RawCache.load(cache_path_for(weights, "val")))
     for (iou, conf), swept in result.table.items():
         direct = sweeper.metrics(iou, conf)
-        assert direct == pytest.approx({k: v for k, v in swept.items() if k != "score"}, abs=1e-12)
+        assert direct == pytest.approx({k: v for k, v in swept.items()
+                                        if k != "score" and not k.startswith("op_")}, abs=1e-12)
     sweeper.close()
+
+    # the boxes kept at a pair, from the cache, are those a real model.val keeps there
+    for iou, conf in [(0.5, 0.05), (0.7, 0.25)]:
+        applied = AppliedThresholds(path=weights, iou=iou, conf=np.full(len(result.names), conf),
+                                    per_class=False)
+        real = operating_point_of(weights, applied, data=data, imgsz=128, batch=16)
+        ours = {k[3:]: v for k, v in result.table[(iou, conf)].items() if k.startswith("op_")}
+        assert ours == pytest.approx(real, abs=1e-9), (iou, conf)
 
     # the best pair is the argmax of the metric asked for, and is written beside the weights
     best = max(result.table, key=lambda k: result.table[k]["map75"])
@@ -111,6 +132,136 @@ def test_an_edited_label_behind_the_same_data_yaml_invalidates_the_cache(trained
         assert sum(len(g["bboxes"]) for g in cached) == boxes + 1
     finally:
         label.write_text(original)
+
+
+@pytest.mark.integration
+def test_f1_per_class_and_held_out_on_a_trained_model_and_the_docs_snippet_applies_them(
+        trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    weights, data = trained
+    lines: list[str] = []
+    grid = [0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5]
+    result = tune_thresholds(weights=weights, data=data, per_class=True, folds=4, conf_grid=grid,
+                             iou_grid=[0.5, 0.7], log=lines.append)
+    assert result.metric == "f1" and not result.ranked  # the default: the boxes a user sees
+    best = result.table[(result.best_iou, result.best_conf)]
+    assert best["op_f1"] == result.best_score == max(m["op_f1"] for m in result.table.values())
+    assert result.best_conf > grid[0]  # F1 does not keep every box
+    assert result.held_out.global_rates.n_gt.sum() == result.global_rates.n_gt.sum()  # each once
+    text = "\n".join(lines)
+    assert "held out (4 folds of the 16 images" in text and "in-sample (chosen and measured" in text
+    assert "warning:" not in text
+
+    saved = yaml.safe_load((weights.parent / "thresholds.yaml").read_text())
+    assert set(saved["per_class"]) == set(result.names.values()) == set(CLASS_NAMES)
+    assert all(v in grid for v in saved["per_class"].values())
+    for part in ("in_sample", "held_out", "per_class_held_out"):
+        assert set(saved[part]) >= {"precision", "recall", "f1"}, part
+    assert saved["held_out"]["folds"] == 4
+
+    # the per-class confs through a real model.val give the in-sample figures of the cache
+    applied = AppliedThresholds(path=weights, iou=result.best_iou, conf=result.per_class_conf,
+                                per_class=True)
+    real = operating_point_of(weights, applied, data=data, imgsz=128, batch=16)
+    assert real == pytest.approx(result.per_class_rates.summary(), abs=1e-9)
+
+    # the documented lines run on real predictions and keep exactly the boxes above their class's
+    docs = (Path(__file__).parent.parent / "docs" / "commands.md").read_text()
+    snippet = re.search(r"\*\*Per-class confidence thresholds\*\*.*?```python\n(.*?)```", docs,
+                        re.S).group(1)
+    folder = "runs/promote/demo-lr_momentum-trial3/weights/"
+    assert folder in snippet and '"images/"' in snippet
+    snippet = (snippet.replace(folder + "best.pt", str(weights)).replace(folder, f"{weights.parent}/")
+               .replace('"images/"', f'"{data.parent / "images" / "val"}"'))
+    snippet += "    seen.append((len(keep), r))\n"  # inside the loop: every image's result
+    scope = {"seen": []}
+    exec(compile(snippet, "docs/commands.md", "exec"), scope)
+    seen = scope["seen"]
+    assert len(seen) == 16
+    thresholds = saved["per_class"]
+    for _, r in seen:
+        for conf, cls in zip(r.boxes.conf.tolist(), r.boxes.cls.tolist(), strict=True):
+            assert conf > thresholds[r.names[int(cls)]]
+    kept = sum(len(r.boxes) for _, r in seen)
+    assert 0 < kept < sum(n for n, _ in seen) or min(thresholds.values()) == max(thresholds.values())
+
+
+@pytest.mark.integration
+def test_a_ranking_metric_at_the_lowest_conf_warns_and_a_floor_is_met(trained, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    weights, data = trained
+    grid = {"conf_grid": [0.001, 0.1, 0.3], "iou_grid": [0.6], "write": False, "folds": 2}
+    lines: list[str] = []
+    ranked = tune_thresholds(weights=weights, data=data, metric="map50_95", log=lines.append,
+                             **grid)
+    assert ranked.ranked and ranked.best_conf == 0.001
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert len(warnings) == 1 and "--metric f1" in warnings[0]
+    assert ranked.held_out_score is not None  # the mAP of the held-out folds
+    # precision, recall and F1 at the chosen pair are stated for a ranking metric too
+    assert any(line.startswith("in-sample") and "precision" in line for line in lines)
+
+    floor = tune_thresholds(weights=weights, data=data, metric="precision@recall=0.3",
+                            log=lambda line: None, **grid)
+    assert floor.floor_met and floor.global_rates.mean("recall") >= 0.3
+    # the most precise pair among those that find 30% of the labels
+    feasible = [m for m in floor.table.values() if m["op_recall"] >= 0.3]
+    assert floor.best_score == max(m["op_precision"] for m in feasible)
+
+
+@pytest.mark.integration
+def test_deploy_measures_each_export_at_the_per_class_thresholds(trained, tmp_path, monkeypatch):
+    from automl.results.deployment import deploy
+
+    monkeypatch.chdir(tmp_path)
+    weights, data = trained
+    tuned = tune_thresholds(weights=weights, data=data, per_class=True, folds=2,
+                            conf_grid=[0.05, 0.2, 0.4], iou_grid=[0.6], log=lambda line: None)
+    lines: list[str] = []
+    out = deploy(weights=weights, data=data, formats="onnx", runs=2, warmup=1, threads=1,
+                 log=lines.append)  # thresholds.yaml beside the weights is found
+    assert any("precision, recall and F1 at per-class confs, iou 0.6" in line for line in lines)
+    pt, onnx = out.artifacts
+    # deploy validates at batch 1, the sweep at 16: rect batches letterbox some images otherwise
+    assert pt.at_thresholds == pytest.approx(tuned.per_class_rates.summary(), abs=0.1)
+    assert onnx.at_thresholds["f1"] == pytest.approx(pt.at_thresholds["f1"], abs=0.02)
+    saved = yaml.safe_load((weights.parent / "deploy.yaml").read_text())
+    assert saved["thresholds"]["per_class"] is True
+    assert set(saved["artifacts"][1]["at_thresholds"]) == {"precision", "recall", "f1"}
+
+
+@pytest.mark.integration
+def test_promote_tune_thresholds_takes_the_same_choice(trained, tmp_path, monkeypatch):
+    import shutil
+
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from automl.results.promotion import promote
+    from automl.study import CONFIG_ATTR, get_storage, promotions, record_promotion
+
+    monkeypatch.chdir(tmp_path)
+    weights, data = trained
+    run = tmp_path / "runs" / "promote" / "thr-trial0" / "weights"
+    run.mkdir(parents=True)
+    for name in ("best.pt", "last.pt"):  # a finished promotion: nothing is trained again
+        shutil.copy2(weights.with_name(name), run / name)
+    study = optuna.create_study(study_name="thr", storage=get_storage(None, "thr"),
+                                direction="maximize")
+    study.set_user_attr(CONFIG_ATTR, {"data": str(data), "epochs": 10, "imgsz": 128})
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5, params={"lr0": 0.01},
+                                 distributions={"lr0": FloatDistribution(1e-5, 0.1, log=True)}))
+    record_promotion(study, {"trial": 0, "weights": str((run / "best.pt").resolve()),
+                             "fitness": 0.5})
+    out = promote(study="thr", tune_thresholds=True, metric="recall@precision=0.5",
+                  per_class=True, folds=2, conf_grid=[0.05, 0.2], iou_grid=[0.6],
+                  log=lambda line: None)
+    assert out.thresholds.metric == "recall@precision=0.5" and out.thresholds.per_class
+    recorded = promotions(optuna.load_study(study_name="thr", storage=get_storage(None, "thr")))
+    assert recorded[0]["thresholds"]["metric"] == "recall@precision=0.5"
+    assert set(recorded[0]["thresholds"]["per_class"]) == set(CLASS_NAMES)
 
 
 @pytest.mark.parametrize(("flags", "expected"), [
