@@ -208,13 +208,6 @@ def _fitness_help() -> str:
             f"{DEFAULT_BY_TASK['segment']}; pose models: {DEFAULT_BY_TASK['pose']})")
 
 
-def _metric_help() -> str:
-    from automl.fitness import METRICS
-
-    return (f"fitness (0.1*map50+0.9*map50_95) | {' | '.join(METRICS)} | an expression such as "
-            "0.5*map75+0.5*f1")
-
-
 # --- shared options ----------------------------------------------------------------------------
 
 STORAGE = Option("storage", "Optuna storage URL (default: sqlite:///studies/NAME.db)")
@@ -301,9 +294,10 @@ CONF_GRID = _grid_option("conf_grid", "confidence thresholds in (0, 1), e.g. 0.0
                          "0.001,0.01 (default: 10 values from 0.001 to 0.35)")
 IOU_GRID = _grid_option("iou_grid", "NMS IoU thresholds in (0, 1) (default: 0.4 to 0.85 in steps "
                         "of 0.05)")
-THRESHOLD_METRIC = Option("metric", lambda: "what the model is for. Deployed, judged on the boxes "
-                          "kept: f1 (default) | precision@recall=R | recall@precision=P. Ranked: "
-                          + _metric_help(), default="f1")
+THRESHOLD_METRIC = Option("metric", "what the model is for. Deployed, judged on the boxes kept: "
+                          "f1 (default) | precision@recall=R | recall@precision=P. Ranked: "
+                          "fitness (0.1*map50+0.9*map50_95) | map50_95 | map75 | map50 | an "
+                          "expression such as 0.5*map75+0.5*map50", default="f1")
 PER_CLASS = Option("per_class", "also choose one conf per class (at the chosen IoU), written to "
                    "thresholds.yaml", type=None, default=False, switch="on")
 FOLDS = Option("folds", "thresholds chosen on K-1 folds of the images, measured on the one left "
