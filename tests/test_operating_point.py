@@ -95,6 +95,14 @@ def test_a_floor_is_met_where_it_can_be_and_the_closest_miss_is_said():
     assert ok.tolist() == [True, False]
 
 
+def test_a_class_never_right_shows_the_fewest_boxes():
+    # class 1's boxes are all wrong: F1 0 at every conf; the highest conf shows fewest of them
+    m = matched([(0, 0, 0.9, 1), (0, 1, 0.95, 0), (0, 1, 0.6, 0), (0, 1, 0.2, 0)],
+                [(0, 0), (0, 1)], n_images=1)
+    per, ok = op.best_per_class(op.parse_metric("f1"), m, CONFS, fallback=0.1)
+    assert per.tolist() == [0.7, 0.9] and ok.all()  # class 0: F1 1 from 0.1 to 0.7, the highest
+
+
 def test_the_better_iou_wins_and_a_class_without_labels_keeps_the_global_conf():
     good, bad = two_class_model(), matched([(0, 0, 0.9, 0)], [(0, 0), (1, 0)], n_images=4)
     assert op.best_global(op.parse_metric("f1"), {0.5: bad, 0.7: good}, CONFS)[0] == 0.7

@@ -185,14 +185,15 @@ def objective(metric: Metric, precision, recall, f1):
 
 def best_global(metric: Metric, matched: dict[float, Matched], confs: Sequence[float],
                 images: np.ndarray | None = None) -> tuple[float, float, bool]:
-    """The (iou, conf) pair of the grid whose boxes on `images` score best; ties: lowest conf,
-    then highest IoU (as the ranking sweep). Also whether it meets the metric's floor."""
+    """The (iou, conf) pair of the grid whose boxes on `images` score best; ties: the highest
+    conf (fewer boxes shown for the same score), then the highest IoU. Also whether it meets
+    the metric's floor."""
     best, key = None, None
     for iou, m in matched.items():
         for conf in confs:
             r = Rates(*m.counts(conf, images))
             met, value = objective(metric, r.mean("precision"), r.mean("recall"), r.mean("f1"))
-            k = (bool(met), _finite(float(value)), -conf, iou)
+            k = (bool(met), _finite(float(value)), conf, iou)
             if key is None or k > key:
                 best, key = (iou, conf, bool(met)), k
     return best
@@ -201,16 +202,16 @@ def best_global(metric: Metric, matched: dict[float, Matched], confs: Sequence[f
 def best_per_class(metric: Metric, matched: Matched, confs: Sequence[float], fallback: float,
                    images: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One conf per class, each the grid value that scores best for that class's own boxes on
-    `images` (ties: the lowest); a class without labels there keeps `fallback`. Also whether
-    each class meets the floor."""
+    `images` (ties: the highest, so a class the model never gets right shows the fewest boxes);
+    a class without labels there keeps `fallback`. Also whether each class meets the floor."""
     rates = [Rates(*matched.counts(conf, images)) for conf in confs]
     met = np.stack([objective(metric, r.precision, r.recall, r.f1)[0] for r in rates])
     value = np.stack([objective(metric, r.precision, r.recall, r.f1)[1] for r in rates])
-    # per class, the best (meets the floor, value); the first (lowest conf) on ties
+    # per class, the best (meets the floor, value); the last (highest conf) on ties
     picked = np.zeros(matched.n_classes, int)
     for c in range(matched.n_classes):
         keys = list(zip(met[:, c], value[:, c], strict=True))
-        picked[c] = max(range(len(confs)), key=lambda i, keys=keys: (keys[i], -i))
+        picked[c] = max(range(len(confs)), key=lambda i, keys=keys: (keys[i], i))
     out = np.asarray(confs, float)[picked]
     labelled = rates[0].labelled
     out[~labelled] = fallback
