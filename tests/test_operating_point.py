@@ -56,6 +56,16 @@ def test_counts_follow_one_conf_or_one_per_class_and_the_images():
     assert m.counts(0.9)[0].sum() == 0
 
 
+def test_matched_from_validator_stats_takes_images_without_detections():
+    stats = {"tp": [np.array([[True] * 10, [False] * 10]), np.zeros(0)],
+             "conf": [np.array([0.9, 0.4]), np.zeros(0)], "pred_cls": [np.array([0, 1]), np.zeros(0)],
+             "target_cls": [np.array([0]), np.array([1, 1])]}
+    m = op.Matched.from_stats(stats, n_classes=2)
+    assert m.det_tp.tolist() == [True, False] and m.gt_img.tolist() == [0, 1, 1]
+    tp, fp, n_gt = m.counts(0.1)
+    assert tp.tolist() == [1, 0] and fp.tolist() == [0, 1] and n_gt.tolist() == [1, 2]
+
+
 def test_rates_average_over_the_labelled_classes_and_count_a_silent_class_as_zero():
     r = op.Rates(tp=np.array([3, 0, 0]), fp=np.array([1, 0, 2]), n_gt=np.array([4, 2, 0]))
     assert r.precision.tolist() == [0.75, 0.0, 0.0] and r.recall.tolist() == [0.75, 0.0, 0.0]

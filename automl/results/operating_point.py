@@ -101,8 +101,9 @@ class Matched:
         n = len(stats["conf"])
         det_n = [len(c) for c in stats["conf"]]
         gt_n = [len(c) for c in stats["target_cls"]]
-        tp = [np.asarray(t).reshape(len(c), -1)[:, 0] for t, c in zip(stats["tp"], stats["conf"],
-                                                                        strict=True)]
+        # an image without detections has an empty tp (no IoU columns to take the first of)
+        tp = [np.asarray(t).reshape(len(c), -1)[:, 0] if len(c) else np.zeros(0, bool)
+              for t, c in zip(stats["tp"], stats["conf"], strict=True)]
         return cls(
             det_img=np.repeat(np.arange(n), det_n),
             det_cls=_cat(stats["pred_cls"], int), det_conf=_cat(stats["conf"], float),
