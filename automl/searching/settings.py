@@ -96,6 +96,10 @@ def _parse_pairs(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _read_cfg_file(path: str | Path, where: str) -> dict[str, Any]:
+    from automl.options import plain_text
+
+    if problem := plain_text(str(path)):  # empty, control characters, too long for a path
+        raise ConfigError(f"{where}: {problem}")
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"{where}: no such file; pass a yolo train cfg= YAML (e.g. a "
@@ -131,9 +135,11 @@ def read_settings(pairs: Sequence[str] | Mapping[str, Any] | None,
     defaults = ucfg.DEFAULT_CFG_DICT
     given = dict(pairs) if isinstance(pairs, Mapping) else _parse_pairs(pairs or ())
     merged: dict[str, Any] = {}
-    files = [(cfg, f"--cfg {cfg}")] if cfg else []
+    from automl.options import shown
+
+    files = [(cfg, f"--cfg {shown(cfg)}")] if cfg else []
     if given.get("cfg"):
-        files.append((given["cfg"], f"cfg={given['cfg']}"))
+        files.append((given["cfg"], f"cfg={shown(given['cfg'])}"))
     for path, where in files:
         from_file = _read_cfg_file(path, where)
         from_file.pop("cfg", None)
