@@ -69,7 +69,8 @@ def test_two_trial_search_records_complete_trials_with_metrics(in_tmp, tiny_data
 def test_a_trial_that_raises_is_fail_with_its_error_and_the_search_goes_on(in_tmp, tiny_data):
     space = load_space("lr_momentum")
     study = open_study("broken", None)
-    run = RunSpec(data=str(tiny_data), model="missing-weights.pt", epochs=1, imgsz=64, batch=4,
+    # a model file no trial can build (a .pt would be refused before the search: pin_weights)
+    run = RunSpec(data=str(tiny_data), model="missing-model.yaml", epochs=1, imgsz=64, batch=4,
                   fitness="v5", fixed={"optimizer": "SGD"}, project=str(in_tmp / "trials"),
                   threads=1)
     events = []
@@ -77,7 +78,7 @@ def test_a_trial_that_raises_is_fail_with_its_error_and_the_search_goes_on(in_tm
                on_event=events.append)
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
     for t in study.trials:
-        assert "missing-weights.pt" in t.user_attrs[ERROR_ATTR]
+        assert "missing-model.yaml" in t.user_attrs[ERROR_ATTR]
     assert [e.state for e in events] == ["FAIL", "FAIL"]
 
 

@@ -92,6 +92,7 @@ def run_trial(config: dict[str, Any]) -> None:
 
 
 _local_ray_cwd: str | None = None  # where the local Ray that init_ray started was started
+_ray_address: str | None = None  # the --address init_ray last joined (None: a local Ray)
 
 
 def _probe(address: str, timeout: float = 5.0) -> None:
@@ -160,15 +161,18 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    global _local_ray_cwd
+    global _local_ray_cwd, _ray_address
     if ray.is_initialized():
-        if _local_ray_cwd is None or os.path.isdir(_local_ray_cwd):
+        if _ray_address == address and (_local_ray_cwd is None or os.path.isdir(_local_ray_cwd)):
             return
+        # a Ray this process joined for another --address (or a local one when a cluster is
+        # asked for, or the reverse) is not the one asked for: leave it, join the one asked for.
         # The local Ray started by an earlier search in this process inherited that search's
         # working directory, since deleted (a temporary folder): its new worker processes would
         # start there and Ray Tune's trainables fail on os.getcwd(). Start a fresh one here.
         ray.shutdown()
     _local_ray_cwd = None
+    _ray_address = address
     kwargs: dict[str, Any] = dict(
         include_dashboard=False,
         log_to_driver=False,
