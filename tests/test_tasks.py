@@ -134,22 +134,20 @@ def test_search_with_mismatched_data_names_the_data_and_the_model(in_tmp, tiny_d
 
 
 def test_a_space_choosing_models_of_another_task_is_refused(in_tmp):
-    write(in_tmp / "cls.yaml", "params:\n  model: {choices: [yolo11n.yaml, yolov8n-cls.yaml]}\n")
-    err = _one_line_exit_2(run_cli("search", "--space", "cls.yaml", "--trials", "1",
-                                   cwd=in_tmp))
-    assert "choice yolov8n-cls.yaml: a classification (one class per image) model" in err
-    write(in_tmp / "pose.yaml", "params:\n  model: {choices: [yolo11n.yaml, yolo11n-pose.yaml]}\n")
-    err = _one_line_exit_2(run_cli("search", "--space", "pose.yaml", "--trials", "1",
-                                   cwd=in_tmp))
-    assert "choices train different tasks (yolo11n.yaml: detect, yolo11n-pose.yaml: pose)" in err
-    write(in_tmp / "mixed.yaml", "params:\n  model: {choices: [yolo11n.yaml, yolo11n-seg.yaml]}\n")
-    err = _one_line_exit_2(run_cli("search", "--space", "mixed.yaml", "--trials", "1",
-                                   cwd=in_tmp))
-    assert "choices train different tasks (yolo11n.yaml: detect, yolo11n-seg.yaml: segment)" in err
-    write(in_tmp / "seg.yaml", "params:\n  model: {choices: [yolo11n-seg.yaml, yolov8n-seg.yaml]}\n")
-    err = _one_line_exit_2(run_cli("search", "--space", "seg.yaml", "--trials", "1",
-                                   cwd=in_tmp))
-    assert "model choice yolo11n-seg.yaml trains segmentation (masks), and --model " in err
+    cases = {
+        "cls.yaml": ("yolo11n.yaml, yolov8n-cls.yaml",
+                     "choice yolov8n-cls.yaml: a classification (one class per image) model"),
+        "pose.yaml": ("yolo11n.yaml, yolo11n-pose.yaml", "choices train different tasks "
+                      "(yolo11n.yaml: detect, yolo11n-pose.yaml: pose)"),
+        "mixed.yaml": ("yolo11n.yaml, yolo11n-seg.yaml", "choices train different tasks "
+                       "(yolo11n.yaml: detect, yolo11n-seg.yaml: segment)"),
+        "seg.yaml": ("yolo11n-seg.yaml, yolov8n-seg.yaml",
+                     "model choice yolo11n-seg.yaml trains segmentation (masks), and --model "),
+    }
+    for name, (choices, said) in cases.items():
+        write(in_tmp / name, f"params:\n  model: {{choices: [{choices}]}}\n")
+        err = _one_line_exit_2(run_cli("search", "--space", name, "--trials", "1", cwd=in_tmp))
+        assert said in err, (name, err)
     assert not (in_tmp / "studies").exists()
 
 
