@@ -381,3 +381,14 @@ def test_a_trial_reads_pretrained_weights_from_their_checked_bytes(crafted, in_t
     outcome = train_once({}, run, name="t", report=lambda report: None)
     assert "changed since automl checked it" in outcome["error"]
     assert not (in_tmp / MARKER).exists()
+
+
+def test_the_task_of_a_pt_is_read_from_its_checked_bytes(crafted, in_tmp):
+    # the model's task (automl.data.tasks) comes from the checked checkpoint, never from a
+    # second, unrestricted load of the path
+    from automl.data.tasks import model_task
+    from automl.weights import UnsafeWeightsError
+
+    with pytest.raises(UnsafeWeightsError, match="names posix.system"):
+        model_task(crafted["os.system"])
+    assert not (in_tmp / MARKER).exists()

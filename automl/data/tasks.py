@@ -36,14 +36,23 @@ def model_task(model: str | Path) -> str:
     Call after automl.config.check_model (the file exists; a .pt's pickle is checked).
     """
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    from ultralytics.nn.tasks import guess_model_task, load_checkpoint, yaml_model_load
+    from ultralytics.nn.tasks import guess_model_task, yaml_model_load
 
     from automl.execution.trainer import quiet_ultralytics
 
-    with quiet_ultralytics():
-        if Path(model).suffix == ".pt":
-            task = load_checkpoint(str(model))[0].task
-        else:
+    if Path(model).suffix == ".pt":
+        from automl.weights import read_weights
+
+        # the checkpoint of its checked bytes, as ultralytics would pick its model (its EMA
+        # first); ultralytics' own loader would open the path again, unrestricted
+        ckpt = read_weights(model, "--model").checkpoint
+        net = ckpt.get("ema") or ckpt.get("model")
+        task = getattr(net, "task", None)
+        if task is None and net is not None:  # an older checkpoint: told by its head
+            with quiet_ultralytics():
+                task = guess_model_task(net)
+    else:
+        with quiet_ultralytics():
             task = guess_model_task(yaml_model_load(str(model)))
     return str(task or "unknown")  # a head ultralytics cannot name
 
