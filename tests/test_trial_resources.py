@@ -115,6 +115,11 @@ def test_search_on_a_cluster_whose_nodes_are_too_small_ends_naming_the_cpus(in_t
     from automl.execution import ray_runner
 
     monkeypatch.setattr(ray_runner, "NODE_WAIT_S", 3.0)
+    # a local search run earlier in this process left its Ray and its single-machine mode on
+    # (bind_loopback): a cluster started here would listen on loopback only, and the search,
+    # back in multi-machine mode, would look for its GCS at this machine's address for ever
+    ray.shutdown()
+    ray_runner.bind_loopback(False)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     address = cluster.address
     try:
