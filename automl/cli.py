@@ -2,7 +2,7 @@
 
 Its parsers are built from the declarations in automl.options (one per option: flag, type,
 default, help, check); the commands run through automl.api (search and the study commands),
-automl.cli_data (check, split, eda, import) and automl.cli_after (validate, promote, thresholds,
+automl.cli_data (check, split, eda, import) and automl.cli_results (validate, promote, thresholds,
 deploy).
 """
 
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from automl import cli_after, cli_data
+from automl import cli_data, cli_results
 from automl.errors import AutoMLError
 
 EXIT_FAILED = 1
@@ -157,7 +157,7 @@ def _dashboard(values: dict[str, Any]) -> int:
 RUNNERS: dict[str, Callable[[dict[str, Any]], int]] = {
     "search": _search, "demo-data": _demo_data, "studies": _studies, "status": _status,
     "export": _export, "report": _report, "dashboard": _dashboard,
-    **cli_data.RUNNERS, **cli_after.RUNNERS,
+    **cli_data.RUNNERS, **cli_results.RUNNERS,
 }
 # commands whose API function checks its own options (automl.options.check); the CLI checks the
 # others' before it runs them, so that every value is checked once

@@ -188,9 +188,9 @@ def parser_check(parse: Callable[[Any], Any]) -> Check:
 
 def _registry_names(kind: str) -> str:
     if kind == "searcher":
-        from automl.searching.searchers import SEARCHERS as registry
+        from automl.searching.samplers import SEARCHERS as registry
     else:
-        from automl.execution.pruners import PRUNERS as registry
+        from automl.searching.schedulers import PRUNERS as registry
     return "; ".join(f"{name}: {entry.help}" for name, entry in registry.items())
 
 
@@ -345,7 +345,7 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
            "the epochs allow two rungs, else none; no pruner stops a trial while fitness cannot "
            "tell trials apart)"),
     ADDRESS,
-    Option("defaults_first", "do not make your plain training (yolo train with these flags) trial "
+    Option("baseline", "do not make your plain training (yolo train with these flags) trial "
            "#0 of a new study, nor ultralytics' default values trial #1", type=None, default=True,
            switch="off", flag="--no-baseline"),
     Option("timeout", "seconds after which no new trial starts; running ones finish (--trials "

@@ -124,7 +124,7 @@ def plan_budget(*, budget_s: float, spent_s: float, epoch_s: float, fraction: fl
         ConfigError: the budget does not hold the plain training and one more trial; the
             message names the smallest budget that does.
     """
-    from automl.execution.pruners import REDUCTION_FACTOR, asha_rungs, default_pruner
+    from automl.searching.schedulers import REDUCTION_FACTOR, asha_rungs, default_pruner
 
     usable = budget_s * (1 - MARGIN) - spent_s - startup_s
     cap = trials_cap if trials_cap is not None else MAX_TRIALS
