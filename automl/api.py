@@ -112,7 +112,7 @@ def search(
             depends on which trials finished before it.
         concurrency, cpus_per_trial, gpus_per_trial: trials at once and each one's resources.
         fraction: stratified share of train and of val each trial uses, or "auto" (half, unless
-            that leaves a trial under 100 optimizer steps; see automl.data.dataset.auto_fraction).
+            that leaves a trial under 100 optimizer steps; see automl.searching.fraction.auto_fraction).
         model, epochs, imgsz, batch, device: the training of each trial (epochs, imgsz and
             batch default to 30, 640 and 16; on the demo data to its profile, DEMO_PROFILE).
         min_batch: a trial out of memory trains again at half its batch, down to this

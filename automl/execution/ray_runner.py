@@ -22,11 +22,11 @@ from automl.config import RunSpec
 from automl.epochs import EpochReport, error_report
 from automl.errors import ConfigError
 from automl.execution.events import EpochEvent, TrialEvent
-from automl.execution.trainer import offline_env
 from automl.objectives import Goals
 from automl.searching.schedulers import make_scheduler
 from automl.study import finished_trials, heartbeat_settings
 from automl.study.attrs import trial_folder
+from automl.ultralytics_env import offline_env
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from automl.config import RunSpec
 from automl.epochs import FITNESS, EpochReport
 from automl.execution.events import EpochEvent, TrialEvent
 from automl.execution.memory import memory_record
-from automl.execution.trainer import quiet_ultralytics
 from automl.objectives import Goals
 from automl.study import (
     BASELINE_ATTR,
@@ -53,6 +52,7 @@ from automl.study.attrs import (
     WEIGHTS_ATTR,
     trial_folder,
 )
+from automl.ultralytics_env import quiet_ultralytics
 
 # seconds between writes of a running trial's progress attrs ("epochs", "train_seconds"): a
 # replayed or tiny epoch takes a fraction of a second, and each write is a storage round trip

@@ -56,10 +56,11 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     Raises:
         ConfigError: a space that cannot serve these flags (a grid of a continuous key, ...).
     """
-    from automl.data.dataset import auto_fraction, mini_size
+    from automl.data.dataset import mini_size
     from automl.fitness import parse_fitness
     from automl.options import fraction_value
     from automl.searching.baseline import resolve_auto, trial_fixed
+    from automl.searching.fraction import auto_fraction
     from automl.searching.samplers import searcher_entry
     from automl.searching.schedulers import default_pruner, pruner_entry
     from automl.searching.settings import check_against_space
