@@ -82,7 +82,7 @@ def search(
     ga_parent: str | None = None,
     pruner: str | None = None,
     address: str | None = None,
-    defaults_first: bool = True,
+    baseline: bool = True,
     timeout: float | None = None,
     repeats: int = 0,
     keep_weights: str = "best",
@@ -102,7 +102,7 @@ def search(
     Args:
         data: data.yaml; None uses the built-in demo data (generated once into the cache).
         space: built-in space name or path to a space YAML.
-        searcher: a name of automl.searching.searchers.SEARCHERS (tpe, ga, gp, cmaes, random, grid, nsga2).
+        searcher: a name of automl.searching.samplers.SEARCHERS (tpe, ga, gp, cmaes, random, grid, nsga2).
         trials: trials in the study in total (finished ones from earlier runs count); None: 8,
             or with `budget` as many as fit (a number given is a cap the budget keeps).
         fitness: preset (v5, map50_95, map50, map75, f1) or a sum like "0.2*map50+0.8*map75".
@@ -112,7 +112,7 @@ def search(
             depends on which trials finished before it.
         concurrency, cpus_per_trial, gpus_per_trial: trials at once and each one's resources.
         fraction: stratified share of train and of val each trial uses, or "auto" (half, unless
-            that leaves a trial under 100 optimizer steps; see automl.data.dataset.auto_fraction).
+            that leaves a trial under 100 optimizer steps; see automl.searching.fraction.auto_fraction).
         model, epochs, imgsz, batch, device: the training of each trial (epochs, imgsz and
             batch default to 30, 640 and 16; on the demo data to its profile, DEMO_PROFILE).
         min_batch: a trial out of memory trains again at half its batch, down to this
@@ -120,7 +120,7 @@ def search(
         ga_parent: GA parent selection, single (default) or weighted; --searcher ga only.
         pruner: asha, median or none; default asha when the epochs leave room for two rungs.
         address: join this Ray cluster instead of starting a local one.
-        defaults_first: a new study's trial #0 is the user's plain training (`yolo train` with
+        baseline: a new study's trial #0 is the user's plain training (`yolo train` with
             these flags) and, for searchers without a start of their own, trial #1 is
             ultralytics' default values for the space's keys.
         timeout: seconds after which no new trial starts (running ones finish and are kept);
@@ -263,7 +263,7 @@ def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
     """Open (or create) the study, check it measures the same thing, queue its first trials."""
     from automl import study as studies
     from automl.console import shown
-    from automl.searching.searchers import make_sampler, queue_first_trials
+    from automl.searching.samplers import make_sampler, queue_first_trials
     from automl.searching.settings import differences
     from automl.searching.spaces import ultralytics_defaults
 
@@ -277,12 +277,12 @@ def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
         with studies.trial_slot_lock(storage_url):
             seed = studies.driver_seed(the_study, seed)
     the_study.sampler = make_sampler(flags.searcher, plan.space, seed=seed, n_trials=plan.trials,
-                                     defaults=plan.baseline, ga_parent=flags.ga_parent or D.GA_PARENT)
+                                     baseline=plan.baseline, ga_parent=flags.ga_parent or D.GA_PARENT)
     studies.check_config(the_study, plan.config)
     recovered = studies.recover_interrupted(the_study)
     if recovered:
         say(f"marked interrupted trials {recovered} as FAIL; their configurations run again")
-    if flags.defaults_first:
+    if flags.baseline:
         with studies.trial_slot_lock(storage_url):
             queued = queue_first_trials(the_study, flags.searcher, plan.space, plan.baseline,
                                         plan.start, outside=plan.outside, budget=plan.trials)
@@ -307,9 +307,9 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     from automl import study as studies
     from automl.console import LiveProgress, ranges
     from automl.data.dataset import make_mini_dataset, mini_size
-    from automl.execution.pruners import rungs_text
     from automl.execution.ray_runner import Resources, run_search
     from automl.fitness import parse_fitness
+    from automl.searching.schedulers import rungs_text
     from automl.searching.settings import training_lines
 
     config, run, dataset = plan.config, plan.run, plan.dataset
@@ -359,7 +359,7 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
             f"final epoch (size of the stripped .pt; median CPU latency at batch 1, "
             f"{max(1, int(plan.cpus))} thread(s), "
             + ("the trial's imgsz)" if "imgsz" in plan.space.keys else f"{run.imgsz} px)"))
-    searching = plan.trials - studies.repeat_slots(flags.repeats, flags.defaults_first)
+    searching = plan.trials - studies.repeat_slots(flags.repeats, flags.baseline)
     # a redrawn table on a terminal when automl prints itself; plain lines into logs and `log`
     progress = LiveProgress(the_study, plan.trials, say, live=live)
     the_study.set_user_attr(studies.BUDGET_ATTR, {"trials": plan.trials,

@@ -2,7 +2,7 @@
 
 Its parsers are built from the declarations in automl.options (one per option: flag, type,
 default, help, check); the commands run through automl.api (search and the study commands),
-automl.cli_data (check, split, eda, import) and automl.cli_after (validate, promote, thresholds,
+automl.cli_data (check, split, eda, import) and automl.cli_results (validate, promote, thresholds,
 deploy).
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from automl import cli_after, cli_data
+from automl import cli_data, cli_results
 from automl.errors import AutoMLError
 
 EXIT_FAILED = 1
@@ -26,25 +26,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _add_option(parser: argparse.ArgumentParser, option) -> None:
+def _add_option(parser: argparse.ArgumentParser, option, registries: Mapping[str, Any]) -> None:
     if not option.cli_flag.startswith("-"):  # positional: `automl search ... KEY=VALUE ...`
         parser.add_argument(option.name, nargs=option.nargs, default=option.default,
-                            metavar=option.metavar, help=option.help_text())
+                            metavar=option.metavar, help=option.help_text(registries))
         return
     if option.switch:
-        parser.add_argument(option.cli_flag, dest=option.name, help=option.help_text(),
+        parser.add_argument(option.cli_flag, dest=option.name, help=option.help_text(registries),
                             action="store_true" if option.switch == "on" else "store_false")
         return
     parser.add_argument(option.cli_flag, dest=option.name, type=option.type,
                         default=option.default, required=option.required, nargs=option.nargs,
-                        metavar=option.metavar, choices=option.choices, help=option.help_text())
+                        metavar=option.metavar, choices=option.choices, help=option.help_text(registries))
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The `automl` parser, one subparser per command of automl.options.COMMANDS."""
     from automl import __version__
     from automl.options import COMMANDS, GROUPS
+    from automl.searching.samplers import SEARCHERS
+    from automl.searching.schedulers import PRUNERS
 
+    registries = {"samplers": SEARCHERS, "schedulers": PRUNERS}
     parser = _Parser(prog="automl", description="Hyperparameter search for YOLO detection training.")
     parser.add_argument("--version", action="version", version=f"automl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -59,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p = sub.add_parser(name, help=command.help)
         for option in command.options:
-            _add_option(p, option)
+            _add_option(p, option, registries)
     return parser
 
 
@@ -157,7 +160,7 @@ def _dashboard(values: dict[str, Any]) -> int:
 RUNNERS: dict[str, Callable[[dict[str, Any]], int]] = {
     "search": _search, "demo-data": _demo_data, "studies": _studies, "status": _status,
     "export": _export, "report": _report, "dashboard": _dashboard,
-    **cli_data.RUNNERS, **cli_after.RUNNERS,
+    **cli_data.RUNNERS, **cli_results.RUNNERS,
 }
 # commands whose API function checks its own options (automl.options.check); the CLI checks the
 # others' before it runs them, so that every value is checked once

@@ -184,7 +184,7 @@ class SearchFlags:
     ga_parent: str | None = None  # the GA's parent selection (None: D.GA_PARENT); ga only
     pruner: str | None = None
     address: str | None = None
-    defaults_first: bool = True
+    baseline: bool = True
     timeout: float | None = None
     repeats: int = 0  # the best trials trained once more with another seed; pick the best mean
     keep_weights: str = "best"  # all | best | none: which finished trials keep their weights

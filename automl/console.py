@@ -398,6 +398,7 @@ def status_text(study) -> str:
         study_config,
         with_intermediate,
     )
+    from automl.study.attrs import EPOCHS_ATTR, TRAIN_SECONDS_ATTR
 
     config = study_config(study)
     budget = study.user_attrs.get(BUDGET_ATTR) or {}
@@ -411,23 +412,23 @@ def status_text(study) -> str:
     lines = [f"study '{study.study_name}': {len(done)}/{total or '?'} trials done, "
              f"{len(running)} running, best "
              + (f"{fitness_of(best):.4f} (#{best.number})" if best else "-")]
-    timed = [t for t in done if t.user_attrs.get("epochs") and t.user_attrs.get("train_seconds")]
-    per_epoch = (sum(t.user_attrs["train_seconds"] for t in timed)
-                 / sum(t.user_attrs["epochs"] for t in timed)) if timed else None
+    timed = [t for t in done if t.user_attrs.get(EPOCHS_ATTR) and t.user_attrs.get(TRAIN_SECONDS_ATTR)]
+    per_epoch = (sum(t.user_attrs[TRAIN_SECONDS_ATTR] for t in timed)
+                 / sum(t.user_attrs[EPOCHS_ATTR] for t in timed)) if timed else None
     epochs = config.epochs or 0
     rows, at = [], []
     for t in sorted(running, key=lambda t: t.number):
         # the progress attrs are written every few seconds, the epochs' reports every epoch
-        timed_at = int(t.user_attrs.get("epochs") or 0)
+        timed_at = int(t.user_attrs.get(EPOCHS_ATTR) or 0)
         e = max(timed_at, max(t.intermediate_values, default=0))
-        seconds = t.user_attrs.get("train_seconds")
+        seconds = t.user_attrs.get(TRAIN_SECONDS_ATTR)
         latest = (t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values
                   else t.user_attrs.get(LATEST_FITNESS_ATTR))
         rows.append(running_cells(t.number, e, epochs, latest,
                                   seconds / timed_at if seconds and timed_at else None))
         at.append((e, epochs))
     if total and per_epoch and timed:
-        mean_length = sum(t.user_attrs["epochs"] for t in timed) / len(timed)
+        mean_length = sum(t.user_attrs[EPOCHS_ATTR] for t in timed) / len(timed)
         left = epochs_left(at, total - len(done) - len(running), mean_length)
         lines[0] += f", ETA {_duration(left * per_epoch / concurrency)}"
     if rows:

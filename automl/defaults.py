@@ -20,7 +20,7 @@ BATCH = 16
 # the smallest batch an out-of-memory retry trains with (halving from the trial's batch): at 1,
 # BatchNorm sees one value per channel and ultralytics refuses such a batch
 MIN_BATCH = 2
-FRACTION = AUTO  # see automl.data.dataset.auto_fraction
+FRACTION = AUTO  # see automl.searching.fraction.auto_fraction
 GA_PARENT = "single"  # the GA's parent selection when --ga-parent is left out
 GA_PARENT_MODES = ("single", "weighted")
 KEEP_WEIGHTS = ("best", "all", "none")

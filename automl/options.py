@@ -4,7 +4,8 @@ The command line's parsers are built from these declarations (automl.cli), the A
 arguments carry the same names and defaults (tests/test_options.py holds `automl.search`'s
 signature and SearchFlags to them), and `check` runs each option's own check in one place: a
 value out of range ends in one line naming the flag, the value and the fix. Help texts that list
-searchers, pruners, fitness presets or metrics read them from their registries.
+searchers or pruners name their registry, which the command line fills in; fitness presets
+and metrics are read from automl.fitness.
 
 Checks that involve several options or the data (a searcher that cannot drive several
 objectives, --repeats against --trials) stay with the step that decides them (automl.searching.planning).
@@ -36,6 +37,8 @@ class Option:
         flag: the command-line flag when it is not derived from the name.
         switch: "on" (--x sets True) or "off" (--no-x sets False) for boolean options.
         required, nargs, metavar, choices: as argparse's.
+        registry: the registry whose names the help lists at `{registry}` ("samplers",
+            "schedulers").
     """
 
     name: str
@@ -49,13 +52,21 @@ class Option:
     nargs: str | None = None
     metavar: str | None = None
     choices: tuple[str, ...] | None = None
+    registry: str | None = None
 
     @property
     def cli_flag(self) -> str:
         return self.flag or "--" + self.name.replace("_", "-")
 
-    def help_text(self) -> str:
-        return self.help() if callable(self.help) else self.help
+    def help_text(self, registries: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+        """The help, with `{registry}` written as the named registry's names and help lines
+        (the command line passes the registries: they live in the layers above this one)."""
+        text = self.help() if callable(self.help) else self.help
+        if self.registry and registries is not None:
+            entries = registries[self.registry]
+            text = text.format(registry="; ".join(f"{name}: {entry.help}"
+                                                  for name, entry in entries.items()))
+        return text
 
 
 @dataclass(frozen=True)
@@ -186,14 +197,6 @@ def parser_check(parse: Callable[[Any], Any]) -> Check:
     return check
 
 
-def _registry_names(kind: str) -> str:
-    if kind == "searcher":
-        from automl.searching.searchers import SEARCHERS as registry
-    else:
-        from automl.execution.pruners import PRUNERS as registry
-    return "; ".join(f"{name}: {entry.help}" for name, entry in registry.items())
-
-
 def _fitness_help() -> str:
     from automl.fitness import DEFAULT, DEFAULT_BY_TASK, MASK_METRICS, METRICS, POSE_METRICS, PRESETS
 
@@ -310,8 +313,8 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
     Option("data", "data.yaml (default: the built-in demo data)", check=not_empty),
     Option("space", f"built-in space name or a YAML path (default: {D.SPACE})", default=D.SPACE,
            check=not_empty),
-    Option("searcher", lambda: f"{_registry_names('searcher')} (default: {D.SEARCHER})",
-           default=D.SEARCHER),
+    Option("searcher", f"{{registry}} (default: {D.SEARCHER})", default=D.SEARCHER,
+           registry="samplers"),
     Option("trials", f"trials in the study in total, earlier runs included (default: "
            f"{D.TRIALS}; with --budget: as many as fit)", type=int, check=at_least(1)),
     Option("fitness", _fitness_help),
@@ -341,11 +344,11 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
     DEVICE,
     Option("ga_parent", "GA parent selection: single | weighted (default: single; --searcher ga "
            "only)", choices=D.GA_PARENT_MODES),
-    Option("pruner", lambda: f"early stopping: {_registry_names('pruner')} (default: asha when "
-           "the epochs allow two rungs, else none; no pruner stops a trial while fitness cannot "
-           "tell trials apart)"),
+    Option("pruner", "early stopping: {registry} (default: asha when the epochs allow two rungs, "
+           "else none; no pruner stops a trial while fitness cannot tell trials apart)",
+           registry="schedulers"),
     ADDRESS,
-    Option("defaults_first", "do not make your plain training (yolo train with these flags) trial "
+    Option("baseline", "do not make your plain training (yolo train with these flags) trial "
            "#0 of a new study, nor ultralytics' default values trial #1", type=None, default=True,
            switch="off", flag="--no-baseline"),
     Option("timeout", "seconds after which no new trial starts; running ones finish (--trials "

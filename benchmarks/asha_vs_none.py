@@ -25,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import automl
-    from automl.execution.pruners import asha_rungs
+    from automl.searching.schedulers import asha_rungs
 
     rows = []
     for seed in args.seeds:

@@ -74,7 +74,7 @@ def _packed(args, data: Path, concurrency: int, deadline: float) -> dict:
     result = _search(data, f"pack{concurrency}", trials=args.trials_per_slot * concurrency,
                      epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
                      concurrency=concurrency, gpus_per_trial=1 / concurrency,
-                     defaults_first=False, timeout=max(1.0, deadline - time.monotonic()))
+                     baseline=False, timeout=max(1.0, deadline - time.monotonic()))
     wall = time.monotonic() - start
     trials = [t for t in result.study.trials if t.datetime_complete]
     done = [t for t in trials if t.state.name == "COMPLETE"]

@@ -83,7 +83,7 @@ def one_search(job: dict) -> dict:
                                gains={p.name: min(p.gain, 1.0) for p in plan.space.params},
                                seed=job["rep"])
 
-        flags["defaults_first"] = False  # model.tune() starts from the defaults by itself
+        flags["baseline"] = False  # model.tune() starts from the defaults by itself
     start = time.perf_counter()
     blend = {"neighbours": job.get("neighbours", 1), "bandwidth": job.get("bandwidth", 0.0)}
     study = simulate_search(job["record"], training_seed=job["rep"] % len(record.seeds),

@@ -173,8 +173,9 @@ def test_the_fitted_search_trains_on_the_share_its_plan_timed(monkeypatch, in_tm
     from pathlib import Path
 
     from automl.config import SearchFlags
-    from automl.data.dataset import Dataset, auto_fraction
+    from automl.data.dataset import Dataset
     from automl.execution import budget
+    from automl.searching.fraction import auto_fraction
     from automl.searching.planning import check_search, resolve_search
     from automl.searching.spaces import load_space, ultralytics_defaults
 

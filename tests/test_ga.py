@@ -7,7 +7,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from automl.searching.searchers import GASampler
+from automl.searching.samplers import GASampler
 from automl.searching.spaces import load_space, parse_space
 from tests.fakes import fake_score
 

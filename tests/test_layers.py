@@ -13,7 +13,7 @@ import automl
 
 PACKAGE = Path(automl.__file__).parent
 # The only modules allowed to import automl.api: the package facade and the command line.
-API_USERS = {"automl", "automl.cli", "automl.cli_data", "automl.cli_after"}
+API_USERS = {"automl", "automl.cli", "automl.cli_data", "automl.cli_results"}
 
 
 def module_name(path: Path) -> str:

@@ -73,7 +73,7 @@ def _trial(study, value, *, over=None, **attrs):
 
 
 def test_a_trial_over_a_cap_is_never_the_best_never_a_top_trial_nor_a_ga_parent():
-    from automl.searching.searchers.ga import GASampler
+    from automl.searching.samplers.ga import GASampler
     from automl.searching.spaces import parse_space
 
     study = optuna.create_study(direction="maximize")
@@ -152,7 +152,7 @@ def test_goals_reach_the_study_config_and_the_trainings():
 @pytest.mark.integration
 def test_caps_mark_trials_infeasible_and_keep_them_from_the_best(in_tmp, ray_fakes):
     from automl.execution.ray_runner import Resources, run_search
-    from automl.searching.searchers import make_sampler
+    from automl.searching.samplers import make_sampler
     from automl.searching.spaces import parse_space
     from automl.study import open_study
     from tests.fakes import fake_measured_trainer, fake_run
@@ -179,7 +179,7 @@ def test_caps_mark_trials_infeasible_and_keep_them_from_the_best(in_tmp, ray_fak
 def test_a_multi_objective_search_tells_both_values_and_reports_no_epochs(in_tmp, ray_fakes,
                                                                           searcher):
     from automl.execution.ray_runner import Resources, run_search
-    from automl.searching.searchers import make_sampler
+    from automl.searching.samplers import make_sampler
     from automl.searching.spaces import parse_space
     from automl.study import open_study
     from tests.fakes import fake_measured_trainer, fake_run

@@ -51,9 +51,9 @@ def test_each_api_function_takes_its_commands_options_with_their_defaults(comman
 
 
 def test_help_texts_list_the_registries():
-    from automl.execution.pruners import PRUNERS
     from automl.fitness import METRICS, PRESETS
-    from automl.searching.searchers import SEARCHERS
+    from automl.searching.samplers import SEARCHERS
+    from automl.searching.schedulers import PRUNERS
 
     search_help = run_cli("search", "--help", cwd=".").stdout
     for name in [*SEARCHERS, *PRUNERS, *PRESETS]:

@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 
 from automl.errors import ConfigError
 from automl.execution.events import EpochEvent, TrialEvent
-from automl.execution.pruners import asha_rungs, default_pruner, informative, make_scheduler
 from automl.execution.ray_runner import Resources, run_search, stop_event
+from automl.searching.schedulers import asha_rungs, default_pruner, informative, make_scheduler
 from automl.searching.spaces import parse_space
 from automl.study import finished_trials, open_study
 from tests.fakes import (
@@ -60,7 +60,7 @@ def test_asha_rungs_and_default():
 
 @pytest.mark.parametrize("pruner", ["asha", "median"])
 def test_stopped_trials_are_pruned_with_their_epoch_values(in_tmp, pruner):
-    from automl.searching.searchers import make_sampler
+    from automl.searching.samplers import make_sampler
 
     study = open_study(f"prune-{pruner}", None, make_sampler("random", SPACE, seed=1))
     run_search(study, SPACE.distributions(), fake_run(EPOCHS), n_trials=12, resources=Resources(1, 1, 0),
@@ -85,7 +85,7 @@ def test_stopped_trials_are_pruned_with_their_epoch_values(in_tmp, pruner):
 def test_no_trial_is_stopped_where_every_fitness_is_still_zero(in_tmp, pruner):
     """27 epochs: ASHA's rungs at 3 and 9, the median rule from epoch 3 on. At 3 every fitness
     is noise below 0.0005 (their val losses differ too, but decide nothing); by 9 they differ."""
-    from automl.searching.searchers import make_sampler
+    from automl.searching.samplers import make_sampler
 
     study = open_study(f"zeros-{pruner}", None, make_sampler("random", SPACE, seed=2))
     run_search(study, SPACE.distributions(), fake_run(27), n_trials=10,
@@ -101,7 +101,7 @@ def test_no_trial_is_stopped_where_every_fitness_is_still_zero(in_tmp, pruner):
 def test_the_plain_training_is_never_stopped(in_tmp, pruner):
     """Trial #0 is the reference the verdict compares with; at concurrency > 1 it meets other
     trials at the rungs, and even the weakest must then train to the end."""
-    from automl.searching.searchers import make_sampler
+    from automl.searching.samplers import make_sampler
     from automl.study import BASELINE_ATTR
 
     study = open_study(f"plain-{pruner}", None, make_sampler("random", SPACE, seed=1))
@@ -136,7 +136,7 @@ def test_a_trial_ultralytics_stopped_early_is_complete_and_says_why(in_tmp):
 
 
 def test_no_trial_starts_after_the_timeout_and_running_ones_finish(in_tmp):
-    from automl.searching.searchers import make_sampler
+    from automl.searching.samplers import make_sampler
 
     study = open_study("timeout", None, make_sampler("random", SPACE, seed=1))
     run_search(study, SPACE.distributions(), fake_run(3), n_trials=100,
@@ -151,7 +151,7 @@ def test_no_trial_starts_after_the_timeout_and_running_ones_finish(in_tmp):
 def test_a_trial_killed_by_the_os_runs_once_more_then_is_fail_and_the_search_goes_on(in_tmp):
     # a process dying on a node that seems alive may be the node going down (Ray sees it dead
     # only seconds later) or the OS killing it: interrupted and run once more; dying again, FAIL
-    from automl.searching.searchers import make_sampler
+    from automl.searching.samplers import make_sampler
     from automl.study import DIED_ATTR, INTERRUPTED_ATTR, RETRY_OF_ATTR, finished_trials
 
     study = open_study("killed", None, make_sampler("random", SPACE, seed=1))
@@ -178,7 +178,7 @@ def test_a_search_after_the_first_searchs_folder_was_deleted_still_runs(tmp_path
 
     import ray
 
-    from automl.searching.searchers import make_sampler
+    from automl.searching.samplers import make_sampler
 
     ray.shutdown()  # so that the next search starts Ray inside the folder deleted below
     first_dir = tmp_path / "first"
@@ -209,7 +209,7 @@ def test_a_trial_sees_ray_tunes_stop_event(in_tmp):
 
     from ray import cloudpickle
 
-    from automl.searching.searchers import make_sampler
+    from automl.searching.samplers import make_sampler
 
     assert stop_event() is None  # outside a Tune trial
     cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from automl.errors import ConfigError, SearchSpaceError
-from automl.searching.searchers import SEARCHERS, grid_size, grid_values, make_sampler, queue_first_trials
+from automl.searching.samplers import SEARCHERS, grid_size, grid_values, make_sampler, queue_first_trials
 from automl.searching.spaces import parse_space
 from tests.fakes import fake_score
 
@@ -22,7 +22,7 @@ SPACE = parse_space({"params": {
 def run(name, tmp_path, seed, n=6, tag="", in_memory=False):
     url = None if in_memory else f"sqlite:///{tmp_path / f'{name}{tag}.db'}"
     sampler = make_sampler(name, SPACE, seed=seed, n_trials=n,
-                           defaults={"lr0": 0.01, "momentum": 0.937, "optimizer": "SGD"})
+                           baseline={"lr0": 0.01, "momentum": 0.937, "optimizer": "SGD"})
     study = optuna.create_study(study_name=name, storage=url, sampler=sampler, direction="maximize")
     dists = SPACE.distributions()
     for _ in range(n):

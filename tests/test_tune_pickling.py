@@ -15,12 +15,12 @@ import optuna
 import pytest
 from ray import cloudpickle
 
-from automl.execution.pruners import PRUNERS, make_scheduler
 from automl.execution.ray_runner import Resources, make_tuner, run_trial
 from automl.execution.replay import replay_trial
 from automl.execution.study_searcher import StudySearcher
 from automl.objectives import Goals
-from automl.searching.searchers import SEARCHERS, make_sampler
+from automl.searching.samplers import SEARCHERS, make_sampler
+from automl.searching.schedulers import PRUNERS, make_scheduler
 from automl.searching.spaces import parse_space
 from automl.study import open_study
 from tests.fakes import fake_run

@@ -38,7 +38,7 @@ def model_task(model: str | Path) -> str:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics.nn.tasks import guess_model_task, yaml_model_load
 
-    from automl.execution.trainer import quiet_ultralytics
+    from automl.ultralytics_env import quiet_ultralytics
 
     if Path(model).suffix == ".pt":
         from automl.weights import read_weights

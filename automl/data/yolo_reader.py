@@ -64,7 +64,7 @@ class ImageLabels:
 
 def _ultralytics():
     """ultralytics' data utilities, imported offline (nothing downloads or installs from here)."""
-    from automl.execution.trainer import offline_env
+    from automl.ultralytics_env import offline_env
 
     for key, value in offline_env().items():
         os.environ.setdefault(key, value)
@@ -121,7 +121,7 @@ def resolve_yaml(data_yaml: str | Path) -> dict[str, Any]:
     Raises:
         DataError: ultralytics refuses the file; its reason, in one line.
     """
-    from automl.execution.trainer import quiet_ultralytics
+    from automl.ultralytics_env import quiet_ultralytics
 
     data_utils = _ultralytics()
     font = data_utils.check_font
@@ -154,7 +154,7 @@ def image_files(entry: str | list[str]) -> list[str]:
     """
     from ultralytics.data.base import BaseDataset
 
-    from automl.execution.trainer import quiet_ultralytics
+    from automl.ultralytics_env import quiet_ultralytics
 
     _ultralytics()
     # get_img_files reads only these two attributes of its dataset

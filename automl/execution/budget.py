@@ -42,7 +42,8 @@ def measure_epoch(plan, *, threads: int, limit_s: float, seed: int = 0) -> float
         the seconds (model build included), or None when it ran past `limit_s` (stopped there).
     """
     from automl.data.dataset import make_mini_dataset
-    from automl.execution.trainer import quiet_ultralytics, train_once
+    from automl.execution.trainer import train_once
+    from automl.ultralytics_env import quiet_ultralytics
 
     make_mini_dataset(plan.dataset, plan.config.fraction, plan.mini_dir, seed=seed)
     folder = Path(plan.run.project).parent / "probe"

@@ -22,10 +22,11 @@ from automl.config import RunSpec
 from automl.epochs import EpochReport, error_report
 from automl.errors import ConfigError
 from automl.execution.events import EpochEvent, TrialEvent
-from automl.execution.pruners import make_scheduler
-from automl.execution.trainer import offline_env
 from automl.objectives import Goals
+from automl.searching.schedulers import make_scheduler
 from automl.study import finished_trials, heartbeat_settings
+from automl.study.attrs import trial_folder
+from automl.ultralytics_env import offline_env
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def run_trial(config: dict[str, Any]) -> None:
         params = {**params, "seed": int(config["seed"])}
     # the fraction of a GPU Ray gave this trial: its peak memory is checked against it
     share = ray.get_runtime_context().get_assigned_resources().get("GPU")
-    outcome = train_once(params, run, name=f"trial_{config['number']:04d}", report=report,
+    outcome = train_once(params, run, name=trial_folder(config['number']), report=report,
                          should_stop=_stop_requested, gpu_share=share)
     if "error" in outcome:
         # Reported, not raised: the searcher marks the trial FAIL with this message.

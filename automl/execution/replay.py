@@ -398,8 +398,8 @@ def simulate(study, plan, *, n_trials: int | None = None, on_event=None) -> None
     from ray.tune.schedulers import TrialScheduler
     from ray.tune.search import Searcher
 
-    from automl.execution.pruners import make_scheduler
     from automl.execution.study_searcher import StudySearcher
+    from automl.searching.schedulers import make_scheduler
 
     n_trials = n_trials or plan.trials
     searcher = StudySearcher(study, plan.space.distributions(), plan.run, n_trials, on_event)
@@ -464,7 +464,7 @@ def simulate_search(record_path: str | Path, *, storage=None, training_seed: int
     """
     import optuna
 
-    from automl.searching.searchers import make_sampler, queue_first_trials
+    from automl.searching.samplers import make_sampler, queue_first_trials
     from automl.study import check_config
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -478,18 +478,18 @@ def simulate_search(record_path: str | Path, *, storage=None, training_seed: int
     search_flags = plan.config
     sampler = sampler_factory(plan) if sampler_factory else make_sampler(
         search_flags.searcher, plan.space, seed=search_flags.seed, n_trials=plan.trials,
-        defaults=plan.baseline, ga_parent=flags.get("ga_parent") or "single")
+        baseline=plan.baseline, ga_parent=flags.get("ga_parent") or "single")
     study = optuna.create_study(storage=storage, sampler=sampler, direction="maximize",
                                 study_name=plan.name)
     check_config(study, plan.config)
-    if flags.get("defaults_first", True):
+    if flags.get("baseline", True):
         queue_first_trials(study, search_flags.searcher, plan.space, plan.baseline, plan.start,
                            outside=plan.outside, budget=plan.trials)
     from automl.study import repeat_slots
 
     repeats = int(flags.get("repeats", 0))
     simulate(study, plan, n_trials=plan.trials - repeat_slots(
-        repeats, flags.get("defaults_first", True)))
+        repeats, flags.get("baseline", True)))
     if repeats:  # as automl.search does: the budget's last trials train the best ones again
         from automl.study import queue_repeats
 

@@ -23,7 +23,6 @@ from automl.config import RunSpec
 from automl.epochs import FITNESS, EpochReport
 from automl.execution.events import EpochEvent, TrialEvent
 from automl.execution.memory import memory_record
-from automl.execution.trainer import quiet_ultralytics
 from automl.objectives import Goals
 from automl.study import (
     BASELINE_ATTR,
@@ -42,6 +41,18 @@ from automl.study import (
     recover_interrupted,
     trial_slot_lock,
 )
+from automl.study.attrs import (
+    BATCH_ATTR,
+    BEST_EPOCH_ATTR,
+    DEVICE_ATTR,
+    EPOCHS_ATTR,
+    RAY_NODE_ATTR,
+    TRAIN_SECONDS_ATTR,
+    VAL_LOSS_ATTR,
+    WEIGHTS_ATTR,
+    trial_folder,
+)
+from automl.ultralytics_env import quiet_ultralytics
 
 # seconds between writes of a running trial's progress attrs ("epochs", "train_seconds"): a
 # replayed or tiny epoch takes a fraction of a second, and each write is a storage round trip
@@ -53,7 +64,7 @@ def _best_epoch(history: list[EpochReport]) -> EpochReport | None:
     return max(scored, key=lambda h: (h.fitness, -h.epoch)) if scored else None
 
 
-def keep_weights(study, run: RunSpec, number: int, value: float | None) -> str | None:
+def delete_unkept_weights(study, run: RunSpec, number: int, value: float | None) -> str | None:
     """Apply `--keep-weights` to a finished trial's ultralytics run folder (called before the
     trial is told, so the study's best is still the best before it).
 
@@ -70,14 +81,14 @@ def keep_weights(study, run: RunSpec, number: int, value: float | None) -> str |
     if run.keep_weights == "all" or run.replay:
         return None
     project = Path(run.project)
-    mine = project / f"trial_{number:04d}" / "weights"
+    mine = project / trial_folder(number) / "weights"
     best = best_trial(study)
     if run.keep_weights == "best" and value is not None and (best is None
                                                              or value > fitness_of(best)):
         # the previous best's (and strays); never a running trial's, which may still write them
         for t in finished_trials(study):
             if t.number != number:
-                shutil.rmtree(project / f"trial_{t.number:04d}" / "weights", ignore_errors=True)
+                shutil.rmtree(project / trial_folder(t.number) / "weights", ignore_errors=True)
         # a trial saves at its final epoch only: best.pt when that epoch was ultralytics' best
         # so far, last.pt always; keep one (best.pt, else last.pt), the other duplicates it
         kept = next((f for f in (mine / "best.pt", mine / "last.pt") if f.is_file()), None)
@@ -256,8 +267,8 @@ class StudySearcher(Searcher):
         now = time.monotonic()
         if now - self._progress_at.get(trial_id, -math.inf) >= PROGRESS_EVERY_S:
             self._progress_at[trial_id] = now
-            trial.set_user_attr("epochs", epoch.epoch)
-            trial.set_user_attr("train_seconds", epoch.train_seconds)
+            trial.set_user_attr(EPOCHS_ATTR, epoch.epoch)
+            trial.set_user_attr(TRAIN_SECONDS_ATTR, epoch.train_seconds)
         if self._on_event:
             self._on_event(EpochEvent(trial.number, epoch.epoch, int(self._run.epochs),
                                       epoch.fitness, epoch.train_seconds))
@@ -307,21 +318,21 @@ class StudySearcher(Searcher):
             metrics = best.metrics()
             for key, value in metrics.items():
                 trial.set_user_attr(key, value)
-            trial.set_user_attr("best_epoch", best.epoch)
+            trial.set_user_attr(BEST_EPOCH_ATTR, best.epoch)
         if result and result.get("node"):  # which Ray node ran it (clusters: --address)
-            trial.set_user_attr("ray_node", result["node"])
+            trial.set_user_attr(RAY_NODE_ATTR, result["node"])
         if history:
             last = history[-1]
             if last.device:  # which torch device trained it ("cpu", "cuda:0")
-                trial.set_user_attr("device", last.device)
-            trial.set_user_attr("epochs", last.epoch)
-            trial.set_user_attr("train_seconds", last.train_seconds)
+                trial.set_user_attr(DEVICE_ATTR, last.device)
+            trial.set_user_attr(EPOCHS_ATTR, last.epoch)
+            trial.set_user_attr(TRAIN_SECONDS_ATTR, last.train_seconds)
             if last.batch and int(self._run.batch or 0) < 1:  # what AutoBatch picked
-                trial.set_user_attr("batch", last.batch)
+                trial.set_user_attr(BATCH_ATTR, last.batch)
             if last.stopped_by:  # shorter than its epochs, and why
                 trial.set_user_attr(STOPPED_BY_ATTR, last.stopped_by)
             if math.isfinite(last.val_loss):  # the last epoch's: a fingerprint of the weights
-                trial.set_user_attr("val_loss", last.val_loss)
+                trial.set_user_attr(VAL_LOSS_ATTR, last.val_loss)
         memory, notes = memory_record(history[-1]) if history else ({}, [])
         for key, value in memory.items():  # the batch it trained with, peak GPU memory
             trial.set_user_attr(key, value)
@@ -350,15 +361,15 @@ class StudySearcher(Searcher):
         else:
             trial.set_user_attr(FITNESS, best.fitness)
             # a trial over a cap is never the best: its weights go below, with the others'
-            kept = None if over_cap else keep_weights(self._study, self._run, trial.number,
+            kept = None if over_cap else delete_unkept_weights(self._study, self._run, trial.number,
                                                       best.fitness)
             if kept:
-                trial.set_user_attr("weights", kept)
+                trial.set_user_attr(WEIGHTS_ATTR, kept)
             self._study.tell(trial, self._goals.values(best.fitness, measured)
                              if self._goals.multi else best.fitness)
             state, value = "COMPLETE", best.fitness
         if state != "COMPLETE" or over_cap:
-            keep_weights(self._study, self._run, trial.number, None)
+            delete_unkept_weights(self._study, self._run, trial.number, None)
         if self._on_event:
             self._on_event(TrialEvent(trial.number, state, value, metrics, message, seconds,
                                       last_epoch, bool(trial.user_attrs.get(BASELINE_ATTR)),

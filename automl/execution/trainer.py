@@ -11,34 +11,16 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from automl.config import RunSpec
 from automl.epochs import EpochReport, task_metrics
 from automl.fitness import parse_fitness
+from automl.ultralytics_env import offline_env
 
 _RAYTUNE_CALLBACK_MODULE = "ultralytics.utils.callbacks.raytune"
-
-
-def offline_env() -> dict[str, str]:
-    """Environment that keeps ultralytics from reaching the network (set before it is imported)."""
-    return {"YOLO_OFFLINE": "1", "YOLO_VERBOSE": os.environ.get("YOLO_VERBOSE", "False")}
-
-
-@contextmanager
-def quiet_ultralytics(level: int = 40):
-    """ultralytics' logger held at `level` (ERROR) inside the block: its per-call info lines
-    (the threshold replay's validator, "Optimizer stripped ...") would flood the output."""
-    from ultralytics.utils import LOGGER
-
-    before = LOGGER.level
-    LOGGER.setLevel(level)
-    try:
-        yield
-    finally:
-        LOGGER.setLevel(before)
 
 
 def epoch_metrics(trainer) -> dict[str, float]:

@@ -113,7 +113,7 @@ def accuracy(path: Path, data: Path, imgsz: int) -> dict[str, float]:
     from ultralytics import YOLO
 
     from automl.epochs import box_metrics
-    from automl.execution.trainer import quiet_ultralytics
+    from automl.ultralytics_env import quiet_ultralytics
 
     with quiet_ultralytics():
         results = YOLO(str(path), task="detect").val(
@@ -129,7 +129,7 @@ def export_model(model_path: Path, fmt: str, *, int8: bool, data: Path, imgsz: i
 
     from ultralytics import YOLO
 
-    from automl.execution.trainer import quiet_ultralytics
+    from automl.ultralytics_env import quiet_ultralytics
 
     args = {"format": fmt, "imgsz": imgsz, "device": "cpu", "batch": 1, "dynamic": False}
     if fmt == "onnx":

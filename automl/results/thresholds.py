@@ -25,7 +25,6 @@ import numpy as np
 import yaml
 
 from automl.errors import ConfigError
-from automl.execution.trainer import quiet_ultralytics
 from automl.fitness import parse_fitness
 from automl.options import parse_grid
 from automl.results.operating_point import (
@@ -42,6 +41,7 @@ from automl.results.operating_point import (
     objective,
     parse_metric,
 )
+from automl.ultralytics_env import quiet_ultralytics
 from automl.weights import check_classes, load_detection_model
 
 # 10 x 10 by default: conf from ultralytics' val default (0.001) up to its predict default (0.25)

@@ -124,7 +124,7 @@ def plan_budget(*, budget_s: float, spent_s: float, epoch_s: float, fraction: fl
         ConfigError: the budget does not hold the plain training and one more trial; the
             message names the smallest budget that does.
     """
-    from automl.execution.pruners import REDUCTION_FACTOR, asha_rungs, default_pruner
+    from automl.searching.schedulers import REDUCTION_FACTOR, asha_rungs, default_pruner
 
     usable = budget_s * (1 - MARGIN) - spent_s - startup_s
     cap = trials_cap if trials_cap is not None else MAX_TRIALS
@@ -148,7 +148,7 @@ def plan_budget(*, budget_s: float, spent_s: float, epoch_s: float, fraction: fl
         {fraction, *(s for s in (fraction / 2, fraction / 4, MIN_FRACTION)
                      if MIN_FRACTION <= s < fraction)}, reverse=True)
     # more trials for fewer epochs down to half of them; shorter trials, then a smaller share
-    # (fewer optimizer steps a trial: automl.data.dataset.auto_fraction) only to fit at all
+    # (fewer optimizer steps a trial: automl.searching.fraction.auto_fraction) only to fit at all
     roomy = [(e, fraction) for e in shorter if e >= math.ceil(epochs / 2)] or [(epochs, fraction)]
     last = [(e, fraction) for e in shorter if (e, fraction) not in roomy] + \
         [(shorter[-1], f) for f in shares[1:]]

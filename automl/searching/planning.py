@@ -56,12 +56,13 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     Raises:
         ConfigError: a space that cannot serve these flags (a grid of a continuous key, ...).
     """
-    from automl.data.dataset import auto_fraction, mini_size
-    from automl.execution.pruners import default_pruner, pruner_entry
+    from automl.data.dataset import mini_size
     from automl.fitness import parse_fitness
     from automl.options import fraction_value
     from automl.searching.baseline import resolve_auto, trial_fixed
-    from automl.searching.searchers import searcher_entry
+    from automl.searching.fraction import auto_fraction
+    from automl.searching.samplers import searcher_entry
+    from automl.searching.schedulers import default_pruner, pruner_entry
     from automl.searching.settings import check_against_space
 
     entry = searcher_entry(flags.searcher)
@@ -113,7 +114,7 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
              for k in space.keys if k in run_values or k in ultralytics_defaults}
     trials = flags.trials if flags.trials is not None else D.TRIALS
     if entry.max_trials is not None:
-        trials = min(trials, entry.max_trials(space) + (1 if flags.defaults_first else 0))
+        trials = min(trials, entry.max_trials(space) + (1 if flags.baseline else 0))
 
     out_dir = studies_dir / name
     if flags.concurrency is None:
@@ -195,9 +196,9 @@ def check_search(flags: SearchFlags) -> None:
     """
     from dataclasses import asdict
 
-    from automl.execution.pruners import pruner_entry
     from automl.options import check
-    from automl.searching.searchers import SEARCHERS, searcher_entry
+    from automl.searching.samplers import SEARCHERS, searcher_entry
+    from automl.searching.schedulers import pruner_entry
     from automl.study import check_storage, check_study_name
 
     check("search", asdict(flags))

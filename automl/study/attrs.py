@@ -60,3 +60,18 @@ LATEST_FITNESS_ATTR = "automl:latest_fitness"
 
 
 DRIVERS_ATTR = "automl:drivers"  # how many search processes have driven the study so far
+
+# what a trial's training recorded on it (besides its metrics, named as automl.fitness names them)
+EPOCHS_ATTR = "epochs"                # the epochs it trained (while running: so far)
+TRAIN_SECONDS_ATTR = "train_seconds"  # its training time (while running: so far)
+BEST_EPOCH_ATTR = "best_epoch"        # the epoch its metrics are from
+RAY_NODE_ATTR = "ray_node"            # the Ray node that ran it (clusters: --address)
+DEVICE_ATTR = "device"                # the torch device that trained it ("cpu", "cuda:0")
+BATCH_ATTR = "batch"                  # the batch AutoBatch picked (batch -1 only)
+VAL_LOSS_ATTR = "val_loss"            # its last epoch's: a fingerprint of the weights
+WEIGHTS_ATTR = "weights"              # the kept best.pt (--keep-weights)
+
+
+def trial_folder(number: int) -> str:
+    """The name of trial `number`'s ultralytics run folder, under the study's trials/."""
+    return f"trial_{number:04d}"

@@ -30,7 +30,7 @@ class SamplerArgs:
     space: SearchSpace
     seed: int | None = None
     n_trials: int | None = None  # the study's budget: sizes a model-based searcher's random start
-    defaults: Mapping[str, Any] | None = None  # the GA's start (the plain training's values)
+    baseline: Mapping[str, Any] | None = None  # the GA's start (the plain training's values)
     ga_parent: str = "single"
 
 
@@ -182,21 +182,21 @@ def _grid_sampler_class():
 
 
 def _ga(a: SamplerArgs):
-    from automl.searching.searchers.ga import GASampler
+    from automl.searching.samplers.ga import GASampler
 
     if a.ga_parent not in PARENT_MODES:
         raise ConfigError(f"--ga-parent {a.ga_parent}: choose one of {', '.join(PARENT_MODES)}")
-    return GASampler(space=a.space, defaults=a.defaults, parent=a.ga_parent, seed=a.seed)
+    return GASampler(space=a.space, defaults=a.baseline, parent=a.ga_parent, seed=a.seed)
 
 
 def __getattr__(name: str):
-    # GASampler stays importable from here without making `import automl.searching.searchers` (the CLI's
+    # GASampler stays importable from here without making `import automl.searching.samplers` (the CLI's
     # help reads the registry) pay for importing Optuna
     if name == "GASampler":
-        from automl.searching.searchers.ga import GASampler
+        from automl.searching.samplers.ga import GASampler
 
         return GASampler
-    raise AttributeError(f"module 'automl.searching.searchers' has no attribute {name!r}")
+    raise AttributeError(f"module 'automl.searching.samplers' has no attribute {name!r}")
 
 
 def _tpe(a: SamplerArgs):
@@ -269,7 +269,7 @@ def make_sampler(
     *,
     seed: int | None = None,
     n_trials: int | None = None,
-    defaults: Mapping[str, Any] | None = None,
+    baseline: Mapping[str, Any] | None = None,
     ga_parent: str = "single",
 ):
     """Build the Optuna sampler for searcher `name` over `space`.
@@ -279,4 +279,4 @@ def make_sampler(
         SearchSpaceError: a space the searcher cannot use (grid over a continuous key).
     """
     return searcher_entry(name).build(SamplerArgs(space=space, seed=seed, n_trials=n_trials,
-                                                  defaults=defaults, ga_parent=ga_parent))
+                                                  baseline=baseline, ga_parent=ga_parent))

@@ -26,7 +26,7 @@ class GASampler(BaseSampler):
     - With no trial yet, the first is `defaults` (automl passes the plain training's values for
       the space's keys, and queues that training itself as trial #0).
     - Later trials take a parent from the `top_k` COMPLETE trials (never a baseline trained
-      outside the space, see automl.searching.searchers.queue_first_trials, nor a trial over a cap): one
+      outside the space, see automl.searching.samplers.queue_first_trials, nor a trial over a cap): one
       drawn with probability proportional to its fitness above the worst of them (`single`), or
       their fitness-weighted mean (`weighted`). Until a trial completes, the parent is `defaults`.
     - Each key mutates with probability `mutation_prob`, by the factor
