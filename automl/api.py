@@ -23,8 +23,8 @@ from automl.results.validation import validate
 
 # the steps after a search, re-exported as they are (typed, light to import: their heavy imports
 # wait inside them)
-__all__ = ["SearchResult", "deploy", "export_study", "promote", "report", "search", "status",
-           "studies_table", "tune_thresholds", "validate"]
+__all__ = ["FitResult", "SearchResult", "deploy", "export_study", "fit", "promote", "report",
+           "search", "status", "studies_table", "tune_thresholds", "validate"]
 
 
 @dataclass
@@ -176,8 +176,12 @@ def search(
     return _summarise(plan, the_study, say)
 
 
-def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0):
-    """Check the flags, the space and the data, and decide everything (before any study exists)."""
+def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0,
+          after: tuple[int, float] = (0, 0.0)):
+    """Check the flags, the space and the data, and decide everything (before any study exists).
+
+    `after`: full-data trainings and seconds a budget keeps for after the search (automl fit).
+    """
     from automl.config import check_model
     from automl.data.checks import refuse_heavy_loss, usable
     from automl.data.dataset import load_dataset
@@ -237,7 +241,8 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0):
         from automl.execution.budget import fit_budget
 
         plan = fit_budget(flags, resolve, started=started, cpu_count=machine_cpus(),
-                          gpu_count=machine_gpus(), say=say)
+                          gpu_count=machine_gpus(), say=say, after=after[0],
+                          after_s=after[1])
         say(plan.budget.describe())
     return plan
 
@@ -469,3 +474,253 @@ def status(study: str, *, storage: str | None = None) -> str:
 
     # a summary suffices: status_text reads the running trials' reports alone
     return status_text(read_once(open_study(study, storage, create=False), intermediate=False))
+
+
+@dataclass
+class FitResult:
+    """What `automl fit` leaves in its folder (see automl.results.fitting)."""
+
+    folder: Path
+    weights: Path
+    summary: dict[str, Any]
+
+
+def fit(
+    *,
+    budget: str | float,
+    data: str | Path | None = None,
+    out: str | Path | None = None,
+    study: str | None = None,
+    space: str | Path = D.SPACE,
+    searcher: str = D.SEARCHER,
+    model: str = D.MODEL,
+    epochs: int | None = None,
+    imgsz: int | None = None,
+    batch: int | None = None,
+    device: str | None = None,
+    seed: int | None = None,
+    metric: str = "f1",
+    formats: str | None = None,
+    train_args: Mapping[str, Any] | Sequence[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> FitResult:
+    """From data to a deployable model inside one time budget, in one folder.
+
+    The steps (automl.results.fitting.STEPS): check the data; search with `budget`, keeping time
+    for two full-data trainings (the search's epoch extrapolated to all images) and the steps
+    after; validate the top trials on the full data when the time left allows; promote the
+    winner and the plain training on the full data; tune the winner's thresholds for `metric`;
+    export it to `formats` (when given); write the report and the summary. Run again after an
+    interruption, it goes on from the step it stopped at (steps.json in the folder).
+
+    Args:
+        budget: time for all of it ("45m", "2h", ...).
+        data, study, space, searcher, model, epochs, imgsz, batch, device, seed, train_args: as
+            `search` takes them (epochs: a cap the budget keeps).
+        out: the folder (default runs/fit/STUDY; the study defaults to DATA-SPACE).
+        metric: what the thresholds are chosen for (`automl thresholds --metric`; default f1).
+        formats: onnx, openvino or both: export the final weights and measure them; None: no
+            export.
+        log: where progress lines go (default: stdout).
+
+    Raises:
+        AutoMLError: a bad flag, data or space, before anything is written; a budget too small
+            for the search and the trainings after it (naming one that fits).
+    """
+    from automl.options import check
+
+    check("fit", locals())
+    say = log or (lambda line: print(line, flush=True))
+    from automl.durations import parse_duration
+    from automl.outputs import output_folder
+    from automl.results.fitting import STATE, StepState
+    from automl.results.operating_point import parse_metric
+
+    parse_metric(metric)
+    if formats:
+        from automl.results.deployment import check_installed, parse_formats
+
+        check_installed(parse_formats(formats), False)
+    name = study or (f"{Path(data).stem if data is not None else 'demo'}-"
+                     f"{Path(str(space)).stem}")
+    folder = output_folder(Path(out) if out is not None else Path("runs/fit") / name,
+                           marker=STATE)
+    settings = {"budget": parse_duration(budget), "data": None if data is None else
+                str(Path(data).resolve()), "study": name, "space": str(space),
+                "searcher": searcher, "model": model, "epochs": epochs, "imgsz": imgsz,
+                "batch": batch, "device": device, "seed": seed, "metric": metric,
+                "formats": formats, "train_args": list(train_args) if isinstance(
+                    train_args, (list, tuple)) else train_args}
+    state = StepState.load(folder, settings)
+    flags = SearchFlags(data=data, space=space, searcher=searcher, study=name, seed=seed,
+                        model=model, epochs=epochs, imgsz=imgsz, batch=batch, device=device,
+                        budget=budget, train_args=train_args)
+    steps = _FitSteps(flags, state, folder, say, metric=metric, formats=formats)
+    from automl.results.fitting import run_steps
+
+    if state.done:
+        say(f"fit: going on in {folder} ({', '.join(state.done)} finished, "
+            f"{state.spent_s:.0f} s of the budget spent)")
+    run_steps(state, steps.table(), say=say)
+    summary = state.done["summary"]["summary"]
+    return FitResult(folder=folder, weights=Path(summary["weights"]), summary=summary)
+
+
+class _FitSteps:
+    """`fit`'s steps, each returning what it left (a JSON-able dict) or None when skipped."""
+
+    def __init__(self, flags: SearchFlags, state, folder: Path, say: Callable[[str], None], *,
+                 metric: str, formats: str | None) -> None:
+        from automl.durations import parse_duration
+        from automl.searching.budget_plan import MARGIN
+
+        self.flags, self.state, self.folder, self.say = flags, state, folder, say
+        self.metric, self.formats = metric, formats
+        # the budget's clock: the finished steps' seconds are spent
+        self.started = time.monotonic() - state.spent_s
+        self.end = self.started + parse_duration(flags.budget) * (1 - MARGIN)
+
+    def table(self) -> dict[str, Callable[[], dict[str, Any] | None]]:
+        return {"check": self.check, "search": self.search, "validate": self.validate,
+                "promote": self.promote, "plain": self.plain, "thresholds": self.thresholds,
+                "deploy": self.deploy, "report": self.report, "summary": self.summary}
+
+    def left(self, name: str) -> dict[str, Any]:
+        return self.state.done[name]
+
+    def check(self) -> dict[str, Any]:
+        from automl.data.checks import check_dataset
+        from automl.data.dataset import load_dataset
+        from automl.data.demo import ensure_demo_dataset
+
+        data = ensure_demo_dataset() if self.flags.data is None else Path(self.flags.data)
+        report = check_dataset(load_dataset(data))
+        if not report.clean:
+            self.say(report.details(limit=20))
+        self.say(report.summary())
+        return {"data": str(data), "clean": report.clean}
+
+    def search(self) -> dict[str, Any]:
+        from optuna.trial import TrialState
+
+        from automl import study as studies
+        from automl.execution.budget import TRIAL_OVERHEAD_S
+        from automl.results.fitting import after_search_s, training_s
+
+        plan = _plan(self.flags, self.say, self.started,
+                     after=(2, after_search_s(self.formats)))
+        self.folder.mkdir(parents=True, exist_ok=True)  # planned: the fit's folder is made
+        self.state.save()
+        the_study = _open(self.flags, plan, self.say)
+        _run(self.flags, plan, the_study, self.say, live=False, started=self.started)
+        result = _summarise(plan, the_study, self.say)
+        if result.best is None:
+            from automl.results.promotion import PromoteError
+
+            raise PromoteError("fit: no trial completed (every trial failed or was stopped); "
+                               "see the errors above")
+        b = plan.budget
+        whole = [(t.datetime_complete - t.datetime_start).total_seconds()
+                 for t in the_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                 if t.datetime_start and t.datetime_complete]
+        return {"trials": len(studies.finished_trials(the_study)), "best": result.best.number,
+                "epochs": b.epochs, "fraction": b.fraction, "planned_s": b.eta_s + b.reserve_s,
+                "train_s": training_s(epochs=b.epochs, epoch_s=b.epoch_s, fraction=b.fraction,
+                                      overhead_s=TRIAL_OVERHEAD_S["train"], trials_s=whole)}
+
+    def validate(self) -> dict[str, Any] | None:
+        from automl.results.fitting import after_search_s, choose_validation
+        from automl.study import BASELINE_ATTR, open_study, ranked_trials
+
+        searched = self.left("search")
+        the_study = open_study(self.flags.study, None, create=False)
+        candidates = [t for t, _ in ranked_trials(the_study)
+                      if not t.user_attrs.get(BASELINE_ATTR)]
+        train_s = searched["train_s"]
+        left = self.end - time.monotonic()
+        choice = choose_validation(left_s=left, train_s=train_s,
+                                   kept_s=2 * train_s + after_search_s(self.formats),
+                                   candidates=len(candidates))
+        if choice is None:
+            self.say(f"fit: no validation on the full data: {left:.0f} s left, ~{train_s:.0f} s "
+                     "a full-data training, two of them kept for the promotions")
+            return None
+        top, seeds = choice
+        result = validate(study=self.flags.study, top=top, seeds=seeds, device=self.flags.device,
+                          project=self.folder / "validate", log=self.say, live=False)
+        v = result.verdict
+        return {"top": top, "seeds": seeds, "full_winner": v.full_winner,
+                "gain": None if v.gain != v.gain else v.gain}
+
+    def _promoted(self, trial: int | None) -> dict[str, Any]:
+        r = promote(study=self.flags.study, trial=trial, device=self.flags.device,
+                    project=str(self.folder / "promote"), log=self.say)
+        return {"trial": r.trial, "weights": str(r.weights), "fitness": r.fitness,
+                "metrics": r.metrics}
+
+    def promote(self) -> dict[str, Any]:
+        return self._promoted(None)
+
+    def plain(self) -> dict[str, Any]:
+        from automl.study import BASELINE_ATTR, open_study
+
+        the_study = open_study(self.flags.study, None, create=False)
+        plain = next((t.number for t in the_study.get_trials(deepcopy=False)
+                      if t.user_attrs.get(BASELINE_ATTR)), 0)
+        if plain == self.left("promote")["trial"]:
+            self.say("fit: the plain training is the winner; it is promoted already")
+            return dict(self.left("promote"))
+        return self._promoted(plain)
+
+    def thresholds(self) -> dict[str, Any]:
+        chosen = tune_thresholds(weights=self.left("promote")["weights"],
+                                 data=self.left("check")["data"], metric=self.metric,
+                                 device=self.flags.device, log=self.say)
+        return {"path": str(chosen.yaml_path), "conf": chosen.best_conf, "iou": chosen.best_iou,
+                "metric": self.metric, "score": chosen.best_score}
+
+    def deploy(self) -> dict[str, Any] | None:
+        if not self.formats:
+            return None
+        result = deploy(weights=self.left("promote")["weights"], formats=self.formats,
+                        data=self.left("check")["data"], study=self.flags.study,
+                        thresholds=self.left("thresholds")["path"], log=self.say)
+        return {"exports": {a.name: a.path for a in result.artifacts}}
+
+    def report(self) -> dict[str, Any]:
+        return {"path": str(report(self.flags.study, out=self.folder / "report.html"))}
+
+    def summary(self) -> dict[str, Any]:
+        import json
+
+        from automl.durations import duration_text, parse_duration
+        from automl.results.fitting import comparison, summary_markdown
+
+        tuned, plain = self.left("promote"), self.left("plain")
+        validated = self.state.done.get("validate", {})
+        steps = {name: None if d.get("skipped") else d["seconds"]
+                 for name, d in self.state.done.items()}
+        summary = {
+            "study": self.flags.study, "data": self.left("check")["data"],
+            "budget": duration_text(parse_duration(self.flags.budget)),
+            "budget_s": parse_duration(self.flags.budget),
+            "spent": duration_text(time.monotonic() - self.started),
+            "spent_s": time.monotonic() - self.started,
+            "planned": duration_text(self.left("search")["planned_s"]),
+            "planned_s": self.left("search")["planned_s"],
+            "trial": tuned["trial"], "weights": tuned["weights"],
+            "plain_weights": plain["weights"],
+            "thresholds": self.left("thresholds"),
+            "exports": (self.state.done.get("deploy") or {}).get("exports", {}),
+            "report": self.left("report")["path"],
+            "comparison": comparison({**tuned["metrics"], "fitness": tuned["fitness"]},
+                                     {**plain["metrics"], "fitness": plain["fitness"]}),
+            "validation": (f"top {validated['top']} x {validated['seeds']} seed(s), winner "
+                           f"#{validated['full_winner']}") if "top" in validated else "",
+            "steps": steps,
+        }
+        (self.folder / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        text = summary_markdown(summary)
+        (self.folder / "summary.md").write_text(text)
+        self.say(text.rstrip())
+        return {"summary": summary}

@@ -94,6 +94,19 @@ def _search(values: dict[str, Any]) -> int:
     return 0
 
 
+def _fit(values: dict[str, Any]) -> int:
+    from automl.api import fit
+    from automl.next_steps import after_fit, show
+
+    try:
+        show(after_fit(fit(**values)))
+    except KeyboardInterrupt:
+        print("\nautoml fit: interrupted; run the same command again to go on from the step it "
+              "stopped at (finished steps are kept)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
 def _demo_data(values: dict[str, Any]) -> int:
     from automl.data.demo import make_demo_dataset
     from automl.next_steps import after_data, show
@@ -159,12 +172,12 @@ def _dashboard(values: dict[str, Any]) -> int:
 
 RUNNERS: dict[str, Callable[[dict[str, Any]], int]] = {
     "search": _search, "demo-data": _demo_data, "studies": _studies, "status": _status,
-    "export": _export, "report": _report, "dashboard": _dashboard,
+    "export": _export, "report": _report, "dashboard": _dashboard, "fit": _fit,
     **cli_data.RUNNERS, **cli_results.RUNNERS,
 }
 # commands whose API function checks its own options (automl.options.check); the CLI checks the
 # others' before it runs them, so that every value is checked once
-CHECKED_BY_THE_API = {"search", "promote", "validate", "deploy", "thresholds"}
+CHECKED_BY_THE_API = {"search", "promote", "validate", "deploy", "thresholds", "fit"}
 
 
 def main(argv: list[str] | None = None) -> int:

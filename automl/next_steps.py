@@ -94,6 +94,14 @@ def after_deploy(study: str | None, storage: str | None) -> NextStep | None:
                     "the study's HTML report, promotions and exports included")
 
 
+def after_fit(result) -> NextStep:
+    """After `automl fit` (a FitResult): predict with the final weights at their thresholds."""
+    t = result.summary.get("thresholds") or {}
+    return NextStep(("yolo", "predict", f"model={result.weights}", "source=path/to/images",
+                     *((f"conf={t['conf']:g}", f"iou={t['iou']:g}") if t else ())),
+                    f"the final model at its thresholds; the summary: {result.folder}/summary.md")
+
+
 def after_data(data: str | Path, *, clean: bool = True) -> NextStep:
     """After check, eda, demo-data, split or import: check the data, or search it once clean."""
     if not clean:

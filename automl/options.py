@@ -533,11 +533,27 @@ REPORT = Command("report", "write a self-contained plotly HTML report of a study
                                "studies/NAME/report.html)"),
 ))
 
+FIT = Command("fit", "from your data to a deployable model inside one time budget: check, "
+                     "search, validate, promote, thresholds, deploy, report, in one folder", (
+    Option("budget", "time for all of it, e.g. 45m, 2h: the search is planned to leave time for "
+           "the full-data trainings and the steps after", required=True, metavar="DURATION",
+           check=_duration),
+    SEARCH.option("data"),
+    Option("out", "the fit's folder; the same command goes on there after an interruption "
+           "(default: runs/fit/STUDY)", check=not_empty),
+    SEARCH.option("study"), SEARCH.option("space"), SEARCH.option("searcher"),
+    SEARCH.option("model"), SEARCH.option("epochs"), SEARCH.option("imgsz"),
+    SEARCH.option("batch"), DEVICE, SEARCH.option("seed"), THRESHOLD_METRIC,
+    Option("formats", "export the final weights: onnx, openvino or onnx,openvino (default: no "
+           "export)"),
+    SEARCH.option("train_args"),
+))
+
 # commands with subcommands of their own
 GROUPS = {"import": "convert annotations to YOLO labels"}
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     SEARCH, DEMO_DATA, STUDIES, STATUS, EXPORT, DASHBOARD, REPORT, CHECK, SPLIT, EDA, IMPORT_COCO,
-    PROMOTE, VALIDATE, DEPLOY, THRESHOLDS)}
+    PROMOTE, VALIDATE, DEPLOY, THRESHOLDS, FIT)}
 
 
 def check(command: str, values: Mapping[str, Any]) -> None:

@@ -87,17 +87,35 @@ def test_the_users_trials_and_epochs_are_caps_the_plan_keeps():
 
 
 def test_a_tight_budget_trades_epochs_then_the_share_for_trials():
-    tight = plan(budget_s=900)  # 4 trials of 30 epochs do not fit
+    tight = plan(budget_s=600)  # 4 trials of 30 epochs do not fit
     assert tight.epochs < 30 and tight.epochs >= MIN_EPOCHS and "30 epochs" in tight.why
-    assert tight.eta_s <= 900 * (1 - MARGIN)
+    assert tight.eta_s <= 600 * (1 - MARGIN)
     assert plan(budget_s=240).epochs >= 15  # down to half the epochs for more trials
     tighter = plan(budget_s=80)  # then, to fit at all, shorter still and a smaller share
     assert tighter.epochs == MIN_EPOCHS and tighter.fraction < 0.5
     assert tighter.epoch_s == pytest.approx(6.0 * tighter.fraction / 0.5)
     assert tighter.sure >= 2 and tighter.eta_s <= 80 * (1 - MARGIN)
     # the user's share is kept: fewer trials instead
-    kept = plan(budget_s=900, fraction_fixed=True)
+    kept = plan(budget_s=600, fraction_fixed=True)
     assert kept.fraction == 0.5
+
+
+def test_where_asha_makes_room_for_enough_trials_the_plan_keeps_the_epochs():
+    # 4 whole trials of 30 epochs fit (8 do not): rather than 8 trials of 20 epochs, the plan
+    # is multi-fidelity, successive halving at ASHA's rungs: trials of 30 epochs, up to as many
+    # as fit when 2 in 3 stop at each rung, and still 4 whole ones if none does
+    multi = plan(budget_s=900)
+    assert (multi.epochs, multi.pruner, multi.rungs) == (30, "asha", (3, 9, 27))
+    assert multi.sure == 4 and multi.trials >= 8
+    assert multi.eta_s <= 900 * (1 - MARGIN)  # the whole trials' ETA
+    assert "ASHA's rungs at epochs 3, 9, 27 make room for up to" in multi.why
+    # without ASHA (another --pruner) the same budget plans shorter trials instead
+    plain = plan(budget_s=900, asha=False)
+    assert plain.epochs < 30 and plain.pruner == "none" and plain.trials == plain.sure >= 4
+    # too few whole trials under it (2 < SURE_UNDER_ASHA): shorter trials, as before
+    assert plan(budget_s=600).epochs < 30
+    # a roomy budget needs no early stopping to plan enough trials: no multi-fidelity reason
+    assert "ASHA" not in plan().why
 
 
 def test_a_replay_keeps_its_recorded_epochs():
@@ -113,6 +131,23 @@ def test_a_budget_too_small_names_the_smallest_that_fits():
     assert plan(budget_s=smallest).sure >= 2  # the budget it names fits
     with pytest.raises(ConfigError):
         plan(budget_s=smallest * 0.95)  # 5% less does not
+
+
+def test_time_kept_for_full_data_trainings_after_the_search_ends_it_earlier():
+    alone, fit = plan(), plan(after=2, after_s=30)
+    # two trainings of the plan's epochs on all images (the measured share's epoch x 1/0.5)
+    assert fit.reserve_s == pytest.approx(2 * (fit.epochs * 6.0 / 0.5 + 5) + 30)
+    assert fit.eta_s + fit.reserve_s <= 3600 * (1 - MARGIN)
+    assert fit.sure < alone.sure and alone.reserve_s == 0
+    assert "kept for the full-data trainings" in fit.describe()
+    with pytest.raises(ConfigError) as e:  # the smallest budget named holds the reserve too
+        plan(budget_s=120, after=2)
+    smallest = parse_duration(str(e.value).rsplit("--budget ", 1)[1])
+    assert "and the full-data trainings" in str(e.value)
+    assert plan(budget_s=smallest, after=2).sure >= 2
+    # the running search's pace stops launching trials that early too
+    assert Pace.of(fit, started=100.0).end == pytest.approx(
+        100.0 + 3600 * (1 - MARGIN) - fit.reserve_s)
 
 
 def test_asha_expected_epochs_count_what_each_rung_lets_through():

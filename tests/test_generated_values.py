@@ -81,6 +81,8 @@ def arguments(world) -> dict[str, dict[str, str]]:
         "import coco": {"--json": str(root / "ann.json"), "--images": str(root / "imgs"),
                         "--out": "o"},
         "demo-data": {"--out": "o"},
+        "fit": {"--data": str(data), "--budget": "1m", "--study": "g", "--epochs": "1",
+                "--imgsz": "32"},
     }
 
 

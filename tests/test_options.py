@@ -22,12 +22,12 @@ REQUIRED = {
     "deploy": ["--weights", "w.pt"], "thresholds": ["--weights", "w.pt", "--data", "d.yaml"],
     "check": ["--data", "d.yaml"], "split": ["--data", "d.yaml", "--out", "o", "--folds", "2"],
     "eda": ["--data", "d.yaml"], "import coco": ["--json", "j.json", "--images", "i", "--out", "o"],
-    "demo-data": ["--out", "o"],
+    "demo-data": ["--out", "o"], "fit": ["--budget", "1h"],
 }
 # keyword arguments of the API functions that have no command-line flag
 API_ONLY = {"log", "live", "warmup", "write", "project"}
 API = {"promote": api.promote, "validate": api.validate, "deploy": api.deploy,
-       "thresholds": api.tune_thresholds}
+       "thresholds": api.tune_thresholds, "fit": api.fit}
 
 
 def test_search_is_declared_once_for_the_parser_the_api_and_its_flags():

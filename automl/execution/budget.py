@@ -67,7 +67,7 @@ def measure_epoch(plan, *, threads: int, limit_s: float, seed: int = 0) -> float
 
 
 def fit_budget(flags, resolve: Callable, *, started: float, cpu_count: int, gpu_count: int,
-               say: Callable[[str], None]):
+               say: Callable[[str], None], after: int = 0, after_s: float = 0.0):
     """The SearchPlan of a budgeted search: its trials, epochs, share and concurrency fitted.
 
     Args:
@@ -75,6 +75,8 @@ def fit_budget(flags, resolve: Callable, *, started: float, cpu_count: int, gpu_
         resolve: SearchFlags -> SearchPlan (automl.searching.planning.resolve_search on the
             search's data and space); the plan of `flags` gives the most epochs and share.
         started: time.monotonic() when the command started (the budget's clock).
+        after, after_s: full-data trainings and seconds to keep for after the search
+            (automl.searching.budget_plan.plan_budget).
 
     Returns:
         The plan of the fitted flags, its `budget` set (a BudgetPlan).
@@ -135,7 +137,7 @@ def fit_budget(flags, resolve: Callable, *, started: float, cpu_count: int, gpu_
         epochs=plan.run.epochs, epochs_fixed=replay or stored is not None,
         trials_cap=None if flags.trials is None else max(1, flags.trials - done),
         concurrency=concurrency, trial_overhead_s=overhead, startup_s=STARTUP_S,
-        resumed=done > 0)
+        resumed=done > 0, after=after, after_s=after_s, asha=flags.pruner in (None, "asha"))
     # the share the plan timed, pinned: --fraction auto would pick anew for other epochs
     fitted = replace(flags, trials=done + budget.trials, epochs=budget.epochs,
                      fraction=budget.fraction)
@@ -166,7 +168,8 @@ class Pace:
     and the median pace of the latest RECENT trials; before any trial reported, at the plan's.
 
     Attributes:
-        end: time.monotonic() by which the last trial must end (the budget less its margin).
+        end: time.monotonic() by which the last trial must end (the budget less its margin and
+            the time kept for after the search).
         epochs: epochs of a whole trial.
         trial_s: the plan's seconds of a whole trial (before any trial reported).
         budget_s: the budget (for the closing line).
@@ -183,7 +186,7 @@ class Pace:
 
     @classmethod
     def of(cls, plan: BudgetPlan, started: float) -> Pace:
-        return cls(end=started + plan.budget_s * (1 - MARGIN), epochs=plan.epochs,
+        return cls(end=started + plan.budget_s * (1 - MARGIN) - plan.reserve_s, epochs=plan.epochs,
                    trial_s=plan.trial_s, budget_s=plan.budget_s)
 
     def started(self, number: int) -> None:
