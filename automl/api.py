@@ -672,7 +672,19 @@ class _FitSteps:
             return dict(self.left("promote"))
         return self._promoted(plain)
 
-    def thresholds(self) -> dict[str, Any]:
+    def detects(self, step: str) -> bool:
+        """Whether the model is a detection model (thresholds and exports read its boxes)."""
+        from automl.data.tasks import model_task
+
+        task = model_task(self.flags.model)
+        if task != "detect":
+            self.say(f"fit: no {step}: {self.flags.model} trains task '{task}', and {step} reads "
+                     "detection outputs only")
+        return task == "detect"
+
+    def thresholds(self) -> dict[str, Any] | None:
+        if not self.detects("thresholds"):
+            return None
         chosen = tune_thresholds(weights=self.left("promote")["weights"],
                                  data=self.left("check")["data"], metric=self.metric,
                                  device=self.flags.device, log=self.say)
@@ -680,11 +692,11 @@ class _FitSteps:
                 "metric": self.metric, "score": chosen.best_score}
 
     def deploy(self) -> dict[str, Any] | None:
-        if not self.formats:
+        if not self.formats or not self.detects("deploy"):
             return None
         result = deploy(weights=self.left("promote")["weights"], formats=self.formats,
                         data=self.left("check")["data"], study=self.flags.study,
-                        thresholds=self.left("thresholds")["path"], log=self.say)
+                        thresholds=self.left("thresholds").get("path"), log=self.say)
         return {"exports": {a.name: a.path for a in result.artifacts}}
 
     def report(self) -> dict[str, Any]:
@@ -710,7 +722,8 @@ class _FitSteps:
             "planned_s": self.left("search")["planned_s"],
             "trial": tuned["trial"], "weights": tuned["weights"],
             "plain_weights": plain["weights"],
-            "thresholds": self.left("thresholds"),
+            "thresholds": None if self.left("thresholds").get("skipped") else
+            self.left("thresholds"),
             "exports": (self.state.done.get("deploy") or {}).get("exports", {}),
             "report": self.left("report")["path"],
             "comparison": comparison({**tuned["metrics"], "fitness": tuned["fitness"]},
