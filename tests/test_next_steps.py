@@ -12,6 +12,7 @@ from automl.cli import build_parser, main
 from automl.next_steps import (
     after_data,
     after_deploy,
+    after_fit,
     after_promote,
     after_report,
     after_search,
@@ -81,6 +82,23 @@ def test_the_steps_after_a_search_chain_to_deployment(tmp_path):
     assert after_deploy(None, None) is None
     assert parsed(after_status("s", None).line).command == "report"
     assert parsed(after_report("s", None).line).command == "validate"
+
+
+def test_a_fit_goes_on_to_predict_at_its_thresholds(tmp_path):
+    from automl.api import FitResult
+    from automl.searching.spaces import ultralytics_defaults
+
+    weights = tmp_path / "my fit" / "best.pt"
+    tuned = FitResult(folder=tmp_path / "my fit", weights=weights,
+                      summary={"thresholds": {"conf": 0.25, "iou": 0.6}})
+    argv = shlex.split(after_fit(tuned).line.removeprefix("next: ").split("  (")[0])
+    assert argv[:2] == ["yolo", "predict"]
+    settings = dict(a.split("=", 1) for a in argv[2:])
+    assert settings == {"model": str(weights), "source": "path/to/images", "conf": "0.25",
+                        "iou": "0.6"}
+    assert set(settings) <= set(ultralytics_defaults()) | {"model", "source"}
+    tuned.summary["thresholds"] = None  # not a detection model: no thresholds to pass
+    assert "conf=" not in after_fit(tuned).line
 
 
 def test_data_commands_go_on_to_check_then_search(tmp_path):
