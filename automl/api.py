@@ -527,15 +527,14 @@ def fit(
         AutoMLError: a bad flag, data or space, before anything is written; a budget too small
             for the search and the trainings after it (naming one that fits).
     """
+    from automl.durations import parse_duration
     from automl.options import check
+    from automl.outputs import output_folder
+    from automl.results.fitting import STATE, StepState, run_steps
+    from automl.results.operating_point import parse_metric
 
     check("fit", locals())
     say = log or (lambda line: print(line, flush=True))
-    from automl.durations import parse_duration
-    from automl.outputs import output_folder
-    from automl.results.fitting import STATE, StepState
-    from automl.results.operating_point import parse_metric
-
     parse_metric(metric)
     if formats:
         from automl.results.deployment import check_installed, parse_formats
@@ -556,8 +555,6 @@ def fit(
                         model=model, epochs=epochs, imgsz=imgsz, batch=batch, device=device,
                         budget=budget, train_args=train_args)
     steps = _FitSteps(flags, state, folder, say, metric=metric, formats=formats)
-    from automl.results.fitting import run_steps
-
     if state.done:
         say(f"fit: going on in {folder} ({', '.join(state.done)} finished, "
             f"{state.spent_s:.0f} s of the budget spent)")
