@@ -203,6 +203,11 @@ def test_a_fit_killed_after_its_search_goes_on_without_searching_again(tmp_path,
     if summary["trial"] != 0:  # the plain training was trained on the full data too
         assert (out / "promote" / "f-trial0" / "weights" / "best.pt").is_file()
     assert summary["thresholds"]["metric"] == "f1"
-    # both runs' finished steps together stay inside the budget (its stated 5% tolerance)
-    assert summary["spent_s"] <= 240 * 1.05, text
+    # the plan fits the budget, and the budget's clock went on across the kill: what the fit
+    # spent is both runs' finished steps (the search's among them), not the second run's alone
+    # (how close the spent time keeps to the plan on a loaded machine: tests/test_budget.py)
+    assert summary["planned_s"] <= 240 * (1 - 0.05)
+    finished = sum(s for s in summary["steps"].values() if s is not None)
+    assert summary["steps"]["search"] > 0
+    assert finished <= summary["spent_s"] <= finished + 30, text
     assert second[-1].startswith("next: yolo predict model=")
