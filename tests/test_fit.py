@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -155,7 +156,7 @@ def _fit(out, data, *, kill_after: str | None = None, timeout: float = 600):
     group, Ray's workers included) once the step's marker line appears. Returns its output."""
     argv = [sys.executable, "-m", "automl", "fit", "--data", str(data), "--budget", "4m",
             "--epochs", "2", "--imgsz", "64", "--batch", "4", "--seed", "0", "--study", "f",
-            "--out", str(out)]
+            "--formats", "onnx", "--out", str(out)]
     process = subprocess.Popen(argv, cwd=out.parent, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines, started = [], time.monotonic()
@@ -193,12 +194,15 @@ def test_a_fit_killed_after_its_search_goes_on_without_searching_again(tmp_path,
     assert "fit: step check finished before, not run again" in second
     assert not any(line.startswith("budget: timing one epoch") for line in second), text
     assert len(optuna.load_study(study_name="f", storage=storage).trials) == trials
-    # the folder holds the final weights, their thresholds, the report and the summary
+    # the folder holds the final weights, their thresholds, the export, the report, the summary
     summary = json.loads((out / "summary.json").read_text())
     weights = out / "promote" / f"f-trial{summary['trial']}" / "weights"
     assert summary["weights"] == str((weights / "best.pt").resolve())
     assert (weights / "best.pt").is_file() and (weights / "thresholds.yaml").is_file()
     assert (out / "report.html").is_file() and (out / "summary.md").is_file()
+    exports = summary["exports"]
+    assert any(name.startswith("onnx") for name in exports), exports
+    assert all(Path(path).is_file() and Path(path).parent == weights for path in exports.values())
     assert {r["metric"] for r in summary["comparison"]} >= {"fitness", "map50", "map50_95"}
     if summary["trial"] != 0:  # the plain training was trained on the full data too
         assert (out / "promote" / "f-trial0" / "weights" / "best.pt").is_file()
