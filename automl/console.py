@@ -55,9 +55,7 @@ class TrialLines:
         best_text = f"best {fitness_of(best):.4f} (#{best.number})" if best else "best -"
         if event.state == "COMPLETE":
             m = event.metrics
-            outcome = (f"fitness {event.value:.4f}  mAP50 {m.get('map50', math.nan):.3f}  "
-                       f"mAP50-95 {m.get('map50_95', math.nan):.3f}")
-            outcome += task_text(m)
+            outcome = f"fitness {event.value:.4f}  {metrics_text(m)}"
             if event.measured:
                 outcome += "  " + measured_text(event.measured)
             if event.over_cap:
@@ -231,6 +229,17 @@ def measured_text(measured: Mapping[str, float]) -> str:
                      for k in MEASURED_LABELS if k in measured)
 
 
+def metrics_text(metrics: Mapping[str, float]) -> str:
+    """`mAP50 0.512  mAP50-95 0.301` (and the task's own where measured), or a classification
+    model's `top-1 0.870  top-5 1.000`, for one line."""
+    from automl.fitness import CLS_LABELS
+
+    if "top1" in metrics:
+        return "  ".join(f"{label} {metrics.get(k, math.nan):.3f}" for k, label in CLS_LABELS.items())
+    return (f"mAP50 {metrics.get('map50', math.nan):.3f}  "
+            f"mAP50-95 {metrics.get('map50_95', math.nan):.3f}" + task_text(metrics))
+
+
 def task_text(metrics: Mapping[str, float]) -> str:
     """The mAP50-95 of a task's own outputs (masks, keypoints) where measured, for one line."""
     from automl.fitness import TASK_LABELS
@@ -242,7 +251,7 @@ def task_text(metrics: Mapping[str, float]) -> str:
 def trial_rows(study, trials: list, metric: Callable[[Any], str] = lambda v: f"{v:.3f}",
                param: Callable[[Any], str] = fmt) -> tuple[list[str], list[list[str]]]:
     """Header and rows of `trials`: trial, fitness, metrics, measured size/latency, params."""
-    from automl.fitness import METRIC_LABELS, TASK_LABELS
+    from automl.fitness import CLS_LABELS, METRIC_LABELS, TASK_LABELS
     from automl.study import BASELINE_ATTR, fitness_of, repeat_means
 
     means = repeat_means(study)
@@ -250,6 +259,8 @@ def trial_rows(study, trials: list, metric: Callable[[Any], str] = lambda v: f"{
     measured = [k for k in MEASURED_LABELS if any(k in t.user_attrs for t in trials)]
     labels = {**METRIC_LABELS, **{k: v for k, v in TASK_LABELS.items()
                                   if any(k in t.user_attrs for t in trials)}}
+    if any("top1" in t.user_attrs for t in trials):  # a classification study: no boxes
+        labels = CLS_LABELS
     # the batch each trained with, once one ran out of memory and trained at a smaller one
     batch = ["batch"] if any("out_of_memory" in t.user_attrs for t in trials) else []
     header = ["trial", "fitness", *(["mean (runs)"] if means else []), *labels.values(),

@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from automl.fitness import METRICS, TASK_METRICS, f1_score
+from automl.fitness import CLS_METRICS, METRICS, TASK_METRICS, f1_score
 
 FITNESS = "fitness"
 EPOCH = "epoch"
@@ -34,6 +34,8 @@ class EpochReport:
             for other tasks.
         pose_precision, ..., pose_f1: a pose model's keypoint metrics (POSE_METRICS); NaN for
             other tasks.
+        top1, top5: a classification model's top-1 and top-5 accuracy (CLS_METRICS), its only
+            metrics (the box metrics stay NaN); NaN for other tasks.
         val_loss: summed validation losses (box + cls + dfl for detection), NaN when unknown.
         train_seconds: seconds since the training started (model build included).
         node: the Ray node the trial runs on ("" outside Ray).
@@ -70,6 +72,8 @@ class EpochReport:
     pose_map75: float = math.nan
     pose_map50_95: float = math.nan
     pose_f1: float = math.nan
+    top1: float = math.nan
+    top5: float = math.nan
     val_loss: float = math.nan
     train_seconds: float = math.nan
     node: str = ""
@@ -87,7 +91,10 @@ class EpochReport:
     gpu_share: float = math.nan
 
     def metrics(self) -> dict[str, float]:
-        """The validation metrics by canonical name (METRICS; a task's own where measured)."""
+        """The validation metrics by canonical name (METRICS, a task's own where measured; a
+        classification model's CLS_METRICS alone)."""
+        if math.isfinite(self.top1):
+            return {name: getattr(self, name) for name in CLS_METRICS}
         extra = [n for names in TASK_METRICS.values() for n in names]
         return {name: getattr(self, name) for name in (*METRICS, *extra)
                 if name in METRICS or math.isfinite(getattr(self, name))}
@@ -130,7 +137,9 @@ _TASK_PARTS = {"mask_": "seg", "pose_": "pose"}
 
 def task_metrics(metrics) -> dict[str, float]:
     """A validator's metrics under automl's names: boxes, and masks where the model segments,
-    keypoints where it estimates pose."""
+    keypoints where it estimates pose; top-1 and top-5 where it classifies."""
+    if not hasattr(metrics, "box"):  # ultralytics' ClassifyMetrics
+        return {"top1": float(metrics.top1), "top5": float(metrics.top5)}
     values = box_metrics(metrics.box)
     for prefix, part in _TASK_PARTS.items():
         if getattr(metrics, part, None) is not None:

@@ -27,6 +27,11 @@ POSE_LABELS = {"pose_map50": "pose mAP50", "pose_map50_95": "pose mAP50-95"}
 # The metrics of one task only, with its prefix: where a trial measured them, they are shown.
 TASK_METRICS = {"mask_": MASK_METRICS, "pose_": POSE_METRICS}
 TASK_LABELS = {**MASK_LABELS, **POSE_LABELS}
+# A classification model's metrics (ultralytics' top-1 and top-5 accuracy), and its only ones.
+CLS_METRICS = ("top1", "top5")
+CLS_LABELS = {"top1": "top-1", "top5": "top-5"}
+# Every metric a trial may record, in the order records list them.
+ALL_METRICS = (*METRICS, *MASK_METRICS, *POSE_METRICS, *CLS_METRICS)
 _ALIASES = {
     "p": "precision", "precision": "precision",
     "r": "recall", "recall": "recall",
@@ -37,6 +42,7 @@ _ALIASES = {
     "f1": "f1",
 }
 _ALIASES.update({f"{task}{k}": f"{task}{v}" for task in TASK_METRICS for k, v in _ALIASES.items()})
+_ALIASES.update({"top1": "top1", "top-1": "top1", "top5": "top5", "top-5": "top5"})
 PRESETS: dict[str, dict[str, float]] = {
     "v5": {"map50": 0.1, "map50_95": 0.9},
     "map50_95": {"map50_95": 1.0},
@@ -49,11 +55,14 @@ PRESETS: dict[str, dict[str, float]] = {
     # ultralytics' own pose fitness: v5 of the boxes plus v5 of the keypoints
     "v5_pose": {"map50": 0.1, "map50_95": 0.9, "pose_map50": 0.1, "pose_map50_95": 0.9},
     "pose_map50_95": {"pose_map50_95": 1.0},
+    # ultralytics' own classify fitness: the mean of top-1 and top-5 accuracy
+    "top1_top5": {"top1": 0.5, "top5": 0.5},
 }
 DEFAULT = "v5"
 # The fitness a search of each task measures unless --fitness says otherwise.
 # (obb: its box metrics are those of its rotated boxes)
-DEFAULT_BY_TASK = {"detect": DEFAULT, "segment": "v5_seg", "obb": DEFAULT, "pose": "v5_pose"}
+DEFAULT_BY_TASK = {"detect": DEFAULT, "segment": "v5_seg", "obb": DEFAULT, "pose": "v5_pose",
+                   "classify": "top1_top5"}
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _TERM = re.compile(rf"^(?:(?P<w>{_NUMBER})\s*\*\s*)?(?P<m>[A-Za-z][\w@.:\-]*)$")
 
@@ -109,7 +118,7 @@ def parse_fitness(spec: str | None) -> Fitness:
         if metric is None:
             raise FitnessError(
                 f"--fitness {spec!r}: unknown metric {match['m']!r}; "
-                f"use one of {', '.join(METRICS + MASK_METRICS + POSE_METRICS)} (or a preset: "
+                f"use one of {', '.join(ALL_METRICS)} (or a preset: "
                 f"{', '.join(PRESETS)})"
             )
         weight = float(match["w"]) if match["w"] else 1.0

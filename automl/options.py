@@ -198,7 +198,15 @@ def parser_check(parse: Callable[[Any], Any]) -> Check:
 
 
 def _fitness_help() -> str:
-    from automl.fitness import DEFAULT, DEFAULT_BY_TASK, MASK_METRICS, METRICS, POSE_METRICS, PRESETS
+    from automl.fitness import (
+        CLS_METRICS,
+        DEFAULT,
+        DEFAULT_BY_TASK,
+        MASK_METRICS,
+        METRICS,
+        POSE_METRICS,
+        PRESETS,
+    )
 
     def written(weights: Mapping[str, float]) -> str:
         return "+".join(f"{w:g}*{m}" if w != 1 else m for m, w in weights.items())
@@ -206,9 +214,10 @@ def _fitness_help() -> str:
     presets = " | ".join(name if written(w) == name else f"{name} ({written(w)})"
                          for name, w in PRESETS.items())
     return (f"{presets} | a weighted sum of {', '.join(METRICS)} (segment models also "
-            f"{', '.join(MASK_METRICS)}; pose models also {', '.join(POSE_METRICS)}) such as "
-            f"0.2*map50+0.8*map75 (default: {DEFAULT}; segment models: "
-            f"{DEFAULT_BY_TASK['segment']}; pose models: {DEFAULT_BY_TASK['pose']})")
+            f"{', '.join(MASK_METRICS)}; pose models also {', '.join(POSE_METRICS)}; classify "
+            f"models only {', '.join(CLS_METRICS)}) such as 0.2*map50+0.8*map75 (default: "
+            f"{DEFAULT}; segment models: {DEFAULT_BY_TASK['segment']}; pose models: "
+            f"{DEFAULT_BY_TASK['pose']}; classify models: {DEFAULT_BY_TASK['classify']})")
 
 
 # --- shared options ----------------------------------------------------------------------------

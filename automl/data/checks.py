@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +96,7 @@ class CheckReport:
     empty: list[Path] = field(default_factory=list)  # label file without rows
     polygons: list[Path] = field(default_factory=list)  # polygon rows read as their boxes
     boxes: dict[Path, np.ndarray] = field(default_factory=dict)  # what ultralytics trains on
+    classes: int = 0  # a classification dataset's class count (0: a data.yaml's boxes)
 
     @property
     def images(self) -> int:
@@ -129,9 +130,10 @@ class CheckReport:
                    f"{len({p.image for p in self.problems}) - bad} more have warnings only")
         polygons = (f"polygon rows read as their boxes in {len(self.polygons)} files; "
                     if self.polygons else "")
+        what = (f"{self.classes} class folders" if self.classes else
+                f"{self.n_boxes} boxes, {len(self.background) + len(self.empty)} without boxes")
         return (f"{self.yaml_path}: {self.checked} images checked (train {self.train}, val "
-                f"{self.val}), {self.n_boxes} boxes, {len(self.background) + len(self.empty)} "
-                f"without boxes; {polygons}{verdict}")
+                f"{self.val}), {what}; {polygons}{verdict}")
 
     def summary(self) -> str:
         """The headline, then each defect kind found with its file count (clean: the headline)."""
@@ -295,10 +297,21 @@ def check_files(files: Sequence[Path], nc: int, *, kpt_shape: Sequence[int] | No
 
 
 def check_dataset(dataset: Dataset, *, workers: int | None = None) -> CheckReport:
-    """Check every image of train and val (an image listed in both is checked once)."""
+    """Check every image of train and val (an image listed in both is checked once); of class
+    folders, every image by ultralytics' classification check (`verify_image`)."""
     files = list(dict.fromkeys((*dataset.train, *dataset.val)))
     report = CheckReport(dataset.yaml_path, train=len(dataset.train), val=len(dataset.val),
                          checked=len(files))
+    if dataset.class_folders:
+        from automl.data.class_folders import verify_images
+
+        report.classes = dataset.nc
+        for image, reason in zip(files, verify_images(files), strict=True):
+            if reason:
+                kind, detail = _image_problem(image) or ("rejected by ultralytics", "")
+                report.problems.append(Problem(image, image, kind, detail + (
+                    f" (ultralytics: {reason})" if image.suffix.lower() not in HEIF else "")))
+        return report
     for image, (problems, state, boxes, polygons) in zip(
             files, check_files(files, dataset.nc, kpt_shape=dataset.kpt_shape, workers=workers),
             strict=True):
@@ -333,9 +346,9 @@ def usable(dataset: Dataset, *, workers: int | None = None) -> tuple[Dataset, Ch
                 f"{dataset.yaml_path}: no usable image left in {key} (all {len(listed)} have "
                 f"errors, mostly {main_cause(report)[0]}); run automl check --data "
                 f"{dataset.yaml_path} for the list and fix them")
-    return Dataset(dataset.yaml_path, dataset.names, train, val, boxes=report.boxes,
-                   listed_train=dataset.train, listed_val=dataset.val,
-                   extra=dataset.extra), report
+    return replace(dataset, train=train, val=val,
+                   boxes=None if dataset.class_folders else report.boxes,
+                   listed_train=dataset.train, listed_val=dataset.val), report
 
 
 def main_cause(report: CheckReport) -> tuple[str, int]:

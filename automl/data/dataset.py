@@ -50,6 +50,15 @@ class Dataset:
     # data.yaml keys a training reads beyond the lists and names (KEPT_KEYS): a derived data.yaml
     # carries them, so that a trial trains what the user's would (channels: 1 stays 1)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # a classification dataset (a folder of class folders, automl.data.class_folders): each
+    # image's class id and its path inside its class folder; None for a data.yaml
+    members: Mapping[Path, tuple[int, str]] | None = field(default=None, compare=False,
+                                                           repr=False)
+
+    @property
+    def class_folders(self) -> bool:
+        """A classification dataset: trained from class folders, not from a data.yaml."""
+        return self.members is not None
 
     @property
     def left_out(self) -> tuple[Path, ...]:
@@ -106,9 +115,6 @@ def _raw_yaml(source: Path) -> dict:
     """The data.yaml as a mapping, with the mistakes ultralytics would stumble on named here."""
     from automl.data.tasks import refuse_other_task_data
 
-    if source.is_dir():
-        raise DataError(f"{source}: a folder, not a data.yaml (class folders are a classification "
-                        "dataset, which automl does not read yet); pass --data path/to/data.yaml")
     if not source.is_file():
         raise DataError(f"{source}: data.yaml not found; pass --data path/to/data.yaml")
     try:
@@ -181,7 +187,8 @@ KEPT_KEYS = ("channels", "kpt_shape", "flip_idx")
 
 
 def load_dataset(data_yaml: str | Path) -> Dataset:
-    """Read data.yaml and list its train/val images as ultralytics' detection trainer does.
+    """Read data.yaml and list its train/val images as ultralytics' detection trainer does; a
+    folder is a classification dataset (automl.data.class_folders.load_class_folders).
 
     Raises:
         DataError: missing file or keys, names/nc disagreeing, paths that do not exist, or
@@ -190,6 +197,10 @@ def load_dataset(data_yaml: str | Path) -> Dataset:
     from automl.data.yolo_reader import resolve_yaml
 
     source = Path(data_yaml)
+    if source.is_dir():
+        from automl.data.class_folders import load_class_folders
+
+        return load_class_folders(source)
     _raw_yaml(source)
     resolved = resolve_yaml(source)
     names = resolved["names"]
@@ -277,7 +288,11 @@ def image_boxes(dataset: Dataset, files: Sequence[Path]) -> list[np.ndarray]:
 
 def read_labels(dataset: Dataset, files: Sequence[Path]) -> np.ndarray:
     """Stratification labels of some of the dataset's image files (their boxes as ultralytics
-    reads them)."""
+    reads them; a classification dataset's: their class)."""
+    if dataset.class_folders:
+        from automl.data.class_folders import class_labels
+
+        return class_labels(dataset, files)
     return stratification_labels(image_boxes(dataset, files), dataset.nc)
 
 
@@ -360,6 +375,18 @@ def write_split(
     return path
 
 
+def write_dataset(out_dir: Path, dataset: Dataset, train: Sequence[Path], val: Sequence[Path]
+                  ) -> Path:
+    """`train` and `val` of `dataset` as a training reads them: lists and a data.yaml
+    (write_split), or for class folders folders of links (class_folders.write_class_folders).
+    Returns what to pass as data=."""
+    if dataset.class_folders:
+        from automl.data.class_folders import write_class_folders
+
+        return write_class_folders(out_dir, dataset, train, val)
+    return write_split(out_dir, dataset.names, list(train), list(val), dataset.extra)
+
+
 def _write_atomic(path: Path, text: str) -> None:
     # several search processes sharing a study write the same lists at the same moment; a
     # reader must never see a half-written file
@@ -394,13 +421,13 @@ def make_mini_dataset(
     if fraction >= 1:
         train = dataset.train if dataset.listed_train is None else dataset.listed_train
         val = dataset.val if dataset.listed_val is None else dataset.listed_val
-        return write_split(Path(out_dir), dataset.names, list(train), list(val), dataset.extra)
+        return write_dataset(Path(out_dir), dataset, train, val)
     parts = []
     for j, files in enumerate((dataset.train, dataset.val)):
         y = labels[j] if labels is not None else read_labels(dataset, files)
         keep = stratified_subset(y, mini_size(len(files), fraction), seed=seed)
         parts.append([files[i] for i in keep])
-    return write_split(Path(out_dir), dataset.names, parts[0], parts[1], dataset.extra)
+    return write_dataset(Path(out_dir), dataset, parts[0], parts[1])
 
 
 @dataclass(frozen=True)
@@ -412,6 +439,7 @@ class FoldSplit:
     labels: np.ndarray  # stratification_labels of files
     folds: np.ndarray  # fold index of each file
     extra: Mapping[str, Any] = field(default_factory=dict)  # Dataset.extra
+    members: Mapping[Path, tuple[int, str]] | None = None  # Dataset.members
 
     @property
     def k(self) -> int:
@@ -423,7 +451,7 @@ class FoldSplit:
         train_files = tuple(f for f, v in zip(self.files, val, strict=True) if not v)
         val_files = tuple(f for f, v in zip(self.files, val, strict=True) if v)
         ds = Dataset(yaml_path=Path(), names=self.names, train=train_files, val=val_files,
-                     extra=self.extra)
+                     extra=self.extra, members=self.members)
         return ds, (self.labels[~val], self.labels[val])
 
 
@@ -432,7 +460,7 @@ def kfold_split(dataset: Dataset, k: int, *, seed: int = 0) -> FoldSplit:
     files = tuple(dict.fromkeys((*dataset.train, *dataset.val)))
     labels = read_labels(dataset, files)
     return FoldSplit(dataset.names, files, labels, stratified_folds(labels, k, seed=seed),
-                     dataset.extra)
+                     dataset.extra, dataset.members)
 
 
 def fold_table(split: FoldSplit) -> str:
@@ -445,7 +473,8 @@ def fold_table(split: FoldSplit) -> str:
     k = split.k
     header = ["label", "images", *(f"fold{i} train/val" for i in range(k)), "val share"]
     rows = []
-    columns = [*label_columns(split.names), "no boxes"]
+    columns = [*(split.names if split.members is not None else label_columns(split.names)),
+               "no boxes"]
     y = np.concatenate([split.labels, ~split.labels.any(axis=1, keepdims=True)], 1)
     for c, name in enumerate(columns):
         total = int(y[:, c].sum())
@@ -477,7 +506,7 @@ def write_folds(
     for i in range(split.k) if only is None else [only]:
         ds, labels = split.fold(i)
         target = Path(out_dir) / f"fold{i}"
-        written.append(write_split(target, ds.names, list(ds.train), list(ds.val), ds.extra))
+        written.append(write_dataset(target, ds, ds.train, ds.val))
         if mini is not None:
             written.append(make_mini_dataset(ds, mini, target / "mini", seed=seed, labels=labels))
     return written

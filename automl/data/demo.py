@@ -6,6 +6,7 @@ stratified mini split has something to stratify. Nothing is downloaded. The segm
 is the same images, each shape labelled by its outline (a polygon) instead of its box; the
 oriented-box demo turns each shape by its own angle and labels its rotated box; the pose demo
 is the same images as the detection demo, each box with 5 keypoints: its corners and its centre.
+The classification demo draws one shape a image, filed in the folder of its class.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def make_demo_dataset(
     out: str | Path, *, n_train: int = 160, n_val: int = 64, seed: int = 0, nc: int = 3,
     image_sizes: tuple[tuple[int, int], ...] = _IMAGE_SIZES,
     boxes_per_image: tuple[int, ...] = _BOXES_PER_IMAGE, masks: bool = False,
-    rotated: bool = False, keypoints: bool = False,
+    rotated: bool = False, keypoints: bool = False, folders: bool = False,
 ) -> Path:
     """Write the demo dataset (YOLO layout + data.yaml) under `out` and return the data.yaml path.
 
@@ -161,6 +162,8 @@ def make_demo_dataset(
     `rotated`: turn each shape by its own angle and label its rotated box by its 4 corners (an
     oriented-box dataset; other images).
     `keypoints`: give each box KEYPOINTS (a pose dataset; the same images as the detection demo).
+    `folders`: one shape a image, saved as out/train/CLASS/*.png and out/val/CLASS/*.png (a
+    classification dataset); returns `out`, the folder `yolo classify train data=` takes.
 
     The same arguments always give the same images and labels. `nc` (1-3) keeps the first
     classes; more, up to MAX_CLASSES (12), adds colour-shape pairs (class_names). `image_sizes`
@@ -172,6 +175,8 @@ def make_demo_dataset(
         raise ValueError(f"nc must be in 1..{MAX_CLASSES} ({nc=})")
     out = Path(out).resolve()
     rng = np.random.default_rng(seed)
+    if folders:
+        return _class_folders(out, rng, {"train": n_train, "val": n_val}, nc, image_sizes)
     for split, count in (("train", n_train), ("val", n_val)):
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
@@ -199,6 +204,21 @@ def make_demo_dataset(
     return data_yaml
 
 
+def _class_folders(out: Path, rng: np.random.Generator, counts: dict[str, int], nc: int,
+                   image_sizes: tuple[tuple[int, int], ...]) -> Path:
+    from PIL import Image
+
+    for split, count in counts.items():
+        for name in class_names(nc):
+            (out / split / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            w, h = image_sizes[int(rng.integers(len(image_sizes)))]
+            pixels, labels = _draw_image(rng, w, h, nc, (1,))
+            name = class_names(nc)[labels[0][0]]
+            Image.fromarray(pixels).save(out / split / name / f"{split}_{i:05d}.png")
+    return out
+
+
 # The small-data regime, where a plain `yolo train` is hardest to beat (benchmarks/README.md,
 # the regime suite): 120 training and 30 validation images of two classes in non-square scenes,
 # 1-5 boxes each; trained with ultralytics' own settings (nominal batch 64), unlike the demo
@@ -215,22 +235,27 @@ def make_small_dataset(out: str | Path, *, seed: int = 0) -> Path:
 
 # The demo of each task that has one: its folder's name and how it is drawn.
 DEMOS = {"detect": ("demo", {}), "segment": ("demo-seg", {"masks": True}),
-         "obb": ("demo-obb", {"rotated": True}), "pose": ("demo-pose", {"keypoints": True})}
+         "obb": ("demo-obb", {"rotated": True}), "pose": ("demo-pose", {"keypoints": True}),
+         "classify": ("demo-cls", {"folders": True})}
 
 
 def ensure_demo_dataset(cache_dir: str | Path | None = None, task: str = "detect") -> Path:
-    """Return the cached demo data.yaml of `task` (DEMOS), generating it once (atomically) if it
-    is not there."""
+    """Return the cached demo data.yaml of `task` (DEMOS; classify: its folder of class
+    folders), generating it once (atomically) if it is not there."""
     name, kind = DEMOS[task]
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     target = root / f"{name}-v{DEMO_VERSION}"
+    data = target if kind.get("folders") else target / "data.yaml"
     if (target / _DONE_MARKER).exists():
-        return target / "data.yaml"
+        return data
     tmp = root / f".{name}-v{DEMO_VERSION}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     make_demo_dataset(tmp, **kind)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+    if kind.get("folders"):
+        (target / _DONE_MARKER).write_text("ok\n")
+        return data
     # data.yaml holds an absolute path: rewrite it for the final location
     make_data = yaml.safe_load((target / "data.yaml").read_text())
     make_data["path"] = str(target.resolve())

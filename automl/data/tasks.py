@@ -2,11 +2,9 @@
 is data of that task: checked before anything trains, one line per mismatch.
 
 A model YAML's task is its head's (ultralytics' `guess_model_task`); a .pt's is the one its
-checkpoint carries (ultralytics' `load_checkpoint`). Each task reads its own kind of data:
-classify a folder of class folders, the others a data.yaml, pose with `kpt_shape`, segment
-with polygons and obb with rotated boxes (4 corner points) in every label file that has rows.
-automl searches detection, segmentation, pose and oriented boxes for now; classify is refused
-in one line saying so.
+checkpoint carries. Each task reads its own kind of data: classify a folder of class folders,
+the others a data.yaml, pose with `kpt_shape`, segment with polygons and obb with rotated boxes
+(4 corner points) in every label file that has rows. automl searches every one of them.
 """
 
 from __future__ import annotations
@@ -24,8 +22,8 @@ TASKS = {
     "obb": ("oriented boxes (obb)", "yolo11n-obb.yaml"),
     "classify": ("classification (one class per image)", "yolo11n-cls.yaml"),
 }
-# The tasks automl searches, promotes and validates end to end (thresholds and deploy: detect).
-SUPPORTED = ("detect", "segment", "pose", "obb")
+# The tasks automl searches, promotes and validates end to end (thresholds: detect).
+SUPPORTED = ("detect", "segment", "pose", "obb", "classify")
 # Segment and obb labels: a row longer than class + box is a polygon (ultralytics' own rule).
 _BOX_COLUMNS = 6
 
@@ -201,14 +199,27 @@ def task_fitness(task: str, spec: str | None, model: str | Path) -> str:
     """The fitness a search of `task` measures: `spec`, else the task's default.
 
     Raises:
-        FitnessError: `spec` weighs mask metrics and the model does not segment, or keypoint
-            metrics and it does not estimate pose.
+        FitnessError: `spec` weighs mask metrics and the model does not segment, keypoint
+            metrics and it does not estimate pose, top1/top5 and it does not classify, or box
+            metrics and it classifies.
     """
     from automl.errors import FitnessError
-    from automl.fitness import DEFAULT_BY_TASK, parse_fitness
+    from automl.fitness import CLS_METRICS, DEFAULT_BY_TASK, parse_fitness
 
     if spec is None:
         return DEFAULT_BY_TASK[task]
+    weighed = [m for m, _ in parse_fitness(spec).weights]
+    if task == "classify" and any(m not in CLS_METRICS for m in weighed):
+        other = next(m for m in weighed if m not in CLS_METRICS)
+        raise FitnessError(f"--fitness {spec}: {other} is a detection metric, and --model {model} "
+                           f"trains {_words(task)}, which measures top1 and top5 only; use "
+                           f"{DEFAULT_BY_TASK['classify']}, top1 or top5")
+    if task != "classify" and any(m in CLS_METRICS for m in weighed):
+        other = next(m for m in weighed if m in CLS_METRICS)
+        raise FitnessError(f"--fitness {spec}: {other} is a classification metric, and --model "
+                           f"{model} trains {_words(task)}; use {DEFAULT_BY_TASK.get(task, 'v5')} "
+                           f"or a sum of its metrics, or a classification model such as "
+                           f"{_example('classify')}")
     for prefix, (owner, kind) in _OWN_METRICS.items():
         own = [m for m, _ in parse_fitness(spec).weights if m.startswith(prefix)]
         if own and task != owner:

@@ -89,15 +89,16 @@ def _pick_trial(study, number: int | None, say: Callable[[str], None]):
 
 def full_data_yaml(data: Path, mode: str, out_dir: Path) -> Path:
     """The data.yaml the promotion trains on: the user's own for 'train'; for 'train+val' a
-    derived one whose train list holds train and val images (lists only, nothing copied)."""
-    from automl.data.dataset import load_dataset, write_split
+    derived one whose train list holds train and val images (lists only, nothing copied; of
+    class folders, folders of links)."""
+    from automl.data.dataset import load_dataset, write_dataset
 
     dataset = load_dataset(data)
     if mode == "train":
         return dataset.yaml_path
     # an image listed in both is trained on once, as ultralytics would from one list
     both = list(dict.fromkeys([*dataset.train, *dataset.val]))
-    return write_split(out_dir, dataset.names, both, list(dataset.val), dataset.extra)
+    return write_dataset(out_dir, dataset, both, dataset.val)
 
 
 def _resumable(last: Path) -> bool:
@@ -268,10 +269,10 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
     """Train the promotion (continuing from last.pt when one was cut short) and record it."""
     from automl import study as studies
     from automl.config import RunSpec
-    from automl.console import task_text
+    from automl.console import metrics_text
     from automl.execution.memory import memory_record
     from automl.execution.trainer import train_once
-    from automl.fitness import METRICS, TASK_METRICS
+    from automl.fitness import ALL_METRICS
     from automl.machine import machine_cpus
 
     train_yaml = full_data_yaml(plan.data, plan.full_data, plan.run_dir / "data")
@@ -300,8 +301,7 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
         reports.append(epoch)
         if epoch.epoch <= plan.epochs:
             say(f"epoch {epoch.epoch}/{plan.epochs}  fitness {epoch.fitness:.4f}  "
-                f"mAP50 {epoch.map50:.3f}  mAP50-95 {epoch.map50_95:.3f}  "
-                f"({epoch.train_seconds:.0f}s)")
+                f"{metrics_text(epoch.metrics())}  ({epoch.train_seconds:.0f}s)")
 
     outcome = train_once(params, run, name=plan.name, report=report)
     if "error" in outcome:
@@ -311,8 +311,7 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
     # With final_eval the last report is best.pt re-validated; without reports (nothing ran)
     # there is nothing to record.
     final = reports[-1].metrics() if reports else {}
-    metrics = {k: float(final[k]) for names in (METRICS, *TASK_METRICS.values()) for k in names
-               if k in final}
+    metrics = {k: float(final[k]) for k in ALL_METRICS if k in final}
     value = fit(metrics)
     record: dict[str, Any] = {
         "trial": chosen.number, "params": plan.params,
@@ -333,9 +332,7 @@ def _train(the_study, chosen, plan: PromotionPlan, fit, study: str,
         for note in notes:
             say(note)
     studies.record_promotion(the_study, record)
-    say(f"promoted: {plan.best}  fitness {value:.4f} ({fit.describe()})  "
-        f"mAP50 {metrics.get('map50', math.nan):.3f}  mAP50-95 {metrics.get('map50_95', math.nan):.3f}"
-        + task_text(metrics))
+    say(f"promoted: {plan.best}  fitness {value:.4f} ({fit.describe()})  {metrics_text(metrics)}")
     return PromoteResult(study=study, trial=chosen.number, run_dir=plan.run_dir,
                          weights=plan.best, last=plan.last, metrics=metrics, fitness=value,
                          record=record, resumed=resumed)

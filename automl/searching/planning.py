@@ -138,7 +138,10 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
         pruner=pruner, objectives=goals.objectives if goals.multi else None,
         max_size_mb=goals.max_size_mb, max_latency_ms=goals.max_latency_ms)
     run = RunSpec(
-        data=str((out_dir / "mini" / "data.yaml").resolve()), model=flags.model, epochs=epochs,
+        # what make_mini_dataset returns: a data.yaml, or the folder of class folders
+        data=str((out_dir / "mini" / ("" if getattr(dataset, "class_folders", False)
+                                      else "data.yaml")).resolve()),
+        model=flags.model, epochs=epochs,
         imgsz=imgsz, batch=batch, device=flags.device, fitness=fit.spec, fixed=fixed,
         baseline_fixed=plain, project=str((out_dir / "trials").resolve()),
         threads=max(1, int(cpus)), keep_weights=flags.keep_weights,

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from automl.errors import StudyError
-from automl.fitness import METRICS, TASK_METRICS
+from automl.fitness import ALL_METRICS
 from automl.study.attrs import BASELINE_ATTR, PROMOTIONS_ATTR, VALIDATION_ATTR
 from automl.study.ranking import best_trial, fitness_of, repeat_means
 from automl.study.storage import study_config
@@ -56,7 +56,7 @@ def write_best_hyperparameters(study, path: str | Path, best=None) -> Path:
         f"# best of study '{study.study_name}': trial {best.number}{plain}, fitness "
         f"{fitness_of(best):.5f}{mean} ({config.fitness})",
         "# " + ", ".join(
-            f"{k} {attrs[k]:.4f}" for names in (METRICS, *TASK_METRICS.values()) for k in names
+            f"{k} {attrs[k]:.4f}" for k in ALL_METRICS
             if isinstance(attrs.get(k), (int, float))
         ),
         f"# searched on {config.data or '?'} (fraction {config.fraction}),"
