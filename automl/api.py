@@ -252,7 +252,7 @@ def _as_trained(dataset, settings: Mapping[str, Any], say: Callable[[str], None]
     from automl.data.dataset import as_trained
 
     classes, single = settings.get("classes"), bool(settings.get("single_cls"))
-    if classes is None and not single:
+    if (classes is None and not single) or dataset.class_folders:  # no boxes to keep or merge
         return dataset
     trained = as_trained(dataset, classes=classes, single_cls=single)
     n_all = sum(len(b) for b in dataset.boxes.values())

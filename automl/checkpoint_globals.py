@@ -23,6 +23,8 @@ CALLED: dict[str, tuple[str, ...]] = {
     "numpy._core.multiarray": ("scalar",),
     "numpy.core.multiarray": ("scalar",),
     "ultralytics.utils": ("IterableSimpleNamespace",),  # train_args of some releases
+    # a trained classification model's inference transforms: their resize mode, an enum member
+    "torchvision.transforms.functional": ("InterpolationMode",),
 }
 
 # Values a pickle may name without calling them: storage types (in a tensor's persistent id) and
@@ -66,6 +68,9 @@ BUILT: dict[str, tuple[str, ...]] = {
     "ultralytics.nn.modules.transformer": ("AIFI", "DeformableTransformerDecoder",
                                            "DeformableTransformerDecoderLayer", "MLP",
                                            "MSDeformAttn"),
+    # a trained classification model's inference transforms (ultralytics' classify_transforms)
+    "torchvision.transforms.transforms": ("CenterCrop", "Compose", "Normalize", "Resize",
+                                          "ToTensor"),
     "ultralytics.nn.tasks": ("ClassificationModel", "DetectionModel", "OBBModel", "PoseModel",
                              "RTDETRDetectionModel", "SegmentationModel", "WorldModel",
                              "YOLOEModel", "YOLOESegModel"),

@@ -400,6 +400,7 @@ def status_text(study) -> str:
     """
     from optuna.trial import TrialState
 
+    from automl.fitness import ALL_METRICS
     from automl.study import (
         BUDGET_ATTR,
         LATEST_FITNESS_ATTR,
@@ -420,9 +421,12 @@ def status_text(study) -> str:
     running = with_intermediate(study, study.get_trials(deepcopy=False,
                                                         states=(TrialState.RUNNING,)))
     best = best_trial(study)
+    # the best's own metrics (top-1 and top-5 of a classification study), where recorded
+    measured = ({k: v for k, v in best.user_attrs.items() if k in ALL_METRICS} if best else {})
     lines = [f"study '{study.study_name}': {len(done)}/{total or '?'} trials done, "
              f"{len(running)} running, best "
-             + (f"{fitness_of(best):.4f} (#{best.number})" if best else "-")]
+             + (f"{fitness_of(best):.4f} (#{best.number}"
+                + (f": {metrics_text(measured)})" if measured else ")") if best else "-")]
     timed = [t for t in done if t.user_attrs.get(EPOCHS_ATTR) and t.user_attrs.get(TRAIN_SECONDS_ATTR)]
     per_epoch = (sum(t.user_attrs[TRAIN_SECONDS_ATTR] for t in timed)
                  / sum(t.user_attrs[EPOCHS_ATTR] for t in timed)) if timed else None

@@ -73,9 +73,10 @@ def after_validate(study: str, storage: str | None) -> NextStep:
 
 
 def after_promote(result) -> NextStep:
-    """After `automl promote` (a PromoteResult): tune its thresholds, or, tuned, deploy it."""
+    """After `automl promote` (a PromoteResult): tune its thresholds, or, tuned (or a
+    classification model, which has none), deploy it."""
     weights = str(result.weights)
-    if result.thresholds is not None:
+    if result.thresholds is not None or "top1" in result.metrics:
         return after_thresholds(weights)
     return NextStep(("automl", "thresholds", "--weights", weights, "--data",
                      str(result.record.get("data"))),
@@ -107,7 +108,9 @@ def after_data(data: str | Path, *, clean: bool = True) -> NextStep:
     if not clean:
         return NextStep(("automl", "check", "--data", str(data)),
                         "again once the files above are fixed")
-    return NextStep(("automl", "search", "--data", str(data)),
+    # a folder is class folders: a classification model trains on it
+    model = ("--model", "yolo11n-cls.yaml") if Path(data).is_dir() else ()
+    return NextStep(("automl", "search", "--data", str(data), *model),
                     "a search on this data (add --budget 1h to fit an hour)")
 
 

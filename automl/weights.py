@@ -324,10 +324,11 @@ def load_detection_model(weights: str | Path, purpose: str, *, nms: bool = False
 
 
 @contextlib.contextmanager
-def detection_weights(weights: str | Path, purpose: str, *, nms: bool = False
-                      ) -> Iterator[tuple[Any, Path]]:
-    """The checked detection model (see load_detection_model) and, inside the `with`, the private
-    copy of the bytes it was loaded from, for what ultralytics reads by path (val, export)."""
+def detection_weights(weights: str | Path, purpose: str, *, nms: bool = False,
+                      tasks: tuple[str, ...] = ("detect",)) -> Iterator[tuple[Any, Path]]:
+    """The checked detection model (see load_detection_model; another of `tasks` too) and,
+    inside the `with`, the private copy of the bytes it was loaded from, for what ultralytics
+    reads by path (val, export)."""
     path = Path(weights)
     if not path.is_file():
         raise ConfigError(f"--weights {weights}: file not found; pass a trained .pt such as "
@@ -344,7 +345,11 @@ def detection_weights(weights: str | Path, purpose: str, *, nms: bool = False
             raise ConfigError(f"--weights {weights}: not an ultralytics YOLO checkpoint "
                               f"({type(e).__name__}); pass the best.pt or last.pt of a training"
                               ) from None
-        if model.task != "detect":
+        if nms and model.task == "classify":
+            raise ConfigError(f"--weights {weights}: a classification model; it has no NMS and "
+                              "no confidence or IoU thresholds to tune (it names one class an "
+                              "image, its top-1)")
+        if model.task not in tasks:
             raise ConfigError(f"--weights {weights}: a '{model.task}' model, not a detection "
                               f"model; {purpose} detection (task 'detect') weights only")
         if nms and getattr(model.model, "end2end", False):

@@ -35,7 +35,7 @@ def resolve_folders(root: str | Path) -> dict:
             copies), no val/valid/validation/test folder, or ultralytics refuses the folder.
     """
     from automl.data.yolo_reader import _ultralytics
-    from automl.execution.trainer import quiet_ultralytics
+    from automl.ultralytics_env import quiet_ultralytics
 
     source = Path(root)
     if not source.is_dir():

@@ -175,9 +175,11 @@ def placement_figure(stats: list[SplitStats]):
 SAMPLES, THUMB = 4, 192  # sample images per class, their longer side in px
 
 
-def samples_html(stats: SplitStats, names: tuple[str, ...], *, seed: int = 0) -> str:
+def samples_html(stats: SplitStats, names: tuple[str, ...], *, seed: int = 0,
+                 boxes: bool = True) -> str:
     """Up to SAMPLES images per class with every box drawn and named (the class's own boxes
-    thick), as inline PNGs: a look at the data a table cannot give."""
+    thick), as inline PNGs: a look at the data a table cannot give. `boxes` False: class
+    folders (each image one "box", its class), nothing drawn."""
     import base64
     import io
     from html import escape
@@ -202,7 +204,7 @@ def samples_html(stats: SplitStats, names: tuple[str, ...], *, seed: int = 0) ->
             im.thumbnail((THUMB, THUMB))
             sx, sy = im.size[0] / w, im.size[1] / h
             draw = ImageDraw.Draw(im)
-            for b in np.flatnonzero(stats.image_of_box == i):
+            for b in np.flatnonzero(stats.image_of_box == i) if boxes else ():
                 cx, cy, bw, bh = xywh[b] * (w, h, w, h)
                 k = int(stats.classes[b])
                 box = [(cx - bw / 2) * sx, (cy - bh / 2) * sy, (cx + bw / 2) * sx,
@@ -218,8 +220,69 @@ def samples_html(stats: SplitStats, names: tuple[str, ...], *, seed: int = 0) ->
                          f"{escape(Path(stats.files[i]).name)}</figcaption></figure>")
         rows.append(f"<h3>{escape(cname)}</h3><div class='samples'>"
                     + ("".join(cells) or "<p>no image of this class</p>") + "</div>")
-    return (f"<h2>Sample {stats.name} images per class (every box drawn; the class's own "
-            "boxes thick)</h2>" + "".join(rows))
+    drawn = " (every box drawn; the class's own boxes thick)" if boxes else ""
+    return f"<h2>Sample {stats.name} images per class{drawn}</h2>" + "".join(rows)
+
+
+def class_stats(name: str, dataset: Dataset, files) -> SplitStats:
+    """A split of class folders: each image ultralytics trains on, one "object" of its class
+    (the whole image); its size from its header, EXIF rotation applied."""
+    from automl.data.checks import pil_open
+    from automl.data.class_folders import verify_images
+    from automl.data.yolo_reader import _ultralytics
+
+    exif_size = _ultralytics().exif_size
+    kept = [f for f, reason in zip(files, verify_images(files), strict=True) if not reason]
+    sizes = []
+    for f in kept:
+        with pil_open()(f) as im:
+            sizes.append(exif_size(im))  # (width, height)
+    sizes = np.array(sizes, dtype=float).reshape(-1, 2)
+    n = len(kept)
+    return SplitStats(name, sizes, np.ones(n, dtype=int),
+                      np.array([dataset.members[f][0] for f in kept], dtype=int), np.arange(n),
+                      sizes.copy(), left_out=len(files) - n, xywh=np.zeros((n, 4)),
+                      files=tuple(str(f) for f in kept))
+
+
+def class_summary_text(stats: list[SplitStats], names: tuple[str, ...]) -> str:
+    """A classification dataset's summary: images per class (and their share of the split),
+    images left out, the most common image sizes."""
+    from automl.console import text_table
+
+    header = ["class", *(f"{s.name} images" for s in stats), *(f"{s.name} share" for s in stats)]
+    rows = [[c, *(int((s.classes == i).sum()) for s in stats),
+             *(f"{(s.classes == i).mean():.1%}" if len(s.classes) else "-" for s in stats)]
+            for i, c in enumerate(names)]
+    parts = [text_table(header, rows)]
+    rows = [["images", *(len(s.sizes) for s in stats)],
+            ["left out by ultralytics", *(s.left_out for s in stats)],
+            ["image sizes (most common)", *(", ".join(
+                f"{int(w)}x{int(h)} ({n})" for (w, h), n in Counter(map(tuple, s.sizes))
+                .most_common(3)) for s in stats)]]
+    parts.append(text_table(["", *(s.name for s in stats)], rows, right=False))
+    return "\n\n".join("\n".join(line.rstrip() for line in p.splitlines()) for p in parts)
+
+
+def class_figure(stats: list[SplitStats], names: tuple[str, ...]):
+    """Images per class and image sizes, train and val side by side as shares of their split."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        "images per class (share of the split's images)", "image sizes, w x h px (share of images)"))
+    colors = {"train": "#1f77b4", "val": "#ff7f0e"}
+    for s in stats:
+        kw = {"name": s.name, "legendgroup": s.name, "marker_color": colors.get(s.name)}
+        fig.add_trace(go.Bar(x=list(names), y=_share(np.bincount(s.classes, minlength=len(names))),
+                             **kw), 1, 1)
+        size_counts = Counter(f"{int(w)}x{int(h)}" for w, h in s.sizes).most_common(20)
+        fig.add_trace(go.Bar(x=[k for k, _ in size_counts],
+                             y=[n / max(len(s.sizes), 1) for _, n in size_counts],
+                             showlegend=False, **kw), 1, 2)
+    fig.update_yaxes(tickformat=".0%")
+    fig.update_layout(height=450, barmode="group", title_text="dataset statistics")
+    return fig
 
 
 def write_eda(data_yaml: str | Path, out: str | Path, *, small_area: float | None = None) -> str:
@@ -230,13 +293,21 @@ def write_eda(data_yaml: str | Path, out: str | Path, *, small_area: float | Non
     """
     dataset: Dataset = load_dataset(data_yaml)
     small_area = SMALL_AREA if small_area is None else small_area
-    stats = [split_stats(name, read_images(files, dataset.nc, kpt_shape=dataset.kpt_shape))
-             for name, files in (("train", dataset.train), ("val", dataset.val))]
-    text = summary_text(stats, dataset.names, small_area)
-    body = (figure(stats, dataset.names, small_area).to_html(full_html=False,
-                                                             include_plotlyjs=True)
-            + placement_figure(stats).to_html(full_html=False, include_plotlyjs=False)
-            + samples_html(stats[0], dataset.names))
+    if dataset.class_folders:
+        stats = [class_stats(name, dataset, files)
+                 for name, files in (("train", dataset.train), ("val", dataset.val))]
+        text = class_summary_text(stats, dataset.names)
+        body = (class_figure(stats, dataset.names).to_html(full_html=False,
+                                                           include_plotlyjs=True)
+                + samples_html(stats[0], dataset.names, boxes=False))
+    else:
+        stats = [split_stats(name, read_images(files, dataset.nc, kpt_shape=dataset.kpt_shape))
+                 for name, files in (("train", dataset.train), ("val", dataset.val))]
+        text = summary_text(stats, dataset.names, small_area)
+        body = (figure(stats, dataset.names, small_area).to_html(full_html=False,
+                                                                 include_plotlyjs=True)
+                + placement_figure(stats).to_html(full_html=False, include_plotlyjs=False)
+                + samples_html(stats[0], dataset.names))
     from html import escape
 
     out = Path(out)

@@ -240,6 +240,9 @@ def refuse_thresholds(task: str, model: str | Path) -> None:
     Raises:
         ConfigError: naming the model and its task.
     """
+    if task == "classify":
+        raise ConfigError(f"--tune-thresholds: {model} is a classification model, which has no "
+                          "NMS and no confidence or IoU thresholds; leave --tune-thresholds out")
     if task != "detect":
         raise ConfigError(f"--tune-thresholds: tunes the NMS thresholds of detection models only "
                           f"for now, and {model} trains {_words(task)} (task '{task}'); "

@@ -108,19 +108,25 @@ def _no_autoinstall() -> None:
     checks.AUTOINSTALL = False  # read at import: set it on the loaded module too
 
 
-def accuracy(path: Path, data: Path, imgsz: int) -> dict[str, float]:
-    """mAP50, mAP75, mAP50-95 on the val split: ultralytics' validator loading the file, batch 1."""
+# What deploy measures of each task's model (the first: the drop it shows), and the heads.
+SHOWN = {"detect": {"map50_95": "mAP50-95", "map50": "mAP50", "map75": "mAP75"},
+         "classify": {"top1": "top-1", "top5": "top-5"}}
+
+
+def accuracy(path: Path, data: Path, imgsz: int, task: str = "detect") -> dict[str, float]:
+    """mAP50, mAP75, mAP50-95 on the val split (a classification model: top-1, top-5):
+    ultralytics' validator loading the file, batch 1."""
     from ultralytics import YOLO
 
-    from automl.epochs import box_metrics
+    from automl.epochs import task_metrics
     from automl.ultralytics_env import quiet_ultralytics
 
     with quiet_ultralytics():
-        results = YOLO(str(path), task="detect").val(
+        results = YOLO(str(path), task=task).val(
             data=str(data), imgsz=imgsz, batch=1, device="cpu", split="val", plots=False,
             verbose=False, save_json=False, project=str(path.parent / ".deploy-val"), exist_ok=True)
-    m = box_metrics(results.box)
-    return {k: m[k] for k in ("map50", "map75", "map50_95")}
+    m = task_metrics(results)
+    return {k: m[k] for k in SHOWN[task]}
 
 
 def export_model(model_path: Path, fmt: str, *, int8: bool, data: Path, imgsz: int) -> Path:
@@ -221,7 +227,7 @@ def deploy(
     check_installed(names, int8)
     weights = Path(weights)
     _no_autoinstall()
-    with detection_weights(weights, "deploy exports") as (model, checked):
+    with detection_weights(weights, "deploy exports", tasks=tuple(SHOWN)) as (model, checked):
         return _deploy(model, checked, weights, names, data, imgsz, int8, threads, runs, warmup,
                        study, storage, say, thresholds)
 
@@ -242,7 +248,11 @@ def _deploy(model, checked: Path, weights: Path, names: list[str], data, imgsz, 
                           "path/to/data.yaml")
     dataset = load_dataset(Path(data_path))
     check_classes(model, dataset, data_path, weights, "deploy with")
-    applied = _thresholds_of(weights, thresholds, model.names)
+    task = model.task
+    if task == "classify" and thresholds is not None:
+        raise ConfigError(f"--thresholds {thresholds}: {weights} is a classification model, "
+                          "which has no thresholds; leave --thresholds out")
+    applied = None if task == "classify" else _thresholds_of(weights, thresholds, model.names)
     size = int(imgsz or train_args.get("imgsz") or 640)
     threads = threads or machine_cpus()
     promotion = _promotion_of(weights, study, storage)
@@ -257,7 +267,7 @@ def _deploy(model, checked: Path, weights: Path, names: list[str], data, imgsz, 
     if applied is not None:
         say(f"precision, recall and F1 at {applied.describe()}")
     artifacts = [_measure("pytorch", checked, None, data_path, size, threads, runs, warmup,
-                          applied)]
+                          applied, task)]
     artifacts[0].path = str(weights.resolve())
     say(_line(artifacts[0]))
     # int8 first: ultralytics' ONNX int8 export removes the fp32 .onnx it quantised from
@@ -268,17 +278,19 @@ def _deploy(model, checked: Path, weights: Path, names: list[str], data, imgsz, 
                                         imgsz=size), weights)
             spent = time.perf_counter() - start
             artifact = _measure(f"{fmt} {'int8' if quantised else 'fp32'}", path, spent,
-                                data_path, size, threads, runs, warmup, applied)
+                                data_path, size, threads, runs, warmup, applied, task)
             artifact.drop = {k: artifacts[0].metrics[k] - v for k, v in artifact.metrics.items()}
             artifacts.append(artifact)
             say(_line(artifact))
     at = ["P", "R", "F1"] if applied is not None else []
-    say(text_table(["artifact", "size MB", "latency ms", "p90 ms", "mAP50", "mAP75", "mAP50-95",
-                    "drop mAP50-95", *at],
+    shown = SHOWN[task]
+    first = next(iter(shown))
+    order = [*list(shown)[1:], first]  # mAP50, mAP75, mAP50-95 (or top-5, top-1), then the drop
+    say(text_table(["artifact", "size MB", "latency ms", "p90 ms", *(shown[k] for k in order),
+                    f"drop {shown[first]}", *at],
                    [[a.name, f"{a.size_mb:.2f}", f"{a.latency_ms:.1f}", f"{a.latency_p90_ms:.1f}",
-                     f"{a.metrics['map50']:.4f}", f"{a.metrics['map75']:.4f}",
-                     f"{a.metrics['map50_95']:.4f}",
-                     f"{a.drop['map50_95']:+.4f}" if a.drop else "-",
+                     *(f"{a.metrics[k]:.4f}" for k in order),
+                     f"{a.drop[first]:+.4f}" if a.drop else "-",
                      *(f"{a.at_thresholds[k]:.4f}" for k in ("precision", "recall", "f1") if at)]
                     for a in artifacts]))
     record = _record(weights, data_path, size, threads, runs, warmup, artifacts)
@@ -330,21 +342,24 @@ def _thresholds_of(weights: Path, given: str | Path | None, names: dict[int, str
 
 
 def _measure(name: str, path: Path, export_seconds: float | None, data, imgsz: int,
-             threads: int, runs: int, warmup: int, applied=None) -> Artifact:
+             threads: int, runs: int, warmup: int, applied=None, task: str = "detect"
+             ) -> Artifact:
     from automl.results.thresholds import operating_point_of
 
     median, p90 = latency(path, imgsz, threads=threads, runs=runs, warmup=warmup)
     at = ({} if applied is None else
           operating_point_of(path, applied, data=Path(data), imgsz=imgsz))
     return Artifact(name=name, path=str(path), size_mb=size_mb(path), latency_ms=median,
-                    latency_p90_ms=p90, metrics=accuracy(path, Path(data), imgsz),
+                    latency_p90_ms=p90, metrics=accuracy(path, Path(data), imgsz, task),
                     at_thresholds=at, export_seconds=export_seconds)
 
 
 def _line(a: Artifact) -> str:
     made = f", exported in {a.export_seconds:.0f} s" if a.export_seconds is not None else ""
+    key = "top1" if "top1" in a.metrics else "map50_95"
     return (f"{a.name}: {a.size_mb:.2f} MB, {a.latency_ms:.1f} ms (p90 {a.latency_p90_ms:.1f}), "
-            f"mAP50-95 {a.metrics['map50_95']:.4f}{made}  ({a.path})")
+            f"{SHOWN['classify' if key == 'top1' else 'detect'][key]} {a.metrics[key]:.4f}"
+            f"{made}  ({a.path})")
 
 
 def _record(weights: Path, data, imgsz: int, threads: int, runs: int, warmup: int,
