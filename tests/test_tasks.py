@@ -1,17 +1,24 @@
-"""The task comes from the model as ultralytics decides it, the data is checked against it, and
-the tasks automl does not search yet are refused: one line, exit 2, before anything trains."""
+"""The task comes from the model as ultralytics decides it, the data is checked against it (one
+line, exit 2, before anything trains), and each task is searched end to end."""
 
 from __future__ import annotations
 
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from PIL import Image
 
-from automl.data.tasks import box_only_labels, check_data_fits, check_task, model_task
+from automl.data.tasks import (
+    box_only_labels,
+    check_data_fits,
+    check_task,
+    model_task,
+    refuse_unsupported,
+)
 from automl.errors import ConfigError, DataError
 from tests.conftest import run_cli, write
 
@@ -34,8 +41,9 @@ def test_a_checkpoint_trains_the_task_it_carries(tmp_path):
     YOLO("yolov8n-cls.yaml").save(weights)
     check_model(str(weights))
     assert model_task(weights) == "classify"
-    with pytest.raises(ConfigError, match="task 'classify'.*not supported yet"):
-        check_task(weights, None)
+    assert check_task(weights, None) == "classify"
+    with pytest.raises(ConfigError, match="task 'depth'.*automl searches detection"):
+        refuse_unsupported("depth", weights)
 
 
 def _copy(tiny_data, tmp_path):
@@ -115,15 +123,11 @@ def _one_line_exit_2(result) -> str:
     return result.stderr
 
 
-@pytest.mark.parametrize(("model", "task"), [("yolov8n-cls.yaml", "classify")])
-def test_search_refuses_a_task_it_does_not_support_before_anything_trains(in_tmp, model, task):
-    err = _one_line_exit_2(run_cli("search", "--model", model, "--trials", "1", cwd=in_tmp))
-    assert f"--model {model}: " in err and f"(task '{task}')" in err
-    assert "not supported yet" in err and "yolo11n.yaml" in err
-    assert not (in_tmp / "studies").exists()
-
-
 def test_search_with_mismatched_data_names_the_data_and_the_model(in_tmp, tiny_data):
+    err = _one_line_exit_2(run_cli("search", "--model", "yolov8n-cls.yaml", "--data", tiny_data,
+                                   "--trials", "1", cwd=in_tmp))
+    assert f"--data {tiny_data}: not a folder of class folders" in err
+    assert "--model yolov8n-cls.yaml trains classification" in err
     err = _one_line_exit_2(run_cli("search", "--model", "yolo11n-pose.yaml", "--data",
                                    tiny_data, "--trials", "1", cwd=in_tmp))
     assert f"--data {tiny_data}: no valid kpt_shape" in err
@@ -135,8 +139,8 @@ def test_search_with_mismatched_data_names_the_data_and_the_model(in_tmp, tiny_d
 
 def test_a_space_choosing_models_of_another_task_is_refused(in_tmp):
     cases = {
-        "cls.yaml": ("yolo11n.yaml, yolov8n-cls.yaml",
-                     "choice yolov8n-cls.yaml: a classification (one class per image) model"),
+        "cls.yaml": ("yolo11n.yaml, yolov8n-cls.yaml", "choices train different tasks "
+                     "(yolo11n.yaml: detect, yolov8n-cls.yaml: classify)"),
         "pose.yaml": ("yolo11n.yaml, yolo11n-pose.yaml", "choices train different tasks "
                       "(yolo11n.yaml: detect, yolo11n-pose.yaml: pose)"),
         "mixed.yaml": ("yolo11n.yaml, yolo11n-seg.yaml", "choices train different tasks "
@@ -160,9 +164,10 @@ def test_a_mask_metric_is_refused_for_a_model_without_masks(in_tmp):
 
 def test_the_data_commands_refuse_folders_and_a_kpt_shape_ultralytics_cannot_read(
         in_tmp, tiny_data, tmp_path):
+    # a folder is read as class folders: a YOLO layout has none
     for command in (["check"], ["eda"], ["split", "--mini", "0.5", "--out", "mini"]):
         err = _one_line_exit_2(run_cli(*command, "--data", tiny_data.parent, cwd=in_tmp))
-        assert "a folder, not a data.yaml" in err
+        assert f"{tiny_data.parent}: no train/ folder; arrange the images as DIR/train" in err
     data = _copy(tiny_data, tmp_path)
     text = data.read_text()
     data.write_text(text + "kpt_shape: [1, 4]\n")
@@ -236,7 +241,8 @@ def test_the_segment_preset_is_ultralytics_own_box_plus_mask_fitness():
     assert parse_fitness("v5_seg")(metrics) == pytest.approx(0.05 + 0.27 + 0.04 + 0.18)
     assert parse_fitness("mask_map50_95")(metrics) == 0.2
     assert parse_fitness("0.5*mask_mAP50-95+0.5*map50")(metrics) == pytest.approx(0.35)
-    assert DEFAULT_BY_TASK == {"detect": "v5", "segment": "v5_seg", "obb": "v5", "pose": "v5_pose"}
+    assert DEFAULT_BY_TASK == {"detect": "v5", "segment": "v5_seg", "obb": "v5", "pose": "v5_pose",
+                               "classify": "top1_top5"}
     # a detection trial has no mask metrics: the segment fitness is unknown, never 0
     assert math.isnan(parse_fitness("v5_seg")({"map50": 0.5, "map50_95": 0.3}))
 
@@ -433,3 +439,161 @@ def test_a_pose_search_measures_keypoints_and_promotes(in_tmp, tmp_path):
     err = _one_line_exit_2(run_cli("thresholds", "--weights", record["weights"], "--data", data,
                                    cwd=in_tmp))
     assert "a 'pose' model, not a detection model" in err
+
+
+def _tiny_class_folders(tmp_path, n_train=12, n_val=6):
+    """A tiny classification demo: one shape a image, in the folder of its class."""
+    from automl.data.demo import make_demo_dataset
+
+    return make_demo_dataset(tmp_path / "cls", n_train=n_train, n_val=n_val, seed=2,
+                             image_sizes=((48, 48),), folders=True)
+
+
+def test_the_classify_demo_files_one_shape_an_image_in_its_class_folder(tmp_path, monkeypatch):
+    from automl.data.dataset import load_dataset
+    from automl.data.demo import CLASS_NAMES, ensure_demo_dataset
+
+    root = _tiny_class_folders(tmp_path)
+    assert sorted(p.name for p in (root / "train").iterdir()) == sorted(CLASS_NAMES)
+    dataset = load_dataset(root)  # read as ultralytics' classification trainer reads it
+    assert dataset.class_folders and dataset.names == tuple(sorted(CLASS_NAMES))
+    assert (len(dataset.train), len(dataset.val)) == (12, 6)
+    for image in dataset.train:
+        assert dataset.names[dataset.members[image][0]] == image.parent.name
+    monkeypatch.setenv("AUTOML_CACHE_DIR", str(tmp_path / "cache"))
+    demo = ensure_demo_dataset(task="classify")
+    assert demo.is_dir() and ensure_demo_dataset(task="classify") == demo
+    assert len(list((demo / "train").rglob("*.png"))) == 160
+
+
+def test_class_folders_are_checked_as_ultralytics_checks_them(tmp_path):
+    from automl.data.checks import check_dataset, usable
+    from automl.data.dataset import load_dataset
+
+    root = _tiny_class_folders(tmp_path)
+    broken = root / "val" / "triangle" / "broken.png"
+    broken.write_bytes(b"not a png")
+    dataset, report = usable(load_dataset(root))
+    assert broken in report.bad and broken not in dataset.val and len(dataset.val) == 6
+    assert "3 class folders" in report.headline() and "boxes" not in report.headline()
+    assert check_dataset(load_dataset(root)).problems[0].kind == "not an image"
+    # a val class that train lacks, a missing val, a missing train: one line each
+    (root / "val" / "square").mkdir()
+    shutil.copy(next((root / "val" / "ellipse").iterdir()), root / "val" / "square" / "s.png")
+    with pytest.raises(DataError, match=r"val/square is a class folder that train/ does not have"):
+        load_dataset(root)
+    shutil.rmtree(root / "val")
+    with pytest.raises(DataError, match=r"no val/ \(or valid/, validation/, test/\) folder"):
+        load_dataset(root)
+    with pytest.raises(DataError, match="no train/ folder"):
+        load_dataset(root / "train")
+
+
+def test_a_classify_mini_split_is_folders_of_links_stratified_by_class(tmp_path):
+    from automl.data.checks import usable
+    from automl.data.dataset import kfold_split, load_dataset, make_mini_dataset, write_folds
+
+    root = _tiny_class_folders(tmp_path, n_train=40, n_val=20)
+    dataset, _ = usable(load_dataset(root))
+    mini = make_mini_dataset(dataset, 0.5, tmp_path / "mini", seed=0)
+    assert mini == tmp_path / "mini"
+    for split, full in (("train", dataset.train), ("val", dataset.val)):
+        links = sorted((mini / split).rglob("*.png"))
+        assert len(links) == len(full) // 2 and all(p.is_symlink() for p in links)
+        assert all(p.resolve() in full and p.resolve().parent.name == p.parent.name
+                   for p in links)  # each in its own class folder, nothing copied
+        assert {p.name for p in (mini / split).iterdir()} == set(dataset.names)
+        for c in dataset.names:  # every class keeps its share, within one image
+            share = sum(1 for f in full if f.parent.name == c) / 2
+            assert abs(sum(1 for p in links if p.parent.name == c) - share) <= 1
+    # ultralytics' own reading of the mini split finds what was written
+    again = load_dataset(mini)
+    assert (len(again.train), len(again.val)) == (20, 10)
+    written = write_folds(kfold_split(dataset, 3, seed=0), tmp_path / "folds")
+    assert [p.name for p in written] == ["fold0", "fold1", "fold2"]
+    pooled = {p.resolve() for p in (tmp_path / "folds" / "fold0").rglob("*.png")}
+    assert pooled == {*dataset.train, *dataset.val}
+
+
+def test_the_classify_preset_is_ultralytics_own_and_refused_elsewhere():
+    from automl.data.tasks import task_fitness
+    from automl.errors import FitnessError
+    from automl.fitness import parse_fitness
+
+    assert parse_fitness("top1_top5")({"top1": 0.6, "top5": 1.0}) == pytest.approx(0.8)
+    assert parse_fitness("top-1")({"top1": 0.6}) == 0.6
+    assert task_fitness("classify", None, "m") == "top1_top5"
+    assert task_fitness("classify", "top1", "m") == "top1"
+    with pytest.raises(FitnessError, match="v5: map50 is a detection metric.*measures top1 and "
+                                           "top5 only"):
+        task_fitness("classify", "v5", "yolo11n-cls.yaml")
+    with pytest.raises(FitnessError, match="top1_top5: top1 is a classification metric, and "
+                                           "--model yolo11n.yaml trains detection"):
+        task_fitness("detect", "top1_top5", "yolo11n.yaml")
+
+
+def test_a_classify_epoch_carries_top1_and_top5_alone():
+    from types import SimpleNamespace
+
+    from automl.epochs import EpochReport, task_metrics
+
+    metrics = task_metrics(SimpleNamespace(top1=0.75, top5=1.0))  # ultralytics' ClassifyMetrics
+    assert metrics == {"top1": 0.75, "top5": 1.0}
+    assert EpochReport(epoch=1, fitness=0.875, **metrics).metrics() == metrics
+
+
+def test_the_help_names_the_classify_preset():
+    from automl.options import _fitness_help
+
+    assert "top1_top5 (0.5*top1+0.5*top5)" in _fitness_help()
+    assert "classify models: top1_top5" in _fitness_help()
+
+
+@pytest.mark.integration
+def test_a_classify_search_measures_top1_promotes_and_deploys(in_tmp, tmp_path):
+    import optuna
+
+    from automl.study import BASELINE_ATTR, default_storage, promotions
+
+    data = _tiny_class_folders(tmp_path)
+    for command in (["check"], ["eda"], ["split", "--mini", "0.5", "--out", "mini"]):
+        done = run_cli(*command, "--data", data, cwd=in_tmp)
+        assert done.returncode == 0, done.stderr
+    assert "images per class" in (in_tmp / "eda.html").read_text()
+    assert len(list((in_tmp / "mini" / "train").rglob("*.png"))) == 6
+    # a detection model on class folders, a detection metric on a classifier: one line each
+    err = _one_line_exit_2(run_cli("search", "--data", data, "--trials", "1", cwd=in_tmp))
+    assert "a folder (class folders are a classification dataset)" in err
+    err = _one_line_exit_2(run_cli("search", "--model", "yolo11n-cls.yaml", "--data", data,
+                                   "--fitness", "v5", "--trials", "1", cwd=in_tmp))
+    assert "map50 is a detection metric" in err
+    trial = _searched_trial(in_tmp, "yolo11n-cls.yaml", data, "cls", "top1_top5", "top-1")
+    assert trial.user_attrs[BASELINE_ATTR] and {"top1", "top5"} <= set(trial.user_attrs)
+    assert "map50" not in trial.user_attrs
+
+    status = run_cli("status", "--study", "cls", cwd=in_tmp)
+    assert "top-1" in status.stdout and "mAP" not in status.stdout
+    assert run_cli("export", "--study", "cls", cwd=in_tmp).returncode == 0
+    csv = (in_tmp / "studies" / "cls" / "trials.csv").read_text().splitlines()[0]
+    assert "user_attrs_top1" in csv and "map50" not in csv
+    assert run_cli("report", "--study", "cls", cwd=in_tmp).returncode == 0
+    assert "top-1" in (in_tmp / "studies" / "cls" / "report.html").read_text()
+    err = _one_line_exit_2(run_cli("promote", "--study", "cls", "--tune-thresholds", cwd=in_tmp))
+    assert "a classification model, which has no NMS" in err
+    promoted = run_cli("promote", "--study", "cls", "--full-data", "train+val", cwd=in_tmp)
+    assert promoted.returncode == 0, promoted.stderr
+    assert "top-1" in promoted.stdout and "automl deploy --weights" in promoted.stdout
+    record = promotions(optuna.load_study(study_name="cls", storage=default_storage("cls")))[0]
+    assert set(record["metrics"]) == {"top1", "top5"} and record["fitness_spec"] == "top1_top5"
+    # train+val: folders of links holding both, the val folder the user's val
+    trained = in_tmp / "runs" / "promote" / "cls-trial0" / "data"
+    assert len(list((trained / "train").rglob("*.png"))) == 18
+    err = _one_line_exit_2(run_cli("thresholds", "--weights", record["weights"], "--data", data,
+                                   cwd=in_tmp))
+    assert "a classification model; it has no NMS" in err
+    deployed = run_cli("deploy", "--weights", record["weights"], "--data", data, "--runs", "2",
+                       cwd=in_tmp)
+    assert deployed.returncode == 0, deployed.stderr
+    assert "drop top-1" in deployed.stdout and "onnx fp32" in deployed.stdout
+    onnx = yaml.safe_load(Path(record["weights"]).with_name("deploy.yaml").read_text())
+    assert {"top1", "top5"} <= set(onnx["artifacts"][1]["metrics"])

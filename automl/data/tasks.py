@@ -152,17 +152,16 @@ def _refuse_box_only(task: str, model: str | Path, data: str | Path) -> None:
 
 
 def refuse_unsupported(task: str, model: str | Path, flag: str = "--model") -> None:
-    """Refuse a task that automl does not search end to end yet.
+    """Refuse a task that automl does not search (one ultralytics names beyond TASKS, or a head
+    it cannot name).
 
     Raises:
         ConfigError: naming the model, its task and a model of a supported task.
     """
     if task not in SUPPORTED:
-        others = ", ".join(t for t in TASKS if t not in SUPPORTED)
         raise ConfigError(f"{flag} {model}: a {_words(task)} model (task '{task}'); automl "
-                          f"searches {', '.join(_words(t) for t in SUPPORTED)} for now "
-                          f"({others} are not supported yet); pass a detection model such as "
-                          f"{_example('detect')}")
+                          f"searches {', '.join(_words(t) for t in SUPPORTED)}; pass a "
+                          f"detection model such as {_example('detect')}")
 
 
 def check_task(model: str | Path, data: str | Path | None, flag: str = "--model") -> str:
