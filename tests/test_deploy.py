@@ -45,7 +45,8 @@ def test_formats_are_parsed_and_checked():
 @pytest.mark.parametrize(("args", "expected"), [
     (["--weights", "nowhere.pt"], "--weights nowhere.pt: file not found"),
     (["--weights", "junk.pt"], "not an ultralytics YOLO checkpoint"),
-    (["--weights", "cls.pt"], "a 'classify' model, not a detection model; deploy exports"),
+    (["--weights", "seg.pt"], "a 'segment' model, not a detection model; deploy exports"),
+    (["--weights", "cls.pt"], "cls.pt: no training data recorded in it; pass --data"),
     (["--weights", "cls.pt", "--formats", "tflite"], "--formats tflite: unknown format"),
     (["--weights", "cls.pt", "--runs", "0"], "--runs 0: must be at least 1"),
 ])
@@ -53,6 +54,7 @@ def test_bad_deploy_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, 
     from ultralytics import YOLO
 
     YOLO("yolo11n-cls.yaml").save(tmp_path / "cls.pt")
+    YOLO("yolo11n-seg.yaml").save(tmp_path / "seg.pt")
     (tmp_path / "junk.pt").write_text("not a checkpoint")
     before = sorted(p.name for p in tmp_path.iterdir())
     result = run_cli("deploy", *args, cwd=tmp_path)

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from automl.errors import FitnessError
-from automl.fitness import METRICS, PRESETS, TASK_METRICS, f1_score, parse_fitness
+from automl.fitness import CLS_METRICS, METRICS, PRESETS, TASK_METRICS, f1_score, parse_fitness
 
 M = {"precision": 0.8, "recall": 0.6, "map50": 0.7, "map75": 0.5, "map50_95": 0.45, "f1": 0.0}
 
@@ -35,7 +35,7 @@ def test_f1_preset_uses_the_f1_metric():
 
 def test_every_preset_parses_to_known_metrics():
     for name in PRESETS:
-        known = {*METRICS, *(m for names in TASK_METRICS.values() for m in names)}
+        known = {*METRICS, *(m for names in TASK_METRICS.values() for m in names), *CLS_METRICS}
         assert {m for m, _ in parse_fitness(name).weights} <= known
 
 

@@ -597,3 +597,28 @@ def test_a_classify_search_measures_top1_promotes_and_deploys(in_tmp, tmp_path):
     assert "drop top-1" in deployed.stdout and "onnx fp32" in deployed.stdout
     onnx = yaml.safe_load(Path(record["weights"]).with_name("deploy.yaml").read_text())
     assert {"top1", "top5"} <= set(onnx["artifacts"][1]["metrics"])
+
+
+def test_class_folders_and_their_mini_split_are_what_ultralytics_trains_on(tmp_path):
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data.dataset import ClassificationDataset
+
+    from automl.data.checks import usable
+    from automl.data.dataset import load_dataset, make_mini_dataset
+
+    def theirs(folder):
+        """(image, class name) of each sample ultralytics' classification dataset trains on."""
+        data = ClassificationDataset(str(folder), get_cfg(overrides={"imgsz": 32}))
+        names = data.base.classes
+        return sorted((str(Path(f).resolve()), names[c]) for f, c, *_ in data.samples)
+
+    root = _tiny_class_folders(tmp_path)
+    (root / "train" / "ellipse" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    dataset, report = usable(load_dataset(root))
+    assert [p.image.name for p in report.problems] == ["broken.jpg"]
+    for split, files in (("train", dataset.train), ("val", dataset.val)):
+        ours = sorted((str(f), dataset.names[dataset.members[f][0]]) for f in files)
+        assert ours == theirs(root / split)
+    mini = make_mini_dataset(dataset, 0.5, tmp_path / "mini", seed=0)
+    assert set(theirs(mini / "train")) <= set(theirs(root / "train"))
+    assert len(theirs(mini / "train")) == len(dataset.train) // 2

@@ -289,7 +289,10 @@ def test_weights_that_are_not_a_detection_model_are_one_line_exit_2(tmp_path):
     data = make_demo_dataset(tmp_path / "d", n_train=2, n_val=2)
     YOLO("yolo11n-cls.yaml").save(tmp_path / "cls.pt")
     (tmp_path / "junk.pt").write_text("not a checkpoint")
-    cases = {"cls.pt": "a 'classify' model, not a detection model",
+    YOLO("yolo11n-seg.yaml").save(tmp_path / "seg.pt")
+    cases = {"cls.pt": "a classification model; it has no NMS and no confidence or IoU "
+                       "thresholds to tune",
+             "seg.pt": "a 'segment' model, not a detection model",
              "junk.pt": "not an ultralytics YOLO checkpoint",
              "none.pt": "file not found"}
     for name, expected in cases.items():

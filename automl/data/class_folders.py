@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from automl.data.dataset import Dataset
 from automl.errors import DataError
 
 LAYOUT = "DIR/train/CLASS/*.jpg and DIR/val/CLASS/*.jpg"
@@ -80,7 +81,18 @@ def _listed(split_dir: Path, names: tuple[str, ...], source: Path, key: str
     return listed
 
 
-def load_class_folders(root: str | Path) -> Dataset:
+@dataclass(frozen=True)
+class ClassFolders:
+    """What a class-folder dataset holds (automl.data.dataset.Dataset is made of it)."""
+
+    root: Path
+    names: tuple[str, ...]
+    train: tuple[Path, ...]
+    val: tuple[Path, ...]
+    members: dict[Path, tuple[int, str]]  # image -> (class id, its path inside its class folder)
+
+
+def read_class_folders(root: str | Path) -> ClassFolders:
     """A class-folder dataset as ultralytics' classification trainer lists it.
 
     Raises:
@@ -101,12 +113,12 @@ def load_class_folders(root: str | Path) -> Dataset:
                             f"arrange them as {LAYOUT}")
         members.update({image: (cls, inside) for image, cls, inside in listed})
         splits.append(tuple(image for image, _, _ in listed))
-    return Dataset(yaml_path=source.resolve(), names=names, train=splits[0], val=splits[1],
-                   members=members)
+    return ClassFolders(source.resolve(), names, splits[0], splits[1], members)
 
 
-def class_labels(dataset: Dataset, files: Sequence[Path]) -> np.ndarray:
-    """One row per image: its class, one-hot (what a classification split stratifies on)."""
+def class_labels(dataset: Any, files: Sequence[Path]) -> np.ndarray:
+    """One row per image of a class-folder Dataset: its class, one-hot (what a classification
+    split stratifies on)."""
     out = np.zeros((len(files), dataset.nc), dtype=bool)
     for row, image in enumerate(files):
         out[row, dataset.members[image][0]] = True
@@ -125,9 +137,10 @@ def verify_images(images: Sequence[Path]) -> list[str]:
             for _, found, _, message in results]
 
 
-def write_class_folders(out_dir: str | Path, dataset: Dataset, train: Sequence[Path],
+def write_class_folders(out_dir: str | Path, dataset: Any, train: Sequence[Path],
                         val: Sequence[Path]) -> Path:
-    """out_dir/train/CLASS/... and out_dir/val/CLASS/...: symbolic links to the images, each at
+    """out_dir/train/CLASS/... and out_dir/val/CLASS/... of a class-folder Dataset: symbolic
+    links to the images, each at
     its path inside its class folder (so ImageFolder lists them in the user's order); every
     class folder in both. Returns out_dir, what `yolo classify train data=` takes."""
     import shutil

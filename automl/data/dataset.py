@@ -188,7 +188,7 @@ KEPT_KEYS = ("channels", "kpt_shape", "flip_idx")
 
 def load_dataset(data_yaml: str | Path) -> Dataset:
     """Read data.yaml and list its train/val images as ultralytics' detection trainer does; a
-    folder is a classification dataset (automl.data.class_folders.load_class_folders).
+    folder is a classification dataset (automl.data.class_folders.read_class_folders).
 
     Raises:
         DataError: missing file or keys, names/nc disagreeing, paths that do not exist, or
@@ -198,9 +198,11 @@ def load_dataset(data_yaml: str | Path) -> Dataset:
 
     source = Path(data_yaml)
     if source.is_dir():
-        from automl.data.class_folders import load_class_folders
+        from automl.data.class_folders import read_class_folders
 
-        return load_class_folders(source)
+        folders = read_class_folders(source)
+        return Dataset(yaml_path=folders.root, names=folders.names, train=folders.train,
+                       val=folders.val, members=folders.members)
     _raw_yaml(source)
     resolved = resolve_yaml(source)
     names = resolved["names"]
