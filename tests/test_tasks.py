@@ -205,6 +205,18 @@ def _searched_trial(in_tmp, model, data, study, preset, shown):
     return trial
 
 
+def _exported_and_reported(in_tmp, study, column, shown) -> str:
+    """`export` writes the task's `column` to trials.csv (returned: its header) and
+    best_hyperparameters.yaml, and `report` shows `shown`."""
+    assert run_cli("export", "--study", study, cwd=in_tmp).returncode == 0
+    csv = (in_tmp / "studies" / study / "trials.csv").read_text().splitlines()[0]
+    assert f"user_attrs_{column}" in csv
+    assert column in (in_tmp / "studies" / study / "best_hyperparameters.yaml").read_text()
+    assert run_cli("report", "--study", study, cwd=in_tmp).returncode == 0
+    assert shown in (in_tmp / "studies" / study / "report.html").read_text()
+    return csv
+
+
 @pytest.mark.integration
 def test_a_segment_search_measures_masks_and_promotes(in_tmp, tmp_path):
     import optuna
@@ -216,12 +228,7 @@ def test_a_segment_search_measures_masks_and_promotes(in_tmp, tmp_path):
     trial = _searched_trial(in_tmp, "yolo11n-seg.yaml", data, "seg", "v5_seg", "mask mAP50-95")
     assert set(METRICS + MASK_METRICS) <= set(trial.user_attrs)
 
-    assert run_cli("export", "--study", "seg", cwd=in_tmp).returncode == 0
-    csv = (in_tmp / "studies" / "seg" / "trials.csv").read_text().splitlines()[0]
-    assert "user_attrs_mask_map50_95" in csv
-    assert "mask_map50_95" in (in_tmp / "studies" / "seg" / "best_hyperparameters.yaml").read_text()
-    assert run_cli("report", "--study", "seg", cwd=in_tmp).returncode == 0
-    assert "mask mAP50-95" in (in_tmp / "studies" / "seg" / "report.html").read_text()
+    _exported_and_reported(in_tmp, "seg", "mask_map50_95", "mask mAP50-95")
     err = _one_line_exit_2(run_cli("promote", "--study", "seg", "--tune-thresholds", cwd=in_tmp))
     assert "--tune-thresholds: tunes the NMS thresholds of detection models only" in err
     promoted = run_cli("promote", "--study", "seg", cwd=in_tmp)
@@ -422,13 +429,7 @@ def test_a_pose_search_measures_keypoints_and_promotes(in_tmp, tmp_path):
     assert trial.user_attrs[BASELINE_ATTR] and set(METRICS + POSE_METRICS) <= set(trial.user_attrs)
     assert not any(k.startswith("mask_") for k in trial.user_attrs)
 
-    assert run_cli("export", "--study", "pose", cwd=in_tmp).returncode == 0
-    csv = (in_tmp / "studies" / "pose" / "trials.csv").read_text().splitlines()[0]
-    assert "user_attrs_pose_map50_95" in csv
-    best = (in_tmp / "studies" / "pose" / "best_hyperparameters.yaml").read_text()
-    assert "pose_map50_95" in best
-    assert run_cli("report", "--study", "pose", cwd=in_tmp).returncode == 0
-    assert "pose mAP50-95" in (in_tmp / "studies" / "pose" / "report.html").read_text()
+    _exported_and_reported(in_tmp, "pose", "pose_map50_95", "pose mAP50-95")
     err = _one_line_exit_2(run_cli("promote", "--study", "pose", "--tune-thresholds", cwd=in_tmp))
     assert "(task 'pose'); leave --tune-thresholds out" in err
     promoted = run_cli("promote", "--study", "pose", "--epochs", "1", cwd=in_tmp)
@@ -573,11 +574,7 @@ def test_a_classify_search_measures_top1_promotes_and_deploys(in_tmp, tmp_path):
 
     status = run_cli("status", "--study", "cls", cwd=in_tmp)
     assert "top-1" in status.stdout and "mAP" not in status.stdout
-    assert run_cli("export", "--study", "cls", cwd=in_tmp).returncode == 0
-    csv = (in_tmp / "studies" / "cls" / "trials.csv").read_text().splitlines()[0]
-    assert "user_attrs_top1" in csv and "map50" not in csv
-    assert run_cli("report", "--study", "cls", cwd=in_tmp).returncode == 0
-    assert "top-1" in (in_tmp / "studies" / "cls" / "report.html").read_text()
+    assert "map50" not in _exported_and_reported(in_tmp, "cls", "top1", "top-1")
     err = _one_line_exit_2(run_cli("promote", "--study", "cls", "--tune-thresholds", cwd=in_tmp))
     assert "a classification model, which has no NMS" in err
     promoted = run_cli("promote", "--study", "cls", "--full-data", "train+val", cwd=in_tmp)
