@@ -93,11 +93,12 @@ class EpochReport:
     def metrics(self) -> dict[str, float]:
         """The validation metrics by canonical name (METRICS, a task's own where measured; a
         classification model's CLS_METRICS alone)."""
-        if math.isfinite(self.top1):
-            return {name: getattr(self, name) for name in CLS_METRICS}
-        extra = [n for names in TASK_METRICS.values() for n in names]
+        # a classification model measures no boxes: its box metrics are left out, not NaN
+        boxes = (not math.isfinite(self.top1)
+                 or any(math.isfinite(getattr(self, name)) for name in METRICS))
+        extra = [*(n for names in TASK_METRICS.values() for n in names), *CLS_METRICS]
         return {name: getattr(self, name) for name in (*METRICS, *extra)
-                if name in METRICS or math.isfinite(getattr(self, name))}
+                if (name in METRICS and boxes) or math.isfinite(getattr(self, name))}
 
     def measured(self) -> dict[str, float]:
         """size_mb and latency_ms, where measured."""

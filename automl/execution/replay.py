@@ -28,6 +28,7 @@ import numpy as np
 
 from automl.epochs import MEMORY_FIELDS, EpochReport
 from automl.errors import ConfigError
+from automl.fitness import CLS_METRICS, TASK_METRICS
 
 # EpochReport fields a record stores per epoch, in this order (node and device are not
 # recorded, nor size and latency: a replayed search has no caps or objectives on them; nor
@@ -36,6 +37,8 @@ from automl.errors import ConfigError
 FIELDS = tuple(f.name for f in fields(EpochReport)
                if f.name not in ("epoch", "node", "device", "size_mb", "latency_ms",
                                  "stopped_by", *MEMORY_FIELDS))
+# the metrics of one task only: a record of another task has none of them (NaN when replayed)
+TASK_FIELDS = {*(m for names in TASK_METRICS.values() for m in names), *CLS_METRICS}
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,7 @@ def _with_fields(curves: np.ndarray, recorded: tuple[str, ...], path: Path) -> n
     if recorded == FIELDS:
         return curves
     missing = [f for f in FIELDS if f not in recorded]
-    if set(recorded) - set(FIELDS) or any(not f.startswith(("mask_", "pose_")) for f in missing):
+    if set(recorded) - set(FIELDS) or any(f not in TASK_FIELDS for f in missing):
         raise ConfigError(f"replay: {path}: recorded fields {list(recorded)} are not "
                           f"{list(FIELDS)}; record it again")
     out = np.full(curves.shape[:-1] + (len(FIELDS),), np.nan, dtype=curves.dtype)
