@@ -319,7 +319,8 @@ FOLDS = Option("folds", "thresholds chosen on K-1 folds of the images, measured 
 # --- the commands ------------------------------------------------------------------------------
 
 SEARCH = Command("search", "run or continue a search (trials via Ray Tune, record in Optuna)", (
-    Option("data", "data.yaml (default: the built-in demo data)", check=not_empty),
+    Option("data", "data.yaml, or a folder of class folders for a classify model (default: the "
+           "built-in demo data of the model's task)", check=not_empty),
     Option("space", f"built-in space name or a YAML path (default: {D.SPACE})", default=D.SPACE,
            check=not_empty),
     Option("searcher", f"{{registry}} (default: {D.SEARCHER})", default=D.SEARCHER,
@@ -477,13 +478,14 @@ THRESHOLDS = Command("thresholds", "tune NMS IoU and confidence thresholds from 
 
 CHECK = Command("check", "validate every image and label as ultralytics reads them; exit 1 if "
                          "anything is wrong", (
-    Option("data", "data.yaml", required=True),
+    Option("data", "data.yaml, or a folder of class folders", required=True),
     Option("workers", "processes for large datasets (default: all cores)", type=int,
            check=at_least(1)),
 ))
 
 SPLIT = Command("split", "stratified k-fold and/or mini splits (image lists, no copies)", (
-    Option("data", "data.yaml (train and val are pooled for --folds)", required=True),
+    Option("data", "data.yaml or a folder of class folders (train and val are pooled for "
+           "--folds)", required=True),
     Option("folds", "K stratified folds: foldI/ per fold", type=int, check=at_least(2)),
     Option("fold", "write only fold I (0-based)", type=int, check=at_least(0)),
     Option("mini", "also write a stratified fraction F of train and of val (foldI/mini/, or OUT "
@@ -495,7 +497,7 @@ SPLIT = Command("split", "stratified k-fold and/or mini splits (image lists, no 
 ))
 
 EDA = Command("eda", "dataset statistics: a self-contained plotly HTML + text summary", (
-    Option("data", "data.yaml", required=True),
+    Option("data", "data.yaml, or a folder of class folders", required=True),
     Option("out", "HTML file, or a folder to write eda.html into (default: %(default)s)",
            default="eda.html"),
     Option("small_area", "boxes under this area in pixels count as small (default: 32*32)",
