@@ -307,10 +307,11 @@ def check_dataset(dataset: Dataset, *, workers: int | None = None) -> CheckRepor
 
         report.classes = dataset.nc
         for image, reason in zip(files, verify_images(files), strict=True):
-            if reason:
-                kind, detail = _image_problem(image) or ("rejected by ultralytics", "")
+            if reason:  # in automl's words where it can say, with ultralytics' own reason
+                kind, detail = _image_problem(image) or ("rejected by ultralytics", reason)
+                said = "" if image.suffix.lower() in HEIF or detail == reason else reason
                 report.problems.append(Problem(image, image, kind, detail + (
-                    f" (ultralytics: {reason})" if image.suffix.lower() not in HEIF else "")))
+                    f" (ultralytics: {said})" if said else "")))
         return report
     for image, (problems, state, boxes, polygons) in zip(
             files, check_files(files, dataset.nc, kpt_shape=dataset.kpt_shape, workers=workers),
