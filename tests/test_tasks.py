@@ -619,3 +619,23 @@ def test_class_folders_and_their_mini_split_are_what_ultralytics_trains_on(tmp_p
     mini = make_mini_dataset(dataset, 0.5, tmp_path / "mini", seed=0)
     assert set(theirs(mini / "train")) <= set(theirs(root / "train"))
     assert len(theirs(mini / "train")) == len(dataset.train) // 2
+
+
+@pytest.mark.integration  # a real browser process
+def test_the_eda_page_of_class_folders_draws_in_headless_chromium(tmp_path):
+    from automl.cli import main
+    from tests.browser import Browser
+
+    root = _tiny_class_folders(tmp_path)
+    out = tmp_path / "eda.html"
+    assert main(["eda", "--data", str(root), "--out", str(out)]) == 0
+    with Browser() as browser:
+        seen = browser.open(out.as_uri()).seen()
+        images = browser.evaluate("[...document.querySelectorAll('img.sample')].map(i => "
+                                  "i.complete && i.naturalWidth > 0 && i.width > 0)")
+        errors = browser.errors
+    assert len(seen) == 1 and seen[0]["traces"] and seen[0]["drawn"], seen
+    per_class = [min(4, len(list((root / "train" / c).iterdir())))
+                 for c in ("ellipse", "rectangle", "triangle")]
+    assert len(images) == sum(per_class) and all(images)
+    assert errors == []
