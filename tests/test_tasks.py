@@ -639,3 +639,34 @@ def test_the_eda_page_of_class_folders_draws_in_headless_chromium(tmp_path):
                  for c in ("ellipse", "rectangle", "triangle")]
     assert len(images) == sum(per_class) and all(images)
     assert errors == []
+
+
+@pytest.mark.integration
+def test_classify_trial_0_equals_yolo_classify_train_on_the_users_folders(in_tmp, tmp_path):
+    """Trial #0 trains on the links of its split as `yolo classify train data=DIR` does on DIR:
+    the same samples in the same order, so the same weights (val loss, top-1, top-5)."""
+    import optuna
+    from ultralytics import YOLO
+
+    import automl
+    from automl.execution.trainer import epoch_metrics, validation_loss
+
+    root = _tiny_class_folders(tmp_path, n_train=16, n_val=8)
+    flags = dict(epochs=2, imgsz=32, batch=4)
+    automl.search(data=str(root), model="yolo11n-cls.yaml", trials=1, seed=0, cpus_per_trial=1,
+                  pruner="none", study="plain", log=lambda line: None, **flags)
+    trial = optuna.load_study(study_name="plain", storage="sqlite:///studies/plain.db").trials[0]
+    per_epoch = {}
+
+    def on_epoch_end(trainer):
+        per_epoch[trainer.epoch + 1] = {**epoch_metrics(trainer),
+                                        "val_loss": validation_loss(trainer)}
+
+    yolo = YOLO("yolo11n-cls.yaml")
+    yolo.add_callback("on_fit_epoch_end", on_epoch_end)
+    yolo.train(data=str(root), plots=False, project=str(tmp_path / "plain"), name="run", **flags)
+    best = per_epoch[trial.user_attrs["best_epoch"]]
+    assert math.isfinite(per_epoch[2]["val_loss"]) and per_epoch[2]["val_loss"] > 0
+    assert trial.user_attrs["val_loss"] == pytest.approx(per_epoch[2]["val_loss"], abs=1e-6)
+    for key in ("top1", "top5"):
+        assert trial.user_attrs[key] == pytest.approx(best[key], abs=1e-6)
