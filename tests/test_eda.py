@@ -73,18 +73,24 @@ def test_eda_compares_train_and_val_as_shares_and_shows_where_boxes_sit(tmp_path
         for c in range(ds.nc))
 
 
-@pytest.mark.integration  # a real browser process
-def test_the_eda_page_draws_in_headless_chromium(tmp_path):
+def eda_in_chromium(page):
+    """What headless Chromium shows of an EDA page: its figures, whether each sample image
+    decoded and shows, and its console errors."""
     from tests.browser import Browser
 
+    with Browser() as browser:
+        seen = browser.open(page.as_uri()).seen()
+        images = browser.evaluate("[...document.querySelectorAll('img.sample')].map(i => "
+                                  "i.complete && i.naturalWidth > 0 && i.width > 0)")
+        return seen, images, browser.errors
+
+
+@pytest.mark.integration  # a real browser process
+def test_the_eda_page_draws_in_headless_chromium(tmp_path):
     demo = make_demo_dataset(tmp_path / "demo", n_train=12, n_val=6, seed=2)
     out = tmp_path / "eda.html"
     assert main(["eda", "--data", str(demo), "--out", str(out)]) == 0
-    with Browser() as browser:
-        seen = browser.open(out.as_uri()).seen()
-        images = browser.evaluate("[...document.querySelectorAll('img.sample')].map(i => "
-                                  "i.complete && i.naturalWidth > 0 && i.width > 0)")
-        errors = browser.errors
+    seen, images, errors = eda_in_chromium(out)
     assert len(seen) == 2 and all(f["traces"] and f["drawn"] for f in seen), seen
     assert len(images) == 12 and all(images)  # 4 samples of each of the 3 classes, decoded
     assert errors == []

@@ -624,16 +624,12 @@ def test_class_folders_and_their_mini_split_are_what_ultralytics_trains_on(tmp_p
 @pytest.mark.integration  # a real browser process
 def test_the_eda_page_of_class_folders_draws_in_headless_chromium(tmp_path):
     from automl.cli import main
-    from tests.browser import Browser
+    from tests.test_eda import eda_in_chromium
 
     root = _tiny_class_folders(tmp_path)
     out = tmp_path / "eda.html"
     assert main(["eda", "--data", str(root), "--out", str(out)]) == 0
-    with Browser() as browser:
-        seen = browser.open(out.as_uri()).seen()
-        images = browser.evaluate("[...document.querySelectorAll('img.sample')].map(i => "
-                                  "i.complete && i.naturalWidth > 0 && i.width > 0)")
-        errors = browser.errors
+    seen, images, errors = eda_in_chromium(out)
     assert len(seen) == 1 and seen[0]["traces"] and seen[0]["drawn"], seen
     per_class = [min(4, len(list((root / "train" / c).iterdir())))
                  for c in ("ellipse", "rectangle", "triangle")]
