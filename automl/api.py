@@ -310,10 +310,11 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
          started: float = 0.0) -> None:
     """Write the mini split, print the header, run the trials through Ray Tune."""
     from automl import study as studies
-    from automl.console import LiveProgress, ranges
+    from automl.console import ranges
     from automl.data.dataset import make_mini_dataset, mini_size
     from automl.execution.ray_runner import Resources, run_search
     from automl.fitness import parse_fitness
+    from automl.results.progress import LiveProgress
     from automl.searching.schedulers import rungs_text
     from automl.searching.settings import training_lines
 
@@ -410,7 +411,8 @@ def _summarise(plan, the_study, say: Callable[[str], None]) -> SearchResult:
         ConfigError: trials completed but none met the caps (names the closest one).
     """
     from automl import study as studies
-    from automl.console import baseline_verdict, front_table, no_feasible_trial, top_table
+    from automl.results.summary import front_table, top_table
+    from automl.results.verdicts import baseline_verdict, no_feasible_trial
 
     result = SearchResult(the_study)
     problem = no_feasible_trial(the_study, plan.config.goals)
@@ -468,8 +470,8 @@ def studies_table(storage: str | None = None) -> str:
 
 
 def status(study: str, *, storage: str | None = None) -> str:
-    """`automl status`: a study's live progress, from its storage alone (see console.status_text)."""
-    from automl.console import status_text
+    """`automl status`: a study's live progress, from its storage alone (see results.progress.status_text)."""
+    from automl.results.progress import status_text
     from automl.study import open_study, read_once
 
     # a summary suffices: status_text reads the running trials' reports alone

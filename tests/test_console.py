@@ -6,8 +6,8 @@ import optuna
 from optuna.distributions import FloatDistribution
 
 from automl.config import StudyConfig
-from automl.console import LiveProgress, status_text
 from automl.execution.events import EpochEvent, TrialEvent
+from automl.results.progress import LiveProgress, status_text
 from automl.study import BUDGET_ATTR, CONFIG_ATTR
 
 DIST = {"lr0": FloatDistribution(1e-4, 0.1)}
@@ -88,7 +88,7 @@ def test_status_reads_a_search_from_its_storage_alone():
 
 
 def test_a_best_trial_within_printed_digits_of_the_plain_training_ties():
-    from automl.console import baseline_verdict
+    from automl.results.verdicts import baseline_verdict
     from automl.study import BASELINE_ATTR
 
     study = optuna.create_study(direction="maximize")

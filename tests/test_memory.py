@@ -16,7 +16,6 @@ import pytest
 from optuna.trial import TrialState
 
 from automl.config import RunSpec
-from automl.console import TrialLines
 from automl.epochs import EpochReport
 from automl.execution.events import TrialEvent
 from automl.execution.memory import (
@@ -27,6 +26,7 @@ from automl.execution.memory import (
     reset_peak,
     retry_batch,
 )
+from automl.results.progress import TrialLines
 from tests.fakes import FakeCuda, fake_memory_limit
 
 
@@ -271,7 +271,7 @@ def test_the_top_table_shows_the_batch_once_a_trial_trained_at_a_smaller_one(tmp
     from optuna.distributions import FloatDistribution
     from optuna.trial import create_trial
 
-    from automl.console import top_table
+    from automl.results.summary import top_table
 
     study = optuna.create_study(direction="maximize",
                                 storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s")

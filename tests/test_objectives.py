@@ -91,7 +91,7 @@ def test_a_trial_over_a_cap_is_never_the_best_never_a_top_trial_nor_a_ga_parent(
 
 
 def test_a_multi_objective_study_ranks_by_fitness_and_keeps_its_front():
-    from automl.console import front_table, top_table
+    from automl.results.summary import front_table, top_table
 
     study = optuna.create_study(directions=["maximize", "minimize"])
     _trial(study, [0.3, 2.0], latency_ms=2.0, size_mb=5.4)
@@ -106,7 +106,7 @@ def test_a_multi_objective_study_ranks_by_fitness_and_keeps_its_front():
 
 
 def test_no_feasible_trial_names_the_closest_one():
-    from automl.console import no_feasible_trial
+    from automl.results.verdicts import no_feasible_trial
 
     study = optuna.create_study(direction="maximize")
     goals = Goals(max_latency_ms=2.0)
@@ -209,7 +209,7 @@ def test_a_multi_objective_best_is_on_the_front_when_fitness_ties():
 
 
 def test_status_shows_a_multi_objective_trials_latest_fitness():
-    from automl.console import status_text
+    from automl.results.progress import status_text
     from automl.study import LATEST_FITNESS_ATTR
 
     study = optuna.create_study(directions=["maximize", "minimize"])

@@ -190,7 +190,7 @@ def test_repeats_train_the_best_again_with_another_seed_and_the_best_mean_wins(r
     means = repeat_means(study)
     assert set(means) == {t.number for t in top} | {0}
     assert best_trial(study).number == max(means, key=lambda n: means[n][0])
-    from automl.console import baseline_verdict
+    from automl.results.verdicts import baseline_verdict
 
     verdict = baseline_verdict(study)
     assert f"#0 {means[0][0]:.4f}" in verdict or f"mean fitness {means[0][0]:.4f}" in verdict

@@ -247,9 +247,9 @@ def test_fast_epochs_write_their_progress_attrs_every_few_seconds_and_status_kee
         tmp_path, monkeypatch):
     # a replayed epoch takes a fraction of a second: "epochs"/"train_seconds" are storage writes
     # of their own, so a running trial writes them every PROGRESS_EVERY_S, the end always
-    from automl.console import status_text
     from automl.epochs import EpochReport
     from automl.execution import study_searcher
+    from automl.results.progress import status_text
     from tests.fakes import fake_run
 
     clock = [100.0]

@@ -50,7 +50,7 @@ def _fitness_scatter(study):
 def _top_table(study, n: int = 10):
     import plotly.graph_objects as go
 
-    from automl.console import top_rows
+    from automl.results.summary import top_rows
 
     header, rows = top_rows(study, n, metric=_fmt, param=_fmt)
     if not rows:
@@ -121,7 +121,8 @@ def _answer(study) -> str:
     what `automl validate` and `automl promote` found, and what the numbers cannot say."""
     from optuna.trial import TrialState
 
-    from automl.console import baseline_verdict, plain_training, trial_rows
+    from automl.results.summary import trial_rows
+    from automl.results.verdicts import baseline_verdict, plain_training
     from automl.study import best_trial, repeat_means, validation
 
     best, plain = best_trial(study), plain_training(study)

@@ -299,11 +299,11 @@ def validate(
     """
     from automl import study as studies
     from automl.config import RunSpec
-    from automl.console import LiveProgress
     from automl.data.dataset import load_dataset
     from automl.execution.ray_runner import Resources, run_search
     from automl.machine import machine_cpus, machine_gpus
     from automl.options import check
+    from automl.results.progress import LiveProgress
     from automl.results.promotion import full_data_yaml
     from automl.searching.planning import trial_resources
 
