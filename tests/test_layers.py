@@ -1,12 +1,16 @@
-"""The package's layers: no import cycle among its modules, and only the top imports the API.
+"""The package's layers: each module imports only its own layer and those below it, no import
+cycle among the modules, and `automl --help` loads none of the heavy libraries.
 
 The graph comes from the source (`ast`): module-level imports and the imports inside functions
-(which hide a cycle from Python but not from a reader) count alike.
+(which hide a cycle from Python but not from a reader) count alike. The order is written down in
+docs/development.md#layers.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import automl
@@ -14,6 +18,23 @@ import automl
 PACKAGE = Path(automl.__file__).parent
 # The only modules allowed to import automl.api: the package facade and the command line.
 API_USERS = {"automl", "automl.cli", "automl.cli_data", "automl.cli_results"}
+# The layers, lowest first: a module imports only from its own layer and those below. A name
+# stands for the module and, for a package, every module in it.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("core", ("automl.errors", "automl.defaults", "automl.durations", "automl.machine",
+              "automl.checkpoint_globals", "automl.weights", "automl.ultralytics_env",
+              "automl.fitness", "automl.epochs", "automl.objectives", "automl.registry",
+              "automl.config", "automl.outputs", "automl.options", "automl.console")),
+    ("data", ("automl.data",)),
+    ("study", ("automl.study",)),
+    ("searching", ("automl.searching",)),
+    ("execution", ("automl.execution",)),
+    ("results", ("automl.results",)),
+    ("api", ("automl.api",)),
+    ("cli", ("automl", "automl.__main__", "automl.cli", "automl.cli_data", "automl.cli_results",
+             "automl.next_steps")),
+)
+HEAVY = ("torch", "ray", "ultralytics", "optuna")
 
 
 def module_name(path: Path) -> str:
@@ -68,6 +89,46 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         if node not in state and (cycle := visit(node)):
             return cycle
     return None
+
+
+def layer_of(module: str) -> int:
+    """The index in LAYERS of the layer that holds `module` (its longest matching name)."""
+    matches = [(len(name), i) for i, (_, names) in enumerate(LAYERS) for name in names
+               if module == name or (name != "automl" and module.startswith(name + "."))]
+    assert matches, f"{module} is in no layer: add it to LAYERS and to docs/development.md"
+    return max(matches)[1]
+
+
+def against_the_order(graph: dict[str, set[str]]) -> list[str]:
+    """`a (layer) -> b (layer)` for every import of a module from a layer above a's own."""
+    return sorted(f"{a} ({LAYERS[layer_of(a)][0]}) -> {b} ({LAYERS[layer_of(b)][0]})"
+                  for a, deps in graph.items() for b in deps if layer_of(b) > layer_of(a))
+
+
+def test_every_module_imports_only_its_layer_and_those_below():
+    leaks = against_the_order(import_graph())
+    assert not leaks, "imports against the layer order:\n" + "\n".join(leaks)
+
+
+def test_the_order_check_sees_an_import_from_above():
+    graph = {"automl.data.dataset": {"automl.execution.trainer", "automl.errors"},
+             "automl.execution.trainer": {"automl.data.dataset"}, "automl.errors": set()}
+    assert against_the_order(graph) == [
+        "automl.data.dataset (data) -> automl.execution.trainer (execution)"]
+    assert layer_of("automl.searching.samplers.ga") == layer_of("automl.searching")
+    assert layer_of("automl") == len(LAYERS) - 1
+
+
+def test_automl_help_imports_no_heavy_library():
+    # a fresh interpreter, as the command starts: what the parser's construction imported
+    code = ("import sys\nfrom automl.cli import main\n"
+            "for argv in (['--help'], ['search', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            f"print('loaded:', *(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=PACKAGE.parent).stdout
+    assert "usage: automl" in out and "automl search" in out
+    assert out.splitlines()[-1] == "loaded:", out.splitlines()[-1]
 
 
 def test_the_graph_sees_function_level_imports():
