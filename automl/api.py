@@ -311,7 +311,7 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     """Write the mini split, print the header, run the trials through Ray Tune."""
     from automl import study as studies
     from automl.console import ranges
-    from automl.data.dataset import make_mini_dataset, mini_size
+    from automl.data.splits import make_mini_dataset, mini_size
     from automl.execution.ray_runner import Resources, run_search
     from automl.fitness import parse_fitness
     from automl.results.progress import LiveProgress

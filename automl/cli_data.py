@@ -25,7 +25,8 @@ def _check(values: dict[str, Any]) -> int:
 
 def _split(values: dict[str, Any]) -> int:
     from automl.data.checks import usable
-    from automl.data.dataset import fold_table, kfold_split, load_dataset, make_mini_dataset, write_folds
+    from automl.data.dataset import load_dataset
+    from automl.data.splits import fold_table, kfold_split, make_mini_dataset, write_folds
     from automl.errors import ConfigError
     from automl.next_steps import after_data, show
     from automl.outputs import SPLIT_MARKER, mark, output_folder

@@ -37,8 +37,9 @@ def main() -> None:
     import optuna
     from scipy.stats import spearmanr
 
-    from automl.data.dataset import load_dataset, make_mini_dataset
+    from automl.data.dataset import load_dataset
     from automl.data.demo import SMALL_TRAINING, make_small_dataset
+    from automl.data.splits import make_mini_dataset
     from automl.execution.trainer import train_once
     from automl.searching.baseline import resolve_auto, trial_fixed
     from automl.searching.fraction import auto_fraction

@@ -3,13 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from automl.data.dataset import (
-    load_dataset,
-    make_mini_dataset,
-    stratification_labels,
-    stratified_subset,
-)
+from automl.data.dataset import load_dataset
 from automl.data.demo import CLASS_NAMES, ensure_demo_dataset, make_demo_dataset
+from automl.data.splits import make_mini_dataset
+from automl.data.stratify import stratification_labels, stratified_subset
 from automl.errors import DataError
 from tests.conftest import boxes_of, write
 
@@ -113,7 +110,7 @@ def test_bad_fraction(tmp_path, demo):
 
 def _labels_one_image_at_a_time(boxes, nc):
     """The per-image definition that the vectorised stratification_labels must match."""
-    from automl.data.dataset import ASPECT_EDGES, BPI_BUCKETS, SIZE_EDGES
+    from automl.data.stratify import ASPECT_EDGES, BPI_BUCKETS, SIZE_EDGES
 
     rows = []
     for b in boxes:

@@ -18,8 +18,9 @@ import yaml
 
 from automl.cli import main
 from automl.data.checks import check_dataset, usable
-from automl.data.dataset import load_dataset, make_mini_dataset
+from automl.data.dataset import load_dataset
 from automl.data.eda import split_stats
+from automl.data.splits import make_mini_dataset
 from automl.data.yolo_reader import read_images
 from tests import exports
 

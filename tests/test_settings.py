@@ -123,7 +123,8 @@ def test_the_command_line_takes_settings_between_flags(tmp_path):
 def test_classes_and_single_cls_count_what_the_trials_train_on(tmp_path):
     import numpy as np
 
-    from automl.data.dataset import Dataset, as_trained, read_labels
+    from automl.data.dataset import Dataset, as_trained
+    from automl.data.stratify import read_labels
 
     box = [0.5, 0.5, 0.2, 0.2]
     files = tuple(tmp_path / f"{i}.png" for i in range(3))

@@ -4,17 +4,10 @@ import numpy as np
 import pytest
 
 from automl.cli import main
-from automl.data.dataset import (
-    kfold_split,
-    label_columns,
-    load_dataset,
-    make_mini_dataset,
-    mini_size,
-    stratification_labels,
-    stratified_folds,
-    write_folds,
-)
+from automl.data.dataset import load_dataset
 from automl.data.demo import make_demo_dataset
+from automl.data.splits import kfold_split, make_mini_dataset, mini_size, write_folds
+from automl.data.stratify import label_columns, stratification_labels, stratified_folds
 from automl.errors import DataError
 
 # Stated tolerance: on 2,000 images with realistic labels (3:1:0.5 classes, ~4 boxes per image,

@@ -341,8 +341,9 @@ def test_an_obb_search_trains_rotated_boxes(in_tmp, tmp_path):
 def test_the_pose_demo_gives_the_detection_demos_boxes_their_corners_and_centre(tmp_path,
                                                                                 monkeypatch):
     from automl.data.checks import usable
-    from automl.data.dataset import load_dataset, make_mini_dataset
+    from automl.data.dataset import load_dataset
     from automl.data.demo import ensure_demo_dataset, make_demo_dataset
+    from automl.data.splits import make_mini_dataset
     from automl.data.yolo_reader import read_images
 
     boxes = make_demo_dataset(tmp_path / "d", n_train=6, n_val=2, seed=4)
@@ -492,7 +493,8 @@ def test_class_folders_are_checked_as_ultralytics_checks_them(tmp_path):
 
 def test_a_classify_mini_split_is_folders_of_links_stratified_by_class(tmp_path):
     from automl.data.checks import usable
-    from automl.data.dataset import kfold_split, load_dataset, make_mini_dataset, write_folds
+    from automl.data.dataset import load_dataset
+    from automl.data.splits import kfold_split, make_mini_dataset, write_folds
 
     root = _tiny_class_folders(tmp_path, n_train=40, n_val=20)
     dataset, _ = usable(load_dataset(root))
@@ -601,7 +603,8 @@ def test_class_folders_and_their_mini_split_are_what_ultralytics_trains_on(tmp_p
     from ultralytics.data.dataset import ClassificationDataset
 
     from automl.data.checks import usable
-    from automl.data.dataset import load_dataset, make_mini_dataset
+    from automl.data.dataset import load_dataset
+    from automl.data.splits import make_mini_dataset
 
     def theirs(folder):
         """(image, class name) of each sample ultralytics' classification dataset trains on."""

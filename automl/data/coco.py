@@ -21,7 +21,9 @@ from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
-from automl.data.dataset import label_path, mini_size, stratification_labels, stratified_subset, write_split
+from automl.data.dataset import label_path
+from automl.data.splits import mini_size, write_split
+from automl.data.stratify import stratification_labels, stratified_subset
 from automl.errors import ConfigError, DataError
 
 _SHOWN = 5  # ids / names quoted per kind of problem

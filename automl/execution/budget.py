@@ -41,7 +41,7 @@ def measure_epoch(plan, *, threads: int, limit_s: float, seed: int = 0) -> float
     Returns:
         the seconds (model build included), or None when it ran past `limit_s` (stopped there).
     """
-    from automl.data.dataset import make_mini_dataset
+    from automl.data.splits import make_mini_dataset
     from automl.execution.trainer import train_once
     from automl.ultralytics_env import quiet_ultralytics
 

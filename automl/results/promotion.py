@@ -91,7 +91,8 @@ def full_data_yaml(data: Path, mode: str, out_dir: Path) -> Path:
     """The data.yaml the promotion trains on: the user's own for 'train'; for 'train+val' a
     derived one whose train list holds train and val images (lists only, nothing copied; of
     class folders, folders of links)."""
-    from automl.data.dataset import load_dataset, write_dataset
+    from automl.data.dataset import load_dataset
+    from automl.data.splits import write_dataset
 
     dataset = load_dataset(data)
     if mode == "train":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from automl.data.dataset import mini_size
+from automl.data.splits import mini_size
 from automl.searching.baseline import optimizer_steps
 
 # `--fraction auto`: half the data, unless half leaves a trial fewer optimizer steps than this.

@@ -56,7 +56,7 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     Raises:
         ConfigError: a space that cannot serve these flags (a grid of a continuous key, ...).
     """
-    from automl.data.dataset import mini_size
+    from automl.data.splits import mini_size
     from automl.fitness import parse_fitness
     from automl.options import fraction_value
     from automl.searching.baseline import resolve_auto, trial_fixed
