@@ -59,12 +59,8 @@ def measure(name: str, data: Path, cwd: Path, weights: Path, metric: str, folds:
     from ultralytics import YOLO
     from ultralytics.utils import LOGGER
 
-    from automl.results.thresholds import (
-        DEFAULT_CONF_GRID,
-        DEFAULT_IOU_GRID,
-        cache_path_for,
-        tune_thresholds,
-    )
+    from automl.results.threshold_cache import cache_path_for
+    from automl.results.thresholds import DEFAULT_CONF_GRID, DEFAULT_IOU_GRID, tune_thresholds
 
     os.chdir(cwd)
     cache_path_for(weights, "val").unlink(missing_ok=True)

@@ -47,12 +47,8 @@ def main() -> None:
     from ultralytics import YOLO
     from ultralytics.utils import LOGGER
 
-    from automl.results.thresholds import (
-        DEFAULT_CONF_GRID,
-        DEFAULT_IOU_GRID,
-        cache_path_for,
-        tune_thresholds,
-    )
+    from automl.results.threshold_cache import cache_path_for
+    from automl.results.thresholds import DEFAULT_CONF_GRID, DEFAULT_IOU_GRID, tune_thresholds
 
     tmp = tempfile.TemporaryDirectory(prefix="automl-bench-thr-")
     if args.weights:

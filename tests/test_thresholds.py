@@ -16,14 +16,10 @@ from automl.cli import main
 from automl.config import RunSpec
 from automl.data.demo import CLASS_NAMES, make_demo_dataset
 from automl.execution.trainer import train_once
-from automl.results.thresholds import (
-    AppliedThresholds,
-    CachedSweep,
-    RawCache,
-    cache_path_for,
-    operating_point_of,
-    tune_thresholds,
-)
+from automl.results.threshold_cache import RawCache, cache_path_for
+from automl.results.threshold_files import AppliedThresholds, operating_point_of
+from automl.results.threshold_sweep import CachedSweep
+from automl.results.thresholds import tune_thresholds
 from tests.conftest import run_automl, run_cli
 
 METRICS = ("precision", "recall", "map50", "map75", "map50_95")

@@ -330,7 +330,7 @@ def _beside(artifact: Path, weights: Path) -> Path:
 
 def _thresholds_of(weights: Path, given: str | Path | None, names: dict[int, str]):
     """The AppliedThresholds of --thresholds, else of thresholds.yaml beside the weights, else None."""
-    from automl.results.thresholds import read_thresholds_file
+    from automl.results.threshold_files import read_thresholds_file
 
     beside = weights.with_name("thresholds.yaml")
     if given is None and not beside.is_file():
@@ -344,7 +344,7 @@ def _thresholds_of(weights: Path, given: str | Path | None, names: dict[int, str
 def _measure(name: str, path: Path, export_seconds: float | None, data, imgsz: int,
              threads: int, runs: int, warmup: int, applied=None, task: str = "detect"
              ) -> Artifact:
-    from automl.results.thresholds import operating_point_of
+    from automl.results.threshold_files import operating_point_of
 
     median, p90 = latency(path, imgsz, threads=threads, runs=runs, warmup=warmup)
     at = ({} if applied is None else
