@@ -177,10 +177,12 @@ def search(
 
 
 def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0,
-          after: tuple[int, float] = (0, 0.0)):
+          after: tuple[int, float] = (0, 0.0), *, cpu_count: int | None = None,
+          gpu_count: int | None = None):
     """Check the flags, the space and the data, and decide everything (before any study exists).
 
     `after`: full-data trainings and seconds a budget keeps for after the search (automl fit).
+    `cpu_count` and `gpu_count` default to this machine's.
     """
     from automl.config import check_model
     from automl.data.checks import refuse_heavy_loss, usable
@@ -197,13 +199,13 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0,
     flags = with_settings(flags)
     check_search(flags)
     if flags.replay:  # the recorded trainings' epochs, imgsz and batch unless the flags say
-        from automl.execution.replay import load_record
+        from automl.execution.record import load_record
 
         recorded = load_record(flags.replay).meta["flags"]
         flags = replace(flags, **{k: recorded[k] for k in ("epochs", "imgsz", "batch")
                                   if getattr(flags, k) is None and k in recorded})
     if flags.replay:  # without --space, the record's own
-        from automl.execution.replay import replay_space
+        from automl.execution.record import replay_space
 
         space = replay_space(flags.replay, flags.space)
     else:
@@ -214,7 +216,7 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0,
     flags = replace(flags, fitness=task_fitness(task, flags.fitness, flags.model))
     check_space_task(space, task, flags.model)
     if flags.replay:
-        from automl.execution.replay import record_dataset
+        from automl.execution.record import record_dataset
 
         dataset = record_dataset(load_record(flags.replay))
         say(f"replaying {flags.replay}: nothing trains")
@@ -226,23 +228,24 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0,
         if not flags.drop_bad_images:
             refuse_heavy_loss(report)
         dataset = _as_trained(dataset, flags.train_args, say)
+    cpus = machine_cpus() if cpu_count is None else cpu_count
+    gpus = machine_gpus() if gpu_count is None else gpu_count
+
     def resolve(flags: SearchFlags):
         return resolve_search(flags, dataset=dataset, space=space,
                               ultralytics_defaults=ultralytics_defaults(),
-                              cpu_count=machine_cpus(), gpu_count=machine_gpus(),
-                              studies_dir=STUDIES_DIR)
+                              cpu_count=cpus, gpu_count=gpus, studies_dir=STUDIES_DIR)
 
     plan = resolve(flags)
     if flags.replay:  # the record must have trained what this search's trials would
-        from automl.execution.replay import check_record
+        from automl.execution.record import check_record
 
         check_record(load_record(flags.replay), plan.run)
     if flags.budget is not None:  # the trials, epochs and share that fit, from a timed epoch
         from automl.execution.budget import fit_budget
 
-        plan = fit_budget(flags, resolve, started=started, cpu_count=machine_cpus(),
-                          gpu_count=machine_gpus(), say=say, after=after[0],
-                          after_s=after[1])
+        plan = fit_budget(flags, resolve, started=started, cpu_count=cpus, gpu_count=gpus,
+                          say=say, after=after[0], after_s=after[1])
         say(plan.budget.describe())
     return plan
 
@@ -266,29 +269,43 @@ def _as_trained(dataset, settings: Mapping[str, Any], say: Callable[[str], None]
 
 def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
     """Open (or create) the study, check it measures the same thing, queue its first trials."""
+    from functools import partial
+
     from automl import study as studies
-    from automl.console import shown
-    from automl.searching.samplers import make_sampler, queue_first_trials
-    from automl.searching.settings import differences
-    from automl.searching.spaces import ultralytics_defaults
 
     storage_url = flags.storage or studies.default_storage(plan.name)
-    goals = plan.config.goals
-    the_study = studies.open_study(plan.name, flags.storage, directions=goals.directions)
+    the_study = studies.open_study(plan.name, flags.storage, directions=plan.config.goals.directions)
     seed = flags.seed
     if seed is not None:
         # the n-th driver of a study (a resume, a second process) draws from its own stream:
         # the same seed would otherwise propose the configurations already tried
         with studies.trial_slot_lock(storage_url):
             seed = studies.driver_seed(the_study, seed)
-    the_study.sampler = make_sampler(flags.searcher, plan.space, seed=seed, n_trials=plan.trials,
-                                     baseline=plan.baseline, ga_parent=flags.ga_parent or D.GA_PARENT)
+    _start_study(the_study, flags, plan, seed=seed,
+                 lock=partial(studies.trial_slot_lock, storage_url), say=say)
+    return the_study
+
+
+def _start_study(the_study, flags: SearchFlags, plan, *, seed: int | None,
+                 lock: Callable[[], Any], say: Callable[[str], None], sampler=None) -> None:
+    """A study's start, the same for a search and its simulation: its sampler (`sampler`, else
+    the searcher's), its config stored (a new study) or checked, interrupted trials recovered,
+    and a new study's first trials queued (the plain training, ultralytics' default values)."""
+    from automl import study as studies
+    from automl.console import shown
+    from automl.searching.samplers import make_sampler, queue_first_trials
+    from automl.searching.settings import differences
+    from automl.searching.spaces import ultralytics_defaults
+
+    the_study.sampler = sampler if sampler is not None else make_sampler(
+        flags.searcher, plan.space, seed=seed, n_trials=plan.trials, baseline=plan.baseline,
+        ga_parent=flags.ga_parent or D.GA_PARENT)
     studies.check_config(the_study, plan.config)
     recovered = studies.recover_interrupted(the_study)
     if recovered:
         say(f"marked interrupted trials {recovered} as FAIL; their configurations run again")
     if flags.baseline:
-        with studies.trial_slot_lock(storage_url):
+        with lock():
             queued = queue_first_trials(the_study, flags.searcher, plan.space, plan.baseline,
                                         plan.start, outside=plan.outside, budget=plan.trials)
         if queued:
@@ -303,12 +320,13 @@ def _open(flags: SearchFlags, plan, say: Callable[[str], None]):
     mine = differences(plan.settings, ultralytics_defaults())
     if mine:
         say(f"your training settings, in every trial and the plain training: {shown(mine)}")
-    return the_study
 
 
 def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: bool,
          started: float = 0.0) -> None:
     """Write the mini split, print the header, run the trials through Ray Tune."""
+    from functools import partial
+
     from automl import study as studies
     from automl.console import ranges
     from automl.data.splits import make_mini_dataset, mini_size
@@ -365,7 +383,6 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
             f"final epoch (size of the stripped .pt; median CPU latency at batch 1, "
             f"{max(1, int(plan.cpus))} thread(s), "
             + ("the trial's imgsz)" if "imgsz" in plan.space.keys else f"{run.imgsz} px)"))
-    searching = plan.trials - studies.repeat_slots(flags.repeats, flags.baseline)
     # a redrawn table on a terminal when automl prints itself; plain lines into logs and `log`
     progress = LiveProgress(the_study, plan.trials, say, live=live)
     the_study.set_user_attr(studies.BUDGET_ATTR, {"trials": plan.trials,
@@ -375,16 +392,11 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
                    storage_url=storage_url, timeout=flags.timeout, goals=config.goals,
                    pace=_pace(plan, started), **trainable)
     try:
-        run_search(the_study, plan.space.distributions(), run, n_trials=searching, **options)
-        if flags.repeats and len(studies.finished_trials(the_study)) >= searching:
-            with studies.trial_slot_lock(storage_url):
-                again = studies.queue_repeats(the_study, flags.repeats)
-            if again:
-                say(f"training trials {', '.join(f'#{n}' for n in again)} once more with "
-                    "training seed 1 (the plain training too, so that means are compared with "
-                    "means): the best mean wins, not the luckiest training")
-            run_search(the_study, plan.space.distributions(), run, n_trials=plan.trials,
-                       **options)
+        _search_then_repeat(
+            the_study, flags, plan,
+            lambda n: run_search(the_study, plan.space.distributions(), run, n_trials=n,
+                                 **options),
+            lock=partial(studies.trial_slot_lock, storage_url), say=say)
     finally:
         progress.close()
     finished = len(studies.finished_trials(the_study))
@@ -393,6 +405,24 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     if flags.timeout and finished < plan.trials:
         say(f"time budget of {flags.timeout:g} s reached: {finished}/{plan.trials} trials "
             "finished (the same command with a new --timeout continues the study)")
+
+
+def _search_then_repeat(the_study, flags: SearchFlags, plan, run_trials: Callable[[int], None],
+                        *, lock: Callable[[], Any], say: Callable[[str], None]) -> None:
+    """The searched trials, then with --repeats the best ones trained once more: the loop a
+    search and its simulation share. `run_trials(n)` runs trials until the study holds n."""
+    from automl import study as studies
+
+    searching = plan.trials - studies.repeat_slots(flags.repeats, flags.baseline)
+    run_trials(searching)
+    if flags.repeats and len(studies.finished_trials(the_study)) >= searching:
+        with lock():
+            again = studies.queue_repeats(the_study, flags.repeats)
+        if again:
+            say(f"training trials {', '.join(f'#{n}' for n in again)} once more with "
+                "training seed 1 (the plain training too, so that means are compared with "
+                "means): the best mean wins, not the luckiest training")
+        run_trials(plan.trials)
 
 
 def _pace(plan, started: float):
@@ -432,6 +462,67 @@ def _summarise(plan, the_study, say: Callable[[str], None]) -> SearchResult:
     if result.best_hyperparameters_path:
         say(f"best hyperparameters: {result.best_hyperparameters_path}")
     return result
+
+
+def replay_plan(record_path: str | Path, **flags: Any):
+    """The SearchPlan `automl.search(replay=record_path, **flags)` makes, without its files, on
+    one CPU (a replay trains nothing). Flags default to those the record was made with
+    (epochs, imgsz, batch, data)."""
+    return _plan(_replay_flags(record_path, flags), _quiet, cpu_count=1, gpu_count=0)
+
+
+def _replay_flags(record_path: str | Path, flags: Mapping[str, Any]) -> SearchFlags:
+    from automl.execution.record import load_record
+
+    recorded = load_record(record_path).meta["flags"]
+    return SearchFlags(**{**recorded, "replay": str(record_path), **flags})
+
+
+def _quiet(line: str) -> None:
+    """A `say` that prints nothing (a simulated search)."""
+
+
+def simulate_search(record_path: str | Path, *, storage=None, training_seed: int = 0,
+                    sampler_factory: Callable[[Any], Any] | None = None, neighbours: int = 1,
+                    bandwidth: float = 0.0, **flags: Any):
+    """A whole replayed search in this process: `search`'s own plan, study start and trial
+    loop, with automl.execution.simulator standing in for Ray Tune at concurrency 1. Returns
+    its Optuna study.
+
+    Args:
+        record_path: the record to replay.
+        storage: an Optuna storage or URL (default: in memory).
+        training_seed: the training seed every trial trains with (a real search: 0). Another
+            value replays another recorded seed: another draw of the training noise.
+        sampler_factory: SearchPlan -> an Optuna sampler, instead of the `searcher` flag's
+            (benchmarks: a baseline that automl does not ship).
+        neighbours, bandwidth: 1 and 0 replay the nearest recorded configuration; more
+            neighbours blend the k nearest, a bandwidth blends all by a Gaussian kernel
+            (Record.neighbours).
+        flags: `automl.search` flags (searcher, trials, seed, pruner, ...).
+    """
+    from contextlib import nullcontext
+
+    import optuna
+
+    from automl.execution.simulator import simulate
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    search_flags = _replay_flags(record_path, flags)
+    plan = _plan(search_flags, _quiet, cpu_count=1, gpu_count=0)
+    if training_seed:
+        plan = replace(plan, run=replace(plan.run, fixed={**plan.run.fixed, "seed": training_seed},
+                                         baseline_fixed={**plan.run.baseline_fixed,
+                                                         "seed": training_seed}))
+    plan = replace(plan, run=replace(plan.run, replay_neighbours=neighbours,
+                                     replay_bandwidth=bandwidth))
+    the_study = optuna.create_study(storage=storage, direction="maximize", study_name=plan.name)
+    _start_study(the_study, search_flags, plan, seed=search_flags.seed, lock=nullcontext,
+                 say=_quiet, sampler=sampler_factory(plan) if sampler_factory else None)
+    _search_then_repeat(the_study, search_flags, plan,
+                        lambda n: simulate(the_study, plan, n_trials=n), lock=nullcontext,
+                        say=_quiet)
+    return the_study
 
 
 def export_study(study: str, *, storage: str | None = None, out: str | Path | None = None) -> dict:

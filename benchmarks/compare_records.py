@@ -27,7 +27,7 @@ def main() -> None:
 
     from scipy import stats
 
-    from automl.execution.replay import load_record
+    from automl.execution.record import load_record
 
     a, b = load_record(args.a), load_record(args.b)
     if a.keys != b.keys:

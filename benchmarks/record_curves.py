@@ -110,7 +110,7 @@ def main() -> None:
     from automl.data.dataset import load_dataset
     from automl.data.demo import SMALL_TRAINING, make_demo_dataset, make_small_dataset
     from automl.data.splits import make_mini_dataset
-    from automl.execution.replay import FIELDS, Record, load_record
+    from automl.execution.record import FIELDS, Record, load_record
     from automl.searching.planning import resolve_search
     from automl.searching.spaces import load_space, ultralytics_defaults
 

@@ -1,7 +1,7 @@
 """Searchers and pruners judged on thousands of replayed searches (issue 16).
 
 Every search runs in this process against a record of real learning curves
-(`benchmarks/record_curves.py`; `automl.execution.replay.simulate_search`: the same searcher, study records
+(`benchmarks/record_curves.py`; `automl.api.simulate_search`: the same searcher, study records
 and Ray Tune scheduler as a real search, without training). For each searcher x pruner x budget,
 `--reps` searches with searcher seeds 0..reps-1, each replaying one recorded training seed as
 "the" training (alternating, so both draws of the training noise count). Per search:
@@ -67,7 +67,8 @@ def fit_bandwidth(record, widths) -> list[tuple[float, float]]:
 def one_search(job: dict) -> dict:
     """Run one replayed search; what it picked, what that is worth, what it cost."""
     os.environ.setdefault("YOLO_VERBOSE", "False")
-    from automl.execution.replay import load_record, simulate_search
+    from automl.api import simulate_search
+    from automl.execution.record import load_record
     from automl.study import best_trial
 
     record = load_record(job["record"])
@@ -110,7 +111,7 @@ def main() -> None:
                              "K again (0: none)")
     parser.add_argument("--space", default="recorded",
                         help="the searched space: recorded (default: the record's keys, bounds "
-                             "and fixed args, automl.execution.replay.record_space), or a space whose "
+                             "and fixed args, automl.execution.record.record_space), or a space whose "
                              "keys and fixed args are the record's (a replay refuses others)")
     parser.add_argument("--neighbours", type=int, default=1,
                         help="1: replay the nearest recorded configuration (tabular); k > 1: "
@@ -129,11 +130,11 @@ def main() -> None:
 
     import pandas as pd
 
-    from automl.execution.replay import load_record
+    from automl.execution.record import load_record
 
     record = load_record(args.record)
     if args.space == "recorded":
-        from automl.execution.replay import record_space
+        from automl.execution.record import record_space
 
         args.space = str(record_space(record, Path(tempfile.mkdtemp()) / "recorded.yaml"))
     if args.fit_bandwidth:

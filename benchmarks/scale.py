@@ -308,7 +308,7 @@ def big_study(storage: str, n: int, space: Path, run: str) -> tuple[str, float]:
     and storage writes as a search, without Ray; ~0.3 s a trial on PostgreSQL here), then
     copies of them added with Optuna's own add_trials (~0.1 s a trial) up to n: the same rows
     per trial as a search writes, in a fraction of the time."""
-    from automl.execution.replay import simulate_search
+    from automl.api import simulate_search
     from automl.study import get_storage
 
     name = f"scale-big-{n}-{run}"
@@ -350,7 +350,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=1)
     args = p.parse_args()
     args.run = time.strftime("%m%d%H%M")  # each run its own studies (a study keeps its budget)
-    from automl.execution.replay import load_record, record_space
+    from automl.execution.record import load_record, record_space
 
     storage = postgres_url()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -81,7 +81,7 @@ def fake_record(path, *, configs: int = 40, epochs: int = 20, seed: int = 0):
     closed-form value of lr0 and momentum, plus a per-seed offset (training noise)."""
     import numpy as np
 
-    from automl.execution.replay import FIELDS, Record
+    from automl.execution.record import FIELDS, Record
 
     rng = np.random.default_rng(seed)
     params = np.column_stack([10 ** rng.uniform(-4, -1, configs), rng.uniform(0.01, 1, configs),

@@ -40,7 +40,7 @@ def yolo_settings(line: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     """A replayed search (in this process) with its best_hyperparameters.yaml."""
-    from automl.execution.replay import simulate_search
+    from automl.api import simulate_search
     from automl.study import write_best_hyperparameters
     from tests.fakes import fake_record
 

@@ -8,8 +8,9 @@ import pytest
 from optuna.trial import TrialState
 
 import automl
+from automl.api import simulate_search
 from automl.errors import ConfigError
-from automl.execution.replay import load_record, simulate_search
+from automl.execution.record import load_record
 from automl.study import (
     BASELINE_ATTR,
     REPEAT_OF_ATTR,
@@ -107,7 +108,7 @@ def test_the_bandwidth_fit_predicts_each_configuration_from_the_others_only(reco
 def test_a_blend_ignores_a_neighbour_that_stopped_early():
     import numpy as np
 
-    from automl.execution.replay import _blend
+    from automl.execution.record import _blend
 
     values = np.array([[0.2, 0.4, np.nan], [0.4, np.nan, np.nan]])  # epochs in columns
     blended = _blend(np.array([0.75, 0.25]), values)
@@ -201,7 +202,7 @@ def _variant(record_path, tmp_path, name, *, meta=None, scale_map50=None):
     """The fake record with other meta (what it was trained with) or other map50 values."""
     import dataclasses
 
-    from automl.execution.replay import FIELDS, Record
+    from automl.execution.record import FIELDS, Record
 
     record = load_record(record_path)
     curves = record.curves.copy()
@@ -213,7 +214,7 @@ def _variant(record_path, tmp_path, name, *, meta=None, scale_map50=None):
 
 
 def test_a_replay_refuses_a_record_trained_otherwise_in_one_line(record_path, tmp_path):
-    from automl.execution.replay import record_space
+    from automl.execution.record import record_space
 
     # recorded with auto's warmup_bias_lr 0; today's searched trials train 0.1
     old = _variant(record_path, tmp_path, "old.npz", meta={
@@ -246,7 +247,7 @@ def test_a_replay_refuses_a_record_trained_otherwise_in_one_line(record_path, tm
     assert config["baseline_fixed"]["lr0"] != 0.01
     # without --data too: a replay is the record's data, not the demo's (whose profile trains
     # nbs = batch, which the record did not)
-    from automl.execution.replay import replay_plan
+    from automl.api import replay_plan
 
     plan = replay_plan(old, data=None, space=str(path))
     assert "nbs" not in plan.run.fixed and plan.name == "data-recorded"
@@ -287,7 +288,7 @@ def test_a_replay_scores_recorded_metrics_under_the_searchs_fitness(record_path,
 
 
 def test_running_a_finished_study_again_says_it_is_finished_and_what_to_do(record_path, in_tmp):
-    from automl.execution.replay import record_space
+    from automl.execution.record import record_space
 
     space = str(record_space(load_record(record_path), in_tmp / "recorded.yaml"))
     url = f"sqlite:///{in_tmp / 's.db'}"
@@ -304,7 +305,7 @@ def test_running_a_finished_study_again_says_it_is_finished_and_what_to_do(recor
 
 def test_an_existing_study_opens_as_a_search_result(record_path, in_tmp):
     from automl.errors import StudyError
-    from automl.execution.replay import record_space
+    from automl.execution.record import record_space
 
     space = str(record_space(load_record(record_path), in_tmp / "recorded.yaml"))
     url = f"sqlite:///{in_tmp / 'studies' / 'mine.db'}"
@@ -324,7 +325,7 @@ def test_every_shipped_record_loads_and_a_metric_added_since_reads_nan():
 
     import numpy as np
 
-    from automl.execution.replay import FIELDS
+    from automl.execution.record import FIELDS
 
     shipped = sorted(Path("benchmarks/records").glob("*.npz"))
     assert shipped
