@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -59,105 +59,13 @@ class SearchResult:
         return self.study.trials_dataframe()
 
 
-def search(
-    *,
-    data: str | Path | None = None,
-    space: str | Path = D.SPACE,
-    searcher: str = D.SEARCHER,
-    trials: int | None = None,
-    fitness: str | None = None,
-    study: str | None = None,
-    storage: str | None = None,
-    seed: int | None = None,
-    concurrency: int | None = None,
-    cpus_per_trial: float | None = None,
-    gpus_per_trial: float | None = None,
-    fraction: float | str = D.FRACTION,
-    model: str = D.MODEL,
-    epochs: int | None = None,
-    imgsz: int | None = None,
-    batch: int | None = None,
-    min_batch: int = D.MIN_BATCH,
-    device: str | None = None,
-    ga_parent: str | None = None,
-    pruner: str | None = None,
-    address: str | None = None,
-    baseline: bool = True,
-    timeout: float | None = None,
-    repeats: int = 0,
-    keep_weights: str = "best",
-    replay: str | Path | None = None,
-    objectives: str | None = None,
-    max_size_mb: float | None = None,
-    max_latency_ms: float | None = None,
-    replay_epoch_seconds: float = 0.0,
-    drop_bad_images: bool = False,
-    budget: str | float | None = None,
-    cfg: str | Path | None = None,
-    train_args: Mapping[str, Any] | Sequence[str] | None = None,
-    log: Callable[[str], None] | None = None,
-) -> SearchResult:
+def search(*, log: Callable[[str], None] | None = None, **flags: Any) -> SearchResult:
     """Run (or continue) a hyperparameter search whose every trial is an ultralytics training.
 
+    Takes every `automl search` option as a keyword, with its default; automl.options.SEARCH
+    declares each once (the Args below are written from it).
+
     Args:
-        data: data.yaml; None uses the built-in demo data (generated once into the cache).
-        space: built-in space name or path to a space YAML.
-        searcher: a name of automl.searching.samplers.SEARCHERS (tpe, ga, gp, cmaes, random, grid, nsga2).
-        trials: trials in the study in total (finished ones from earlier runs count); None: 8,
-            or with `budget` as many as fit (a number given is a cap the budget keeps).
-        fitness: preset (v5, map50_95, map50, map75, f1) or a sum like "0.2*map50+0.8*map75".
-        study: study name (default: DATA-SPACE); storage: Optuna URL (default sqlite under studies/).
-        seed: repeats the mini split and the searcher's random draws; a whole search repeats
-            exactly only one trial at a time (concurrency 1): with several at once, a proposal
-            depends on which trials finished before it.
-        concurrency, cpus_per_trial, gpus_per_trial: trials at once and each one's resources.
-        fraction: stratified share of train and of val each trial uses, or "auto" (half, unless
-            that leaves a trial under 100 optimizer steps; see automl.searching.fraction.auto_fraction).
-        model, epochs, imgsz, batch, device: the training of each trial (epochs, imgsz and
-            batch default to 30, 640 and 16; on the demo data to its profile, DEMO_PROFILE).
-        min_batch: a trial out of memory trains again at half its batch, down to this
-            (automl.execution.memory); below it the trial is FAIL.
-        ga_parent: GA parent selection, single (default) or weighted; --searcher ga only.
-        pruner: asha, median or none; default asha when the epochs leave room for two rungs.
-        address: join this Ray cluster instead of starting a local one.
-        baseline: a new study's trial #0 is the user's plain training (`yolo train` with
-            these flags) and, for searchers without a start of their own, trial #1 is
-            ultralytics' default values for the space's keys.
-        timeout: seconds after which no new trial starts (running ones finish and are kept);
-            `trials` stays the upper bound. None: no time limit.
-        repeats: the last `repeats` trials of the budget train the best trials so far once more,
-            with training seed 1 (each its own trial, linked to the original); the study's
-            best is then the best mean of those, not the luckiest single training.
-        keep_weights: which finished trials keep their ultralytics weights: "best" (default:
-            the best COMPLETE trial's only, replaced when a better one completes), "all", "none".
-        replay: a record of real learning curves (benchmarks/records/*.npz): every trial
-            reports the recorded epochs of its nearest recorded configuration instead of
-            training (searcher and pruner benchmarks, tests); the data then comes from the
-            record, and `data` only names it; `space` left at its default, the record's own
-            space (its keys, bounds and fixed args).
-        objectives: "fitness" (default), or "fitness,latency", "fitness,size", ...: a
-            multi-objective study over fitness and the trained weights' CPU latency (batch 1) or
-            size, whose Pareto front the summary and the report show (tpe, nsga2, gp, random,
-            grid; no pruning). See automl.objectives.
-        max_size_mb, max_latency_ms: caps on a trial's own trained weights (size in MB, median
-            CPU latency at batch 1 in ms, measured after its final epoch): a trial over a cap is
-            infeasible, never the best and never a GA parent.
-        replay_epoch_seconds: with `replay`, each replayed epoch takes this long (a stand-in for
-            training time: scale benchmarks know the theoretical minimum of their wall time).
-        drop_bad_images: search even when ultralytics would leave out more than 5% of the
-            images (automl.data.checks.MAX_DROPPED_SHARE); without it such data stops the search
-            before the first trial, naming the main cause and its fix.
-        budget: time for the whole search ("45m", "2h", "1h30m", "90s", or seconds): one epoch
-            of the plain training is timed, the trials, epochs (at most `epochs`), mini-split
-            share and trials at once are planned to fit, and no trial starts that the measured
-            pace says would end after it (automl.execution.budget).
-        cfg: a `yolo train cfg=` YAML of the user's training settings (their own, or a
-            best_hyperparameters.yaml).
-        train_args: the user's `yolo train` settings, over `cfg`: a mapping (as
-            `model.train(**train_args)` takes them) or `KEY=VALUE` strings (as `yolo train`
-            takes them). Every trial trains with them, the plain training included; data, model,
-            epochs, imgsz, batch and device set those arguments. Checked by ultralytics' own
-            configuration checks (automl.searching.settings).
         log: where progress lines go (default: stdout).
 
     Returns:
@@ -167,13 +75,39 @@ def search(
         AutoMLError: any bad flag, space, fitness or data, before the first trial.
     """
     started = time.monotonic()  # the budget's clock
-    args = dict(locals())
+    unknown = sorted(set(flags) - {f.name for f in fields(SearchFlags)})
+    if unknown:
+        raise TypeError(f"automl.search() got an unexpected keyword argument {unknown[0]!r}")
     say = log or (lambda line: print(line, flush=True))
-    flags = SearchFlags(**{f.name: args[f.name] for f in fields(SearchFlags)})
+    flags = SearchFlags(**flags)
     plan = _plan(flags, say, started)
     the_study = _open(flags, plan, say)
     _run(flags, plan, the_study, say, live=log is None and sys.stdout.isatty(), started=started)
     return _summarise(plan, the_study, say)
+
+
+def _declared_search() -> None:
+    """automl.search's signature and Args, from automl.options.SEARCH."""
+    import inspect
+    import textwrap
+
+    from automl.options import SEARCH
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    search.__signature__ = inspect.Signature(
+        [*(inspect.Parameter(o.name, keyword, default=o.default, annotation=o.api_annotation())
+           for o in SEARCH.options),
+         inspect.Parameter("log", keyword, default=None,
+                           annotation="Callable[[str], None] | None")],
+        return_annotation="SearchResult")
+    lines = [textwrap.fill(f"{o.name}: {o.api_help()}", 92, initial_indent=" " * 8,
+                           subsequent_indent=" " * 12) for o in SEARCH.options]
+    if search.__doc__:  # None under python -OO
+        search.__doc__ = search.__doc__.replace("        log: where progress lines go",
+                                                "\n".join(lines) + "\n        log: where progress lines go")
+
+
+_declared_search()
 
 
 def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -159,52 +159,28 @@ def _pairs(settings: Mapping[str, Any] | None) -> str:
     return " ".join(f"{k}={v}" for k, v in (settings or {}).items()) or "(none)"
 
 
-@dataclass(frozen=True)
-class SearchFlags:
-    """`automl search`'s flags, with their defaults (see `automl.search` for each one)."""
+def _demo(self) -> bool:
+    """The built-in demo data (and its profile): no --data, and no replay (a replay's data is
+    its record's, trained with ultralytics' own nominal batch)."""
+    return self.data is None and self.replay is None
 
-    data: str | Path | None = None
-    space: str | Path = D.SPACE
-    searcher: str = D.SEARCHER
-    trials: int | None = None  # None: D.TRIALS, or as many as --budget fits
-    fitness: str | None = None
-    study: str | None = None
-    storage: str | None = None
-    seed: int | None = None
-    concurrency: int | None = None  # None: automl.searching.planning.auto_concurrency
-    cpus_per_trial: float | None = None
-    gpus_per_trial: float | None = None
-    fraction: float | str = D.FRACTION
-    model: str = D.MODEL
-    epochs: int | None = None
-    imgsz: int | None = None
-    batch: int | None = None
-    min_batch: int = D.MIN_BATCH  # out of memory: a trial halves its batch down to this
-    device: str | None = None
-    ga_parent: str | None = None  # the GA's parent selection (None: D.GA_PARENT); ga only
-    pruner: str | None = None
-    address: str | None = None
-    baseline: bool = True
-    timeout: float | None = None
-    repeats: int = 0  # the best trials trained once more with another seed; pick the best mean
-    keep_weights: str = "best"  # all | best | none: which finished trials keep their weights
-    replay: str | None = None  # replay recorded learning curves instead of training (automl.execution.replay)
-    objectives: str | None = None  # "fitness,latency" etc. (automl.objectives); None: fitness
-    max_size_mb: float | None = None  # trials whose weights are larger are infeasible
-    max_latency_ms: float | None = None  # ... or whose CPU latency (batch 1) is higher
-    drop_bad_images: bool = False  # search even when ultralytics would leave out > 5% of images
-    replay_epoch_seconds: float = 0.0  # with replay: each replayed epoch takes this long
-    budget: str | float | None = None  # time for the whole search (automl.durations)
-    # the user's `yolo train` settings: KEY=VALUE strings or a mapping, and a cfg= YAML
-    # (automl.searching.settings reads them)
-    train_args: Any = None
-    cfg: str | Path | None = None
 
-    @property
-    def demo(self) -> bool:
-        """The built-in demo data (and its profile): no --data, and no replay (a replay's data is
-        its record's, trained with ultralytics' own nominal batch)."""
-        return self.data is None and self.replay is None
+def _search_flags():
+    from automl.options import SEARCH
+
+    flags = make_dataclass(
+        "SearchFlags",
+        [(o.name, o.api_annotation(), field(default=o.default)) for o in SEARCH.options],
+        frozen=True,
+        namespace={"demo": property(_demo), "__doc__": (
+            "`automl search`'s flags with their defaults: a field per option automl.options.SEARCH "
+            "declares (its help is automl.search's docstring).")})
+    flags.__module__ = __name__  # pickles as automl.config.SearchFlags
+    return flags
+
+
+# made from the one declaration of the search's options; `automl.search` takes the same keywords
+SearchFlags = _search_flags()
 
 
 def check_model(model: str) -> None:

@@ -39,6 +39,8 @@ class Option:
         required, nargs, metavar, choices: as argparse's.
         registry: the registry whose names the help lists at `{registry}` ("samplers",
             "schedulers").
+        annotation: the API keyword's type, as text, where the parser's does not say it (a
+            path or a mapping the API also takes).
     """
 
     name: str
@@ -53,6 +55,7 @@ class Option:
     metavar: str | None = None
     choices: tuple[str, ...] | None = None
     registry: str | None = None
+    annotation: str | None = None
 
     @property
     def cli_flag(self) -> str:
@@ -66,7 +69,22 @@ class Option:
             entries = registries[self.registry]
             text = text.format(registry="; ".join(f"{name}: {entry.help}"
                                                   for name, entry in entries.items()))
+        elif self.registry:
+            text = text.format(registry=f"a name in automl.searching.{self.registry}'s registry")
         return text
+
+    def api_annotation(self) -> str:
+        """The API keyword's type, as text (SearchFlags and automl.search are made from it)."""
+        if self.annotation:
+            return self.annotation
+        base = "bool" if self.type is None else {int: "int", number: "float"}.get(self.type, "str")
+        return base if self.default is not None else f"{base} | None"
+
+    def api_help(self) -> str:
+        """The help as the API's docstring shows it: argparse's placeholders written out, and a
+        switch named by its keyword's value."""
+        text = self.help_text().replace("%(default)s", str(self.default)).replace("%%", "%")
+        return f"False is {self.cli_flag}: {text}" if self.switch == "off" else text
 
 
 @dataclass(frozen=True)
@@ -320,8 +338,10 @@ FOLDS = Option("folds", "thresholds chosen on K-1 folds of the images, measured 
 
 SEARCH = Command("search", "run or continue a search (trials via Ray Tune, record in Optuna)", (
     Option("data", "data.yaml, or a folder of class folders for a classify model (default: the "
-           "built-in demo data of the model's task)", check=not_empty),
+           "built-in demo data of the model's task)", check=not_empty,
+           annotation="str | Path | None"),
     Option("space", f"built-in space name or a YAML path (default: {D.SPACE})", default=D.SPACE,
+           annotation="str | Path",
            check=not_empty),
     Option("searcher", f"{{registry}} (default: {D.SEARCHER})", default=D.SEARCHER,
            registry="samplers"),
@@ -339,7 +359,8 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
     CPUS, GPUS,
     Option("fraction", "stratified share of train and of val per trial, or auto (default): half, "
            "unless that leaves a trial under 100 optimizer steps (small data: more, up to all "
-           "images)", default=D.FRACTION, check=_fraction),
+           "images)", default=D.FRACTION, check=_fraction,
+           annotation="float | str"),
     Option("model", "model YAML or local .pt (default: %(default)s)", default=D.MODEL,
            check=not_empty),
     Option("epochs", f"epochs per trial (default: {D.EPOCHS}; demo data: "
@@ -373,7 +394,8 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
            default="best", check=_keep_weights),
     Option("replay", "replay a record of learning curves (benchmarks/records/*.npz) instead of "
            "training: searcher and pruner studies in seconds; without --space, the "
-           "record's own space", check=not_empty),
+           "record's own space", check=not_empty,
+           annotation="str | Path | None"),
     Option("objectives", "fitness (default), or fitness,latency | fitness,size | "
            "fitness,latency,size: a multi-objective study over fitness and the trained weights' "
            "CPU latency or size (no pruning); the summary and the report show its Pareto front"),
@@ -388,15 +410,18 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
            check=at_least(0)),
     Option("budget", "time for the whole search, e.g. 45m, 2h, 1h30m, 90s: automl times one "
            "epoch, then plans the trials, epochs, share and trials at once that fit, and ends "
-           "inside it (--trials and --epochs stay caps)", metavar="DURATION", check=_duration),
+           "inside it (--trials and --epochs stay caps)", metavar="DURATION", check=_duration,
+           annotation="str | float | None"),
     Option("drop_bad_images", "search even when ultralytics would leave out more than 5%% of "
            "the images (automl check says why); without it the search stops first", type=None,
            default=False, switch="on"),
     Option("cfg", "a yolo train cfg= YAML of your training settings (your own, or a "
-           "best_hyperparameters.yaml); KEY=VALUE settings go over it", check=not_empty),
+           "best_hyperparameters.yaml); KEY=VALUE settings go over it", check=not_empty,
+           annotation="str | Path | None"),
     Option("train_args", "your yolo train settings, as yolo train takes them (cos_lr=True "
            "close_mosaic=5 freeze=10 ...): every trial trains with them, the plain training "
-           "(trial #0) included", flag="train_args", nargs="*", metavar="KEY=VALUE"),
+           "(trial #0) included", flag="train_args", nargs="*", metavar="KEY=VALUE",
+           annotation="Mapping[str, Any] | Sequence[str] | None"),
 ))
 
 PROMOTE = Command("promote", "train a study's best trial on the full data", (
