@@ -57,7 +57,7 @@ class RunSpec:
     final_eval: bool = False
     workers: int | None = None
     replay: str | None = None
-    keep_weights: str = "best"
+    keep_weights: str = D.KEEP_WEIGHTS
     measure: bool = False  # size and CPU latency of the final weights (a cap or objective needs them)
     replay_neighbours: int = 1  # a replay blends this many nearest recorded configurations
     replay_bandwidth: float = 0.0  # ... or, > 0, all of them by a Gaussian kernel this wide

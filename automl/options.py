@@ -197,7 +197,7 @@ def _duration(v: Any) -> str | None:
 
 
 def _keep_weights(v: Any) -> str | None:
-    return None if v in D.KEEP_WEIGHTS else f"choose one of {', '.join(D.KEEP_WEIGHTS)}"
+    return None if v in D.KEEP_WEIGHTS_MODES else f"choose one of {', '.join(D.KEEP_WEIGHTS_MODES)}"
 
 
 def parser_check(parse: Callable[[Any], Any]) -> Check:
@@ -272,7 +272,7 @@ def ray_address(v: Any) -> str | None:
 ADDRESS = Option("address", "join this Ray cluster (auto | HOST:PORT of its head)",
                  check=ray_address)
 FULL_DATA = Option("full_data", "train on train, or on train+val images (default: %(default)s)",
-                   default="train", choices=D.FULL_DATA)
+                   default=D.FULL_DATA, choices=D.FULL_DATA_MODES)
 
 
 def grid_values(values: Iterable[str | float]) -> list[float]:
@@ -327,11 +327,12 @@ IOU_GRID = _grid_option("iou_grid", "NMS IoU thresholds in (0, 1) (default: 0.4 
 THRESHOLD_METRIC = Option("metric", "what the model is for. Deployed, judged on the boxes kept: "
                           "f1 (default) | precision@recall=R | recall@precision=P. Ranked: "
                           "fitness (0.1*map50+0.9*map50_95) | map50_95 | map75 | map50 | an "
-                          "expression such as 0.5*map75+0.5*map50", default="f1")
+                          "expression such as 0.5*map75+0.5*map50", default=D.THRESHOLD_METRIC)
 PER_CLASS = Option("per_class", "also choose one conf per class (at the chosen IoU), written to "
                    "thresholds.yaml", type=None, default=False, switch="on")
 FOLDS = Option("folds", "thresholds chosen on K-1 folds of the images, measured on the one left "
-               "out, in turn: the held-out figures (default: %(default)s)", type=int, default=5,
+               "out, in turn: the held-out figures (default: %(default)s)", type=int,
+               default=D.THRESHOLD_FOLDS,
                check=at_least(2))
 
 # --- the commands ------------------------------------------------------------------------------
@@ -391,7 +392,7 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
            check=at_least(0)),
     Option("keep_weights", "which finished trials keep their weights: best (default: only the "
            "study's best trial, replaced when a better one completes), all, none",
-           default="best", check=_keep_weights),
+           default=D.KEEP_WEIGHTS, check=_keep_weights),
     Option("replay", "replay a record of learning curves (benchmarks/records/*.npz) instead of "
            "training: searcher and pruner studies in seconds; without --space, the "
            "record's own space", check=not_empty,
@@ -450,9 +451,10 @@ VALIDATE = Command("validate", "train a study's top trials and its plain trainin
     Option("storage", "Optuna storage URL (default: sqlite:///studies/NAME.db); the validation "
            "goes to the study NAME-validate there"),
     Option("top", "how many of the best trials (noise-aware where --repeats ran); the plain "
-           "training #0 is added (default: %(default)s)", type=int, default=5, check=at_least(1)),
+           "training #0 is added (default: %(default)s)", type=int, default=D.VALIDATE_TOP,
+           check=at_least(1)),
     Option("seeds", "training seeds per configuration (default: %(default)s)", type=int,
-           default=2, check=at_least(1)),
+           default=D.VALIDATE_SEEDS, check=at_least(1)),
     Option("epochs", "default: the study's epochs", type=int, check=at_least(1)),
     FULL_DATA,
     Option("data", "data.yaml (default: the data the study searched on, in full)",

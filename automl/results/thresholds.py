@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from automl import defaults as D
 from automl.errors import ConfigError
 from automl.fitness import parse_fitness
 from automl.options import parse_grid
@@ -54,8 +55,6 @@ from automl.weights import check_classes, load_detection_model
 DEFAULT_CONF_GRID = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.35)
 DEFAULT_IOU_GRID = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
 # The default judges the boxes a deployed model shows (docs/commands.md#thresholds says why).
-DEFAULT_METRIC = "f1"
-DEFAULT_FOLDS = 5
 FOLD_SEED = 0
 
 
@@ -70,9 +69,9 @@ def tune_thresholds(
     weights: str | Path,
     data: str | Path,
     split: str = "val",
-    metric: str = DEFAULT_METRIC,
+    metric: str = D.THRESHOLD_METRIC,
     per_class: bool = False,
-    folds: int = DEFAULT_FOLDS,
+    folds: int = D.THRESHOLD_FOLDS,
     conf_grid: Iterable[str | float] | None = None,
     iou_grid: Iterable[str | float] | None = None,
     imgsz: int | None = None,

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from automl import defaults as D
 from automl.defaults import GA_PARENT_MODES as PARENT_MODES
 from automl.errors import ConfigError, SearchSpaceError
 from automl.registry import lookup
@@ -31,7 +32,7 @@ class SamplerArgs:
     seed: int | None = None
     n_trials: int | None = None  # the study's budget: sizes a model-based searcher's random start
     baseline: Mapping[str, Any] | None = None  # the GA's start (the plain training's values)
-    ga_parent: str = "single"
+    ga_parent: str = D.GA_PARENT
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,7 @@ def make_sampler(
     seed: int | None = None,
     n_trials: int | None = None,
     baseline: Mapping[str, Any] | None = None,
-    ga_parent: str = "single",
+    ga_parent: str = D.GA_PARENT,
 ):
     """Build the Optuna sampler for searcher `name` over `space`.
 

@@ -16,6 +16,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from automl.defaults import GA_PARENT
 from automl.defaults import GA_PARENT_MODES as PARENT_MODES
 from automl.searching.spaces import Param, SearchSpace
 
@@ -60,7 +61,7 @@ class GASampler(BaseSampler):
         *,
         space: SearchSpace,
         defaults: Mapping[str, Any] | None = None,
-        parent: str = "single",
+        parent: str = GA_PARENT,
         top_k: int = 5,
         mutation_prob: float = 0.8,
         sigma: float = 0.2,
