@@ -130,8 +130,7 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0,
     from automl.study import STUDIES_DIR
 
     # the flags first: a typo must not wait for torch to load or demo data to be generated
-    flags = with_settings(flags)
-    check_search(flags)
+    flags = check_search(with_settings(flags))
     if flags.replay:  # the recorded trainings' epochs, imgsz and batch unless the flags say
         from automl.execution.record import load_record
 
@@ -232,7 +231,7 @@ def _start_study(the_study, flags: SearchFlags, plan, *, seed: int | None,
     from automl.searching.spaces import ultralytics_defaults
 
     the_study.sampler = sampler if sampler is not None else make_sampler(
-        flags.searcher, plan.space, seed=seed, n_trials=plan.trials, baseline=plan.baseline,
+        plan.searcher, plan.space, seed=seed, n_trials=plan.trials, baseline=plan.baseline,
         ga_parent=flags.ga_parent or D.GA_PARENT)
     studies.check_config(the_study, plan.config)
     recovered = studies.recover_interrupted(the_study)
@@ -240,7 +239,7 @@ def _start_study(the_study, flags: SearchFlags, plan, *, seed: int | None,
         say(f"marked interrupted trials {recovered} as FAIL; their configurations run again")
     if flags.baseline:
         with lock():
-            queued = queue_first_trials(the_study, flags.searcher, plan.space, plan.baseline,
+            queued = queue_first_trials(the_study, plan.searcher, plan.space, plan.baseline,
                                         plan.start, outside=plan.outside, budget=plan.trials)
         if queued:
             plain = {"model": plan.run.model, "epochs": plan.run.epochs,
@@ -322,7 +321,7 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
     the_study.set_user_attr(studies.BUDGET_ATTR, {"trials": plan.trials,
                                                   "concurrency": plan.concurrency})
     options = dict(resources=Resources(plan.concurrency, plan.cpus, plan.gpus),
-                   on_event=progress, address=flags.address, pruner=config.pruner,
+                   on_event=progress, address=flags.address, pruner=plan.pruner,
                    storage_url=storage_url, timeout=flags.timeout, goals=config.goals,
                    pace=_pace(plan, started), **trainable)
     try:

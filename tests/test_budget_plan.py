@@ -219,8 +219,8 @@ def test_the_fitted_search_trains_on_the_share_its_plan_timed(monkeypatch, in_tm
     dataset = Dataset(yaml_path=in_tmp / "data.yaml", names=("a",),
                       train=tuple(Path(f"t/{i}.jpg") for i in range(600)),
                       val=tuple(Path(f"v/{i}.jpg") for i in range(100)))
-    flags = SearchFlags(data="data.yaml", budget="12m20s", epochs=30, batch=16, study="pin")
-    check_search(flags)
+    flags = check_search(SearchFlags(data="data.yaml", budget="12m20s", epochs=30, batch=16,
+                                     study="pin"))
 
     def resolve(f):
         return resolve_search(f, dataset=dataset, space=load_space("lr_momentum"),

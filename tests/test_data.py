@@ -103,11 +103,6 @@ def test_missing_data_yaml(tmp_path):
         load_dataset(tmp_path / "nope.yaml")
 
 
-def test_bad_fraction(tmp_path, demo):
-    with pytest.raises(DataError, match="--fraction 1.5"):
-        make_mini_dataset(load_dataset(demo), 1.5, tmp_path / "x")
-
-
 def _labels_one_image_at_a_time(boxes, nc):
     """The per-image definition that the vectorised stratification_labels must match."""
     from automl.data.stratify import ASPECT_EDGES, BPI_BUCKETS, SIZE_EDGES

@@ -23,7 +23,7 @@ def dataset(n_train: int, n_val: int = 10, nc: int = 2, name: str = "mydata") ->
 
 def plan(flags: SearchFlags, data: Dataset | None = None, space="lr_momentum", cpus=2, gpus=0):
     """As automl.search plans: the flags checked once (check_search), then resolved."""
-    check_search(flags)
+    flags = check_search(flags)
     return resolve_search(flags, dataset=data or dataset(120), space=load_space(space)
                           if isinstance(space, str) else space,
                           ultralytics_defaults=ultralytics_defaults(), cpu_count=cpus,

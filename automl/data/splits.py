@@ -85,12 +85,8 @@ def make_mini_dataset(
 
     Args:
         labels: the stratification labels of train and of val when the caller has them already.
-
-    Raises:
-        DataError: a fraction outside (0, 1].
+    `fraction` is in (0, 1], as the options' checks leave it (automl.options).
     """
-    if not 0 < fraction <= 1:
-        raise DataError(f"--fraction {fraction}: must be in (0, 1]; 1 uses all images")
     if fraction >= 1:
         train = dataset.train if dataset.listed_train is None else dataset.listed_train
         val = dataset.val if dataset.listed_val is None else dataset.listed_val

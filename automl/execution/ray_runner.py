@@ -23,7 +23,7 @@ from automl.epochs import EpochReport, error_report
 from automl.errors import ConfigError
 from automl.execution.events import EpochEvent, TrialEvent
 from automl.objectives import Goals
-from automl.searching.schedulers import make_scheduler
+from automl.searching.schedulers import PrunerEntry, make_scheduler
 from automl.study import finished_trials, heartbeat_settings
 from automl.study.attrs import trial_folder
 from automl.ultralytics_env import offline_env
@@ -256,7 +256,7 @@ def run_search(
     resources: Resources,
     on_event: Callable[[TrialEvent | EpochEvent], None] | None = None,
     address: str | None = None,
-    pruner: str = "none",
+    pruner: str | PrunerEntry = "none",
     trainable: Callable[[dict[str, Any]], None] = run_trial,
     storage_url: str = "",
     timeout: float | None = None,

@@ -27,7 +27,7 @@ def simulate(study, plan, *, n_trials: int | None = None, on_event=None) -> None
     """Run a replayed search in this process, as Ray Tune runs it at concurrency 1.
 
     The same StudySearcher asks the study and records every epoch and outcome, the same
-    scheduler (`plan.config.pruner`) decides on every epoch's result, in the order Ray Tune
+    scheduler (`plan.pruner`) decides on every epoch's result, in the order Ray Tune
     calls them; only Ray's processes are left out. `plan.run.replay` names the record.
     """
     from ray.tune.schedulers import TrialScheduler
@@ -38,7 +38,7 @@ def simulate(study, plan, *, n_trials: int | None = None, on_event=None) -> None
 
     n_trials = n_trials or plan.trials
     searcher = StudySearcher(study, plan.space.distributions(), plan.run, n_trials, on_event)
-    scheduler = make_scheduler(plan.config.pruner, int(plan.run.epochs))
+    scheduler = make_scheduler(plan.pruner, int(plan.run.epochs))
     controller = _Controller()
     for i in range(10 * n_trials + 10):  # far more than a budget can take
         trial_id = f"sim_{i:05d}_{len(study.trials)}"

@@ -37,6 +37,8 @@ class SearchPlan:
     gpus: float
     concurrency_why: str = "--concurrency"
     budget: Any = None  # the BudgetPlan of --budget (automl.searching.budget_plan), or None
+    searcher: Any = None  # the SearcherEntry chosen (automl.searching.samplers); its name: config
+    pruner: Any = None  # the PrunerEntry chosen (automl.searching.schedulers); its name: config
 
 
 def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: Mapping[str, Any],
@@ -58,7 +60,6 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     """
     from automl.data.splits import mini_size
     from automl.fitness import parse_fitness
-    from automl.options import fraction_value
     from automl.searching.baseline import resolve_auto, trial_fixed
     from automl.searching.fraction import auto_fraction
     from automl.searching.samplers import searcher_entry
@@ -74,8 +75,8 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
         if not on_gpu:  # its fallback on the CPU: the default batch, known now
             batch = plan_batch = int(ultralytics_defaults["batch"])
     goals = search_goals(flags)
-    pruner = ("none" if goals.multi else pruner_entry(flags.pruner).name
-              if flags.pruner is not None else default_pruner(epochs))
+    pruner = pruner_entry("none" if goals.multi else flags.pruner if flags.pruner is not None
+                          else default_pruner(epochs))
 
     name = flags.study or f"{'demo' if flags.demo else Path(dataset.yaml_path).stem}-{space.name}"
     user = dict(flags.train_args or {})
@@ -90,7 +91,7 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     nbs = int(run_args.get("nbs", ultralytics_defaults["nbs"]))
     if plan_batch < 1:  # AutoBatch on a GPU picks it as each trial starts; one up to nbs
         plan_batch = nbs  # changes no optimizer step count (ultralytics steps once per nbs)
-    fraction = fraction_value(flags.fraction)
+    fraction = flags.fraction  # read by check_search
     if fraction == D.AUTO:
         fraction, why = auto_fraction(len(dataset.train), epochs=epochs, batch=plan_batch,
                                       nbs=nbs)
@@ -135,7 +136,7 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
         fitness=fit.spec, searcher=flags.searcher, data=str(dataset.yaml_path), model=flags.model,
         settings=user,
         epochs=epochs, imgsz=imgsz, fraction=fraction, batch=batch, seed=flags.seed,
-        pruner=pruner, objectives=goals.objectives if goals.multi else None,
+        pruner=pruner.name, objectives=goals.objectives if goals.multi else None,
         max_size_mb=goals.max_size_mb, max_latency_ms=goals.max_latency_ms)
     run = RunSpec(
         # what make_mini_dataset returns: a data.yaml, or the folder of class folders
@@ -153,7 +154,8 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
                       fraction_why=why, mini_dir=out_dir / "mini", baseline=baseline, start=start,
                       outside=outside_space(space, fixed, plain, baseline, ultralytics_defaults),
                       concurrency=concurrency, cpus=cpus, gpus=gpus,
-                      concurrency_why=concurrency_why, settings=settings)
+                      concurrency_why=concurrency_why, settings=settings, searcher=entry,
+                      pruner=pruner)
 
 
 def with_settings(flags: SearchFlags) -> SearchFlags:
@@ -189,22 +191,26 @@ def search_goals(flags: SearchFlags):
                  max_latency_ms=flags.max_latency_ms)
 
 
-def check_search(flags: SearchFlags) -> None:
+def check_search(flags: SearchFlags) -> SearchFlags:
     """Every check of a search's flags, in one place, before anything is loaded or started:
     each option's own (automl.options: ranges, types, registries' names) and those that involve
     several options.
 
+    Returns:
+        The flags as checked, `fraction` read (a share, or "auto"): resolve_search takes these.
+
     Raises:
         ConfigError: the first problem, in one line naming the flag(s) and the fix.
     """
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
-    from automl.options import check
+    from automl.options import check, fraction_value
     from automl.searching.samplers import SEARCHERS, searcher_entry
     from automl.searching.schedulers import pruner_entry
     from automl.study import check_storage, check_study_name
 
     check("search", asdict(flags))
+    flags = replace(flags, fraction=fraction_value(flags.fraction))
     entry = searcher_entry(flags.searcher)
     if flags.pruner is not None:
         pruner_entry(flags.pruner)
@@ -242,6 +248,7 @@ def check_search(flags: SearchFlags) -> None:
     if goals.multi and flags.pruner not in (None, "none"):
         raise ConfigError(f"--pruner {flags.pruner}: pruning judges fitness alone, so a "
                           "multi-objective study runs every trial to its end; leave --pruner out")
+    return flags
 
 
 def outside_space(space, fixed: Mapping[str, Any], plain: Mapping[str, Any],

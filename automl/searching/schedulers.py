@@ -127,16 +127,18 @@ PRUNERS: dict[str, PrunerEntry] = {e.name: e for e in (
 )}
 
 
-def pruner_entry(name: str) -> PrunerEntry:
+def pruner_entry(name: str | PrunerEntry) -> PrunerEntry:
     """The registry entry of `--pruner name`.
 
     Raises:
         ConfigError: an unknown name, listing the known ones.
     """
+    if isinstance(name, PrunerEntry):  # as a resolved plan carries it
+        return name
     return lookup(PRUNERS, name, flag="pruner", what="pruner")
 
 
-def make_scheduler(pruner: str, epochs: int):
+def make_scheduler(pruner: str | PrunerEntry, epochs: int):
     """The Ray Tune scheduler for `--pruner` (Ray decides when to stop; the study records it).
 
     Both pruners compare the fitness and act only where it tells trials apart (`informative`).

@@ -65,7 +65,7 @@ def _startup_trials(n_trials: int | None) -> int:
     return max(2, min(10, n_trials // 3))
 
 
-def queue_first_trials(study, name: str, space: SearchSpace, baseline: Mapping[str, Any],
+def queue_first_trials(study, name: str | SearcherEntry, space: SearchSpace, baseline: Mapping[str, Any],
                        defaults: Mapping[str, Any], *, outside: str | None = None,
                        budget: int = 2) -> list[dict[str, Any]]:
     """Queue a new study's first trials: the plain training (baseline), then ultralytics' defaults.
@@ -255,17 +255,20 @@ SEARCHERS: dict[str, SearcherEntry] = {e.name: e for e in (
 )}
 
 
-def searcher_entry(name: str) -> SearcherEntry:
-    """The registry entry of `--searcher name`.
+def searcher_entry(name: str | SearcherEntry) -> SearcherEntry:
+    """The registry entry of `--searcher name` (an entry, as a resolved plan carries it, is
+    itself).
 
     Raises:
         ConfigError: an unknown name, listing the known ones.
     """
+    if isinstance(name, SearcherEntry):
+        return name
     return lookup(SEARCHERS, name, flag="searcher", what="searcher")
 
 
 def make_sampler(
-    name: str,
+    name: str | SearcherEntry,
     space: SearchSpace,
     *,
     seed: int | None = None,
