@@ -38,7 +38,6 @@ THRESHOLD_FOLDS = 5
 
 # The built-in demo data (160 + 64 images of 128 px) trains with its own profile, so that the
 # default search fits in minutes on a laptop CPU. Flags the user passes always win.
-# nbs = batch: at 80 images a batch of 8 gives 10 iterations an epoch; ultralytics' nominal batch
-# of 64 would accumulate 8 of them into one optimizer step and leave ~12 steps for a whole trial
-# (measured: mAP50 0.0 after 9 epochs with accumulation, 0.58 without).
+# nbs = batch: ultralytics' nominal batch of 64 would accumulate 8 of the demo's batches into one
+# optimizer step, too few steps for a trial to learn (docs/measured.md#provenance-not-recorded).
 DEMO_PROFILE = {"epochs": 10, "imgsz": 128, "batch": 8}

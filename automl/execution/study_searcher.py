@@ -97,8 +97,8 @@ def delete_unkept_weights(study, run: RunSpec, number: int, value: float | None)
         for other in mine.iterdir():
             if other != kept:
                 other.unlink(missing_ok=True)
-        try:  # ultralytics' own strip drops the optimizer and EMA state and halves the floats
-            # (26 MB -> 5 MB for yolo11n): the weights a promotion or deploy needs
+        try:  # ultralytics' own strip drops the optimizer and EMA state and halves the floats:
+            # a fraction of the size, and the weights a promotion or deploy needs
             from ultralytics.utils.torch_utils import strip_optimizer
 
             with quiet_ultralytics():  # its "Optimizer stripped" line

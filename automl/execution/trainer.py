@@ -45,11 +45,10 @@ def _trainer_setup(*, threads: int | None, final_eval: bool) -> Callable[[Any], 
 
     def setup(trainer) -> None:
         # ultralytics seeds Python's global random in the trainer's __init__, then imports its
-        # integration callbacks; in a process that has not imported ray.tune yet, that import
-        # (ray.tune -> rich) draws from the global random, and one draw changes the whole
-        # augmentation stream (measured: config 1 of the small regime, mAP50-95 0.27 as a
-        # process's first training, 0.21 as its second). Seeded again here, before the dataset
-        # and model exist, a training no longer depends on what the process ran before it.
+        # integration callbacks, whose first import (ray.tune -> rich) draws from it and so
+        # changes the augmentation stream (docs/measured.md#provenance-not-recorded). Seeded
+        # again here, before the dataset and model exist, a training no longer depends on what
+        # the process ran before it.
         from ultralytics.utils import RANK
         from ultralytics.utils.torch_utils import init_seeds
 
@@ -312,10 +311,10 @@ def _freeze_survivors() -> None:
     What survives a full collection then is module state and caches that torch, ultralytics and
     polars built lazily during the first training: hundreds of thousands of objects that every
     later `gc.collect()` (ultralytics' at the end of each training, ours above) would scan
-    again, ~0.25 s each on this 2-core CPU. Frozen, those collections scan only what the trial
-    itself created: the two went from ~0.6 s to ~0.12 s per trial (measured with reused Ray
-    workers in mind: a worker trains many trials). The cost is that an object frozen here is
-    never collected, and it is alive when frozen, so at most some caches stay for good.
+    again. Frozen, those collections scan only what the trial itself created, which matters for
+    reused Ray workers, each training many trials (benchmarks/README.md, "Engine overhead per
+    trial"). The cost is that an object frozen here is never collected, and it is alive when
+    frozen, so at most some caches stay for good.
     """
     global _frozen
     if not _frozen:

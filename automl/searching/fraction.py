@@ -5,11 +5,9 @@ from __future__ import annotations
 from automl.data.splits import mini_size
 from automl.searching.baseline import optimizer_steps
 
-# `--fraction auto`: half the data, unless half leaves a trial fewer optimizer steps than this.
-# On small data a mini split starves training: 60 of 120 images at batch 16 and ultralytics'
-# nominal batch 64 make ~20 steps in 20 epochs, and most configurations then score mAP 0 on the
-# mini split while they reach 0.3-0.46 on the full data (docs/measured.md#mini-split). The demo
-# (80 of 160 images, nbs 8, 10 epochs: 100 steps) learns well from its half.
+# `--fraction auto`: half the data, unless half leaves a trial fewer optimizer steps than this:
+# on small data a half split starves training, and trials that learn on the full data score
+# nothing on it (docs/measured.md#mini-split).
 MIN_TRIAL_STEPS = 100
 AUTO_FRACTION = 0.5
 

@@ -276,10 +276,9 @@ def auto_concurrency(*, trials: int, cpu_count: int, gpu_count: int,
     """Trials at once when --concurrency is left out, and why (for the search header).
 
     On the CPU one trial per core (or per --cpus-per-trial cores), each on its own thread: a
-    small detector uses a second thread poorly (small regime: 2.8 s per epoch on 2 threads
-    against 3.6 on 1, benchmarks/README.md "Seconds per epoch"), so on 2 cores two 1-thread
-    trials at once train about 1.5x the epochs per second of one 2-thread trial. On a GPU one
-    trial per GPU (or per --gpus-per-trial share).
+    small detector uses a second thread poorly (benchmarks/README.md, "Seconds per epoch"), so
+    two 1-thread trials at once train more epochs per second than one 2-thread trial. On a GPU
+    one trial per GPU (or per --gpus-per-trial share).
     Never more than a quarter of the budget at once, so that the searcher proposes most trials
     from finished ones (8 trials: 2 at once), nor more than AUTO_CONCURRENCY_MAX. One at a time
     for a replay (deterministic) and on a cluster (--address: its size is not known here).

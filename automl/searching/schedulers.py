@@ -19,8 +19,8 @@ from automl.registry import lookup
 SCORED = 0.01
 REDUCTION_FACTOR = 3
 # No rung before this epoch: ultralytics ramps the learning rate up over its first 3 epochs
-# (warmup_epochs), and comparing trials during the ramp ranks mostly noise (measured: with a
-# rung at epoch 1, GA children of the defaults were stopped there on validation-loss noise).
+# (warmup_epochs), and comparing trials during the ramp ranks mostly noise
+# (docs/measured.md#provenance-not-recorded).
 MIN_GRACE = 3
 
 
