@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -525,7 +525,7 @@ def fit(
     batch: int | None = None,
     device: str | None = None,
     seed: int | None = None,
-    metric: str = "f1",
+    metric: str = D.THRESHOLD_METRIC,
     formats: str | None = None,
     train_args: Mapping[str, Any] | Sequence[str] | None = None,
     log: Callable[[str], None] | None = None,
