@@ -10,7 +10,10 @@ its trial #0 (the plain training: `yolo train` with the same settings) are then 
 again with other training seeds, as plain ultralytics trainings, and compared by their final
 epoch's mAP50-95.
 
-    python benchmarks/your_settings.py --exports /work/datasets --seeds 1 --reeval-seeds 1 2
+    python benchmarks/your_settings.py --exports /work/datasets --seeds 1 2 --reeval-seeds 1 2
+
+Each data seed is another subset of the export and another search seed; the table at the end
+has a row per data seed and arm, and the mean over every retraining of each arm.
 """
 
 from __future__ import annotations
@@ -45,6 +48,25 @@ def search(data: Path, work: Path, args, seed: int) -> dict:
     return {"wall": wall, "trials": len(study.trials), "best_number": best.number,
             "pick": trial_args(study, best), "plain": trial_args(study, study.trials[0]),
             "settings": study.user_attrs["automl:config"]["settings"]}
+
+
+def table(rows: list[dict], reeval_seeds: list[int]) -> str:
+    """A row per data seed and arm (retrained mAP50-95 per training seed), then each arm's mean."""
+    heads = ["data seed", "arm", *(f"train seed {s}" for s in reeval_seeds), "mean"]
+    lines = ["| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
+    every: dict[str, list[float]] = {"pick": [], "plain": []}
+    for row in rows:
+        for arm in every:
+            values = row[f"{arm}_retrained"]
+            every[arm] += values
+            name = f"pick #{row['best_number']}" if arm == "pick" else "plain #0"
+            lines.append(f"| {row['seed']} | {name} | "
+                         + " | ".join(f"{v:.4f}" for v in values)
+                         + f" | {sum(values) / len(values):.4f} |")
+    for arm, values in every.items():
+        lines.append(f"| all | {arm} | " + " | ".join("" for _ in reeval_seeds)
+                     + f" | {sum(values) / len(values):.4f} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -88,6 +110,7 @@ def main() -> None:
                   f"{sum(plain) / len(plain):.4f} {plain} (seeds {args.reeval_seeds}); search "
                   f"{row['trials']} trials in {row['wall']:.0f} s; settings {row['settings']}",
                   flush=True)
+    print(table(rows, args.reeval_seeds))
     if args.out:
         args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                         "rows": rows}, indent=1, default=str))
