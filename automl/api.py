@@ -120,12 +120,11 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0,
     """
     from automl.config import check_model
     from automl.data.checks import refuse_heavy_loss, usable
-    from automl.data.dataset import load_dataset
     from automl.data.demo import ensure_demo_dataset
     from automl.data.tasks import check_space_task, check_task, task_fitness
     from automl.machine import machine_cpus, machine_gpus
     from automl.searching.planning import check_search, resolve_search, with_settings
-    from automl.searching.settings import check_pretrained
+    from automl.searching.settings import check_pretrained, read_as_trained
     from automl.searching.spaces import load_space, ultralytics_defaults
     from automl.study import STUDIES_DIR
 
@@ -155,8 +154,10 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0,
         say(f"replaying {flags.replay}: nothing trains")
     else:
         data_yaml = ensure_demo_dataset(task=task) if flags.demo else Path(flags.data)
-        # as ultralytics reads it: the images it leaves out stay out; none left: an error
-        dataset, report = usable(load_dataset(data_yaml))
+        # as ultralytics reads it: the images it leaves out stay out; none left: an error. With
+        # the user's fraction= and single_cls, the images and labels their training reads
+        dataset, report = usable(read_as_trained(data_yaml, flags.train_args),
+                                 single_cls=bool(flags.train_args.get("single_cls")))
         say(report.headline() if report.clean else f"{report.details(limit=20)}\n{report.summary()}")
         if not flags.drop_bad_images:
             refuse_heavy_loss(report)

@@ -42,9 +42,9 @@ def test_ultralytics_defaults_change_nothing_and_run_keys_become_flags(tmp_path)
     (["hsv_h=2"], "'hsv_h=2' is an invalid value"),
     (["patience"], "patience: missing '='; give patience=VALUE"),
     (["project=mine"], "project=mine: trials go to studies/NAME/trials"),
-    (["time=0.5"], "time=0.5: a trial trains --epochs epochs"),
+    (["time=-1"], "time=-1: hours of training, more than 0"),
     (["resume=True"], "run the same automl search command again"),
-    (["fraction=0.5"], "--fraction is the share of your images each trial trains on"),
+    (["fraction=0"], "'fraction=0' invalid. Use integer count >1 or ratio (0, 1]"),
     (["cfg=/no/such.yaml"], "cfg=/no/such.yaml: no such file"),
 ])
 def test_a_bad_setting_is_one_line_from_ultralytics_own_checks(pairs, message):
@@ -138,6 +138,56 @@ def test_classes_and_single_cls_count_what_the_trials_train_on(tmp_path):
     # the mini split stratifies on those: class b is no column of an image under classes=[0, 2]
     assert read_labels(kept, files)[:, 1].sum() == 0 and read_labels(data, files)[:, 1].sum() == 2
     assert as_trained(data) is data
+
+
+def _as_ultralytics_reads(data_yaml, mode: str, **args):
+    """The images and labels ultralytics' own detection dataset holds for `yolo train` with
+    `args` (its `build_yolo_dataset`, as its trainer builds the train and val datasets)."""
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data.build import build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+
+    cfg = get_cfg(overrides={"imgsz": 32, **args})
+    data = check_det_dataset(str(data_yaml))
+    built = build_yolo_dataset(cfg, data["train" if mode == "train" else "val"], 4, data,
+                               mode=mode)
+    return [(f, lb["cls"].ravel().tolist()) for f, lb in zip(built.im_files, built.labels,
+                                                              strict=True)]
+
+
+def test_fraction_and_single_cls_read_the_data_as_their_training_reads_it(tmp_path):
+    """fraction= keeps the first images of each list ultralytics' trainer keeps; single_cls
+    keeps a label whose class id is beyond nc (every box is class 0): the search's check and
+    its mini split count what the trials train on."""
+    from automl.data.checks import usable
+    from automl.data.dataset import as_trained
+    from automl.data.demo import make_demo_dataset
+    from automl.searching.settings import read_as_trained
+
+    data = make_demo_dataset(tmp_path / "d", n_train=10, n_val=6, seed=5, nc=2)
+    beyond = data.parent / "labels" / "train" / "train_00001.txt"
+    beyond.write_text(beyond.read_text() + "7 0.5 0.5 0.2 0.2\n")  # class 7 of nc 2
+
+    def ours(settings, split):
+        dataset, report = usable(read_as_trained(data, settings),
+                                 single_cls=bool(settings.get("single_cls")))
+        dataset = as_trained(dataset, single_cls=bool(settings.get("single_cls")))
+        return [(str(f), dataset.boxes[f][:, 0].tolist())
+                for f in getattr(dataset, split)], report
+
+    for settings in ({}, {"fraction": 0.5}, {"fraction": 3}, {"fraction": [0.5, 0.5]},
+                     {"single_cls": True}, {"single_cls": True, "fraction": 0.4}):
+        for split, mode in (("train", "train"), ("val", "val")):
+            mine, report = ours(settings, split)
+            assert mine == _as_ultralytics_reads(data, mode, **settings), (settings, split)
+    listed, report = ours({}, "train")
+    assert len(listed) == 9 and not report.clean  # class 7 of nc 2: left out, as ultralytics
+    kept, report = ours({"single_cls": True, "fraction": 0.4}, "train")
+    assert len(kept) == 4 and report.clean and report.train == 4 and report.val == 6
+    assert kept[1][1] == [0.0] * len(kept[1][1]) and len(kept[1][1]) >= 2  # the row of class 7
+    assert len(ours({"fraction": [0.5, 0.5]}, "val")[0]) == 3
+    with pytest.raises(ConfigError, match=r"^fraction=\[0.5, 0\]: val fraction must select"):
+        read_as_trained(data, {"fraction": [0.5, 0]})
 
 
 def test_single_cls_is_one_class_for_the_optimizer_auto_picks():

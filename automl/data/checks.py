@@ -195,11 +195,12 @@ def _image_problem(image: Path) -> tuple[str, str] | None:
     return None
 
 
-def _row_problems(rows: list[tuple[int, list[str]]], nc: int) -> dict[str, list[str]]:
+def _row_problems(rows: list[tuple[int, list[str]]], nc: int | None) -> dict[str, list[str]]:
     """kind -> notes on the offending rows of one label file ultralytics refused.
 
     A file with any row of more than 6 columns is a polygon file to ultralytics: every row must
     then be class + x y pairs, and a box row beside polygon rows makes it refuse the file.
+    `nc` None: any whole class id is one (a single_cls training makes every box class 0).
     """
     found: dict[str, list[str]] = {}
     polygon_file = any(len(parts) > 6 for _, parts in rows)
@@ -228,16 +229,17 @@ def _row_problems(rows: list[tuple[int, list[str]]], nc: int) -> dict[str, list[
             found.setdefault("not a number", []).append(f"line {line}: {' '.join(parts)!r}")
             continue
         cls, coords = v[0], v[1:]
-        if cls % 1 or cls < 0 or cls >= nc:
+        if cls % 1 or cls < 0 or (nc is not None and cls >= nc):
             found.setdefault("bad class id", []).append(
-                f"line {line}: class {parts[0]} (nc {nc}: ids 0..{nc - 1})")
+                f"line {line}: class {parts[0]}" + (f" (nc {nc}: ids 0..{nc - 1})"
+                                                    if nc is not None else ""))
         negative = min(coords[2:]) < 0 if len(coords) == 4 else False  # a box's w, h
         if min(coords) < -COORD_TOLERANCE or max(coords) > 1 + COORD_TOLERANCE or negative:
             found.setdefault("out of bounds", []).append(f"line {line}: {' '.join(parts[1:])}")
     return found
 
 
-def _why_left_out(read: ImageLabels, nc: int) -> list[Problem]:
+def _why_left_out(read: ImageLabels, nc: int | None) -> list[Problem]:
     """The problems of an image ultralytics leaves out, in automl's kinds, with its own reason."""
     image, label = Path(read.image), Path(read.label)
     reason = f" (ultralytics: {read.message})" if read.message else ""
@@ -270,9 +272,9 @@ def _duplicates(read: ImageLabels) -> int:
     return 0
 
 
-def check_one(read: ImageLabels, nc: int) -> tuple[list[Problem], str, np.ndarray | None]:
+def check_one(read: ImageLabels, nc: int | None) -> tuple[list[Problem], str, np.ndarray | None]:
     """The problems of one image as ultralytics read it: (problems, label state, boxes or None
-    when ultralytics leaves it out)."""
+    when ultralytics leaves it out); `nc` None: read as a single_cls training reads it."""
     if not read.kept:
         return _why_left_out(read, nc), read.label_state, None
     image = Path(read.image)
@@ -287,18 +289,20 @@ def check_one(read: ImageLabels, nc: int) -> tuple[list[Problem], str, np.ndarra
 
 
 def check_files(files: Sequence[Path], nc: int, *, kpt_shape: Sequence[int] | None = None,
-                workers: int | None = None
+                workers: int | None = None, single_cls: bool = False
                 ) -> list[tuple[list[Problem], str, np.ndarray | None, int]]:
     """`check_one` over many files (read by ultralytics' code, in worker processes when there
-    are thousands; with keypoints where `kpt_shape`), each with its count of polygon rows read
-    as boxes."""
-    reads = read_images(files, nc, kpt_shape=kpt_shape, workers=workers)
-    return [(*check_one(r, nc), r.polygons) for r in reads]
+    are thousands; with keypoints where `kpt_shape`; as a single_cls=True training reads them
+    where `single_cls`), each with its count of polygon rows read as boxes."""
+    reads = read_images(files, nc, kpt_shape=kpt_shape, workers=workers, single_cls=single_cls)
+    return [(*check_one(r, None if single_cls else nc), r.polygons) for r in reads]
 
 
-def check_dataset(dataset: Dataset, *, workers: int | None = None) -> CheckReport:
-    """Check every image of train and val (an image listed in both is checked once); of class
-    folders, every image by ultralytics' classification check (`verify_image`)."""
+def check_dataset(dataset: Dataset, *, workers: int | None = None,
+                  single_cls: bool = False) -> CheckReport:
+    """Check every image of train and val (an image listed in both is checked once), as a
+    training reads them (`single_cls`: one with single_cls=True); of class folders, every
+    image by ultralytics' classification check (`verify_image`)."""
     files = list(dict.fromkeys((*dataset.train, *dataset.val)))
     report = CheckReport(dataset.yaml_path, train=len(dataset.train), val=len(dataset.val),
                          checked=len(files))
@@ -314,7 +318,8 @@ def check_dataset(dataset: Dataset, *, workers: int | None = None) -> CheckRepor
                     f" (ultralytics: {said})" if said else "")))
         return report
     for image, (problems, state, boxes, polygons) in zip(
-            files, check_files(files, dataset.nc, kpt_shape=dataset.kpt_shape, workers=workers),
+            files, check_files(files, dataset.nc, kpt_shape=dataset.kpt_shape, workers=workers,
+                               single_cls=single_cls),
             strict=True):
         report.problems += problems
         if boxes is None:
@@ -330,14 +335,16 @@ def check_dataset(dataset: Dataset, *, workers: int | None = None) -> CheckRepor
     return report
 
 
-def usable(dataset: Dataset, *, workers: int | None = None) -> tuple[Dataset, CheckReport]:
+def usable(dataset: Dataset, *, workers: int | None = None,
+           single_cls: bool = False) -> tuple[Dataset, CheckReport]:
     """The dataset as ultralytics trains on it (the images it leaves out, left out; every
-    image's boxes as it reads them) and the check report.
+    image's boxes as it reads them; `single_cls`: as a single_cls=True training reads them)
+    and the check report.
 
     Raises:
         DataError: train or val has no usable image left.
     """
-    report = check_dataset(dataset, workers=workers)
+    report = check_dataset(dataset, workers=workers, single_cls=single_cls)
     bad = report.bad
     train = tuple(f for f in dataset.train if f not in bad)
     val = tuple(f for f in dataset.val if f not in bad)

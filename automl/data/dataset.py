@@ -135,15 +135,17 @@ def _raw_yaml(source: Path) -> dict:
     return raw
 
 
-def _images_from(entry: str | list[str], source: Path, key: str) -> tuple[Path, ...]:
-    """The images ultralytics lists for a resolved entry, as absolute paths."""
+def _images_from(entry: str | list[str], source: Path, key: str,
+                 share: float | int = 1.0) -> tuple[Path, ...]:
+    """The images ultralytics lists for a resolved entry, as absolute paths (`share`: see
+    yolo_reader.image_files)."""
     from automl.data.yolo_reader import image_files, image_suffixes, label_files
 
     for item in entry if isinstance(entry, list) else [entry]:
         if not os.path.exists(item):
             raise DataError(f"{source}: {key}: {item} does not exist; fix the path in data.yaml")
     try:
-        listed = image_files(entry)
+        listed = image_files(entry, share)
     except FileNotFoundError as e:
         cause = f"; {type(e.__cause__).__name__}: {e.__cause__}" if e.__cause__ else ""
         raise DataError(" ".join(
@@ -177,15 +179,21 @@ def _images_from(entry: str | list[str], source: Path, key: str) -> tuple[Path, 
 KEPT_KEYS = ("channels", "kpt_shape", "flip_idx")
 
 
-def load_dataset(data_yaml: str | Path) -> Dataset:
+def load_dataset(data_yaml: str | Path, *, fraction: Any = 1.0, val_split: str = "val"
+                 ) -> Dataset:
     """Read data.yaml and list its train/val images as ultralytics' detection trainer does; a
     folder is a classification dataset (automl.data.class_folders.read_class_folders).
+
+    Args:
+        fraction: a training's `fraction=` (a ratio, a count, or [train, val, test]): the
+            images listed are those a training with it reads, the first of each list.
+        val_split: the training's `split=` (the split its validation shares of `fraction`).
 
     Raises:
         DataError: missing file or keys, names/nc disagreeing, paths that do not exist, or
             anything ultralytics refuses (its reason in one line).
     """
-    from automl.data.yolo_reader import resolve_yaml
+    from automl.data.yolo_reader import resolve_yaml, split_share
 
     source = Path(data_yaml)
     if source.is_dir():
@@ -200,8 +208,8 @@ def load_dataset(data_yaml: str | Path) -> Dataset:
     return Dataset(
         yaml_path=source.resolve(),
         names=tuple(str(names[i]) for i in range(len(names))),
-        train=_images_from(resolved["train"], source, "train"),
-        val=_images_from(resolved["val"], source, "val"),
+        train=_images_from(resolved["train"], source, "train", split_share(fraction, "train")),
+        val=_images_from(resolved["val"], source, "val", split_share(fraction, val_split)),
         extra={k: resolved[k] for k in KEPT_KEYS if k in resolved},
     )
 

@@ -142,12 +142,27 @@ def resolve_yaml(data_yaml: str | Path) -> dict[str, Any]:
         data_utils.check_font = font
 
 
-def image_files(entry: str | list[str]) -> list[str]:
+def split_share(fraction: Any, split: str) -> float | int:
+    """A split's part of a training's `fraction=` (a ratio, a count, or [train, val, test]), as
+    ultralytics' trainer resolves it for that split's dataset (1.0: all of it).
+
+    Raises:
+        ValueError: a share that selects no image of train or val (ultralytics' own check).
+    """
+    from ultralytics.data.utils import get_split_fraction
+
+    _ultralytics()
+    return get_split_fraction(fraction, split)
+
+
+def image_files(entry: str | list[str], share: float | int = 1.0) -> list[str]:
     """The image files ultralytics' dataset lists for a resolved train/val/test entry.
 
     Folders are searched recursively (hidden files skipped), list files read line by line
     (`./x` relative to the list, other relative lines to the working directory), and only
-    ultralytics' image suffixes kept, in any case; sorted as ultralytics sorts them.
+    ultralytics' image suffixes kept, in any case; sorted as ultralytics sorts them. `share`:
+    that split's part of a training's `fraction=` (split_share), the first images of that share
+    or that many, as a training with it lists them.
 
     Raises:
         FileNotFoundError: a path that does not exist, or no image at all (ultralytics' error).
@@ -158,7 +173,7 @@ def image_files(entry: str | list[str]) -> list[str]:
 
     _ultralytics()
     # get_img_files reads only these two attributes of its dataset
-    stand_in = SimpleNamespace(prefix="", fraction=1.0)
+    stand_in = SimpleNamespace(prefix="", fraction=share)
     with quiet_ultralytics():  # its read-speed check logs on slow disks
         return BaseDataset.get_img_files(stand_in, entry)
 
@@ -179,15 +194,16 @@ def label_files(images: Sequence[str | Path]) -> list[str]:
     return _ultralytics().img2label_paths([str(i) for i in images])
 
 
-def read_one(image: str, label: str, nc: int, kpt_shape: Sequence[int] | None = None
-             ) -> ImageLabels:
+def read_one(image: str, label: str, nc: int, kpt_shape: Sequence[int] | None = None,
+             single_cls: bool = False) -> ImageLabels:
     """One image and its label through ultralytics' `verify_image_label` (call inside _read_only);
     with `kpt_shape` (a pose dataset's), its rows read as boxes with keypoints, as its pose
-    trainer reads them (the boxes kept, the keypoints checked)."""
+    trainer reads them (the boxes kept, the keypoints checked); with `single_cls`, as a
+    `single_cls=True` training reads them (a class id beyond nc is kept: every box is class 0)."""
     data_utils = _ultralytics()
     nkpt, ndim = kpt_shape or (0, 0)
     result = data_utils.verify_image_label((image, label, "", kpt_shape is not None, nc, nkpt,
-                                            ndim, False))
+                                            ndim, single_cls))
     _, boxes, shape, segments, _, missing, _, empty, _, message = result
     state = "missing" if missing else "empty" if empty else "found"
     message = " ".join(message.removeprefix(f"{image}: ").removeprefix(
@@ -198,25 +214,26 @@ def read_one(image: str, label: str, nc: int, kpt_shape: Sequence[int] | None = 
                        polygons=len(segments), message=message)
 
 
-def _read_chunk(args: tuple[list[str], list[str], int, Sequence[int] | None]
+def _read_chunk(args: tuple[list[str], list[str], int, Sequence[int] | None, bool]
                 ) -> list[ImageLabels]:
-    images, labels, nc, kpt_shape = args
+    images, labels, nc, kpt_shape, single_cls = args
     with _read_only() as rewrites:
-        read = [read_one(i, lb, nc, kpt_shape) for i, lb in zip(images, labels, strict=True)]
+        read = [read_one(i, lb, nc, kpt_shape, single_cls)
+                for i, lb in zip(images, labels, strict=True)]
     return [r if r.image not in rewrites else
             ImageLabels(r.image, r.label, r.boxes, r.shape, r.label_state, r.polygons, True,
                         r.message) for r in read]
 
 
 def read_images(images: Sequence[str | Path], nc: int, *, kpt_shape: Sequence[int] | None = None,
-                workers: int | None = None) -> list[ImageLabels]:
+                workers: int | None = None, single_cls: bool = False) -> list[ImageLabels]:
     """Every image with its boxes as ultralytics reads them, in order (`kpt_shape`: a pose
-    dataset's, see read_one); worker processes when there are thousands (each opens its image's
-    header: ~0.1-1 ms a file)."""
+    dataset's, `single_cls`: a single_cls=True training's, see read_one); worker processes
+    when there are thousands (each opens its image's header: ~0.1-1 ms a file)."""
     images = [str(i) for i in images]
     labels = label_files(images)
     size = 1000
-    chunks = [(images[i:i + size], labels[i:i + size], nc, kpt_shape)
+    chunks = [(images[i:i + size], labels[i:i + size], nc, kpt_shape, single_cls)
               for i in range(0, len(images), size)]
     if workers is None:
         from automl.machine import machine_cpus
@@ -224,7 +241,7 @@ def read_images(images: Sequence[str | Path], nc: int, *, kpt_shape: Sequence[in
         workers = machine_cpus()  # the cores this process may use (affinity, quotas)
     workers = min(workers, len(chunks))
     if workers <= 1 or len(images) < 4000:
-        return _read_chunk((images, labels, nc, kpt_shape))
+        return _read_chunk((images, labels, nc, kpt_shape, single_cls))
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -232,7 +249,7 @@ def read_images(images: Sequence[str | Path], nc: int, *, kpt_shape: Sequence[in
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             return [r for part in pool.map(_read_chunk, chunks) for r in part]
     except (OSError, AssertionError):  # no processes here (a daemon, a sandbox): in this one
-        return _read_chunk((images, labels, nc, kpt_shape))
+        return _read_chunk((images, labels, nc, kpt_shape, single_cls))
 
 
 def no_boxes() -> np.ndarray:

@@ -273,14 +273,19 @@ def _train_at(
 
 
 def early_stop(trainer, epoch: int) -> str:
-    """"patience" when ultralytics' own early stopping ends the training at this epoch, before
-    its last ("" otherwise). Its weights are then saved as at a final epoch: `YOLO.train` reloads
-    them (with save=False ultralytics writes them at the final epoch alone)."""
-    if not trainer.stop or epoch >= int(trainer.epochs):
+    """Why ultralytics' own stopping ends the training at this epoch: "time" when `time=` ends
+    it (its epochs are then the ones that time allowed, whatever `epochs` said), "patience" when
+    its early stopping ends it before its last epoch, "" otherwise. Its weights are then saved as
+    at a final epoch: `YOLO.train` reloads them (with save=False ultralytics writes them at what
+    it took for the final epoch alone, which `time=` moves after the fact)."""
+    if not trainer.stop:
+        return ""
+    timed = bool(trainer.args.time)
+    if not timed and epoch >= int(trainer.epochs):
         return ""
     if not trainer.args.save:
         trainer.save_model()
-    return "patience"
+    return "time" if timed else "patience"
 
 
 def footprint(trainer, imgsz: int) -> dict[str, float]:

@@ -64,7 +64,7 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     from automl.searching.fraction import auto_fraction
     from automl.searching.samplers import searcher_entry
     from automl.searching.schedulers import default_pruner, pruner_entry
-    from automl.searching.settings import check_against_space
+    from automl.searching.settings import check_against_space, for_trials
 
     entry = searcher_entry(flags.searcher)
     fit = parse_fitness(flags.fitness)
@@ -75,8 +75,11 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
         if not on_gpu:  # its fallback on the CPU: the default batch, known now
             batch = plan_batch = int(ultralytics_defaults["batch"])
     goals = search_goals(flags)
-    pruner = pruner_entry("none" if goals.multi else flags.pruner if flags.pruner is not None
-                          else default_pruner(epochs))
+    timed = (flags.train_args or {}).get("time")
+    if timed:
+        refuse_timed(timed, flags)
+    pruner = pruner_entry("none" if goals.multi or timed else flags.pruner
+                          if flags.pruner is not None else default_pruner(epochs))
 
     name = flags.study or f"{'demo' if flags.demo else Path(dataset.yaml_path).stem}-{space.name}"
     user = dict(flags.train_args or {})
@@ -143,8 +146,8 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
         data=str((out_dir / "mini" / ("" if getattr(dataset, "class_folders", False)
                                       else "data.yaml")).resolve()),
         model=flags.model, epochs=epochs,
-        imgsz=imgsz, batch=batch, device=flags.device, fitness=fit.spec, fixed=fixed,
-        baseline_fixed=plain, project=str((out_dir / "trials").resolve()),
+        imgsz=imgsz, batch=batch, device=flags.device, fitness=fit.spec, fixed=for_trials(fixed),
+        baseline_fixed=for_trials(plain), project=str((out_dir / "trials").resolve()),
         threads=max(1, int(cpus)), keep_weights=flags.keep_weights,
         min_batch=flags.min_batch, measure=bool(goals.measures),
         replay=str(Path(flags.replay).resolve()) if flags.replay else None,
@@ -156,6 +159,22 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
                       concurrency=concurrency, cpus=cpus, gpus=gpus,
                       concurrency_why=concurrency_why, settings=settings, searcher=entry,
                       pruner=pruner)
+
+
+def refuse_timed(hours: float, flags: SearchFlags) -> None:
+    """`time=`: a trial trains that long, its epochs re-estimated from its own speed; what counts
+    in epochs (a pruner's rungs, --budget's plan) cannot serve it.
+
+    Raises:
+        ConfigError: naming the flag that cannot go with time= and what to do instead.
+    """
+    if flags.pruner not in (None, "none"):
+        raise ConfigError(f"time={hours} and --pruner {flags.pruner}: with time= each trial "
+                          "trains that long and its epochs vary with its speed, so rungs in "
+                          "epochs compare unlike trainings; leave --pruner out (none with time=)")
+    if flags.budget is not None:
+        raise ConfigError(f"time={hours} and --budget {flags.budget}: give one of them (time= "
+                          "sets each trial's time, --budget the whole search's)")
 
 
 def with_settings(flags: SearchFlags) -> SearchFlags:

@@ -31,12 +31,36 @@ OWNED = {
     "plots": "trials draw no plots (automl report draws the study's)",
     "save": "automl keeps the weights of the trials --keep-weights names",
     "verbose": "automl prints one line per trial",
-    "fraction": "--fraction is the share of your images each trial trains on (ultralytics' "
-                "fraction= would take the first images of that share); train on a part of your "
-                "data with a data.yaml that lists it (automl split --mini)",
-    "time": "a trial trains --epochs epochs (ultralytics' time= would re-estimate each trial's "
-            "epochs from its own speed); give the search a time budget with --timeout SECONDS",
 }
+# keys that choose the images a training reads: the search reads the data with them (the check,
+# the mini split), so a trial, whose lists hold those images already, trains without them
+DATA_KEYS = ("fraction",)
+
+
+def read_as_trained(data_yaml: str | Path, settings: Mapping[str, Any]):
+    """The data.yaml's images as a training with these settings lists them: `fraction=` keeps
+    the first images of each list, as ultralytics does (its `split=` for the validation's share).
+
+    Raises:
+        DataError: the data.yaml cannot be read; ConfigError: a share that selects no image.
+    """
+    from automl.data.dataset import load_dataset
+
+    fraction = settings.get("fraction", 1.0)
+    if Path(data_yaml).is_dir() and fraction != 1:
+        raise ConfigError(f"fraction={fraction}: with class folders automl cannot yet list the "
+                          "images that fraction= trains on; leave it out (--fraction takes a "
+                          "stratified share for the trials)")
+    try:
+        return load_dataset(data_yaml, fraction=fraction,
+                            val_split=str(settings.get("split", "val")))
+    except ValueError as e:  # ultralytics' own check of a [train, val, test] share
+        raise ConfigError(f"fraction={fraction}: {e}") from None
+
+
+def for_trials(args: Mapping[str, Any]) -> dict[str, Any]:
+    """A training's args for a trial, whose data lists hold the images DATA_KEYS chose."""
+    return {k: v for k, v in args.items() if k not in DATA_KEYS}
 
 
 def _ultralytics_cfg():
@@ -156,6 +180,9 @@ def read_settings(pairs: Sequence[str] | Mapping[str, Any] | None,
     # file trains 100 epochs, as yolo train would, not automl's default)
     flags = {k: merged.pop(k) for k in AS_FLAGS if merged.get(k) not in (None, "")}
     changed = {k: v for k, v in merged.items() if k not in AS_FLAGS and v != defaults.get(k)}
+    if isinstance(changed.get("time"), int | float) and changed["time"] < 0:
+        raise ConfigError(f"time={changed['time']}: hours of training, more than 0 (or leave "
+                          "it out to train --epochs epochs)")
     for key in changed:
         if key in OWNED:
             raise ConfigError(f"{key}={changed[key]}: {OWNED[key]}; leave it out")
@@ -288,6 +315,13 @@ def training_lines(settings: Mapping[str, Any], *, model: str, epochs: int, batc
         lines.append(describe_start(model, settings))
     from automl.searching.spaces import ultralytics_defaults
 
+    hours = settings.get("time")
+    if hours:
+        lines.append(f"time={hours}: as in yolo train, each trial trains {hours:g} h (the mini "
+                     f"split's epochs are quicker than the full data's): after its first epoch "
+                     f"ultralytics re-estimates its epochs from its own speed, in place of "
+                     f"{epochs}; trials end by time, COMPLETE, recorded with stopped_by=time and "
+                     "the epochs they trained; no pruner")
     patience = int(settings.get("patience", ultralytics_defaults()["patience"]) or 0)
     if 0 < patience < epochs:
         lines.append(f"patience={patience}: as in yolo train, a trial whose fitness (ultralytics' "

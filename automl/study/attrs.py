@@ -37,7 +37,7 @@ BUDGET_ATTR = "automl:budget"        # the latest run's --trials and --concurren
 ERROR_ATTR = "error"
 
 
-STOPPED_BY_ATTR = "stopped_by"  # why a COMPLETE trial trained fewer than its epochs (patience)
+STOPPED_BY_ATTR = "stopped_by"  # why a COMPLETE trial ended where it did: patience, time
 
 
 BASELINE_ATTR = "automl:baseline"    # the trial that trains the user's plain `yolo train`
