@@ -210,31 +210,44 @@ def test_a_search_trains_the_users_settings_and_refuses_to_continue_with_others(
     from automl.study import CONFIG_ATTR
 
     data = make_demo_dataset(in_tmp / "data", n_train=16, n_val=8, seed=2, nc=3)
+    # a class id beyond nc: yolo train leaves the image out, but not with single_cls
+    beyond = data.parent / "labels" / "train" / "train_00002.txt"
+    beyond.write_text(beyond.read_text() + "5 0.5 0.5 0.2 0.2\n")
     args = ["search", "--data", data, "--trials", "2", "--epochs", "1", "--imgsz", "32",
             "--batch", "4", "--study", "mine", "--cpus-per-trial", "1", "--seed", "0"]
     out = run_cli(*args, "cos_lr", "classes=[0,2]", "single_cls=True", "close_mosaic=0",
-                  cwd=in_tmp)
+                  "fraction=0.5", cwd=in_tmp)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "your training settings, in every trial and the plain training: cos_lr=True, " \
-           "classes=[0, 2], single_cls=True, close_mosaic=0" in out.stdout
+           "classes=[0, 2], single_cls=True, close_mosaic=0, fraction=0.5" in out.stdout
     assert "first trial: your plain training, yolo train with model=yolo11n.yaml, epochs=1, " \
            "imgsz=32, optimizer=AdamW" in out.stdout
     assert "as one class (single_cls)" in out.stdout
+    # the check and the split count the first half of train (fraction=0.5), the image with
+    # class 5 kept (single_cls), as yolo train with those settings reads them
+    assert "16 images checked (train 8, val 8)" in out.stdout and "; clean" in out.stdout
+    assert "trials train on all 8 train and 8 val images" in out.stdout
     study = optuna.load_study(study_name="mine", storage="sqlite:///studies/mine.db")
     assert study.user_attrs[CONFIG_ATTR]["settings"] == {
-        "cos_lr": True, "classes": [0, 2], "single_cls": True, "close_mosaic": 0}
+        "cos_lr": True, "classes": [0, 2], "single_cls": True, "close_mosaic": 0,
+        "fraction": 0.5}
+    mini = yaml.safe_load((in_tmp / "studies" / "mine" / "mini" / "data.yaml").read_text())
+    listed = (in_tmp / "studies" / "mine" / "mini" / mini["train"]).read_text().split()
+    assert sorted(name.rsplit("/", 1)[-1] for name in listed) == [
+        f"train_{i:05d}.png" for i in range(8)]
     for trial in study.trials:  # every trial trained them, the plain training included
         args_yaml = in_tmp / "studies" / "mine" / "trials" / f"trial_{trial.number:04d}"
         trained = yaml.safe_load((args_yaml / "args.yaml").read_text())
         assert (trained["cos_lr"], trained["classes"], trained["single_cls"]) == (
             True, [0, 2], True)
+        assert trained["fraction"] == 1.0  # its list is that half already
     best = (in_tmp / "studies" / "mine" / "best_hyperparameters.yaml").read_text()
-    assert "cos_lr: true" in best and "single_cls: true" in best
+    assert "cos_lr: true" in best and "single_cls: true" in best and "fraction: 0.5" in best
 
     again = run_cli(*args, "cos_lr", cwd=in_tmp)
     assert again.returncode == 2
     assert "was created with the training settings cos_lr=True classes=[0, 2] single_cls=True " \
-           "close_mosaic=0, not cos_lr=True" in again.stderr
+           "close_mosaic=0 fraction=0.5, not cos_lr=True" in again.stderr
 
 
 @pytest.mark.integration
@@ -259,6 +272,55 @@ def test_a_training_ultralytics_stops_by_patience_reports_why_and_keeps_its_weig
     assert "error" not in outcome, outcome  # YOLO.train found the weights it reloads
     assert [(r.epoch, r.stopped_by) for r in reports] == [(1, ""), (2, "patience")]
     assert outcome["epochs"] == 2
+
+
+@pytest.mark.integration
+def test_a_training_ultralytics_ends_by_time_reports_why_and_keeps_its_weights(tiny_data,
+                                                                              tmp_path):
+    """time= of about a second: ultralytics trains as many epochs as it estimates fit (more or
+    fewer than the 4 asked: tiny epochs take a fraction of a second), then ends the training;
+    the record says time ended it, on its last epoch only."""
+    from automl.config import RunSpec
+    from automl.execution.trainer import train_once
+
+    run = RunSpec(data=str(tiny_data), model="yolo11n.yaml", epochs=4, imgsz=32, batch=4,
+                  project=str(tmp_path), threads=1, fixed={"time": 0.0003, "workers": 0})
+    reports = []
+    outcome = train_once({}, run, name="t", report=reports.append)
+    assert "error" not in outcome, outcome  # YOLO.train found the weights it reloads
+    assert [r.stopped_by for r in reports] == [""] * (len(reports) - 1) + ["time"]
+    assert outcome["epochs"] == reports[-1].epoch == len(reports)
+    assert reports[-1].train_seconds >= 0.0003 * 3600
+
+
+def test_time_trains_each_trial_that_long_without_a_pruner():
+    from automl.searching.settings import training_lines
+
+    timed = plan(with_settings(SearchFlags(data="/data/d.yaml", epochs=30,
+                                           train_args=["time=0.5"])))
+    assert timed.config.pruner == "none" and timed.run.fixed["time"] == 0.5
+    assert timed.config.baseline_fixed["time"] == 0.5  # the plain training too
+    for flag, message in ((dict(pruner="asha"), "time=0.5 and --pruner asha: with time= each "
+                                                "trial trains that long"),
+                          (dict(budget="1h"), "time=0.5 and --budget 1h: give one of them"),
+                          (dict(max_size_mb=5), "time=0.5 and --max-size-mb: the trained")):
+        with pytest.raises(ConfigError, match=message):
+            plan(with_settings(SearchFlags(data="/data/d.yaml", epochs=30,
+                                           train_args=["time=0.5"], **flag)))
+    (line,) = training_lines({"time": 0.5}, model="yolo11n.yaml", epochs=30, batch=16,
+                             autobatch=False, pruner="none", project=None)
+    assert line.startswith("time=0.5: as in yolo train, each trial trains 0.5 h") \
+        and "in place of 30" in line and "stopped_by=time" in line
+
+
+def test_fraction_is_recorded_and_promoted_but_trials_train_its_cut_lists():
+    p = plan(with_settings(SearchFlags(data="/data/d.yaml", epochs=20, batch=16,
+                                       train_args=["fraction=0.5", "cos_lr"])))
+    assert p.config.settings == {"fraction": 0.5, "cos_lr": True}
+    assert p.config.fixed["fraction"] == p.config.baseline_fixed["fraction"] == 0.5
+    # a trial's lists hold that half already: ultralytics would halve them once more
+    assert "fraction" not in p.run.fixed and "fraction" not in p.run.baseline_fixed
+    assert p.run.fixed["cos_lr"] is True
 
 
 def test_autobatch_is_ultralytics_default_batch_on_the_cpu_and_each_trials_pick_on_a_gpu():

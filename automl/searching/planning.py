@@ -175,6 +175,11 @@ def refuse_timed(hours: float, flags: SearchFlags) -> None:
     if flags.budget is not None:
         raise ConfigError(f"time={hours} and --budget {flags.budget}: give one of them (time= "
                           "sets each trial's time, --budget the whole search's)")
+    measured = [f"--{k.replace('_', '-')}" for k in ("objectives", "max_size_mb", "max_latency_ms")
+                if getattr(flags, k) not in (None, "fitness")]
+    if measured:
+        raise ConfigError(f"time={hours} and {measured[0]}: the trained weights are measured after "
+                          "epoch --epochs, which time= moves; give one of them")
 
 
 def with_settings(flags: SearchFlags) -> SearchFlags:
