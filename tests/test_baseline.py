@@ -124,10 +124,13 @@ def test_trial_0_equals_yolo_train_with_the_users_own_settings_from_a_trained_st
                                project=str(in_tmp / "start"), name="run", val=False)
     start = in_tmp / "start" / "run" / "weights" / "last.pt"
     # nbs 4: an optimizer step every batch, so that three short epochs change the weights
+    # fraction: yolo train reads the first 12 of the 16 train images; trial #0, a list of them
     settings = {"cos_lr": True, "close_mosaic": 2, "patience": 20, "freeze": 10, "nbs": 4,
-                "cache": "ram", "mosaic": 0.5, "fliplr": 0.2, "warmup_epochs": 1.0}
-    study, _ = _trial_0_is_the_plain_training(data, in_tmp / "plain", "finetune", trials=1,
-                                              model=str(start), settings=settings)
+                "cache": "ram", "mosaic": 0.5, "fliplr": 0.2, "warmup_epochs": 1.0,
+                "fraction": 0.75}
+    study, seen = _trial_0_is_the_plain_training(data, in_tmp / "plain", "finetune", trials=1,
+                                                 model=str(start), settings=settings)
+    assert seen[0] == 12
     config = study.user_attrs[CONFIG_ATTR]
     assert config["settings"] == settings and config["model"] == str(start)
     # the weights trained: a val loss that does not move would match any training
