@@ -304,7 +304,7 @@ def _run(flags: SearchFlags, plan, the_study, say: Callable[[str], None], live: 
         f"{config.pruner}" + (f" ({rungs_text(run.epochs)})" if config.pruner == "asha" else "")
         + (f"; no new trial after {flags.timeout:g} s" if flags.timeout else ""))
     for line in training_lines(plan.settings, model=run.model, epochs=run.epochs,
-                               batch=run.batch, autobatch=flags.batch == -1,
+                               batch=run.batch, autobatch=plan.autobatch,
                                pruner=config.pruner, project=None if run.replay else run.project):
         say(line)
     if flags.seed is not None and plan.concurrency > 1:

@@ -57,3 +57,17 @@ def test_a_search_packs_two_trials_on_one_gpu_and_promotes_there(in_tmp, tiny_da
     assert record["device"] == "auto" and record["trained_on"].startswith("cuda")
     assert record["gpu_peak_reserved_mb"] > 0 and "gpu_share" not in record  # the whole GPU
     assert result.weights.exists()
+
+
+def test_autobatch_picks_each_trials_batch_on_the_gpu_and_records_it(in_tmp, tiny_data):
+    """batch=-1 on a GPU: ultralytics' AutoBatch picks the batch as each trial starts; the study
+    keeps -1 (asked), each trial the batch it trained with."""
+    automl.search(data=str(tiny_data), space="lr_momentum", trials=2, seed=0, fraction=1,
+                  epochs=1, imgsz=64, pruner="none", concurrency=1, gpus_per_trial=1,
+                  study="autobatch", log=lambda line: None, train_args=["batch=-1"])
+    study = optuna.load_study(study_name="autobatch", storage="sqlite:///studies/autobatch.db")
+    assert study.user_attrs["automl:config"]["batch"] == -1
+    for trial in study.trials:
+        assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("error")
+        assert trial.user_attrs["device"].startswith("cuda")
+        assert trial.user_attrs["batch"] >= 1  # what AutoBatch picked, not -1

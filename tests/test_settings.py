@@ -331,6 +331,7 @@ def test_autobatch_is_ultralytics_default_batch_on_the_cpu_and_each_trials_pick_
     # ultralytics' AutoBatch falls back to its default batch on the CPU (autobatch.py)
     assert on_cpu.run.batch == on_cpu.config.batch == 16
     assert on_cpu.config.baseline_fixed["batch"] == 16
+    assert on_cpu.autobatch  # batch=-1 given as a setting: the header says what it became
     on_gpu = plan(SearchFlags(data="/data/d.yaml", epochs=20, batch=-1), data=dataset(120),
                   gpus=1)
     assert on_gpu.run.batch == -1 and on_gpu.run.fixed["batch"] == -1  # picked as a trial starts
@@ -375,6 +376,50 @@ def test_the_search_says_where_each_trial_logs_with_the_trackers_yolo_settings_t
     assert text == ("your yolo settings turn on tensorboard, mlflow: each trial logs as its own "
                     "run (TensorBoard: /s/trials/trial_NNNN (tensorboard --logdir /s/trials); "
                     "MLflow: experiment /s/trials (or $MLFLOW_EXPERIMENT_NAME), run trial_NNNN)")
+
+
+@pytest.mark.integration
+def test_yolo_settings_tensorboard_logs_every_trial_of_a_search_as_its_own_run(in_tmp):
+    """`yolo settings tensorboard=True`, then a real search as a user runs it (a new process, its
+    Ray workers reading the same settings): each trial writes its own TensorBoard run under the
+    study, the header says where, and AutoBatch on the CPU trains ultralytics' default batch,
+    recorded on the study and each trial."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import optuna
+
+    from automl.data.demo import make_demo_dataset
+    from automl.study import CONFIG_ATTR
+
+    data = make_demo_dataset(in_tmp / "data", n_train=16, n_val=8, seed=2, nc=2)
+    # a process that is not pytest's (ultralytics' integrations are off under pytest), with its
+    # own ultralytics settings folder (the user's is left alone)
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    env["YOLO_CONFIG_DIR"] = str(in_tmp / "ultralytics-settings")
+    yolo = Path(sys.executable).with_name("yolo")
+    subprocess.run([str(yolo), "settings", "tensorboard=True"], env=env, cwd=in_tmp, check=True,
+                   capture_output=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "automl", "search", "--data", str(data), "--trials", "2",
+         "--epochs", "1", "--imgsz", "32", "--study", "tb", "--cpus-per-trial", "1",
+         "--seed", "0", "batch=-1"], env=env, cwd=in_tmp, capture_output=True, text=True,
+        timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    trials_dir = (in_tmp / "studies" / "tb" / "trials").resolve()
+    assert (f"your yolo settings turn on tensorboard: each trial logs as its own run "
+            f"(TensorBoard: {trials_dir}/trial_NNNN (tensorboard --logdir {trials_dir}))"
+            ) in out.stdout
+    assert "batch -1: ultralytics' AutoBatch falls back to batch 16 on the CPU" in out.stdout
+    study = optuna.load_study(study_name="tb", storage="sqlite:///studies/tb.db")
+    assert study.user_attrs[CONFIG_ATTR]["batch"] == 16
+    assert len(study.trials) == 2
+    for trial in study.trials:
+        assert trial.user_attrs["batch"] == 16, trial.user_attrs
+        run = trials_dir / f"trial_{trial.number:04d}"
+        assert list(run.glob("events.out.tfevents.*")), sorted(p.name for p in run.iterdir())
 
 
 def test_a_promotion_and_a_validation_train_the_studys_settings():

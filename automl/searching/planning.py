@@ -39,6 +39,7 @@ class SearchPlan:
     budget: Any = None  # the BudgetPlan of --budget (automl.searching.budget_plan), or None
     searcher: Any = None  # the SearcherEntry chosen (automl.searching.samplers); its name: config
     pruner: Any = None  # the PrunerEntry chosen (automl.searching.schedulers); its name: config
+    autobatch: bool = False  # batch -1 asked (--batch or batch=): ultralytics' AutoBatch
 
 
 def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: Mapping[str, Any],
@@ -70,6 +71,7 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     fit = parse_fitness(flags.fitness)
     epochs, imgsz, batch = training_profile(flags)
     plan_batch = batch
+    autobatch = batch == -1
     if batch == -1:  # AutoBatch, as ultralytics does it on the trials' device
         on_gpu = gpu_count > 0 and flags.device != "cpu" and flags.gpus_per_trial != 0
         if not on_gpu:  # its fallback on the CPU: the default batch, known now
@@ -158,7 +160,7 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
                       outside=outside_space(space, fixed, plain, baseline, ultralytics_defaults),
                       concurrency=concurrency, cpus=cpus, gpus=gpus,
                       concurrency_why=concurrency_why, settings=settings, searcher=entry,
-                      pruner=pruner)
+                      pruner=pruner, autobatch=autobatch)
 
 
 def refuse_timed(hours: float, flags: SearchFlags) -> None:
