@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SETTINGS = ("freeze=10", "cos_lr=True", "close_mosaic=5")
+SETTINGS = ("freeze=10", "cos_lr=True")  # and close_mosaic=--close-mosaic
 
 
 def search(data: Path, work: Path, args, seed: int) -> dict:
@@ -38,7 +38,7 @@ def search(data: Path, work: Path, args, seed: int) -> dict:
     cmd = [sys.executable, "-m", "automl", "search", "--data", str(data), "--model", args.model,
            "--trials", str(args.trials), "--epochs", str(args.epochs), "--imgsz",
            str(args.imgsz), "--batch", str(args.batch), "--seed", str(seed), "--study", "bench",
-           *SETTINGS]
+           *SETTINGS, f"close_mosaic={args.close_mosaic}"]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=work, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
@@ -83,6 +83,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--imgsz", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--close-mosaic", type=int, default=5,
+                        help="the user's close_mosaic= (epochs without mosaic at the end)")
     parser.add_argument("--pretrain-epochs", type=int, default=vs.PRETRAIN_EPOCHS)
     parser.add_argument("--pretrain-images", type=int, nargs=2, default=vs.PRETRAIN_IMAGES,
                         metavar=("TRAIN", "VAL"))
