@@ -11,9 +11,12 @@ EXIT_PROBLEMS = 1  # `automl check` found defects (a bad data.yaml is a usage er
 
 def _check(values: dict[str, Any]) -> int:
     from automl.data.checks import check_dataset
-    from automl.data.dataset import load_dataset
+    from automl.searching.settings import read_as_trained, read_settings
 
-    report = check_dataset(load_dataset(values["data"]), workers=values["workers"])
+    # the images and labels a training with these settings reads (fraction=, single_cls)
+    settings, _ = read_settings(values.get("train_args") or ())
+    report = check_dataset(read_as_trained(values["data"], settings), workers=values["workers"],
+                           single_cls=bool(settings.get("single_cls")))
     if not report.clean:
         print(report.details())
     print(report.summary())

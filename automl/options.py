@@ -508,6 +508,8 @@ CHECK = Command("check", "validate every image and label as ultralytics reads th
     Option("data", "data.yaml, or a folder of class folders", required=True),
     Option("workers", "processes for large datasets (default: all cores)", type=int,
            check=at_least(1)),
+    Option("train_args", "your yolo train settings (fraction=0.5 single_cls=True ...): checked "
+           "as that training reads the data", flag="train_args", nargs="*", metavar="KEY=VALUE"),
 ))
 
 SPLIT = Command("split", "stratified k-fold and/or mini splits (image lists, no copies)", (

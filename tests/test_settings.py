@@ -190,6 +190,22 @@ def test_fraction_and_single_cls_read_the_data_as_their_training_reads_it(tmp_pa
         read_as_trained(data, {"fraction": [0.5, 0]})
 
 
+def test_automl_check_counts_what_a_training_with_those_settings_reads(tmp_path):
+    from automl.data.demo import make_demo_dataset
+
+    data = make_demo_dataset(tmp_path / "d", n_train=10, n_val=4, seed=5, nc=2)
+    beyond = data.parent / "labels" / "train" / "train_00001.txt"
+    beyond.write_text(beyond.read_text() + "7 0.5 0.5 0.2 0.2\n")
+    plain = run_cli("check", "--data", data, cwd=tmp_path)
+    assert plain.returncode == 1 and "14 images checked (train 10, val 4)" in plain.stdout
+    assert "bad class id" in plain.stdout
+    mine = run_cli("check", "--data", data, "single_cls=True", "fraction=0.5", cwd=tmp_path)
+    assert mine.returncode == 0, mine.stdout + mine.stderr
+    assert "9 images checked (train 5, val 4)" in mine.stdout and "; clean" in mine.stdout
+    bad = run_cli("check", "--data", data, "fraction=0", cwd=tmp_path)
+    assert bad.returncode == 2 and "'fraction=0' invalid" in bad.stderr
+
+
 def test_single_cls_is_one_class_for_the_optimizer_auto_picks():
     from tests.test_planning import dataset
 
