@@ -327,6 +327,10 @@ def test_time_trains_each_trial_that_long_without_a_pruner():
                              autobatch=False, pruner="none", project=None)
     assert line.startswith("time=0.5: as in yolo train, each trial trains 0.5 h") \
         and "in place of 30" in line and "stopped_by=time" in line
+    # patience within a timed trial, however many epochs time gives it; no pruner to name
+    _, patience = training_lines({"time": 0.5, "patience": 50}, model="yolo11n.yaml", epochs=30,
+                                 batch=16, autobatch=False, pruner="none", project=None)
+    assert patience.endswith("recorded with stopped_by=patience")
 
 
 def test_fraction_is_recorded_and_promoted_but_trials_train_its_cut_lists():

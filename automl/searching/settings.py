@@ -323,9 +323,10 @@ def training_lines(settings: Mapping[str, Any], *, model: str, epochs: int, batc
                      f"{epochs}; trials end by time, COMPLETE, recorded with stopped_by=time and "
                      "the epochs they trained; no pruner")
     patience = int(settings.get("patience", ultralytics_defaults()["patience"]) or 0)
-    if 0 < patience < epochs:
+    if 0 < patience and (hours or patience < epochs):  # time= sets a trial's epochs itself
         lines.append(f"patience={patience}: as in yolo train, a trial whose fitness (ultralytics' "
                      f"own) has not improved for {patience} epochs stops early, COMPLETE and "
-                     f"recorded with stopped_by=patience; the pruner ({pruner}) stops weak "
-                     "trials besides (PRUNED)")
+                     "recorded with stopped_by=patience" + (
+                         f"; the pruner ({pruner}) stops weak trials besides (PRUNED)"
+                         if pruner != "none" else ""))
     return lines
