@@ -323,7 +323,8 @@ def training_lines(settings: Mapping[str, Any], *, model: str, epochs: int, batc
                      f"{epochs}; trials end by time, COMPLETE, recorded with stopped_by=time and "
                      "the epochs they trained; no pruner")
     patience = int(settings.get("patience", ultralytics_defaults()["patience"]) or 0)
-    if 0 < patience and (hours or patience < epochs):  # time= sets a trial's epochs itself
+    # under time= a trial's epochs are its own: a patience you set may end it
+    if 0 < patience and (patience < epochs or (hours and "patience" in settings)):
         lines.append(f"patience={patience}: as in yolo train, a trial whose fitness (ultralytics' "
                      f"own) has not improved for {patience} epochs stops early, COMPLETE and "
                      "recorded with stopped_by=patience" + (
