@@ -45,7 +45,7 @@ def test_formats_are_parsed_and_checked():
 @pytest.mark.parametrize(("args", "expected"), [
     (["--weights", "nowhere.pt"], "--weights nowhere.pt: file not found"),
     (["--weights", "junk.pt"], "not an ultralytics YOLO checkpoint"),
-    (["--weights", "seg.pt"], "a 'segment' model, not a detection model; deploy exports"),
+    (["--weights", "seg.pt"], "seg.pt: no training data recorded in it; pass --data"),
     (["--weights", "cls.pt"], "cls.pt: no training data recorded in it; pass --data"),
     (["--weights", "cls.pt", "--formats", "tflite"], "--formats tflite: unknown format"),
     (["--weights", "cls.pt", "--runs", "0"], "--runs 0: must be at least 1"),

@@ -669,3 +669,70 @@ def test_classify_trial_0_equals_yolo_classify_train_on_the_users_folders(in_tmp
     assert trial.user_attrs["val_loss"] == pytest.approx(per_epoch[2]["val_loss"], abs=1e-6)
     for key in ("top1", "top5"):
         assert trial.user_attrs[key] == pytest.approx(best[key], abs=1e-6)
+
+
+class _FakeParts:
+    """A fake of ultralytics' per-part metrics (box, seg, pose): fixed mAPs, for logic tests."""
+
+    def __init__(self, base: float):
+        self.mp, self.mr, self.map50, self.map75, self.map = base, base, base, base / 2, base / 4
+
+
+@pytest.mark.parametrize(("task", "parts", "first", "heads"), [
+    ("segment", ("box", "seg"), "mask mAP50-95", ["mAP50", "mask mAP50", "mask mAP50-95"]),
+    ("pose", ("box", "pose"), "pose mAP50-95", ["mAP50", "pose mAP75", "pose mAP50-95"]),
+    ("obb", ("box",), "mAP50-95", ["mAP50", "mAP75", "mAP50-95"]),
+])
+def test_deploy_measures_each_tasks_own_accuracy(task, parts, first, heads, monkeypatch, tmp_path):
+    """accuracy() loads the file for the model's task and keeps that task's metrics (box and
+    mask, box and pose, obb's boxes); the artifact's line names the one its drop is of."""
+    from types import SimpleNamespace
+
+    import ultralytics
+
+    from automl.results import deployment
+
+    loaded = []
+
+    class FakeYOLO:  # a fake of ultralytics.YOLO: records the task, returns fixed metrics
+        def __init__(self, path, task=None):
+            loaded.append((path, task))
+
+        def val(self, **kwargs):
+            return SimpleNamespace(**{p: _FakeParts(0.8 if p == "box" else 0.4) for p in parts})
+
+    monkeypatch.setattr(ultralytics, "YOLO", FakeYOLO)
+    metrics = deployment.accuracy(tmp_path / "best.onnx", tmp_path / "data.yaml", 32, task)
+    assert loaded == [(str(tmp_path / "best.onnx"), task)]
+    assert set(metrics) == set(deployment.SHOWN[task])
+    shown = deployment.SHOWN[task]
+    assert next(iter(shown.values())) == first and set(heads) <= set(shown.values())
+    own = 0.4 if len(parts) > 1 else 0.8
+    assert metrics[next(iter(shown))] == pytest.approx(own / 4)
+    assert metrics["map50"] == pytest.approx(0.8)
+    artifact = deployment.Artifact("onnx fp32", "best.onnx", 1.0, 2.0, 3.0, metrics)
+    assert f"{first} {own / 4:.4f}" in deployment._line(artifact, task)
+
+
+@pytest.mark.integration  # a real training, ONNX export and two validations
+def test_a_segmentation_model_deploys_to_onnx_with_its_mask_map(in_tmp, tmp_path):
+    from ultralytics import YOLO
+
+    data = _tiny_demo(tmp_path, masks=True)
+    YOLO("yolo11n-seg.yaml").train(data=str(data), epochs=1, imgsz=32, batch=4, device="cpu",
+                                   workers=0, project=str(in_tmp / "runs"), name="seg",
+                                   exist_ok=True, plots=False, verbose=False)
+    weights = in_tmp / "runs" / "seg" / "weights" / "best.pt"
+    err = _one_line_exit_2(run_cli("deploy", "--weights", weights, "--thresholds", "t.yaml",
+                                   cwd=in_tmp))
+    assert "a 'segment' model, and thresholds are tuned for detection models only" in err
+    done = run_cli("deploy", "--weights", weights, "--runs", "2", cwd=in_tmp)
+    assert done.returncode == 0, done.stderr
+    assert "drop mask mAP50-95" in done.stdout and "onnx fp32" in done.stdout
+    record = yaml.safe_load(weights.with_name("deploy.yaml").read_text())
+    pt, onnx = record["artifacts"]
+    assert onnx["path"].endswith(".onnx") and Path(onnx["path"]).is_file()
+    for artifact in (pt, onnx):
+        assert {"map50_95", "mask_map50", "mask_map50_95"} <= set(artifact["metrics"])
+    assert onnx["drop"]["mask_map50_95"] == pytest.approx(
+        pt["metrics"]["mask_map50_95"] - onnx["metrics"]["mask_map50_95"])

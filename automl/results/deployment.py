@@ -6,8 +6,10 @@ Runtime static quantisation) and OpenVINO (fp32, and int8 by NNCF), the int8 one
 the data's training images. Each artifact (and the .pt itself) is then measured on this
 machine: file size, CPU latency at batch 1 (median and p90 over `runs` timed runs after a
 warm-up, on a stated number of threads, the model alone: no pre- or post-processing), and
-accuracy on the val split through ultralytics' validator loading the exported file (mAP50,
-mAP75, mAP50-95 and the drop against the .pt, all at batch 1). One table is printed,
+accuracy on the val split through ultralytics' validator loading the exported file, all at
+batch 1: the task's own metrics and the drop against the .pt (detect and obb: mAP50, mAP75,
+mAP50-95; segment and pose: those of the boxes and of the masks or keypoints; classify: top-1,
+top-5). One table is printed,
 `deploy.yaml` written beside the weights, and when the weights are a promotion's
 (runs/promote/STUDY-trialN) the table is added to that promotion's record on the study.
 
@@ -50,7 +52,7 @@ class Artifact:
     size_mb: float
     latency_ms: float  # median at batch 1
     latency_p90_ms: float
-    metrics: dict[str, float]  # map50, map75, map50_95
+    metrics: dict[str, float]  # the task's (SHOWN): map50, map75, map50_95, mask_map50, ...
     drop: dict[str, float] = field(default_factory=dict)  # the .pt's minus this one's
     # precision, recall, f1 of the boxes kept at thresholds.yaml's thresholds (when there is one)
     at_thresholds: dict[str, float] = field(default_factory=dict)
@@ -108,14 +110,23 @@ def _no_autoinstall() -> None:
     checks.AUTOINSTALL = False  # read at import: set it on the loaded module too
 
 
+def _maps(prefix: str = "", word: str = "") -> dict[str, str]:
+    """mAP50, mAP75 and mAP50-95 of the boxes (or, with a prefix, of the masks or keypoints)."""
+    return {f"{prefix}{k}": f"{word}{v}" for k, v in
+            (("map50", "mAP50"), ("map75", "mAP75"), ("map50_95", "mAP50-95"))}
+
+
 # What deploy measures of each task's model (the first: the drop it shows), and the heads.
-SHOWN = {"detect": {"map50_95": "mAP50-95", "map50": "mAP50", "map75": "mAP75"},
+SHOWN = {"detect": {"map50_95": "mAP50-95", **_maps()},
+         "obb": {"map50_95": "mAP50-95", **_maps()},
+         "segment": {"mask_map50_95": "mask mAP50-95", **_maps(), **_maps("mask_", "mask ")},
+         "pose": {"pose_map50_95": "pose mAP50-95", **_maps(), **_maps("pose_", "pose ")},
          "classify": {"top1": "top-1", "top5": "top-5"}}
 
 
 def accuracy(path: Path, data: Path, imgsz: int, task: str = "detect") -> dict[str, float]:
-    """mAP50, mAP75, mAP50-95 on the val split (a classification model: top-1, top-5):
-    ultralytics' validator loading the file, batch 1."""
+    """The task's metrics (SHOWN) on the val split: ultralytics' validator loading the file
+    (an export too: the task is told, as `YOLO(path, task=...)`), batch 1."""
     from ultralytics import YOLO
 
     from automl.epochs import task_metrics
@@ -197,7 +208,7 @@ def deploy(
     """Export `weights` to each format (fp32, and int8 with `int8`) and measure every artifact.
 
     Args:
-        weights: a trained detection .pt (e.g. a promotion's best.pt).
+        weights: a trained .pt of any task (e.g. a promotion's best.pt).
         formats: onnx and/or openvino (a list or "onnx,openvino").
         int8: also export int8 artifacts, calibrated on the data's training images.
         data: data.yaml (default: the one the weights were trained on); its val split measures
@@ -213,8 +224,9 @@ def deploy(
         log: where lines go (default: stdout).
 
     Raises:
-        ConfigError: a bad flag, weights that are not a detection model, a missing extra, data
-            whose classes are not the model's; all before anything is written.
+        ConfigError: a bad flag, weights that are not a YOLO model, a missing extra, data
+            whose classes are not the model's, --thresholds for a model without NMS
+            thresholds; all before anything is written.
     """
     from automl.options import check
     from automl.weights import detection_weights
@@ -252,7 +264,10 @@ def _deploy(model, checked: Path, weights: Path, names: list[str], data, imgsz, 
     if task == "classify" and thresholds is not None:
         raise ConfigError(f"--thresholds {thresholds}: {weights} is a classification model, "
                           "which has no thresholds; leave --thresholds out")
-    applied = None if task == "classify" else _thresholds_of(weights, thresholds, model.names)
+    if task != "detect" and thresholds is not None:
+        raise ConfigError(f"--thresholds {thresholds}: {weights} is a '{task}' model, and "
+                          "thresholds are tuned for detection models only; leave --thresholds out")
+    applied = _thresholds_of(weights, thresholds, model.names) if task == "detect" else None
     size = int(imgsz or train_args.get("imgsz") or 640)
     threads = threads or machine_cpus()
     promotion = _promotion_of(weights, study, storage)
@@ -269,7 +284,7 @@ def _deploy(model, checked: Path, weights: Path, names: list[str], data, imgsz, 
     artifacts = [_measure("pytorch", checked, None, data_path, size, threads, runs, warmup,
                           applied, task)]
     artifacts[0].path = str(weights.resolve())
-    say(_line(artifacts[0]))
+    say(_line(artifacts[0], task))
     # int8 first: ultralytics' ONNX int8 export removes the fp32 .onnx it quantised from
     for fmt in names:
         for quantised in ((True, False) if int8 else (False,)):
@@ -281,11 +296,11 @@ def _deploy(model, checked: Path, weights: Path, names: list[str], data, imgsz, 
                                 data_path, size, threads, runs, warmup, applied, task)
             artifact.drop = {k: artifacts[0].metrics[k] - v for k, v in artifact.metrics.items()}
             artifacts.append(artifact)
-            say(_line(artifact))
+            say(_line(artifact, task))
     at = ["P", "R", "F1"] if applied is not None else []
     shown = SHOWN[task]
     first = next(iter(shown))
-    order = [*list(shown)[1:], first]  # mAP50, mAP75, mAP50-95 (or top-5, top-1), then the drop
+    order = [*list(shown)[1:], first]  # e.g. mAP50, mAP75, mAP50-95, then the drop
     say(text_table(["artifact", "size MB", "latency ms", "p90 ms", *(shown[k] for k in order),
                     f"drop {shown[first]}", *at],
                    [[a.name, f"{a.size_mb:.2f}", f"{a.latency_ms:.1f}", f"{a.latency_p90_ms:.1f}",
@@ -354,12 +369,11 @@ def _measure(name: str, path: Path, export_seconds: float | None, data, imgsz: i
                     at_thresholds=at, export_seconds=export_seconds)
 
 
-def _line(a: Artifact) -> str:
+def _line(a: Artifact, task: str) -> str:
     made = f", exported in {a.export_seconds:.0f} s" if a.export_seconds is not None else ""
-    key = "top1" if "top1" in a.metrics else "map50_95"
+    key, head = next(iter(SHOWN[task].items()))
     return (f"{a.name}: {a.size_mb:.2f} MB, {a.latency_ms:.1f} ms (p90 {a.latency_p90_ms:.1f}), "
-            f"{SHOWN['classify' if key == 'top1' else 'detect'][key]} {a.metrics[key]:.4f}"
-            f"{made}  ({a.path})")
+            f"{head} {a.metrics[key]:.4f}{made}  ({a.path})")
 
 
 def _record(weights: Path, data, imgsz: int, threads: int, runs: int, warmup: int,
