@@ -567,8 +567,7 @@ def fit(
         from automl.results.deployment import check_installed, parse_formats
 
         check_installed(parse_formats(formats), False)
-    name = study or (f"{Path(data).stem if data is not None else 'demo'}-"
-                     f"{Path(str(space)).stem}")
+    name = study or f"{Path(data).stem if data is not None else _demo_of(model)}-{Path(str(space)).stem}"
     folder = output_folder(Path(out) if out is not None else Path("runs/fit") / name,
                            marker=STATE)
     settings = {"budget": parse_duration(budget), "data": None if data is None else
@@ -588,6 +587,16 @@ def fit(
     run_steps(state, steps.table(), say=say)
     summary = state.done["summary"]["summary"]
     return FitResult(folder=folder, weights=Path(summary["weights"]), summary=summary)
+
+
+def _demo_of(model: str) -> str:
+    """The demo data's name for `model`'s task (demo, demo-seg, ...), once the model is checked."""
+    from automl.config import check_model
+    from automl.data.demo import demo_name
+    from automl.data.tasks import model_task
+
+    check_model(model)
+    return demo_name(model_task(model))
 
 
 class _FitSteps:
@@ -616,8 +625,10 @@ class _FitSteps:
         from automl.data.checks import check_dataset
         from automl.data.dataset import load_dataset
         from automl.data.demo import ensure_demo_dataset
+        from automl.data.tasks import model_task
 
-        data = ensure_demo_dataset() if self.flags.data is None else Path(self.flags.data)
+        data = (ensure_demo_dataset(task=model_task(self.flags.model)) if self.flags.data is None
+                else Path(self.flags.data))
         report = check_dataset(load_dataset(data))
         if not report.clean:
             self.say(report.details(limit=20))
@@ -696,18 +707,13 @@ class _FitSteps:
             return dict(self.left("promote"))
         return self._promoted(plain)
 
-    def detects(self, step: str) -> bool:
-        """Whether the model is a detection model (thresholds and exports read its boxes)."""
+    def thresholds(self) -> dict[str, Any] | None:
         from automl.data.tasks import model_task
 
         task = model_task(self.flags.model)
-        if task != "detect":
-            self.say(f"fit: no {step}: {self.flags.model} trains task '{task}', and {step} reads "
-                     "detection outputs only")
-        return task == "detect"
-
-    def thresholds(self) -> dict[str, Any] | None:
-        if not self.detects("thresholds"):
+        if task != "detect":  # the sweep reads detection outputs (NMS); classify has none
+            self.say(f"fit: no thresholds: {self.flags.model} trains task '{task}', and "
+                     "thresholds reads detection outputs only")
             return None
         chosen = tune_thresholds(weights=self.left("promote")["weights"],
                                  data=self.left("check")["data"], metric=self.metric,
@@ -716,7 +722,7 @@ class _FitSteps:
                 "metric": self.metric, "score": chosen.best_score}
 
     def deploy(self) -> dict[str, Any] | None:
-        if not self.formats or not self.detects("deploy"):
+        if not self.formats:
             return None
         result = deploy(weights=self.left("promote")["weights"], formats=self.formats,
                         data=self.left("check")["data"], study=self.flags.study,

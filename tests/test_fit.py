@@ -215,3 +215,39 @@ def test_a_fit_killed_after_its_search_goes_on_without_searching_again(tmp_path,
     assert summary["steps"]["search"] > 0
     assert finished <= summary["spent_s"] <= finished + 30, text
     assert second[-1].startswith("next: yolo predict model=")
+
+
+@pytest.mark.parametrize(("model", "task", "demo"), [
+    ("yolo11n-seg.yaml", "segment", "demo-seg"), ("yolo11n-cls.yaml", "classify", "demo-cls"),
+])
+def test_a_fit_of_another_task_checks_its_demo_skips_thresholds_and_deploys(
+        model, task, demo, tmp_path, monkeypatch):
+    from automl import api
+    from automl.config import SearchFlags
+    from automl.data.demo import ensure_demo_dataset
+    from automl.results.deployment import Artifact, DeployResult
+    from automl.results.fitting import StepState
+
+    monkeypatch.setenv("AUTOML_CACHE_DIR", str(tmp_path / "cache"))
+    assert api._demo_of(model) == demo and api._demo_of("yolo11n.yaml") == "demo"
+    lines, deployed = [], []
+
+    def fake_deploy(**kwargs):  # a fake of automl deploy: records what it was asked
+        deployed.append(kwargs)
+        return DeployResult(
+            weights=Path("w.pt"), yaml=Path("deploy.yaml"), threads=1, runs=1, artifacts=[
+                Artifact("onnx fp32", "w.onnx", 1.0, 1.0, 1.0, {})])
+
+    monkeypatch.setattr(api, "deploy", fake_deploy)
+    state = StepState(tmp_path / "fit", {})
+    steps = api._FitSteps(SearchFlags(model=model, budget="1h", study="s"), state,
+                          tmp_path / "fit", lines.append, metric="f1", formats="onnx")
+    checked = steps.check()
+    assert checked["data"] == str(ensure_demo_dataset(task=task))  # the task's demo, not boxes
+    state.done = {"check": checked, "promote": {"weights": "w.pt"},
+                  "thresholds": {"skipped": True, "seconds": 0.0}}
+    assert steps.thresholds() is None
+    assert f"fit: no thresholds: {model} trains task '{task}'" in lines[-1]
+    assert steps.deploy() == {"exports": {"onnx fp32": "w.onnx"}}
+    assert deployed[0]["weights"] == "w.pt" and deployed[0]["data"] == checked["data"]
+    assert deployed[0]["thresholds"] is None

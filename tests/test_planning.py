@@ -54,6 +54,17 @@ def test_the_demo_keeps_its_profile_and_half_of_its_data():
     assert p.config.baseline_fixed["lr0"] == 0.001429  # 0.01 / (4 + 3 classes)
 
 
+@pytest.mark.parametrize(("model", "name"), [
+    ("yolo11n.yaml", "demo-lr_momentum"), ("yolo11n-seg.yaml", "demo-seg-lr_momentum"),
+    ("yolo11n-pose.yaml", "demo-pose-lr_momentum"), ("yolo11n-obb.yaml", "demo-obb-lr_momentum"),
+    ("yolo11n-cls.yaml", "demo-cls-lr_momentum"),
+])
+def test_each_tasks_demo_has_its_own_study(model, name):
+    """Searching the demo with a second task's model does not open the first task's study."""
+    assert plan(SearchFlags(model=model), data=dataset(160, 64, nc=3, name="data")).name == name
+    assert plan(SearchFlags(model=model, data="/data/mydata.yaml")).name == "mydata-lr_momentum"
+
+
 def test_large_data_gets_the_sgd_like_optimizer_and_its_own_lr0_range():
     # auto decides on the trial's data: half of 80,000 images, 30 epochs: 18,750 steps
     p = plan(SearchFlags(data="/data/big.yaml", epochs=30, batch=16), data=dataset(80_000))

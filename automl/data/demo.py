@@ -239,10 +239,17 @@ DEMOS = {"detect": ("demo", {}), "segment": ("demo-seg", {"masks": True}),
          "classify": ("demo-cls", {"folders": True})}
 
 
+def demo_name(task: str = "detect") -> str:
+    """The name of `task`'s demo data ("demo" for detection, "demo-seg", ...): the cache folder's
+    stem and the default study name's first part, so that each task's demo has its own study."""
+    return DEMOS[task][0]
+
+
 def ensure_demo_dataset(cache_dir: str | Path | None = None, task: str = "detect") -> Path:
     """Return the cached demo data.yaml of `task` (DEMOS; classify: its folder of class
     folders), generating it once (atomically) if it is not there."""
-    name, kind = DEMOS[task]
+    kind = DEMOS[task][1]
+    name = demo_name(task)
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     target = root / f"{name}-v{DEMO_VERSION}"
     data = target if kind.get("folders") else target / "data.yaml"

@@ -42,6 +42,17 @@ class SearchPlan:
     autobatch: bool = False  # batch -1 asked (--batch or batch=): ultralytics' AutoBatch
 
 
+def _demo_or(flags: SearchFlags, dataset) -> str:
+    """The default study name's first part: the demo data's name for the model's task (demo,
+    demo-seg, ...), else the data.yaml's stem."""
+    if not flags.demo:
+        return Path(dataset.yaml_path).stem
+    from automl.data.demo import demo_name
+    from automl.data.tasks import model_task
+
+    return demo_name(model_task(flags.model))
+
+
 def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: Mapping[str, Any],
                    cpu_count: int, gpu_count: int, studies_dir: Path) -> SearchPlan:
     """Decide everything a search does from its flags, its data and its space.
@@ -83,7 +94,7 @@ def resolve_search(flags: SearchFlags, *, dataset, space, ultralytics_defaults: 
     pruner = pruner_entry("none" if goals.multi or timed else flags.pruner
                           if flags.pruner is not None else default_pruner(epochs))
 
-    name = flags.study or f"{'demo' if flags.demo else Path(dataset.yaml_path).stem}-{space.name}"
+    name = flags.study or f"{_demo_or(flags, dataset)}-{space.name}"
     user = dict(flags.train_args or {})
     check_against_space(user, space)
     # the user's training: the space's fixed args, their KEY=VALUE and --cfg settings over them
