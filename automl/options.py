@@ -349,7 +349,8 @@ SEARCH = Command("search", "run or continue a search (trials via Ray Tune, recor
     Option("trials", f"trials in the study in total, earlier runs included (default: "
            f"{D.TRIALS}; with --budget: as many as fit)", type=int, check=at_least(1)),
     Option("fitness", _fitness_help),
-    Option("study", "study name (default: DATA-SPACE, e.g. demo-lr_momentum)", check=not_empty),
+    Option("study", "study name (default: DATA-SPACE, e.g. demo-lr_momentum; demo-seg-... for "
+           "a segment model)", check=not_empty),
     Option("storage", "Optuna storage URL (default: sqlite:///studies/NAME.db)", check=not_empty),
     Option("seed", "repeats the mini split and the searcher's draws; a whole search repeats "
            "exactly with --concurrency 1 (with trials at once, proposals depend on which trial "

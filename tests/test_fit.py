@@ -134,6 +134,13 @@ def test_the_summary_compares_the_tuned_model_with_the_plain_training():
     assert "| fitness | 0.6000 | 0.5000 | +0.1000 |" in text
     assert "| map50 | 0.8000 | 0.8500 | -0.0500 |" in text
     assert "conf 0.25, NMS IoU 0.6, chosen for f1" in text and "| validate | skipped |" in text
+    # another task's own metrics are compared too
+    assert [r["metric"] for r in comparison({"fitness": 0.7, "top1": 0.8, "top5": 1.0},
+                                            {"fitness": 0.6, "top1": 0.7, "top5": 1.0})] == [
+        "fitness", "top1", "top5"]
+    assert [r["metric"] for r in comparison({"map50": 0.5, "mask_map50_95": 0.2},
+                                            {"map50": 0.4, "mask_map50_95": 0.1})] == [
+        "map50", "mask_map50_95"]
 
 
 def test_fit_needs_a_budget_and_refuses_a_folder_of_someone_elses(tmp_path):

@@ -152,9 +152,11 @@ def choose_validation(*, left_s: float, train_s: float, kept_s: float,
 
 
 def comparison(tuned: Mapping[str, float], plain: Mapping[str, float],
-               keys: tuple[str, ...] = ("fitness", "map50", "map50_95", "precision",
-                                        "recall")) -> list[dict[str, Any]]:
-    """Rows of the tuned model against the plain training, both trained on the full data."""
+               keys: tuple[str, ...] = ("fitness", "map50", "map50_95", "precision", "recall",
+                                        "mask_map50_95", "pose_map50_95", "top1", "top5")
+               ) -> list[dict[str, Any]]:
+    """Rows of the tuned model against the plain training, both trained on the full data (the
+    keys either has: box metrics, mask or keypoint mAP50-95, top-1 and top-5)."""
     rows = []
     for key in keys:
         a, b = tuned.get(key), plain.get(key)
