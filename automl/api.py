@@ -623,13 +623,16 @@ class _FitSteps:
 
     def check(self) -> dict[str, Any]:
         from automl.data.checks import check_dataset
-        from automl.data.dataset import load_dataset
         from automl.data.demo import ensure_demo_dataset
         from automl.data.tasks import model_task
+        from automl.searching.settings import read_as_trained, read_settings
 
         data = (ensure_demo_dataset(task=model_task(self.flags.model)) if self.flags.data is None
                 else Path(self.flags.data))
-        report = check_dataset(load_dataset(data))
+        # the images and labels the trials read (fraction=, single_cls), as the search checks
+        settings, _ = read_settings(self.flags.train_args)
+        report = check_dataset(read_as_trained(data, settings),
+                               single_cls=bool(settings.get("single_cls")))
         if not report.clean:
             self.say(report.details(limit=20))
         self.say(report.summary())

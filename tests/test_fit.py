@@ -258,3 +258,18 @@ def test_a_fit_of_another_task_checks_its_demo_skips_thresholds_and_deploys(
     assert steps.deploy() == {"exports": {"onnx fp32": "w.onnx"}}
     assert deployed[0]["weights"] == "w.pt" and deployed[0]["data"] == checked["data"]
     assert deployed[0]["thresholds"] is None
+
+
+def test_a_fits_check_counts_the_images_its_trials_train_on(tmp_path, tiny_data):
+    from automl import api
+    from automl.config import SearchFlags
+    from automl.results.fitting import StepState
+
+    lines: list[str] = []
+    flags = SearchFlags(data=str(tiny_data), budget="1h", study="s",
+                        train_args=["fraction=0.5"])
+    steps = api._FitSteps(flags, StepState(tmp_path / "fit", {}), tmp_path / "fit", lines.append,
+                          metric="f1", formats=None)
+    assert steps.check()["clean"]
+    # fraction=0.5 keeps the first 8 of the 16 train images (val is not cut), as yolo train does
+    assert "16 images checked (train 8, val 8)" in lines[-1], lines[-1]
