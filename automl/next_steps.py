@@ -100,7 +100,8 @@ def after_fit(result) -> NextStep:
     t = result.summary.get("thresholds") or {}
     return NextStep(("yolo", "predict", f"model={result.weights}", "source=path/to/images",
                      *((f"conf={t['conf']:g}", f"iou={t['iou']:g}") if t else ())),
-                    f"the final model at its thresholds; the summary: {result.folder}/summary.md")
+                    f"the final model{' at its thresholds' if t else ''}; the summary: "
+                    f"{result.folder}/summary.md")
 
 
 def after_data(data: str | Path, *, clean: bool = True) -> NextStep:

@@ -98,7 +98,7 @@ def test_a_fit_goes_on_to_predict_at_its_thresholds(tmp_path):
                         "iou": "0.6"}
     assert set(settings) <= set(ultralytics_defaults()) | {"model", "source"}
     tuned.summary["thresholds"] = None  # not a detection model: no thresholds to pass
-    assert "conf=" not in after_fit(tuned).line
+    assert "conf=" not in after_fit(tuned).line and "threshold" not in after_fit(tuned).line
 
 
 def test_data_commands_go_on_to_check_then_search(tmp_path):
