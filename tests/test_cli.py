@@ -16,7 +16,7 @@ from tests.conftest import run_automl, run_cli, write
     (["search", "--fitness", "0.5*map90"], "unknown metric 'map90'"),
     (["search", "--space", "lr_momentun"], "did you mean 'lr_momentum'"),
     (["search", "--space", "missing.yaml"], "missing.yaml: search space file not found"),
-    (["search", "--data", "nowhere/data.yaml"], "nowhere/data.yaml: data.yaml not found"),
+    (["search", "--data", "nowhere/data.yaml"], "error: nowhere/data.yaml: data.yaml not found"),
     (["search", "--fraction", "0"], "--fraction 0: must be in (0, 1]"),
     (["search", "--fraction", "half"], "--fraction half: use a share in (0, 1] or 'auto'"),
     (["search", "--model", "yolo11n.pt"], "--model yolo11n.pt: weights file not found"),

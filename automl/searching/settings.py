@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from automl.errors import ConfigError
+from automl.errors import AutoMLError, ConfigError
 
 # `yolo train` keys that are automl flags: KEY=VALUE sets the flag
 AS_FLAGS = ("data", "model", "epochs", "imgsz", "batch", "device")
@@ -54,6 +54,8 @@ def read_as_trained(data_yaml: str | Path, settings: Mapping[str, Any]):
     try:
         return load_dataset(data_yaml, fraction=fraction,
                             val_split=str(settings.get("split", "val")))
+    except AutoMLError:  # the data's own error, which names its file and fix
+        raise
     except ValueError as e:  # ultralytics' own check of a [train, val, test] share
         raise ConfigError(f"fraction={fraction}: {e}") from None
 
