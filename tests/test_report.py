@@ -153,3 +153,17 @@ def test_a_validated_study_says_so_at_the_top(in_tmp, study):
     assert "full winner #5" in top and "Spearman 1" in top
     assert "Not yet checked on the full data" not in top
     assert "Mini against full data (automl validate)" in page  # and its figure below
+
+
+def test_a_study_of_few_trials_reports_without_optunas_warnings(in_tmp, recwarn):
+    s = open_study("few", None)
+    check_config(s, StudyConfig.from_dict({"fitness": "v5", "space": "lr_momentum"}))
+    dists = load_space("lr_momentum").distributions()
+    for i in range(1):
+        s.add_trial(optuna.trial.create_trial(
+            params={"lr0": 0.001 * (i + 1), "lrf": 0.1, "momentum": 0.9}, distributions=dists,
+            value=0.1 * i, intermediate_values={1: 0.1 * i}, user_attrs={"map50_95": 0.1 * i}))
+    got = dict(figures(s))
+    assert "Parameter importances; only 1 COMPLETE trials: a rough ranking, not a measurement" in got
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)], [
+        str(w.message) for w in recwarn]

@@ -271,8 +271,13 @@ def figures(study) -> list[tuple[str, Any]]:
            if complete < FEW else "")
 
     def add(title: str, make) -> None:
+        import warnings
+
         try:
-            sections.append((title, make()))
+            # Optuna warns on stderr about what the titles say (too few trials to rank)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                sections.append((title, make()))
         except (ValueError, RuntimeError, ZeroDivisionError) as e:  # too few trials for this plot
             sections.append((title, f"not available: {e}"))
 
