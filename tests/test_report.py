@@ -164,6 +164,6 @@ def test_a_study_of_few_trials_reports_without_optunas_warnings(in_tmp, recwarn)
             params={"lr0": 0.001 * (i + 1), "lrf": 0.1, "momentum": 0.9}, distributions=dists,
             value=0.1 * i, intermediate_values={1: 0.1 * i}, user_attrs={"map50_95": 0.1 * i}))
     got = dict(figures(s))
-    assert "Parameter importances; only 1 COMPLETE trials: a rough ranking, not a measurement" in got
+    assert "Parameter importances; only 1 COMPLETE trial: a rough ranking, not a measurement" in got
     assert not [w for w in recwarn if issubclass(w.category, UserWarning)], [
         str(w.message) for w in recwarn]

@@ -267,7 +267,8 @@ def figures(study) -> list[tuple[str, Any]]:
     one = ({"target": fitness_of, "target_name": "fitness"} if multi_objective(study)
            else {"target_name": "fitness"})
     complete = sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
-    few = (f"; only {complete} COMPLETE trials: a rough ranking, not a measurement"
+    few = (f"; only {complete} COMPLETE trial{'' if complete == 1 else 's'}: a rough ranking, "
+           "not a measurement"
            if complete < FEW else "")
 
     def add(title: str, make) -> None:
