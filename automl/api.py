@@ -611,7 +611,8 @@ class _FitSteps:
         self.metric, self.formats = metric, formats
         # the budget's clock: the finished steps' seconds are spent
         self.started = time.monotonic() - state.spent_s
-        self.end = self.started + parse_duration(flags.budget) * (1 - MARGIN)
+        self.budget_s = parse_duration(flags.budget)
+        self.end = self.started + self.budget_s * (1 - MARGIN)
 
     def table(self) -> dict[str, Callable[[], dict[str, Any] | None]]:
         return {"check": self.check, "search": self.search, "validate": self.validate,
@@ -738,19 +739,18 @@ class _FitSteps:
     def summary(self) -> dict[str, Any]:
         import json
 
-        from automl.durations import duration_text, parse_duration
+        from automl.durations import duration_text
         from automl.results.fitting import comparison, summary_markdown
 
+        spent_s = time.monotonic() - self.started
         tuned, plain = self.left("promote"), self.left("plain")
         validated = self.state.done.get("validate", {})
         steps = {name: None if d.get("skipped") else d["seconds"]
                  for name, d in self.state.done.items()}
         summary = {
             "study": self.flags.study, "data": self.left("check")["data"],
-            "budget": duration_text(parse_duration(self.flags.budget)),
-            "budget_s": parse_duration(self.flags.budget),
-            "spent": duration_text(time.monotonic() - self.started),
-            "spent_s": time.monotonic() - self.started,
+            "budget": duration_text(self.budget_s), "budget_s": self.budget_s,
+            "spent": duration_text(spent_s), "spent_s": spent_s,
             "planned": duration_text(self.left("search")["planned_s"]),
             "planned_s": self.left("search")["planned_s"],
             "trial": tuned["trial"], "weights": tuned["weights"],
