@@ -112,10 +112,12 @@ _declared_search()
 
 def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0,
           after: tuple[int, float] = (0, 0.0), *, cpu_count: int | None = None,
-          gpu_count: int | None = None):
+          gpu_count: int | None = None, checked: tuple[Any, Any] | None = None):
     """Check the flags, the space and the data, and decide everything (before any study exists).
 
     `after`: full-data trainings and seconds a budget keeps for after the search (automl fit).
+    `checked`: the data as the trials read it and its check report, when already made (automl
+    fit's check step), so its images are not checked twice.
     `cpu_count` and `gpu_count` default to this machine's.
     """
     from automl.config import check_model
@@ -156,8 +158,9 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0,
         data_yaml = ensure_demo_dataset(task=task) if flags.demo else Path(flags.data)
         # as ultralytics reads it: the images it leaves out stay out; none left: an error. With
         # the user's fraction= and single_cls, the images and labels their training reads
-        dataset, report = usable(read_as_trained(data_yaml, flags.train_args),
-                                 single_cls=bool(flags.train_args.get("single_cls")))
+        read, report = checked or (read_as_trained(data_yaml, flags.train_args), None)
+        dataset, report = usable(read, single_cls=bool(flags.train_args.get("single_cls")),
+                                 report=report)
         say(report.headline() if report.clean else f"{report.details(limit=20)}\n{report.summary()}")
         if not flags.drop_bad_images:
             refuse_heavy_loss(report)
@@ -612,6 +615,7 @@ class _FitSteps:
         # the budget's clock: the finished steps' seconds are spent
         self.started = time.monotonic() - state.spent_s
         self.budget_s = parse_duration(flags.budget)
+        self.checked = None  # (dataset, report) of the check step when it ran in this process
         self.end = self.started + self.budget_s * (1 - MARGIN)
 
     def table(self) -> dict[str, Callable[[], dict[str, Any] | None]]:
@@ -632,8 +636,9 @@ class _FitSteps:
                 else Path(self.flags.data))
         # the images and labels the trials read (fraction=, single_cls), as the search checks
         settings, _ = read_settings(self.flags.train_args)
-        report = check_dataset(read_as_trained(data, settings),
-                               single_cls=bool(settings.get("single_cls")))
+        dataset = read_as_trained(data, settings)
+        report = check_dataset(dataset, single_cls=bool(settings.get("single_cls")))
+        self.checked = (dataset, report)  # the search's plan reads it instead of checking again
         if not report.clean:
             self.say(report.details(limit=20))
         self.say(report.summary())
@@ -647,7 +652,7 @@ class _FitSteps:
         from automl.results.fitting import after_search_s, training_s
 
         plan = _plan(self.flags, self.say, self.started,
-                     after=(2, after_search_s(self.formats)))
+                     after=(2, after_search_s(self.formats)), checked=self.checked)
         self.folder.mkdir(parents=True, exist_ok=True)  # planned: the fit's folder is made
         self.state.save()
         the_study = _open(self.flags, plan, self.say)

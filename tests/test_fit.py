@@ -273,3 +273,32 @@ def test_a_fits_check_counts_the_images_its_trials_train_on(tmp_path, tiny_data)
     assert steps.check()["clean"]
     # fraction=0.5 keeps the first 8 of the 16 train images (val is not cut), as yolo train does
     assert "16 images checked (train 8, val 8)" in lines[-1], lines[-1]
+
+
+def test_a_fits_search_plans_from_its_check_without_checking_the_images_again(
+        tmp_path, tiny_data, monkeypatch):
+    from dataclasses import replace
+
+    from automl import api
+    from automl.config import SearchFlags
+    from automl.data import checks
+    from automl.results.fitting import StepState
+
+    calls = []
+    real = checks.check_dataset
+
+    def counting(*args, **kwargs):  # the real check, counted
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checks, "check_dataset", counting)
+    lines: list[str] = []
+    flags = SearchFlags(data=str(tiny_data), study="s", train_args=["fraction=0.5"])
+    steps = api._FitSteps(replace(flags, budget="1h"), StepState(tmp_path / "fit", {}),
+                          tmp_path / "fit", lines.append, metric="f1", formats=None)
+    steps.check()
+    plan = api._plan(flags, lines.append, checked=steps.checked)
+    assert len(calls) == 1
+    assert len(plan.dataset.train) == 8  # fraction=0.5 of 16, as the check counted
+    # without the check step's result (a resumed fit), the plan checks the data itself
+    assert len(api._plan(flags, lines.append).dataset.train) == 8 and len(calls) == 2

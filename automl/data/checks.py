@@ -335,16 +335,19 @@ def check_dataset(dataset: Dataset, *, workers: int | None = None,
     return report
 
 
-def usable(dataset: Dataset, *, workers: int | None = None,
-           single_cls: bool = False) -> tuple[Dataset, CheckReport]:
+def usable(dataset: Dataset, *, workers: int | None = None, single_cls: bool = False,
+           report: CheckReport | None = None) -> tuple[Dataset, CheckReport]:
     """The dataset as ultralytics trains on it (the images it leaves out, left out; every
     image's boxes as it reads them; `single_cls`: as a single_cls=True training reads them)
     and the check report.
 
+    `report`: this dataset's check, when it was already made (automl fit's check step).
+
     Raises:
         DataError: train or val has no usable image left.
     """
-    report = check_dataset(dataset, workers=workers, single_cls=single_cls)
+    if report is None:
+        report = check_dataset(dataset, workers=workers, single_cls=single_cls)
     bad = report.bad
     train = tuple(f for f in dataset.train if f not in bad)
     val = tuple(f for f in dataset.val if f not in bad)
