@@ -133,15 +133,12 @@ def _plan(flags: SearchFlags, say: Callable[[str], None], started: float = 0.0,
     # the flags first: a typo must not wait for torch to load or demo data to be generated
     flags = check_search(with_settings(flags))
     if flags.replay:  # the recorded trainings' epochs, imgsz and batch unless the flags say
-        from automl.execution.record import load_record
+        from automl.execution.record import load_record, replay_space
 
         recorded = load_record(flags.replay).meta["flags"]
         flags = replace(flags, **{k: recorded[k] for k in ("epochs", "imgsz", "batch")
                                   if getattr(flags, k) is None and k in recorded})
-    if flags.replay:  # without --space, the record's own
-        from automl.execution.record import replay_space
-
-        space = replay_space(flags.replay, flags.space)
+        space = replay_space(flags.replay, flags.space)  # without --space, the record's own
     else:
         space = load_space(flags.space)
     check_model(flags.model)
