@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from automl.fitness import CLS_METRICS, METRICS, TASK_METRICS, f1_score
+from automl.fitness import ALL_METRICS, METRICS, f1_score
 
 FITNESS = "fitness"
 EPOCH = "epoch"
@@ -96,8 +96,7 @@ class EpochReport:
         # a classification model measures no boxes: its box metrics are left out, not NaN
         boxes = (not math.isfinite(self.top1)
                  or any(math.isfinite(getattr(self, name)) for name in METRICS))
-        extra = [*(n for names in TASK_METRICS.values() for n in names), *CLS_METRICS]
-        return {name: getattr(self, name) for name in (*METRICS, *extra)
+        return {name: getattr(self, name) for name in ALL_METRICS
                 if (name in METRICS and boxes) or math.isfinite(getattr(self, name))}
 
     def measured(self) -> dict[str, float]:
